@@ -1,0 +1,100 @@
+//! Framing for eddy: cut a byte stream into packets.
+//!
+//! This crate is pure: no sockets, no threads, no allocation of its own. A reactor keeps the
+//! bytes it has read for one connection in a buffer and asks the connection's [`Codec`] where
+//! the first packet ends:
+//!
+//! ```
+//! use eddy_codec::{Codec, Decoded, DecodeState, LengthCodec};
+//!
+//! let codec = LengthCodec::new(); // Swoole's default: u32 big-endian length, then the body
+//! let mut state = DecodeState::default();
+//! let stream = b"\x00\x00\x00\x02hi\x00\x00";
+//! assert_eq!(codec.decode(stream, &mut state, 1024), Ok(Decoded::Packet(6)));
+//! // The next packet's header is not complete yet.
+//! assert!(matches!(codec.decode(&stream[6..], &mut state, 1024), Ok(Decoded::Incomplete { .. })));
+//! ```
+//!
+//! A packet handed to the application always includes its framing (length header or
+//! delimiter), as Swoole does. A codec reports a packet over the limit from its header alone,
+//! before the body is buffered, and never reports a packet longer than the limit it was given.
+//!
+//! Codecs: [`RawCodec`] (each read as it comes), [`LengthCodec`] (a length field at an offset),
+//! [`EofCodec`] (packets end with a 1 to 8 byte delimiter) and [`EofCodec::line`] (`\n`).
+
+mod eof;
+mod error;
+mod length;
+mod raw;
+
+use std::fmt::Debug;
+
+pub use eof::{EofCodec, MAX_DELIMITER_LEN};
+pub use error::{CodecConfigError, FrameError};
+pub use length::{Endian, LengthCodec, LengthType, MAX_LENGTH_OFFSET};
+pub use raw::RawCodec;
+
+/// What a codec found at the front of a connection's buffered bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// The first `n` bytes (`n >= 1`) are one whole packet, framing included.
+    Packet(usize),
+    /// No whole packet yet. `total` is the length of the packet being received when the codec
+    /// already knows it (from a length header), so a reader can reserve exactly that much.
+    Incomplete {
+        /// The full length of the pending packet, when known.
+        total: Option<usize>,
+    },
+}
+
+/// Per-connection decoder memory, owned by whoever owns the connection's buffer.
+///
+/// It lets a codec resume work instead of redoing it (an EOF codec remembers how far it has
+/// already searched for the delimiter). Reset it when the buffer is replaced by unrelated bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DecodeState {
+    /// How many bytes at the front of the buffer are known not to contain the end of a packet.
+    pub(crate) scanned: usize,
+}
+
+impl DecodeState {
+    /// Forget everything learned about the buffer.
+    pub fn reset(&mut self) {
+        self.scanned = 0;
+    }
+}
+
+/// A framing: where packets end in a byte stream, and how to frame a message body for sending.
+///
+/// Implementations are configuration only (`Send + Sync`, shared by every connection of a
+/// listener); per-connection progress lives in [`DecodeState`].
+pub trait Codec: Send + Sync + Debug + 'static {
+    /// Look at the bytes buffered for one connection (`buf`, starting at a packet boundary) and
+    /// say where the first packet ends.
+    ///
+    /// `max_packet` is the largest packet (framing included) the caller accepts. A packet that
+    /// would exceed it is an error as soon as the codec can tell, so its body is never
+    /// buffered. Bytes that can never form a valid packet are [`FrameError::Malformed`].
+    fn decode(
+        &self,
+        buf: &[u8],
+        state: &mut DecodeState,
+        max_packet: usize,
+    ) -> Result<Decoded, FrameError>;
+
+    /// Append `body`, framed, to `out` (the length header or delimiter this codec expects).
+    fn encode(&self, body: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError>;
+
+    /// Refuse settings that can never frame anything, naming the setting.
+    fn validate(&self) -> Result<(), CodecConfigError> {
+        Ok(())
+    }
+
+    /// The fewest bytes a packet can have; a `max_packet` below it can never be met.
+    fn min_packet(&self) -> usize {
+        1
+    }
+
+    /// A short name for logs ("length", "eof", "raw").
+    fn name(&self) -> &'static str;
+}

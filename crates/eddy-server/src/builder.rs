@@ -1,0 +1,382 @@
+//! `Server::builder()`: every setting with its default and range, checked at `build`.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use eddy_codec::{Codec, RawCodec};
+
+use crate::{
+    config::{limits, Config, ListenerConfig},
+    BuildError, ConfigError, DispatchMode, EventHandler, ListenAddr, Server,
+};
+
+/// Configures a [`Server`]. Made by [`Server::builder`]; [`build`](Self::build) checks every
+/// setting and binds the listeners.
+///
+/// Each setter documents its default and range. A value out of range, or settings that
+/// contradict each other, make `build` fail with a [`ConfigError`] naming the setting: never a
+/// panic, never a silent clamp.
+pub struct ServerBuilder {
+    listeners: Vec<(String, Option<Arc<dyn Codec>>)>,
+    codec: Arc<dyn Codec>,
+    reactor_num: Option<usize>,
+    worker_num: Option<usize>,
+    dispatch_mode: DispatchMode,
+    backlog: u32,
+    tcp_nodelay: bool,
+    reuse_port: bool,
+    max_conn: usize,
+    package_max_length: usize,
+    socket_buffer_size: usize,
+    watermarks: Option<(usize, usize)>,
+    output_backpressure: bool,
+    worker_queue_capacity: usize,
+    max_wait_time: Duration,
+    handle_signals: bool,
+}
+
+impl fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field(
+                "listeners",
+                &self.listeners.iter().map(|l| &l.0).collect::<Vec<_>>(),
+            )
+            .field("reactor_num", &self.reactor_num)
+            .field("worker_num", &self.worker_num)
+            .field("dispatch_mode", &self.dispatch_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder {
+            listeners: Vec::new(),
+            codec: Arc::new(RawCodec),
+            reactor_num: None,
+            worker_num: None,
+            dispatch_mode: DispatchMode::Fd,
+            backlog: 1024,
+            tcp_nodelay: true,
+            reuse_port: false,
+            max_conn: 100_000,
+            package_max_length: 2 * 1024 * 1024,
+            socket_buffer_size: 8 * 1024 * 1024,
+            watermarks: None,
+            output_backpressure: true,
+            worker_queue_capacity: 1024,
+            max_wait_time: Duration::from_secs(3),
+            handle_signals: true,
+        }
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn check<T: PartialOrd + fmt::Debug>(
+    setting: &'static str,
+    value: T,
+    (min, max): (T, T),
+) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError::new(
+            setting,
+            format!("{value:?} is out of range: must be {min:?} to {max:?}"),
+        ));
+    }
+    Ok(())
+}
+
+impl ServerBuilder {
+    /// Listen on an address: `"127.0.0.1:9501"`, `"[::1]:0"` (port 0 picks a free port;
+    /// read it back with [`Server::local_addr`]) or `"unix:/path/to.sock"`. Call it once per
+    /// listener; at least one is required. Uses the builder's [`codec`](Self::codec).
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listeners.push((addr.into(), None));
+        self
+    }
+
+    /// Listen on an address with its own framing.
+    pub fn listen_with(mut self, addr: impl Into<String>, codec: impl Codec) -> Self {
+        self.listeners.push((addr.into(), Some(Arc::new(codec))));
+        self
+    }
+
+    /// Framing for listeners added without their own. Default: [`RawCodec`] (each read as it
+    /// comes, as Swoole without a protocol).
+    pub fn codec(mut self, codec: impl Codec) -> Self {
+        self.codec = Arc::new(codec);
+        self
+    }
+
+    /// Reactor threads (`reactor_num`), which own the sockets. Default: the number of cores.
+    /// Range 1 to 64.
+    pub fn reactor_num(mut self, n: usize) -> Self {
+        self.reactor_num = Some(n);
+        self
+    }
+
+    /// Worker threads (`worker_num`), which run the handler. Default: the number of cores.
+    /// Range 1 to 1024.
+    pub fn worker_num(mut self, n: usize) -> Self {
+        self.worker_num = Some(n);
+        self
+    }
+
+    /// How events pick their worker (`dispatch_mode`). Default [`DispatchMode::Fd`].
+    pub fn dispatch_mode(mut self, mode: DispatchMode) -> Self {
+        self.dispatch_mode = mode;
+        self
+    }
+
+    /// The listen queue length (`backlog`). Default 1024, so a burst of connects does not
+    /// overflow the accept queue. Range 1 to 65535 (the kernel may cap it at `somaxconn`).
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// `TCP_NODELAY` on accepted TCP connections (`open_tcp_nodelay`). Default on.
+    pub fn tcp_nodelay(mut self, on: bool) -> Self {
+        self.tcp_nodelay = on;
+        self
+    }
+
+    /// `SO_REUSEPORT` on TCP listeners (`enable_reuse_port`). Default off.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
+        self
+    }
+
+    /// The most connections open at once (`max_conn`); further connections are closed as soon
+    /// as they are accepted, logged and counted in `abort_count`. Default 100,000. Range 1 to
+    /// 16,777,216. The process's open-file limit also applies: at that limit eddy pauses
+    /// accepting briefly instead of spinning.
+    pub fn max_conn(mut self, n: usize) -> Self {
+        self.max_conn = n;
+        self
+    }
+
+    /// The largest packet, framing included (`package_max_length`). A longer one closes its
+    /// connection, detected before its body is buffered. Default 2 MiB. Range: the codec's
+    /// smallest packet to 1 GiB.
+    pub fn package_max_length(mut self, bytes: usize) -> Self {
+        self.package_max_length = bytes;
+        self
+    }
+
+    /// Cap of each connection's output buffer (`socket_buffer_size`): a send that would pass
+    /// it is refused with `BufferFull`. Default 8 MiB. Range 1 KiB to 1 GiB. Unless set with
+    /// [`buffer_watermarks`](Self::buffer_watermarks), the high watermark is 80% of it and the
+    /// low watermark 25%.
+    pub fn socket_buffer_size(mut self, bytes: usize) -> Self {
+        self.socket_buffer_size = bytes;
+        self
+    }
+
+    /// Output buffer watermarks: at `high` bytes pending `on_buffer_full` fires (and reading
+    /// pauses, see [`output_backpressure`](Self::output_backpressure)); back at `low` or below,
+    /// `on_buffer_drain` fires. Each fires exactly once per crossing. Requires
+    /// `low < high <= socket_buffer_size`.
+    pub fn buffer_watermarks(mut self, high: usize, low: usize) -> Self {
+        self.watermarks = Some((high, low));
+        self
+    }
+
+    /// Stop reading from a connection while its output buffer is above the high watermark, so
+    /// a client that writes but never reads cannot grow server memory. Default on.
+    pub fn output_backpressure(mut self, on: bool) -> Self {
+        self.output_backpressure = on;
+        self
+    }
+
+    /// Events each worker's queue holds. When a queue is full, reactors stop reading the
+    /// connections feeding it until it drains. Default 1024. Range 1 to 1,048,576.
+    pub fn worker_queue_capacity(mut self, n: usize) -> Self {
+        self.worker_queue_capacity = n;
+        self
+    }
+
+    /// How long a graceful shutdown may take (`max_wait_time`) before what is left is
+    /// abandoned (and reported). Default 3 s. Range 1 ms to 1 h.
+    pub fn max_wait_time(mut self, wait: Duration) -> Self {
+        self.max_wait_time = wait;
+        self
+    }
+
+    /// Shut down gracefully on SIGTERM and SIGINT. Default on. Turn it off when the process
+    /// runs several servers or handles signals itself (then call
+    /// [`ServerHandle::shutdown`](crate::ServerHandle::shutdown)).
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.handle_signals = on;
+        self
+    }
+
+    fn config(self) -> Result<Config, ConfigError> {
+        if self.listeners.is_empty() {
+            return Err(ConfigError::new(
+                "listen",
+                "no listener: add one with .listen(\"127.0.0.1:9501\")",
+            ));
+        }
+        let reactor_num = self.reactor_num.unwrap_or_else(cores);
+        let worker_num = self.worker_num.unwrap_or_else(cores);
+        check("reactor_num", reactor_num, limits::REACTOR_NUM)?;
+        check("worker_num", worker_num, limits::WORKER_NUM)?;
+        check("backlog", self.backlog, limits::BACKLOG)?;
+        check("max_conn", self.max_conn, limits::MAX_CONN)?;
+        check(
+            "socket_buffer_size",
+            self.socket_buffer_size,
+            limits::SOCKET_BUFFER_SIZE,
+        )?;
+        check(
+            "worker_queue_capacity",
+            self.worker_queue_capacity,
+            limits::WORKER_QUEUE_CAPACITY,
+        )?;
+        check("max_wait_time", self.max_wait_time, limits::MAX_WAIT_TIME)?;
+        let (high, low) = self
+            .watermarks
+            .unwrap_or((self.socket_buffer_size / 5 * 4, self.socket_buffer_size / 4));
+        if high == 0 || high > self.socket_buffer_size {
+            return Err(ConfigError::new(
+                "buffer_high_watermark",
+                format!(
+                    "{high} must be at least 1 and at most socket_buffer_size ({})",
+                    self.socket_buffer_size
+                ),
+            ));
+        }
+        if low >= high {
+            return Err(ConfigError::new(
+                "buffer_low_watermark",
+                format!("{low} must be below buffer_high_watermark ({high})"),
+            ));
+        }
+        let mut listeners = Vec::with_capacity(self.listeners.len());
+        for (addr, codec) in self.listeners {
+            let addr: ListenAddr = addr
+                .parse()
+                .map_err(|reason: String| ConfigError::new("listen", reason))?;
+            let codec = codec.unwrap_or_else(|| self.codec.clone());
+            codec
+                .validate()
+                .map_err(|err| ConfigError::new(err.setting, err.reason))?;
+            check(
+                "package_max_length",
+                self.package_max_length,
+                (codec.min_packet().max(1), limits::PACKAGE_MAX_LENGTH),
+            )?;
+            listeners.push(ListenerConfig { addr, codec });
+        }
+        Ok(Config {
+            listeners,
+            reactor_num,
+            worker_num,
+            dispatch_mode: self.dispatch_mode,
+            backlog: self.backlog,
+            tcp_nodelay: self.tcp_nodelay,
+            reuse_port: self.reuse_port,
+            max_conn: self.max_conn,
+            package_max_length: self.package_max_length,
+            socket_buffer_size: self.socket_buffer_size,
+            buffer_high_watermark: high,
+            buffer_low_watermark: low,
+            output_backpressure: self.output_backpressure,
+            worker_queue_capacity: self.worker_queue_capacity,
+            max_wait_time: self.max_wait_time,
+            handle_signals: self.handle_signals,
+        })
+    }
+
+    /// Check every setting, bind the listeners and return the server, ready to
+    /// [`run`](Server::run). `factory` makes one handler per worker thread (and one for
+    /// `on_start`/`on_shutdown`).
+    pub fn build<H, F>(self, factory: F) -> Result<Server, BuildError>
+    where
+        H: EventHandler,
+        F: Fn() -> H + Send + Sync + 'static,
+    {
+        let config = self.config()?;
+        Server::new(config, Arc::new(factory))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(builder: ServerBuilder) -> ConfigError {
+        builder.config().unwrap_err()
+    }
+
+    fn base() -> ServerBuilder {
+        ServerBuilder::default().listen("127.0.0.1:0")
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = base().config().unwrap();
+        assert_eq!(config.backlog, 1024);
+        assert_eq!(config.package_max_length, 2 << 20);
+        assert_eq!(config.socket_buffer_size, 8 << 20);
+        assert!(config.tcp_nodelay && config.output_backpressure);
+        assert!(config.buffer_low_watermark < config.buffer_high_watermark);
+    }
+
+    #[test]
+    fn each_bad_setting_is_named() {
+        assert_eq!(err(ServerBuilder::default()).setting, "listen");
+        assert_eq!(
+            err(ServerBuilder::default().listen("nowhere")).setting,
+            "listen"
+        );
+        assert_eq!(err(base().worker_num(0)).setting, "worker_num");
+        assert_eq!(err(base().reactor_num(65)).setting, "reactor_num");
+        assert_eq!(err(base().backlog(0)).setting, "backlog");
+        assert_eq!(err(base().max_conn(0)).setting, "max_conn");
+        assert_eq!(
+            err(base().socket_buffer_size(10)).setting,
+            "socket_buffer_size"
+        );
+        assert_eq!(
+            err(base().worker_queue_capacity(0)).setting,
+            "worker_queue_capacity"
+        );
+        assert_eq!(
+            err(base().max_wait_time(Duration::ZERO)).setting,
+            "max_wait_time"
+        );
+        assert_eq!(
+            err(base().buffer_watermarks(10, 10)).setting,
+            "buffer_low_watermark"
+        );
+        assert_eq!(
+            err(base().socket_buffer_size(4096).buffer_watermarks(5000, 1)).setting,
+            "buffer_high_watermark"
+        );
+        assert_eq!(
+            err(base()
+                .codec(eddy_codec::LengthCodec::new())
+                .package_max_length(3))
+            .setting,
+            "package_max_length"
+        );
+        assert_eq!(
+            err(base().codec(eddy_codec::EofCodec::new(Vec::new()))).setting,
+            "package_eof"
+        );
+    }
+
+    #[test]
+    fn messages_name_the_setting_and_range() {
+        let text = err(base().worker_num(5000)).to_string();
+        assert!(
+            text.contains("worker_num") && text.contains("1024"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,53 @@
+//! Validated settings, as the threads read them.
+
+use std::{sync::Arc, time::Duration};
+
+use eddy_codec::Codec;
+
+use crate::{DispatchMode, ListenAddr};
+
+/// One listener's settings.
+#[derive(Clone, Debug)]
+pub(crate) struct ListenerConfig {
+    pub(crate) addr: ListenAddr,
+    pub(crate) codec: Arc<dyn Codec>,
+}
+
+/// Every setting, checked by `ServerBuilder::build`. See the builder for meanings and defaults.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) listeners: Vec<ListenerConfig>,
+    pub(crate) reactor_num: usize,
+    pub(crate) worker_num: usize,
+    pub(crate) dispatch_mode: DispatchMode,
+    pub(crate) backlog: u32,
+    pub(crate) tcp_nodelay: bool,
+    pub(crate) reuse_port: bool,
+    pub(crate) max_conn: usize,
+    pub(crate) package_max_length: usize,
+    pub(crate) socket_buffer_size: usize,
+    pub(crate) buffer_high_watermark: usize,
+    pub(crate) buffer_low_watermark: usize,
+    pub(crate) output_backpressure: bool,
+    pub(crate) worker_queue_capacity: usize,
+    pub(crate) max_wait_time: Duration,
+    pub(crate) handle_signals: bool,
+}
+
+/// The most bytes a reactor reads from one socket per readiness event.
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
+
+/// Ranges the builder enforces.
+pub(crate) mod limits {
+    use std::time::Duration;
+
+    pub(crate) const REACTOR_NUM: (usize, usize) = (1, 64);
+    pub(crate) const WORKER_NUM: (usize, usize) = (1, 1024);
+    pub(crate) const BACKLOG: (u32, u32) = (1, 65_535);
+    pub(crate) const MAX_CONN: (usize, usize) = (1, 1 << 24);
+    pub(crate) const PACKAGE_MAX_LENGTH: usize = 1 << 30;
+    pub(crate) const SOCKET_BUFFER_SIZE: (usize, usize) = (1024, 1 << 30);
+    pub(crate) const WORKER_QUEUE_CAPACITY: (usize, usize) = (1, 1 << 20);
+    pub(crate) const MAX_WAIT_TIME: (Duration, Duration) =
+        (Duration::from_millis(1), Duration::from_secs(3600));
+}

@@ -1,0 +1,266 @@
+//! The connection record every thread may hold: identity, peer, counters other threads read,
+//! and the output buffer behind a short per-connection lock.
+//!
+//! The reactor that owns the connection keeps the reading side (buffer, codec state, poller
+//! interest) to itself; see `reactor::local`.
+
+use std::{
+    os::fd::{AsRawFd, RawFd},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc, OnceLock,
+    },
+    time::SystemTime,
+};
+
+use parking_lot::Mutex;
+
+use crate::{
+    handle::Shared, handler::CloseReason, net::PeerAddr, net::Stream, reactor::Command, sys,
+    ConnId, SendError, SendStatus, Uid,
+};
+
+/// Bits of [`Conn::inflight`].
+///
+/// # Atomic ordering
+/// The word counts events dispatched to workers and not yet finished (low 32 bits) plus two
+/// flags. Every change is a read-modify-write with `AcqRel`, so whoever sees the count reach
+/// zero also sees everything the finished handlers did.
+pub(crate) mod inflight {
+    /// Mask of the event count.
+    pub(crate) const COUNT: u64 = 0xffff_ffff;
+    /// The reactor closed the connection; whoever takes the count to zero runs `on_close`.
+    pub(crate) const CLOSED: u64 = 1 << 62;
+    /// The reactor waits for the count to reach zero (graceful shutdown): tell it.
+    pub(crate) const NOTIFY_IDLE: u64 = 1 << 61;
+}
+
+/// One connection, shared by its reactor, the workers and any thread holding a handle.
+///
+/// The socket is owned here and closed when the last holder drops the record, so its
+/// descriptor number cannot be reused while anyone may still write to it.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) id: ConnId,
+    stream: Stream,
+    pub(crate) fd: RawFd,
+    /// The reactor that owns the socket.
+    pub(crate) reactor: usize,
+    /// The key of the connection in its reactor's slab (written by that reactor only).
+    pub(crate) key: AtomicUsize,
+    /// Index of the listener that accepted it.
+    pub(crate) listener: usize,
+    pub(crate) peer: PeerAddr,
+    pub(crate) connect_time: SystemTime,
+    /// See [`inflight`].
+    pub(crate) inflight: AtomicU64,
+    /// A sender pushed the output buffer to the high watermark and the reactor has not yet
+    /// reported the drain. Read by the reactor before every read of this socket.
+    pub(crate) high_crossed: AtomicBool,
+    /// The server asked to close: input not yet handled is dropped, sends fail.
+    pub(crate) closing: AtomicBool,
+    /// The worker the last event went to.
+    pub(crate) worker: AtomicUsize,
+    uid: Mutex<Option<Uid>>,
+    /// `Uid::dispatch_hash` of the bound uid, valid when `uid_bound` is set.
+    pub(crate) uid_hash: AtomicU64,
+    pub(crate) uid_bound: AtomicBool,
+    pub(crate) close_reason: OnceLock<CloseReason>,
+    pub(crate) out: Mutex<Output>,
+}
+
+impl Conn {
+    pub(crate) fn new(
+        id: ConnId,
+        stream: Stream,
+        reactor: usize,
+        listener: usize,
+        peer: PeerAddr,
+    ) -> Conn {
+        Conn {
+            id,
+            fd: stream.as_raw_fd(),
+            stream,
+            reactor,
+            key: AtomicUsize::new(usize::MAX),
+            listener,
+            peer,
+            connect_time: SystemTime::now(),
+            inflight: AtomicU64::new(0),
+            high_crossed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            worker: AtomicUsize::new(0),
+            uid: Mutex::new(None),
+            uid_hash: AtomicU64::new(0),
+            uid_bound: AtomicBool::new(false),
+            close_reason: OnceLock::new(),
+            out: Mutex::new(Output::default()),
+        }
+    }
+
+    /// Write `data` now if nothing is queued, else (or for what the kernel did not take) queue
+    /// it behind what is. Never reorders, never partially accepts a message it refuses.
+    pub(crate) fn send(
+        self: &Arc<Self>,
+        data: &[u8],
+        shared: &Shared,
+    ) -> Result<SendStatus, SendError> {
+        let limit = shared.config.socket_buffer_size;
+        if data.is_empty() {
+            return Err(SendError::Empty);
+        }
+        if data.len() > limit {
+            return Err(SendError::TooLarge {
+                len: data.len(),
+                limit,
+            });
+        }
+        let mut out = self.out.lock();
+        if out.state != OutState::Open {
+            return Err(SendError::Closed);
+        }
+        let mut rest = data;
+        if out.pending() == 0 {
+            match sys::send(self.fd, data) {
+                Ok(n) if n == data.len() => return Ok(SendStatus::Sent),
+                Ok(n) => rest = &data[n..],
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    // The peer is gone; the reactor sees the same error on its side and
+                    // closes the connection with the reason.
+                    out.state = OutState::Broken;
+                    return Err(SendError::Closed);
+                }
+            }
+        } else if out.pending() + data.len() > limit {
+            return Err(SendError::BufferFull {
+                pending: out.pending(),
+                limit,
+            });
+        }
+        out.push(rest);
+        let pending = out.pending();
+        let mut wake = !out.flush_requested;
+        out.flush_requested = true;
+        if pending >= shared.config.buffer_high_watermark
+            && !self.high_crossed.swap(true, Ordering::AcqRel)
+        {
+            wake = true;
+        }
+        drop(out);
+        if wake {
+            shared
+                .reactor(self.reactor)
+                .command(Command::Output(self.clone()));
+        }
+        Ok(SendStatus::Queued { pending })
+    }
+
+    /// Ask the owning reactor to close: after flushing (`reset == false`) or at once.
+    pub(crate) fn close(self: &Arc<Self>, reset: bool, shared: &Shared) -> Result<(), SendError> {
+        {
+            let mut out = self.out.lock();
+            if out.state == OutState::Closed || out.state == OutState::Closing {
+                return Err(SendError::Closed);
+            }
+            out.state = OutState::Closing;
+        }
+        self.closing.store(true, Ordering::Release);
+        shared
+            .reactor(self.reactor)
+            .command(Command::Close(self.clone(), reset));
+        Ok(())
+    }
+
+    /// The socket, for poller registration.
+    pub(crate) fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    pub(crate) fn bind(&self, uid: Uid) {
+        self.uid_hash.store(uid.dispatch_hash(), Ordering::Relaxed);
+        self.uid_bound.store(true, Ordering::Release);
+        *self.uid.lock() = Some(uid);
+    }
+
+    pub(crate) fn uid(&self) -> Option<Uid> {
+        self.uid.lock().clone()
+    }
+
+    /// Whether the socket is still open for sends.
+    pub(crate) fn is_open(&self) -> bool {
+        self.out.lock().state == OutState::Open
+    }
+}
+
+/// The send side's state, as senders see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) enum OutState {
+    /// Sends are accepted.
+    #[default]
+    Open,
+    /// A close was requested; queued bytes are still flushed.
+    Closing,
+    /// A send found the peer gone; the reactor will close.
+    Broken,
+    /// The reactor closed the socket.
+    Closed,
+}
+
+/// A connection's output buffer: bytes the kernel has not taken yet, in order.
+#[derive(Debug, Default)]
+pub(crate) struct Output {
+    buf: Vec<u8>,
+    head: usize,
+    pub(crate) state: OutState,
+    /// The owning reactor was told there is something to flush.
+    pub(crate) flush_requested: bool,
+}
+
+/// A drained buffer larger than this is freed, so idle connections cost nothing.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+impl Output {
+    pub(crate) fn pending(&self) -> usize {
+        self.buf.len() - self.head
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        if self.head > 0 && self.head >= self.buf.len() / 2 {
+            self.buf.drain(..self.head);
+            self.head = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Write as much as the kernel takes. Returns the bytes still pending.
+    pub(crate) fn flush(&mut self, fd: RawFd) -> std::io::Result<usize> {
+        while self.pending() > 0 {
+            match sys::send(fd, &self.buf[self.head..]) {
+                Ok(n) => self.head += n,
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(err) => return Err(err),
+            }
+        }
+        if self.pending() == 0 {
+            self.clear();
+        }
+        Ok(self.pending())
+    }
+
+    /// Drop everything queued; returns how many bytes were dropped.
+    pub(crate) fn discard(&mut self) -> usize {
+        let dropped = self.pending();
+        self.clear();
+        dropped
+    }
+
+    fn clear(&mut self) {
+        self.head = 0;
+        if self.buf.capacity() > KEEP_CAPACITY {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The server handle: a clonable, thread-safe way to reach the running server.
+
+use std::{
+    sync::{atomic::AtomicBool, atomic::Ordering, Arc},
+    time::SystemTime,
+};
+
+use crossbeam_channel::Sender;
+use polling::Poller;
+
+use crate::{
+    config::Config, conn::Conn, reactor::Command, stats::Counters, table::ConnTable,
+    worker::WorkerShared, ConnId, ListenAddr, PeerAddr, SendError, SendStatus, Stats, Uid,
+};
+
+/// Everything the threads of one server share. Immutable but for atomics and the table.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) table: ConnTable,
+    pub(crate) reactors: Box<[ReactorHandle]>,
+    pub(crate) workers: Box<[WorkerShared]>,
+    pub(crate) stats: Counters,
+    pub(crate) local_addrs: Vec<ListenAddr>,
+    /// Wakes the supervisor (accept loop) for shutdown.
+    pub(crate) supervisor: Arc<Poller>,
+    pub(crate) shutdown_requested: AtomicBool,
+    pub(crate) start_time: SystemTime,
+}
+
+impl Shared {
+    pub(crate) fn reactor(&self, id: usize) -> &ReactorHandle {
+        &self.reactors[id]
+    }
+}
+
+/// A reactor's command channel, and the poller to wake it with.
+#[derive(Debug)]
+pub(crate) struct ReactorHandle {
+    pub(crate) tx: Sender<Command>,
+    pub(crate) poller: Arc<Poller>,
+}
+
+impl ReactorHandle {
+    /// Queue a command and wake the reactor (wake-ups coalesce while it is busy).
+    pub(crate) fn command(&self, cmd: Command) {
+        if self.tx.send(cmd).is_ok() {
+            let _ = self.poller.notify();
+        }
+    }
+}
+
+/// A handle to a server: send to and close any connection, look connections up, shut down.
+///
+/// Cheap to clone, `Send + Sync`: give it to any thread. It is also what callbacks reach
+/// through [`Context::server`](crate::Context::server).
+#[derive(Clone, Debug)]
+pub struct ServerHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// What is known of one connection (Swoole's `getClientInfo`, the fields this version has).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientInfo {
+    /// The connection's id.
+    pub id: ConnId,
+    /// Index of the listener that accepted it, in the order they were added.
+    pub listener: usize,
+    /// The peer's address.
+    pub peer: PeerAddr,
+    /// The reactor thread that owns the socket.
+    pub reactor_id: usize,
+    /// The worker the connection's latest event went to.
+    pub worker_id: usize,
+    /// When the connection was accepted.
+    pub connect_time: SystemTime,
+    /// The user id bound with `bind`, if any.
+    pub uid: Option<Uid>,
+}
+
+impl ClientInfo {
+    pub(crate) fn of(conn: &Conn) -> Self {
+        ClientInfo {
+            id: conn.id,
+            listener: conn.listener,
+            peer: conn.peer.clone(),
+            reactor_id: conn.reactor,
+            worker_id: conn.worker.load(Ordering::Relaxed),
+            connect_time: conn.connect_time,
+            uid: conn.uid(),
+        }
+    }
+}
+
+impl ServerHandle {
+    fn conn(&self, conn: ConnId) -> Result<Arc<Conn>, SendError> {
+        self.shared.table.get(conn).ok_or(SendError::NotFound)
+    }
+
+    /// Send bytes to a connection, from any thread.
+    ///
+    /// When nothing is queued for the connection the bytes are written straight to the socket
+    /// ([`SendStatus::Sent`]); whatever the kernel does not take is queued in the connection's
+    /// output buffer and flushed by its reactor ([`SendStatus::Queued`]). Bytes on one
+    /// connection never reorder: once anything is queued, later sends queue behind it. A
+    /// message that does not fit under `socket_buffer_size` is refused whole
+    /// ([`SendError::BufferFull`]), as is one on a closing or closed connection.
+    pub fn send(&self, conn: ConnId, data: impl AsRef<[u8]>) -> Result<SendStatus, SendError> {
+        let data = data.as_ref();
+        let result = self.conn(conn)?.send(data, &self.shared);
+        if result.is_ok() {
+            self.shared.stats.count_response(data.len());
+        }
+        result
+    }
+
+    /// Close a connection once its queued output is flushed. Packets it sent that no worker
+    /// has handled yet are dropped. `on_close` follows with [`CloseReason::ServerClosed`].
+    ///
+    /// [`CloseReason::ServerClosed`]: crate::CloseReason::ServerClosed
+    pub fn close(&self, conn: ConnId) -> Result<(), SendError> {
+        self.conn(conn)?.close(false, &self.shared)
+    }
+
+    /// Close a connection at once with a TCP reset, dropping its queued output.
+    pub fn close_reset(&self, conn: ConnId) -> Result<(), SendError> {
+        self.conn(conn)?.close(true, &self.shared)
+    }
+
+    /// Whether the id names a connection that is open (not closing, not closed).
+    pub fn exists(&self, conn: ConnId) -> bool {
+        self.shared
+            .table
+            .get(conn)
+            .is_some_and(|conn| conn.is_open())
+    }
+
+    /// Bind a connection to a user id (Swoole's `bind`).
+    ///
+    /// A connection may be bound again; the latest uid wins. With
+    /// [`DispatchMode::Uid`](crate::DispatchMode::Uid) the new worker takes over at the next
+    /// packet boundary where no event of the connection is in flight, so its events never run
+    /// on two workers at once and never reorder.
+    pub fn bind(&self, conn: ConnId, uid: impl Into<Uid>) -> Result<(), SendError> {
+        self.conn(conn)?.bind(uid.into());
+        Ok(())
+    }
+
+    /// What is known of a connection, or `None` for an unknown or stale id.
+    pub fn client_info(&self, conn: ConnId) -> Option<ClientInfo> {
+        self.shared
+            .table
+            .get(conn)
+            .map(|conn| ClientInfo::of(&conn))
+    }
+
+    /// Connections currently open or closing.
+    pub fn connection_count(&self) -> usize {
+        self.shared.table.len()
+    }
+
+    /// The bound address of each listener, in the order they were added (with the real port
+    /// when port 0 was asked for).
+    pub fn local_addrs(&self) -> &[ListenAddr] {
+        &self.shared.local_addrs
+    }
+
+    /// Counters and gauges of the whole server; the same answer from any thread.
+    pub fn stats(&self) -> Stats {
+        Stats::collect(&self.shared)
+    }
+
+    /// Ask the server to shut down gracefully (as SIGTERM does). Returns at once; `run`
+    /// returns when the shutdown is complete. Calling it again does nothing.
+    pub fn shutdown(&self) {
+        if !self.shared.shutdown_requested.swap(true, Ordering::AcqRel) {
+            let _ = self.shared.supervisor.notify();
+        }
+    }
+
+    /// Whether a shutdown has been requested.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutdown_requested.load(Ordering::Acquire)
+    }
+
+    /// Number of worker threads.
+    pub fn worker_num(&self) -> usize {
+        self.shared.config.worker_num
+    }
+
+    /// Number of reactor threads.
+    pub fn reactor_num(&self) -> usize {
+        self.shared.config.reactor_num
+    }
+}

@@ -1,0 +1,108 @@
+//! The event-handler trait users implement, and why a connection closed.
+
+use bytes::Bytes;
+use eddy_codec::FrameError;
+
+use crate::{ConnId, Context, ServerHandle};
+
+/// Why a connection closed. Every close has one, and every close goes through one path, so
+/// [`EventHandler::on_close`] runs exactly once per connection with its reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The peer closed its side (end of stream).
+    PeerClosed,
+    /// The peer reset the connection, or the socket failed (`ECONNRESET`, `EPIPE`, …).
+    PeerReset,
+    /// Another socket error.
+    Error(std::io::ErrorKind),
+    /// The server closed it with `close`, after flushing what was queued.
+    ServerClosed,
+    /// The server closed it with `close_reset`: queued output was dropped.
+    ServerReset,
+    /// The peer's bytes broke the listener's framing (malformed, or a packet over
+    /// `package_max_length`); the body of an oversized packet was never buffered.
+    BadPacket(FrameError),
+    /// The server shut down.
+    Shutdown,
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("closed by peer"),
+            CloseReason::PeerReset => f.write_str("reset by peer"),
+            CloseReason::Error(kind) => write!(f, "socket error: {kind}"),
+            CloseReason::ServerClosed => f.write_str("closed by server"),
+            CloseReason::ServerReset => f.write_str("reset by server"),
+            CloseReason::BadPacket(err) => write!(f, "bad packet: {err}"),
+            CloseReason::Shutdown => f.write_str("server shutdown"),
+        }
+    }
+}
+
+/// What a server does on each event: Swoole's `on('receive', …)` and friends as one trait.
+///
+/// Only [`on_receive`](EventHandler::on_receive) is required; every other method defaults to
+/// doing nothing. The server makes **one instance per worker thread** with the factory given to
+/// [`ServerBuilder::build`](crate::ServerBuilder::build), so per-worker state needs no locks;
+/// one more instance, on the thread that runs the server, receives
+/// [`on_start`](EventHandler::on_start) and [`on_shutdown`](EventHandler::on_shutdown).
+///
+/// # Order of events
+/// For one connection, `on_connect` happens before every `on_receive`, and `on_close` after
+/// every `on_receive` has returned, in every dispatch mode. In stateful modes
+/// ([`DispatchMode::is_stateful`](crate::DispatchMode::is_stateful)) all of a connection's
+/// events run on one worker, in byte order. In stateless modes packets of one connection may
+/// run on several workers at once. A panic in a callback is caught and logged; the worker
+/// carries on.
+pub trait EventHandler: Send + 'static {
+    /// The server is up (every thread started), before the first connection is accepted.
+    /// Runs on the thread that called `run`.
+    fn on_start(&mut self, server: &ServerHandle) {
+        let _ = server;
+    }
+
+    /// A worker thread starts, before it handles any event.
+    fn on_worker_start(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
+    /// A worker thread stops, after its last event (at shutdown).
+    fn on_worker_stop(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
+    /// A connection was accepted.
+    fn on_connect(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        let _ = (ctx, conn);
+    }
+
+    /// A whole packet arrived, framing included (the length header or delimiter, as in
+    /// Swoole). The bytes are shared with no copy; keep them as long as needed.
+    fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, packet: Bytes);
+
+    /// The connection closed. [`Context::client_info`] still answers for it here; its id
+    /// stops resolving once this returns.
+    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, reason: CloseReason) {
+        let _ = (ctx, conn, reason);
+    }
+
+    /// The connection's output buffer reached the high watermark. If output backpressure is on
+    /// (the default) eddy stops reading from the connection until it drains.
+    fn on_buffer_full(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        let _ = (ctx, conn);
+    }
+
+    /// The output buffer drained to the low watermark after a `on_buffer_full`; reading
+    /// resumes. Exactly one drain follows each full.
+    fn on_buffer_drain(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        let _ = (ctx, conn);
+    }
+
+    /// The server has stopped: every worker has stopped and every connection is closed. Runs
+    /// on the thread that called `run`, last of all.
+    fn on_shutdown(&mut self, server: &ServerHandle) {
+        let _ = server;
+    }
+}

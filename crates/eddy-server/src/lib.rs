@@ -1,0 +1,78 @@
+//! eddy's runtime: listeners, reactor threads, dispatch, worker threads, the send path and
+//! graceful shutdown. Most users reach it through the `eddy` crate.
+//!
+//! # Architecture
+//!
+//! ```text
+//!  listeners ──accept──► supervisor (the thread in `run`: accept, signals, shutdown)
+//!                            │ spreads connections evenly
+//!                            ▼
+//!  reactor threads (reactor_num), each with a poller and a slab of its sockets
+//!     read → codec → packet ─dispatch mode─► worker queue (bounded, FIFO)
+//!     flush queued output on writability                     │
+//!            ▲                                               ▼
+//!            │ commands (queued output, close, resume)   worker threads (worker_num)
+//!            └──────────────────────────────────────────  one handler each: on_receive …
+//!                                                          send(): straight to the socket
+//!  connection table (ids → records, any thread)            when nothing is queued
+//! ```
+//!
+//! - A reactor owns its sockets: only it reads them, and only it closes them.
+//! - Sending costs no hop: a worker writes straight to the socket when the connection's output
+//!   buffer is empty, and queues behind it otherwise. Bytes on a connection never reorder.
+//! - Queues are bounded and pressure flows back to the client: a full worker queue pauses
+//!   reading on the connections that feed it; an output buffer over its high watermark pauses
+//!   reading on its connection.
+//! - Nothing polls on a timer: an idle server uses no CPU.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use eddy_server::{ConnId, Context, EventHandler, Server};
+//! use eddy_codec::LengthCodec;
+//!
+//! struct Echo;
+//!
+//! impl EventHandler for Echo {
+//!     fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, packet: Bytes) {
+//!         let _ = ctx.send(conn, &packet);
+//!     }
+//! }
+//!
+//! let server = Server::builder()
+//!     .listen("127.0.0.1:9501")
+//!     .codec(LengthCodec::new())
+//!     .build(|| Echo)?;
+//! server.run()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod builder;
+mod config;
+mod conn;
+mod context;
+mod dispatch;
+mod error;
+mod handle;
+mod handler;
+mod id;
+mod net;
+mod reactor;
+mod server;
+mod stats;
+mod supervisor;
+mod sys;
+mod table;
+mod worker;
+
+pub use builder::ServerBuilder;
+pub use context::Context;
+pub use dispatch::{DispatchFn, DispatchInfo, DispatchMode};
+pub use error::{BuildError, ConfigError, SendError, SendStatus};
+pub use handle::{ClientInfo, ServerHandle};
+pub use handler::{CloseReason, EventHandler};
+pub use id::{ConnId, Uid};
+pub use net::{ListenAddr, PeerAddr};
+pub use server::{RunningServer, Server, ShutdownReport};
+pub use stats::Stats;

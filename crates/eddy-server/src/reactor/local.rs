@@ -1,0 +1,68 @@
+//! What a reactor alone knows about each of its connections.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use eddy_codec::DecodeState;
+
+use crate::{conn::Conn, CloseReason};
+
+/// Reasons a connection is not being read. Reading happens only when none is set.
+pub(crate) mod pause {
+    /// The worker queue its packets go to is full.
+    pub(crate) const INBOX: u8 = 1;
+    /// Its output buffer is above the high watermark.
+    pub(crate) const WATERMARK: u8 = 2;
+    /// `on_connect` has not returned yet (stateless dispatch modes).
+    pub(crate) const GATE: u8 = 4;
+    /// It is closing (by the server, or at shutdown).
+    pub(crate) const CLOSING: u8 = 8;
+}
+
+/// A connection as its reactor sees it: the read side and poller bookkeeping.
+///
+/// An idle connection owns no buffer: `rbuf` holds only a partial packet, and is freed as
+/// soon as the packet completes.
+#[derive(Debug)]
+pub(crate) struct LocalConn {
+    pub(crate) conn: Arc<Conn>,
+    /// Bytes of an incomplete packet (empty: nothing pending, nothing allocated).
+    pub(crate) rbuf: BytesMut,
+    /// The full length of the pending packet, when the codec knows it.
+    pub(crate) expect: Option<usize>,
+    pub(crate) decode: DecodeState,
+    /// The worker its latest event went to.
+    pub(crate) worker: Option<usize>,
+    /// Bits of [`pause`].
+    pub(crate) paused: u8,
+    /// Interest registered with the poller: (read, write).
+    pub(crate) registered: (bool, bool),
+    /// Output is pending: watch for writability.
+    pub(crate) want_write: bool,
+    /// `on_buffer_full` was delivered and its drain not yet.
+    pub(crate) full_reported: bool,
+    /// Close once the output is flushed (and, at shutdown, once no event is in flight).
+    pub(crate) closing: Option<CloseReason>,
+}
+
+impl LocalConn {
+    pub(crate) fn new(conn: Arc<Conn>, paused: u8) -> Self {
+        LocalConn {
+            conn,
+            rbuf: BytesMut::new(),
+            expect: None,
+            decode: DecodeState::default(),
+            worker: None,
+            paused,
+            registered: (paused == 0, false),
+            want_write: false,
+            full_reported: false,
+            closing: None,
+        }
+    }
+
+    /// The interest the poller should have now.
+    pub(crate) fn interest(&self) -> (bool, bool) {
+        (self.paused == 0, self.want_write)
+    }
+}

@@ -1,0 +1,574 @@
+//! Reactor threads: each owns a share of the sockets, reads them, cuts packets, dispatches
+//! them to workers, and flushes output the workers could not write directly.
+
+mod local;
+
+use std::{
+    collections::VecDeque,
+    io,
+    sync::{atomic::Ordering, Arc},
+    time::Instant,
+};
+
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use eddy_codec::{Codec, Decoded};
+use polling::{Events, PollMode, Poller};
+use slab::Slab;
+
+use self::local::{pause, LocalConn};
+use crate::{
+    config::READ_CHUNK,
+    conn::{inflight, Conn},
+    dispatch::{Dispatcher, Load, Subject},
+    handle::Shared,
+    sys,
+    worker::{Event, WorkerShared},
+    CloseReason,
+};
+
+/// What other threads ask of a reactor.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Take ownership of a freshly accepted connection.
+    Register(Arc<Conn>),
+    /// Output was queued, or the high watermark crossed: look at the output buffer.
+    Output(Arc<Conn>),
+    /// Close: after flushing (`false`) or at once with a reset (`true`).
+    Close(Arc<Conn>, bool),
+    /// `on_connect` returned: start reading.
+    Resume(Arc<Conn>),
+    /// Stop reading, let in-flight work finish and output flush, close everything, exit by
+    /// the deadline.
+    Shutdown(Instant),
+}
+
+/// What a reactor gave up on at the shutdown deadline.
+#[derive(Debug, Default)]
+pub(crate) struct ReactorReport {
+    pub(crate) abandoned_events: u64,
+    pub(crate) abandoned_bytes: u64,
+}
+
+/// Scratch blocks are this big; reads land in them and packets are cut from them without a copy.
+const SCRATCH_BLOCK: usize = 256 * 1024;
+
+struct Workers<'a>(&'a [WorkerShared]);
+
+impl Load for Workers<'_> {
+    fn is_idle(&self, worker: usize) -> bool {
+        !self.0[worker].busy.load(Ordering::Relaxed)
+    }
+
+    fn depth(&self, worker: usize) -> usize {
+        self.0[worker].queue_len()
+    }
+}
+
+/// One reactor thread's state.
+pub(crate) struct Reactor {
+    id: usize,
+    shared: Arc<Shared>,
+    poller: Arc<Poller>,
+    commands: Receiver<Command>,
+    inboxes: Vec<Sender<Event>>,
+    /// Events a full worker queue could not take yet, in order.
+    backlog: Vec<VecDeque<Event>>,
+    /// Connections paused because they fed a worker's backlog: (key, id).
+    stalled: Vec<Vec<(usize, crate::ConnId)>>,
+    conns: Slab<LocalConn>,
+    codecs: Vec<Arc<dyn Codec>>,
+    dispatcher: Dispatcher,
+    scratch: BytesMut,
+    packets: Vec<Bytes>,
+    deadline: Option<Instant>,
+    report: ReactorReport,
+}
+
+impl Reactor {
+    pub(crate) fn new(
+        id: usize,
+        shared: Arc<Shared>,
+        commands: Receiver<Command>,
+        inboxes: Vec<Sender<Event>>,
+    ) -> Self {
+        let workers = shared.config.worker_num;
+        Reactor {
+            id,
+            poller: shared.reactors[id].poller.clone(),
+            commands,
+            backlog: (0..workers).map(|_| VecDeque::new()).collect(),
+            stalled: (0..workers).map(|_| Vec::new()).collect(),
+            inboxes,
+            conns: Slab::new(),
+            codecs: shared
+                .config
+                .listeners
+                .iter()
+                .map(|l| l.codec.clone())
+                .collect(),
+            dispatcher: Dispatcher::new(shared.config.dispatch_mode.clone(), workers, id),
+            scratch: BytesMut::new(),
+            packets: Vec::new(),
+            deadline: None,
+            report: ReactorReport::default(),
+            shared,
+        }
+    }
+
+    /// The event loop. Returns once shut down and every connection is closed (or the
+    /// shutdown deadline passed).
+    pub(crate) fn run(mut self) -> ReactorReport {
+        let mut events = Events::new();
+        loop {
+            let timeout = self
+                .deadline
+                .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+            events.clear();
+            if let Err(err) = self.poller.wait(&mut events, timeout) {
+                tracing::error!(reactor = self.id, "poll failed: {err}");
+                break;
+            }
+            for ev in events.iter() {
+                let hangup = ev.is_interrupt() || ev.is_err() == Some(true);
+                if ev.writable {
+                    self.on_writable(ev.key);
+                }
+                if ev.readable {
+                    self.on_readable(ev.key, hangup);
+                }
+            }
+            while let Ok(cmd) = self.commands.try_recv() {
+                self.on_command(cmd);
+            }
+            self.flush_backlogs();
+            if let Some(deadline) = self.deadline {
+                if self.conns.is_empty() && self.backlog.iter().all(VecDeque::is_empty) {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    self.abandon();
+                    break;
+                }
+            }
+        }
+        self.report
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Register(conn) => self.register(conn),
+            Command::Output(conn) => {
+                if let Some(key) = self.key_of(&conn) {
+                    self.check_output(key);
+                }
+            }
+            Command::Close(conn, reset) => {
+                let Some(key) = self.key_of(&conn) else {
+                    return;
+                };
+                if reset {
+                    self.finalize(key, CloseReason::ServerReset);
+                } else {
+                    let lc = &mut self.conns[key];
+                    lc.closing = Some(CloseReason::ServerClosed);
+                    lc.paused |= pause::CLOSING;
+                    self.check_output(key);
+                }
+            }
+            Command::Resume(conn) => {
+                if let Some(key) = self.key_of(&conn) {
+                    self.conns[key].paused &= !pause::GATE;
+                    self.sync_interest(key);
+                }
+            }
+            Command::Shutdown(deadline) => {
+                self.deadline = Some(deadline);
+                let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+                for key in keys {
+                    let lc = &mut self.conns[key];
+                    lc.paused |= pause::CLOSING;
+                    lc.closing.get_or_insert(CloseReason::Shutdown);
+                    lc.conn
+                        .inflight
+                        .fetch_or(inflight::NOTIFY_IDLE, Ordering::AcqRel);
+                    self.check_output(key);
+                }
+            }
+        }
+    }
+
+    /// The slab key of a connection this reactor still holds.
+    fn key_of(&self, conn: &Arc<Conn>) -> Option<usize> {
+        let key = conn.key.load(Ordering::Relaxed);
+        self.conns
+            .get(key)
+            .filter(|lc| Arc::ptr_eq(&lc.conn, conn))
+            .map(|_| key)
+    }
+
+    fn register(&mut self, conn: Arc<Conn>) {
+        // Stateless modes read nothing before `on_connect` returns, so no packet overtakes it.
+        let gated = !self.dispatcher.is_stateful();
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        conn.key.store(key, Ordering::Relaxed);
+        let lc = entry.insert(LocalConn::new(
+            conn.clone(),
+            if gated { pause::GATE } else { 0 },
+        ));
+        let (read, write) = lc.registered;
+        // SAFETY: the socket stays open while it is registered: it is deleted from the poller
+        // in `finalize` before the connection record can be dropped.
+        let added = unsafe {
+            self.poller.add_with_mode(
+                conn.fd,
+                polling::Event::new(key, read, write),
+                PollMode::Level,
+            )
+        };
+        self.deliver(
+            key,
+            Event::Connect {
+                conn: conn.clone(),
+                gated,
+            },
+        );
+        if let Err(err) = added {
+            tracing::error!(conn = conn.id.as_u64(), "cannot watch socket: {err}");
+            self.finalize(key, CloseReason::Error(err.kind()));
+        }
+    }
+
+    fn on_readable(&mut self, key: usize, hangup: bool) {
+        let Some(lc) = self.conns.get_mut(key) else {
+            return;
+        };
+        if lc.paused != 0 && !hangup {
+            return;
+        }
+        if lc.paused & pause::GATE != 0 {
+            // The peer vanished before `on_connect` returned; nothing it sent can be answered.
+            return self.finalize(key, CloseReason::PeerReset);
+        }
+        if self.shared.config.output_backpressure && lc.conn.high_crossed.load(Ordering::Acquire) {
+            return self.check_output(key);
+        }
+        let fd = lc.conn.fd;
+        let from_scratch = lc.rbuf.is_empty();
+        let result = if from_scratch {
+            if self.scratch.capacity() - self.scratch.len() < READ_CHUNK {
+                self.scratch.reserve(SCRATCH_BLOCK);
+            }
+            sys::read_into(fd, &mut self.scratch, READ_CHUNK)
+        } else {
+            let want = lc
+                .expect
+                .map_or(READ_CHUNK, |total| total.saturating_sub(lc.rbuf.len()))
+                .clamp(1, READ_CHUNK);
+            sys::read_into(fd, &mut lc.rbuf, want)
+        };
+        match result {
+            Ok(0) => self.finalize(key, CloseReason::PeerClosed),
+            Ok(n) => {
+                self.shared.stats.reactors[self.id]
+                    .received_bytes
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                self.cut_packets(key, from_scratch);
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) => self.finalize(key, close_reason(&err)),
+        }
+    }
+
+    /// Cut every whole packet from the bytes just read and dispatch them; keep the rest.
+    fn cut_packets(&mut self, key: usize, from_scratch: bool) {
+        let max = self.shared.config.package_max_length;
+        let lc = &mut self.conns[key];
+        let codec = &self.codecs[lc.conn.listener];
+        let buf = if from_scratch {
+            &mut self.scratch
+        } else {
+            &mut lc.rbuf
+        };
+        let mut packets = std::mem::take(&mut self.packets);
+        let mut failure = None;
+        loop {
+            match codec.decode(buf, &mut lc.decode, max) {
+                Ok(Decoded::Packet(n)) => packets.push(buf.split_to(n).freeze()),
+                Ok(Decoded::Incomplete { total }) => {
+                    lc.expect = total;
+                    break;
+                }
+                Err(err) => {
+                    failure = Some(err);
+                    break;
+                }
+            }
+        }
+        if failure.is_none() && !buf.is_empty() && (from_scratch || !packets.is_empty()) {
+            // Keep the partial packet in a buffer of its own, sized for the whole packet,
+            // so it does not pin a shared scratch block or a large old buffer.
+            let mut own = BytesMut::with_capacity(lc.expect.unwrap_or(0).max(buf.len()));
+            own.extend_from_slice(buf);
+            buf.clear();
+            lc.rbuf = own;
+        } else if buf.is_empty() && !from_scratch {
+            lc.rbuf = BytesMut::new();
+        }
+        if from_scratch {
+            self.scratch.clear();
+        }
+        for packet in packets.drain(..) {
+            let conn = self.conns[key].conn.clone();
+            self.deliver(key, Event::Receive(conn, packet));
+        }
+        self.packets = packets;
+        if let Some(err) = failure {
+            let conn = &self.conns[key].conn;
+            tracing::warn!(
+                conn = conn.id.as_u64(),
+                peer = %conn.peer,
+                "closing connection: {err}"
+            );
+            self.finalize(key, CloseReason::BadPacket(err));
+        }
+    }
+
+    /// Dispatch a counted event of connection `key` to the worker its mode picks.
+    fn deliver(&mut self, key: usize, event: Event) {
+        let lc = &mut self.conns[key];
+        let conn = &lc.conn;
+        let count = conn.inflight.load(Ordering::Acquire) & inflight::COUNT;
+        let data = match &event {
+            Event::Receive(_, data) => Some(&data[..]),
+            _ => None,
+        };
+        let subject = Subject {
+            conn: conn.id,
+            peer: &conn.peer,
+            uid_hash: conn
+                .uid_bound
+                .load(Ordering::Acquire)
+                .then(|| conn.uid_hash.load(Ordering::Relaxed)),
+            last: lc.worker,
+            in_flight: count != 0,
+            data,
+        };
+        let worker = self
+            .dispatcher
+            .pick(&subject, &Workers(&self.shared.workers));
+        lc.worker = Some(worker);
+        conn.inflight.fetch_add(1, Ordering::AcqRel);
+        let id = conn.id;
+        self.shared.stats.reactors[self.id]
+            .dispatched
+            .fetch_add(1, Ordering::Relaxed);
+        if self.push(worker, event) && self.conns[key].paused & pause::INBOX == 0 {
+            self.conns[key].paused |= pause::INBOX;
+            self.stalled[worker].push((key, id));
+            self.sync_interest(key);
+        }
+    }
+
+    /// Hand an event to a worker, or queue it behind that worker's backlog. Returns whether it
+    /// went to the backlog.
+    fn push(&mut self, worker: usize, event: Event) -> bool {
+        if self.backlog[worker].is_empty() {
+            match self.try_hand(worker, event) {
+                Ok(()) => return false,
+                Err(event) => self.backlog[worker].push_back(event),
+            }
+        } else {
+            self.backlog[worker].push_back(event);
+        }
+        true
+    }
+
+    /// `try_send`, and if the queue is full, ask to be woken and try once more (so a worker
+    /// that emptied its queue in between cannot be missed).
+    fn try_hand(&self, worker: usize, event: Event) -> Result<(), Event> {
+        match self.inboxes[worker].try_send(event) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(event)) => {
+                self.shared.workers[worker].want_wake(self.id);
+                std::sync::atomic::fence(Ordering::SeqCst);
+                self.inboxes[worker]
+                    .try_send(event)
+                    .map_err(|err| err.into_inner())
+            }
+            Err(TrySendError::Disconnected(event)) => Err(event),
+        }
+    }
+
+    fn flush_backlogs(&mut self) {
+        for worker in 0..self.backlog.len() {
+            while let Some(event) = self.backlog[worker].pop_front() {
+                if let Err(event) = self.try_hand(worker, event) {
+                    self.backlog[worker].push_front(event);
+                    break;
+                }
+            }
+            if self.backlog[worker].is_empty() && !self.stalled[worker].is_empty() {
+                let stalled = std::mem::take(&mut self.stalled[worker]);
+                for &(key, id) in &stalled {
+                    if let Some(lc) = self.conns.get_mut(key).filter(|lc| lc.conn.id == id) {
+                        lc.paused &= !pause::INBOX;
+                        self.sync_interest(key);
+                    }
+                }
+                self.stalled[worker] = stalled;
+                self.stalled[worker].clear();
+            }
+        }
+    }
+
+    fn on_writable(&mut self, key: usize) {
+        let Some(lc) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !lc.want_write {
+            return;
+        }
+        let flushed = {
+            let mut out = lc.conn.out.lock();
+            let result = out.flush(lc.conn.fd);
+            if matches!(result, Ok(0)) {
+                out.flush_requested = false;
+            }
+            result
+        };
+        match flushed {
+            Ok(_) => self.check_output(key),
+            Err(err) => self.finalize(key, close_reason(&err)),
+        }
+    }
+
+    /// Look at a connection's output: watermark crossings, a close waiting for the flush,
+    /// poller interest.
+    fn check_output(&mut self, key: usize) {
+        let config = &self.shared.config;
+        let lc = &mut self.conns[key];
+        let conn = lc.conn.clone();
+        let mut full = false;
+        let mut drained = false;
+        let pending = {
+            let out = conn.out.lock();
+            let pending = out.pending();
+            if !lc.full_reported && conn.high_crossed.load(Ordering::Acquire) {
+                lc.full_reported = true;
+                full = true;
+            }
+            if lc.full_reported && pending <= config.buffer_low_watermark {
+                lc.full_reported = false;
+                conn.high_crossed.store(false, Ordering::Release);
+                drained = true;
+            }
+            pending
+        };
+        lc.want_write = pending > 0;
+        if full && config.output_backpressure {
+            lc.paused |= pause::WATERMARK;
+        }
+        if drained {
+            lc.paused &= !pause::WATERMARK;
+        }
+        if let Some(reason) = lc.closing.clone() {
+            let idle = conn.inflight.load(Ordering::Acquire) & inflight::COUNT == 0;
+            if pending == 0 && (reason != CloseReason::Shutdown || idle) {
+                return self.finalize(key, reason);
+            }
+        }
+        if full {
+            self.deliver(key, Event::BufferFull(conn.clone()));
+        }
+        if drained {
+            self.deliver(key, Event::BufferDrain(conn));
+        }
+        self.sync_interest(key);
+    }
+
+    fn sync_interest(&mut self, key: usize) {
+        let Some(lc) = self.conns.get_mut(key) else {
+            return;
+        };
+        let want = lc.interest();
+        if want != lc.registered {
+            let ev = polling::Event::new(key, want.0, want.1);
+            match self
+                .poller
+                .modify_with_mode(lc.conn.stream(), ev, PollMode::Level)
+            {
+                Ok(()) => lc.registered = want,
+                Err(err) => {
+                    tracing::error!(conn = lc.conn.id.as_u64(), "cannot watch socket: {err}");
+                    self.finalize(key, CloseReason::Error(err.kind()));
+                }
+            }
+        }
+    }
+
+    /// The one close path: forget the socket, close it, and see that `on_close` runs once,
+    /// after every other event of the connection.
+    fn finalize(&mut self, key: usize, reason: CloseReason) {
+        let Some(lc) = self.conns.try_remove(key) else {
+            return;
+        };
+        let conn = lc.conn;
+        let _ = self.poller.delete(conn.stream());
+        let dropped = {
+            let mut out = conn.out.lock();
+            out.state = crate::conn::OutState::Closed;
+            out.discard()
+        };
+        if reason == CloseReason::ServerReset {
+            sys::reset(conn.fd);
+        } else {
+            sys::shutdown(conn.fd);
+        }
+        self.shared.stats.reactors[self.id]
+            .closed
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(conn = conn.id.as_u64(), %reason, dropped, "connection closed");
+        let _ = conn.close_reason.set(reason);
+        let before = conn.inflight.fetch_or(inflight::CLOSED, Ordering::AcqRel);
+        if before & inflight::COUNT == 0 {
+            let worker = lc.worker.unwrap_or(0);
+            self.push(worker, Event::Close(conn));
+        }
+    }
+
+    /// The shutdown deadline passed: close what is left, drop what no worker took.
+    fn abandon(&mut self) {
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let pending = self.conns[key].conn.out.lock().pending();
+            self.report.abandoned_bytes += pending as u64;
+            self.finalize(key, CloseReason::Shutdown);
+        }
+        self.flush_backlogs();
+        for backlog in &mut self.backlog {
+            for event in backlog.drain(..) {
+                self.report.abandoned_events += 1;
+                self.report.abandoned_bytes += event.len() as u64;
+            }
+        }
+        if self.report.abandoned_events + self.report.abandoned_bytes > 0 {
+            tracing::warn!(
+                reactor = self.id,
+                events = self.report.abandoned_events,
+                bytes = self.report.abandoned_bytes,
+                "shutdown deadline passed: abandoned"
+            );
+        }
+    }
+}
+
+fn close_reason(err: &io::Error) -> CloseReason {
+    match err.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionAborted => CloseReason::PeerReset,
+        kind => CloseReason::Error(kind),
+    }
+}

@@ -1,0 +1,375 @@
+//! `Server`: spawns the threads, runs the accept loop, and shuts down.
+
+use std::{
+    fmt, io,
+    sync::{atomic::Ordering, Arc},
+    thread::JoinHandle,
+    time::{Duration, Instant, SystemTime},
+};
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use polling::Poller;
+
+use crate::{
+    config::Config,
+    handle::{ReactorHandle, Shared},
+    net::Listener,
+    reactor::{Command, Reactor, ReactorReport},
+    stats::Counters,
+    supervisor::{Acceptor, Signals},
+    table::ConnTable,
+    worker::{Event, Worker, WorkerShared},
+    BuildError, EventHandler, ListenAddr, ServerBuilder, ServerHandle,
+};
+
+/// Makes a handler for each worker thread.
+pub(crate) type Factory = Arc<dyn Fn() -> Box<dyn EventHandler> + Send + Sync>;
+
+impl<H: EventHandler + ?Sized> EventHandler for Box<H> {
+    fn on_start(&mut self, server: &ServerHandle) {
+        (**self).on_start(server)
+    }
+    fn on_worker_start(&mut self, ctx: &mut crate::Context<'_>) {
+        (**self).on_worker_start(ctx)
+    }
+    fn on_worker_stop(&mut self, ctx: &mut crate::Context<'_>) {
+        (**self).on_worker_stop(ctx)
+    }
+    fn on_connect(&mut self, ctx: &mut crate::Context<'_>, conn: crate::ConnId) {
+        (**self).on_connect(ctx, conn)
+    }
+    fn on_receive(
+        &mut self,
+        ctx: &mut crate::Context<'_>,
+        conn: crate::ConnId,
+        packet: bytes::Bytes,
+    ) {
+        (**self).on_receive(ctx, conn, packet)
+    }
+    fn on_close(
+        &mut self,
+        ctx: &mut crate::Context<'_>,
+        conn: crate::ConnId,
+        reason: crate::CloseReason,
+    ) {
+        (**self).on_close(ctx, conn, reason)
+    }
+    fn on_buffer_full(&mut self, ctx: &mut crate::Context<'_>, conn: crate::ConnId) {
+        (**self).on_buffer_full(ctx, conn)
+    }
+    fn on_buffer_drain(&mut self, ctx: &mut crate::Context<'_>, conn: crate::ConnId) {
+        (**self).on_buffer_drain(ctx, conn)
+    }
+    fn on_shutdown(&mut self, server: &ServerHandle) {
+        (**self).on_shutdown(server)
+    }
+}
+
+/// A built server: listeners bound, threads not started yet.
+///
+/// ```no_run
+/// use eddy_server::{Context, ConnId, EventHandler, Server};
+///
+/// struct Echo;
+///
+/// impl EventHandler for Echo {
+///     fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, packet: bytes::Bytes) {
+///         let _ = ctx.send(conn, &packet);
+///     }
+/// }
+///
+/// let server = Server::builder().listen("127.0.0.1:9501").build(|| Echo)?;
+/// println!("listening on {}", server.local_addr());
+/// let report = server.run()?;
+/// println!("{report:?}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a server does nothing until it is run"]
+pub struct Server {
+    shared: Arc<Shared>,
+    listeners: Vec<Listener>,
+    factory: Factory,
+    reactor_rx: Vec<Receiver<Command>>,
+    worker_rx: Vec<Receiver<Event>>,
+    worker_tx: Vec<Sender<Event>>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addrs", &self.shared.local_addrs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a shutdown went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// From the shutdown request to the end of `run`.
+    pub elapsed: Duration,
+    /// Connections closed over the server's life.
+    pub connections_closed: u64,
+    /// Whether everything finished within `max_wait_time`.
+    pub graceful: bool,
+    /// Events no worker took before the deadline.
+    pub abandoned_events: u64,
+    /// Bytes of output not flushed, or of packets not handled, before the deadline.
+    pub abandoned_bytes: u64,
+    /// Worker threads still busy at the deadline (left running, detached).
+    pub unfinished_workers: usize,
+}
+
+impl Server {
+    /// Start configuring a server.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    pub(crate) fn new<H, F>(config: Config, factory: Arc<F>) -> Result<Server, BuildError>
+    where
+        H: EventHandler,
+        F: Fn() -> H + Send + Sync + 'static,
+    {
+        let mut listeners = Vec::with_capacity(config.listeners.len());
+        let mut local_addrs = Vec::with_capacity(config.listeners.len());
+        for listener in &config.listeners {
+            let bound = Listener::bind(&listener.addr, config.backlog, config.reuse_port).map_err(
+                |source| BuildError::Bind {
+                    addr: listener.addr.to_string(),
+                    source,
+                },
+            )?;
+            local_addrs.push(bound.local_addr().map_err(BuildError::Io)?);
+            listeners.push(bound);
+        }
+        let mut reactors = Vec::new();
+        let mut reactor_rx = Vec::new();
+        for _ in 0..config.reactor_num {
+            let (tx, rx) = unbounded();
+            let poller = Arc::new(Poller::new().map_err(BuildError::Io)?);
+            reactors.push(ReactorHandle { tx, poller });
+            reactor_rx.push(rx);
+        }
+        let (mut workers, mut worker_rx, mut worker_tx) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..config.worker_num {
+            let (tx, rx) = bounded(config.worker_queue_capacity);
+            workers.push(WorkerShared::new(rx.clone()));
+            worker_rx.push(rx);
+            worker_tx.push(tx);
+        }
+        let shared = Arc::new(Shared {
+            table: ConnTable::new(config.max_conn),
+            stats: Counters::new(config.reactor_num, config.worker_num),
+            reactors: reactors.into(),
+            workers: workers.into(),
+            local_addrs,
+            supervisor: Arc::new(Poller::new().map_err(BuildError::Io)?),
+            shutdown_requested: Default::default(),
+            start_time: SystemTime::now(),
+            config,
+        });
+        Ok(Server {
+            shared,
+            listeners,
+            factory: Arc::new(move || Box::new(factory()) as Box<dyn EventHandler>),
+            reactor_rx,
+            worker_rx,
+            worker_tx,
+        })
+    }
+
+    /// The first listener's bound address (the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> &ListenAddr {
+        &self.shared.local_addrs[0]
+    }
+
+    /// Every listener's bound address, in the order they were added.
+    pub fn local_addrs(&self) -> &[ListenAddr] {
+        &self.shared.local_addrs
+    }
+
+    /// A handle to the server, usable before and while it runs.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Run the server on this thread until it shuts down (a handle's `shutdown`, SIGTERM or
+    /// SIGINT), then return how the shutdown went.
+    pub fn run(self) -> io::Result<ShutdownReport> {
+        self.run_with(|| {})
+    }
+
+    /// Run the server on a thread of its own; returns once every thread has started and the
+    /// server accepts connections.
+    pub fn start(self) -> io::Result<RunningServer> {
+        let handle = self.handle();
+        let (ready_tx, ready_rx) = bounded(1);
+        let thread = std::thread::Builder::new()
+            .name("eddy-supervisor".into())
+            .spawn(move || {
+                self.run_with(move || {
+                    let _ = ready_tx.send(());
+                })
+            })?;
+        match ready_rx.recv() {
+            Ok(()) => Ok(RunningServer {
+                handle,
+                thread: Some(thread),
+            }),
+            // The supervisor ended before it was ready: report its error.
+            Err(_) => match thread.join() {
+                Ok(Err(err)) => Err(err),
+                _ => Err(io::Error::other("the server stopped while starting")),
+            },
+        }
+    }
+
+    fn run_with(mut self, ready: impl FnOnce()) -> io::Result<ShutdownReport> {
+        let handle = self.handle();
+        let shared = self.shared.clone();
+        let signals = if shared.config.handle_signals {
+            Some(Signals::install()?)
+        } else {
+            None
+        };
+        let (done_tx, done_rx) = unbounded::<usize>();
+        let mut workers = Vec::new();
+        let (started_tx, started_rx) = unbounded::<()>();
+        for (id, inbox) in self.worker_rx.drain(..).enumerate() {
+            let worker = Worker::new(id, (self.factory)(), inbox, handle.clone());
+            let (done_tx, started_tx) = (done_tx.clone(), started_tx.clone());
+            workers.push(spawn(format!("eddy-worker-{id}"), move || {
+                worker.run(|| {
+                    let _ = started_tx.send(());
+                });
+                let _ = done_tx.send(id);
+            })?);
+        }
+        drop((done_tx, started_tx));
+        let mut reactors = Vec::new();
+        for (id, commands) in self.reactor_rx.drain(..).enumerate() {
+            let reactor = Reactor::new(id, shared.clone(), commands, self.worker_tx.clone());
+            reactors.push(spawn(format!("eddy-reactor-{id}"), move || reactor.run())?);
+        }
+        // Only reactors hold worker queue senders now: workers stop when every reactor has.
+        self.worker_tx.clear();
+        for _ in 0..workers.len() {
+            if started_rx.recv().is_err() {
+                break;
+            }
+        }
+        let mut main = (self.factory)();
+        main.on_start(&handle);
+        let accepted = Acceptor::new(&shared, &self.listeners, signals);
+        ready();
+        let result = accepted.run();
+        let begun = Instant::now();
+        if let Err(err) = &result {
+            tracing::error!("accept loop failed: {err}; shutting down");
+        }
+        shared.shutdown_requested.store(true, Ordering::Release);
+        for listener in self.listeners.drain(..) {
+            listener.cleanup();
+        }
+        let deadline = begun + shared.config.max_wait_time;
+        for reactor in shared.reactors.iter() {
+            reactor.command(Command::Shutdown(deadline));
+        }
+        let mut report = ReactorReport::default();
+        for reactor in reactors {
+            let part = reactor.join().unwrap_or_default();
+            report.abandoned_events += part.abandoned_events;
+            report.abandoned_bytes += part.abandoned_bytes;
+        }
+        // Workers finish what reactors handed them, then stop. Wait until the deadline (and
+        // a little more, for the close events of connections closed at the deadline).
+        let grace = deadline.max(Instant::now()) + Duration::from_millis(100);
+        let mut finished = vec![false; workers.len()];
+        while finished.iter().any(|done| !done) {
+            match done_rx.recv_deadline(grace) {
+                Ok(id) => finished[id] = true,
+                Err(_) => break,
+            }
+        }
+        let unfinished = finished.iter().filter(|done| !**done).count();
+        for (worker, done) in workers.into_iter().zip(&finished) {
+            if *done {
+                let _ = worker.join();
+            }
+        }
+        if unfinished > 0 {
+            tracing::warn!(
+                unfinished,
+                "workers still busy at the shutdown deadline: detached"
+            );
+        }
+        main.on_shutdown(&handle);
+        let stats = handle.stats();
+        let report = ShutdownReport {
+            elapsed: begun.elapsed(),
+            connections_closed: stats.close_count,
+            graceful: unfinished == 0
+                && report.abandoned_events == 0
+                && report.abandoned_bytes == 0,
+            abandoned_events: report.abandoned_events,
+            abandoned_bytes: report.abandoned_bytes,
+            unfinished_workers: unfinished,
+        };
+        tracing::info!(?report, "server stopped");
+        result.map(|()| report)
+    }
+}
+
+fn spawn<T: Send + 'static>(
+    name: String,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<JoinHandle<T>> {
+    std::thread::Builder::new().name(name).spawn(f)
+}
+
+/// A server running on a thread of its own (from [`Server::start`]). Dropping it shuts the
+/// server down and waits for it.
+#[derive(Debug)]
+pub struct RunningServer {
+    handle: ServerHandle,
+    thread: Option<JoinHandle<io::Result<ShutdownReport>>>,
+}
+
+impl RunningServer {
+    /// A handle to the server.
+    pub fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+
+    /// Shut down gracefully and wait until done.
+    pub fn shutdown(mut self) -> io::Result<ShutdownReport> {
+        self.handle.shutdown();
+        self.join()
+    }
+
+    /// Wait until the server stops by itself (a signal or a handle's `shutdown`).
+    pub fn wait(mut self) -> io::Result<ShutdownReport> {
+        self.join()
+    }
+
+    fn join(&mut self) -> io::Result<ShutdownReport> {
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the server thread panicked"))),
+            None => Err(io::Error::other("the server was already joined")),
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.handle.shutdown();
+            let _ = self.join();
+        }
+    }
+}

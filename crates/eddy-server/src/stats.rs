@@ -1,0 +1,135 @@
+//! Counters kept by each thread on its own cache line, and the snapshot users read.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    time::SystemTime,
+};
+
+use crate::handle::Shared;
+
+/// Counters written by one reactor thread.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct ReactorCounters {
+    pub(crate) dispatched: AtomicU64,
+    pub(crate) received_bytes: AtomicU64,
+    pub(crate) closed: AtomicU64,
+}
+
+/// Counters written by one worker thread.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct WorkerCounters {
+    pub(crate) requests: AtomicU64,
+    pub(crate) responses: AtomicU64,
+    pub(crate) sent_bytes: AtomicU64,
+}
+
+impl WorkerCounters {
+    pub(crate) fn count_response(&self, bytes: usize) {
+        self.responses.fetch_add(1, Relaxed);
+        self.sent_bytes.fetch_add(bytes as u64, Relaxed);
+    }
+}
+
+/// All of a server's counters.
+#[derive(Debug)]
+pub(crate) struct Counters {
+    pub(crate) reactors: Box<[ReactorCounters]>,
+    pub(crate) workers: Box<[WorkerCounters]>,
+    /// Sends from outside the workers (handles held by other threads).
+    pub(crate) other: WorkerCounters,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) aborted: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn new(reactors: usize, workers: usize) -> Self {
+        Counters {
+            reactors: (0..reactors).map(|_| ReactorCounters::default()).collect(),
+            workers: (0..workers).map(|_| WorkerCounters::default()).collect(),
+            other: WorkerCounters::default(),
+            accepted: AtomicU64::new(0),
+            aborted: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn count_response(&self, bytes: usize) {
+        self.other.count_response(bytes);
+    }
+}
+
+/// A snapshot of a server's counters (Swoole's `stats()`, the fields this version has).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// When the server started.
+    pub start_time: SystemTime,
+    /// Connections open or closing now.
+    pub connection_num: usize,
+    /// Connections accepted.
+    pub accept_count: u64,
+    /// Connections closed (every reason).
+    pub close_count: u64,
+    /// Connections refused at accept because `max_conn` were open.
+    pub abort_count: u64,
+    /// Events dispatched to workers (connect, packets, close, buffer events).
+    pub dispatch_count: u64,
+    /// Packets handled by `on_receive`.
+    pub request_count: u64,
+    /// Successful sends.
+    pub response_count: u64,
+    /// Bytes read from sockets.
+    pub total_recv_bytes: u64,
+    /// Bytes accepted by successful sends.
+    pub total_send_bytes: u64,
+    /// Worker threads.
+    pub worker_num: usize,
+    /// Reactor threads.
+    pub reactor_num: usize,
+    /// Events waiting in each worker's queue.
+    pub worker_queue: Vec<usize>,
+    /// Packets each worker has handled.
+    pub worker_request_count: Vec<u64>,
+}
+
+impl Stats {
+    pub(crate) fn collect(shared: &Shared) -> Stats {
+        let counters = &shared.stats;
+        let sum = |f: fn(&crate::stats::ReactorCounters) -> &AtomicU64| {
+            counters
+                .reactors
+                .iter()
+                .map(|r| f(r).load(Relaxed))
+                .sum::<u64>()
+        };
+        let workers = counters
+            .workers
+            .iter()
+            .chain(std::iter::once(&counters.other));
+        Stats {
+            start_time: shared.start_time,
+            connection_num: shared.table.len(),
+            accept_count: counters.accepted.load(Relaxed),
+            close_count: sum(|r| &r.closed),
+            abort_count: counters.aborted.load(Relaxed),
+            dispatch_count: sum(|r| &r.dispatched),
+            request_count: counters
+                .workers
+                .iter()
+                .map(|w| w.requests.load(Relaxed))
+                .sum(),
+            response_count: workers.clone().map(|w| w.responses.load(Relaxed)).sum(),
+            total_recv_bytes: sum(|r| &r.received_bytes),
+            total_send_bytes: workers.map(|w| w.sent_bytes.load(Relaxed)).sum(),
+            worker_num: shared.config.worker_num,
+            reactor_num: shared.config.reactor_num,
+            worker_queue: shared.workers.iter().map(|w| w.queue_len()).collect(),
+            worker_request_count: counters
+                .workers
+                .iter()
+                .map(|w| w.requests.load(Relaxed))
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The few socket calls std does not offer: `send` without `SIGPIPE`, reads into spare
+//! capacity, and a reset close that keeps the descriptor number reserved.
+
+use std::{io, os::fd::RawFd, sync::OnceLock};
+
+use bytes::BytesMut;
+
+/// `send(2)` with `MSG_NOSIGNAL`: a peer that went away is an `EPIPE` error, never a signal.
+pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is a valid readable slice for its whole length.
+        let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Read at most `max` bytes into the spare capacity of `buf`, growing it first if needed.
+/// Returns the number of bytes read (0 at end of stream).
+pub(crate) fn read_into(fd: RawFd, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < max {
+        buf.reserve(max);
+    }
+    let spare = buf.spare_capacity_mut();
+    let want = spare.len().min(max);
+    loop {
+        // SAFETY: `spare` is writable for `want` bytes; the kernel writes at most that many.
+        let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), want) };
+        if n >= 0 {
+            let n = n as usize;
+            // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
+            unsafe { buf.set_len(buf.len() + n) };
+            return Ok(n);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Close the connection behind `fd` with a TCP reset, now, while the descriptor number stays
+/// valid (it is pointed at `/dev/null`) until its owner drops it. So no other thread can ever
+/// write to a later socket that reused the number.
+pub(crate) fn reset(fd: RawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: plain socket option and descriptor calls on a descriptor we own; failures are
+    // harmless (the socket is then closed normally when its owner drops it).
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+        match dev_null() {
+            Some(null) => {
+                libc::dup2(null, fd);
+            }
+            None => {
+                libc::shutdown(fd, libc::SHUT_RDWR);
+            }
+        }
+    }
+}
+
+/// Send FIN and stop both directions; the descriptor stays open until its owner drops it.
+pub(crate) fn shutdown(fd: RawFd) {
+    // SAFETY: shutdown on a descriptor we own; an error (already disconnected) is harmless.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+fn dev_null() -> Option<RawFd> {
+    static NULL: OnceLock<Option<std::fs::File>> = OnceLock::new();
+    use std::os::fd::AsRawFd;
+    NULL.get_or_init(|| std::fs::File::open("/dev/null").ok())
+        .as_ref()
+        .map(|file| file.as_raw_fd())
+}
+
+/// Whether an accept error means the process or system ran out of something (back off)
+/// rather than that one incoming connection failed (skip it).
+pub(crate) fn is_resource_exhaustion(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}

@@ -1,0 +1,118 @@
+//! The connection table: connection ids to connection records, from any thread.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicU32, AtomicUsize, Ordering},
+        Arc, OnceLock,
+    },
+};
+
+use parking_lot::Mutex;
+
+use crate::{conn::Conn, ConnId};
+
+const CHUNK: usize = 1024;
+/// Freed slots wait in line at least this long (in frees) before reuse, when fresh slots
+/// remain: a stale id then usually points at an empty slot, not a new generation.
+const REUSE_AFTER: usize = 256;
+
+/// Slots of connection records, allocated a chunk at a time as connections arrive.
+///
+/// A lookup locks one slot (never the table) just long enough to clone the record's `Arc`.
+#[derive(Debug)]
+pub(crate) struct ConnTable {
+    chunks: Box<[OnceLock<Box<[Slot]>>]>,
+    capacity: usize,
+    free: Mutex<FreeSlots>,
+    len: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    generation: AtomicU32,
+    conn: Mutex<Option<Arc<Conn>>>,
+}
+
+#[derive(Debug, Default)]
+struct FreeSlots {
+    next_fresh: usize,
+    recycled: VecDeque<u32>,
+}
+
+impl ConnTable {
+    pub(crate) fn new(capacity: usize) -> Self {
+        let chunks = capacity.div_ceil(CHUNK);
+        ConnTable {
+            chunks: (0..chunks).map(|_| OnceLock::new()).collect(),
+            capacity,
+            free: Mutex::new(FreeSlots::default()),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    fn slot(&self, index: usize) -> Option<&Slot> {
+        let chunk = self.chunks.get(index / CHUNK)?.get()?;
+        chunk.get(index % CHUNK)
+    }
+
+    fn slot_or_init(&self, index: usize) -> &Slot {
+        let chunk = self.chunks[index / CHUNK]
+            .get_or_init(|| (0..CHUNK).map(|_| Slot::default()).collect());
+        &chunk[index % CHUNK]
+    }
+
+    /// Take a slot and store the record `make` builds for its new id. `None` when the table
+    /// holds `capacity` connections already (`max_conn`).
+    pub(crate) fn insert(&self, make: impl FnOnce(ConnId) -> Conn) -> Option<Arc<Conn>> {
+        let index = {
+            let mut free = self.free.lock();
+            let fresh_left = free.next_fresh < self.capacity;
+            if free.recycled.len() > REUSE_AFTER || !fresh_left {
+                free.recycled.pop_front()? as usize
+            } else {
+                free.next_fresh += 1;
+                free.next_fresh - 1
+            }
+        };
+        let slot = self.slot_or_init(index);
+        let generation = slot.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let conn = Arc::new(make(ConnId::new(index as u32, generation)));
+        *slot.conn.lock() = Some(conn.clone());
+        self.len.fetch_add(1, Ordering::Relaxed);
+        Some(conn)
+    }
+
+    /// The live connection with this id, if any.
+    pub(crate) fn get(&self, id: ConnId) -> Option<Arc<Conn>> {
+        let slot = self.slot(id.slot() as usize)?;
+        let conn = slot.conn.lock();
+        conn.as_ref().filter(|conn| conn.id == id).cloned()
+    }
+
+    /// Forget the connection; its slot can be reused under a new generation. Returns whether
+    /// the id was present.
+    pub(crate) fn remove(&self, id: ConnId) -> bool {
+        let Some(slot) = self.slot(id.slot() as usize) else {
+            return false;
+        };
+        {
+            let mut conn = slot.conn.lock();
+            if conn.as_ref().is_none_or(|conn| conn.id != id) {
+                return false;
+            }
+            *conn = None;
+        }
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        // A slot whose generation would wrap is retired: its ids stay unique forever.
+        if slot.generation.load(Ordering::Acquire) != u32::MAX {
+            self.free.lock().recycled.push_back(id.slot());
+        }
+        true
+    }
+
+    /// Connections in the table.
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+}

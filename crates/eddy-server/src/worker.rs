@@ -1,0 +1,260 @@
+//! Worker threads: take events from the inbox, run the handler.
+
+use std::{
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::{
+        atomic::{fence, AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use bytes::Bytes;
+use crossbeam_channel::Receiver;
+
+use crate::{
+    conn::{inflight, Conn},
+    reactor::Command,
+    CloseReason, Context, EventHandler, ServerHandle,
+};
+
+/// What a reactor hands a worker.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A new connection. `gated`: the reactor reads nothing until the worker says
+    /// `on_connect` returned (stateless modes, so no packet can overtake it).
+    Connect { conn: Arc<Conn>, gated: bool },
+    /// A whole packet.
+    Receive(Arc<Conn>, Bytes),
+    /// The output buffer reached the high watermark.
+    BufferFull(Arc<Conn>),
+    /// The output buffer drained to the low watermark.
+    BufferDrain(Arc<Conn>),
+    /// The connection closed and no other event of it is in flight. Not counted in
+    /// `Conn::inflight`.
+    Close(Arc<Conn>),
+}
+
+impl Event {
+    pub(crate) fn conn(&self) -> &Arc<Conn> {
+        match self {
+            Event::Connect { conn, .. }
+            | Event::Receive(conn, _)
+            | Event::BufferFull(conn)
+            | Event::BufferDrain(conn)
+            | Event::Close(conn) => conn,
+        }
+    }
+
+    /// Payload bytes carried.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Event::Receive(_, data) => data.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// What other threads see of a worker.
+///
+/// # Atomic ordering
+/// `busy` is a hint for the idle dispatch mode (`Relaxed`). `waiters` is a bit set of reactors
+/// that found this worker's inbox full; both sides use `SeqCst` around their queue operation
+/// (reactor: set bit, then retry the send; worker: take an event, then read the bits), so a
+/// reactor is never left waiting for a wake-up that nobody sends.
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct WorkerShared {
+    pub(crate) busy: AtomicBool,
+    pub(crate) waiters: AtomicU64,
+    inbox: Receiver<Event>,
+}
+
+impl WorkerShared {
+    pub(crate) fn new(inbox: Receiver<Event>) -> Self {
+        WorkerShared {
+            busy: AtomicBool::new(false),
+            waiters: AtomicU64::new(0),
+            inbox,
+        }
+    }
+
+    pub(crate) fn queue_len(&self) -> usize {
+        self.inbox.len()
+    }
+
+    /// Reactor side: ask to be woken when this worker takes an event.
+    pub(crate) fn want_wake(&self, reactor: usize) {
+        self.waiters.fetch_or(1 << reactor, Ordering::SeqCst);
+    }
+}
+
+/// One worker thread's state.
+pub(crate) struct Worker {
+    id: usize,
+    handler: Box<dyn EventHandler>,
+    inbox: Receiver<Event>,
+    server: ServerHandle,
+}
+
+impl Worker {
+    pub(crate) fn new(
+        id: usize,
+        handler: Box<dyn EventHandler>,
+        inbox: Receiver<Event>,
+        server: ServerHandle,
+    ) -> Self {
+        Worker {
+            id,
+            handler,
+            inbox,
+            server,
+        }
+    }
+
+    /// Run until every reactor has hung up and the inbox is empty.
+    pub(crate) fn run(mut self, started: impl FnOnce()) {
+        let server = self.server.clone();
+        self.guard(
+            "on_worker_start",
+            None,
+            |h, ctx| h.on_worker_start(ctx),
+            &server,
+        );
+        started();
+        let shared = &server.shared.workers[self.id];
+        let mut busy = false;
+        while let Ok(event) = self.inbox.recv() {
+            if !busy {
+                busy = true;
+                shared.busy.store(true, Ordering::Relaxed);
+            }
+            self.handle(event, &server);
+            if self.inbox.is_empty() {
+                busy = false;
+                shared.busy.store(false, Ordering::Relaxed);
+            }
+            fence(Ordering::SeqCst);
+            if shared.waiters.load(Ordering::SeqCst) != 0 {
+                let bits = shared.waiters.swap(0, Ordering::SeqCst);
+                for reactor in (0..64).filter(|r| bits & (1 << r) != 0) {
+                    let _ = server.shared.reactor(reactor).poller.notify();
+                }
+            }
+        }
+        self.guard(
+            "on_worker_stop",
+            None,
+            |h, ctx| h.on_worker_stop(ctx),
+            &server,
+        );
+    }
+
+    fn handle(&mut self, event: Event, server: &ServerHandle) {
+        let conn = event.conn().clone();
+        let id = conn.id;
+        match event {
+            Event::Connect { gated, .. } => {
+                self.guard(
+                    "on_connect",
+                    Some(&conn),
+                    |h, ctx| h.on_connect(ctx, id),
+                    server,
+                );
+                if gated {
+                    server
+                        .shared
+                        .reactor(conn.reactor)
+                        .command(Command::Resume(conn.clone()));
+                }
+            }
+            Event::Receive(_, packet) => {
+                // Input the server has decided to close on is dropped (as Swoole does).
+                if !conn.closing.load(Ordering::Acquire) {
+                    server.shared.stats.workers[self.id]
+                        .requests
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.guard(
+                        "on_receive",
+                        Some(&conn),
+                        |h, ctx| h.on_receive(ctx, id, packet),
+                        server,
+                    );
+                }
+            }
+            Event::BufferFull(_) => self.guard(
+                "on_buffer_full",
+                Some(&conn),
+                |h, ctx| h.on_buffer_full(ctx, id),
+                server,
+            ),
+            Event::BufferDrain(_) => self.guard(
+                "on_buffer_drain",
+                Some(&conn),
+                |h, ctx| h.on_buffer_drain(ctx, id),
+                server,
+            ),
+            Event::Close(_) => return self.close(&conn, server),
+        }
+        self.finish(&conn, server);
+    }
+
+    /// One counted event of `conn` is done: whoever finishes the last one after the reactor
+    /// closed the connection runs `on_close`.
+    fn finish(&mut self, conn: &Arc<Conn>, server: &ServerHandle) {
+        let before = conn.inflight.fetch_sub(1, Ordering::AcqRel);
+        if before & inflight::COUNT == 1 {
+            if before & inflight::CLOSED != 0 {
+                self.close(conn, server);
+            } else if before & inflight::NOTIFY_IDLE != 0 {
+                server
+                    .shared
+                    .reactor(conn.reactor)
+                    .command(Command::Output(conn.clone()));
+            }
+        }
+    }
+
+    fn close(&mut self, conn: &Arc<Conn>, server: &ServerHandle) {
+        let id = conn.id;
+        let reason = conn
+            .close_reason
+            .get()
+            .cloned()
+            .unwrap_or(CloseReason::PeerClosed);
+        self.guard(
+            "on_close",
+            Some(conn),
+            |h, ctx| h.on_close(ctx, id, reason),
+            server,
+        );
+        server.shared.table.remove(id);
+    }
+
+    /// Run a callback with a context, catching a panic so the worker carries on.
+    fn guard(
+        &mut self,
+        what: &'static str,
+        conn: Option<&Arc<Conn>>,
+        f: impl FnOnce(&mut dyn EventHandler, &mut Context<'_>),
+        server: &ServerHandle,
+    ) {
+        let mut ctx = Context::new(server, self.id, conn);
+        if let Some(conn) = conn {
+            conn.worker.store(self.id, Ordering::Relaxed);
+        }
+        let handler = &mut *self.handler;
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(handler, &mut ctx))) {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".into());
+            tracing::error!(
+                worker = self.id,
+                conn = conn.map(|c| c.id.as_u64()),
+                callback = what,
+                "handler panicked: {message}"
+            );
+        }
+    }
+}
