@@ -5,7 +5,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use eddy_codec::{Codec, RawCodec};
 
 use crate::{
-    config::{limits, Config, ListenerConfig},
+    config::{limits, Config, ListenerConfig, READ_CHUNK},
     BuildError, ConfigError, DispatchMode, EventHandler, ListenAddr, Server,
 };
 
@@ -29,6 +29,7 @@ pub struct ServerBuilder {
     socket_buffer_size: usize,
     watermarks: Option<(usize, usize)>,
     output_backpressure: bool,
+    max_queued_bytes: usize,
     worker_queue_capacity: usize,
     max_wait_time: Duration,
     handle_signals: bool,
@@ -64,6 +65,7 @@ impl Default for ServerBuilder {
             socket_buffer_size: 8 * 1024 * 1024,
             watermarks: None,
             output_backpressure: true,
+            max_queued_bytes: 1024 * 1024,
             worker_queue_capacity: 1024,
             max_wait_time: Duration::from_secs(3),
             handle_signals: true,
@@ -168,9 +170,14 @@ impl ServerBuilder {
     }
 
     /// Cap of each connection's output buffer (`socket_buffer_size`): a send that would pass
-    /// it is refused with `BufferFull`. Default 8 MiB. Range 1 KiB to 1 GiB. Unless set with
-    /// [`buffer_watermarks`](Self::buffer_watermarks), the high watermark is 80% of it and the
-    /// low watermark 25%.
+    /// it is refused with `BufferFull`. Default 8 MiB. Range 1 KiB to 1 GiB.
+    ///
+    /// Unless set with [`buffer_watermarks`](Self::buffer_watermarks), the high watermark
+    /// leaves room for a reply to everything already read from the connection:
+    /// `socket_buffer_size - max_queued_bytes - package_max_length - 64 KiB` (one read), but
+    /// at least half the buffer. So with the defaults (high 4.9 MiB) a server that answers each
+    /// packet with as many bytes never sees `BufferFull`, however slowly its client reads. The
+    /// low watermark is a quarter of the buffer (at most half the high watermark).
     pub fn socket_buffer_size(mut self, bytes: usize) -> Self {
         self.socket_buffer_size = bytes;
         self
@@ -189,6 +196,15 @@ impl ServerBuilder {
     /// a client that writes but never reads cannot grow server memory. Default on.
     pub fn output_backpressure(mut self, on: bool) -> Self {
         self.output_backpressure = on;
+        self
+    }
+
+    /// The most bytes of one connection's packets that may wait for, or be in, workers
+    /// (Swoole's `max_queued_bytes`); past it, eddy stops reading that connection until the
+    /// workers have caught up. Bounds the memory and the replies a fast writer can cause.
+    /// Default 1 MiB. Range 1 byte to 1 GiB.
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.max_queued_bytes = bytes;
         self
     }
 
@@ -238,9 +254,17 @@ impl ServerBuilder {
             limits::WORKER_QUEUE_CAPACITY,
         )?;
         check("max_wait_time", self.max_wait_time, limits::MAX_WAIT_TIME)?;
-        let (high, low) = self
-            .watermarks
-            .unwrap_or((self.socket_buffer_size / 5 * 4, self.socket_buffer_size / 4));
+        check(
+            "max_queued_bytes",
+            self.max_queued_bytes,
+            limits::MAX_QUEUED_BYTES,
+        )?;
+        let cap = self.socket_buffer_size;
+        let (high, low) = self.watermarks.unwrap_or_else(|| {
+            let room = self.max_queued_bytes + self.package_max_length + READ_CHUNK;
+            let high = cap.saturating_sub(room).max(cap / 2);
+            (high, (cap / 4).min(high / 2))
+        });
         if high == 0 || high > self.socket_buffer_size {
             return Err(ConfigError::new(
                 "buffer_high_watermark",
@@ -286,6 +310,7 @@ impl ServerBuilder {
             buffer_high_watermark: high,
             buffer_low_watermark: low,
             output_backpressure: self.output_backpressure,
+            max_queued_bytes: self.max_queued_bytes,
             worker_queue_capacity: self.worker_queue_capacity,
             max_wait_time: self.max_wait_time,
             handle_signals: self.handle_signals,

@@ -29,6 +29,7 @@ pub(crate) struct Config {
     pub(crate) buffer_high_watermark: usize,
     pub(crate) buffer_low_watermark: usize,
     pub(crate) output_backpressure: bool,
+    pub(crate) max_queued_bytes: usize,
     pub(crate) worker_queue_capacity: usize,
     pub(crate) max_wait_time: Duration,
     pub(crate) handle_signals: bool,
@@ -47,6 +48,7 @@ pub(crate) mod limits {
     pub(crate) const MAX_CONN: (usize, usize) = (1, 1 << 24);
     pub(crate) const PACKAGE_MAX_LENGTH: usize = 1 << 30;
     pub(crate) const SOCKET_BUFFER_SIZE: (usize, usize) = (1024, 1 << 30);
+    pub(crate) const MAX_QUEUED_BYTES: (usize, usize) = (1, 1 << 30);
     pub(crate) const WORKER_QUEUE_CAPACITY: (usize, usize) = (1, 1 << 20);
     pub(crate) const MAX_WAIT_TIME: (Duration, Duration) =
         (Duration::from_millis(1), Duration::from_secs(3600));

@@ -23,15 +23,17 @@ use crate::{
 /// Bits of [`Conn::inflight`].
 ///
 /// # Atomic ordering
-/// The word counts events dispatched to workers and not yet finished (low 32 bits) plus two
-/// flags. Every change is a read-modify-write with `AcqRel`, so whoever sees the count reach
-/// zero also sees everything the finished handlers did.
+/// The word holds the weight of the events dispatched to workers and not yet finished (the
+/// packet bytes, and at least 1 per event, so zero means nothing is in flight: Swoole's
+/// `recv_queued_bytes`) plus two flags. Every change is a read-modify-write with `AcqRel`, so
+/// whoever sees the weight reach zero also sees everything the finished handlers did.
 pub(crate) mod inflight {
-    /// Mask of the event count.
-    pub(crate) const COUNT: u64 = 0xffff_ffff;
-    /// The reactor closed the connection; whoever takes the count to zero runs `on_close`.
+    /// Mask of the weight.
+    pub(crate) const WEIGHT: u64 = (1 << 56) - 1;
+    /// The reactor closed the connection; whoever takes the weight to zero runs `on_close`.
     pub(crate) const CLOSED: u64 = 1 << 62;
-    /// The reactor waits for the count to reach zero (graceful shutdown): tell it.
+    /// The reactor waits for the weight to reach zero (reading paused at `max_queued_bytes`,
+    /// or a graceful shutdown): tell it.
     pub(crate) const NOTIFY_IDLE: u64 = 1 << 61;
 }
 

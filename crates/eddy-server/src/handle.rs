@@ -77,6 +77,8 @@ pub struct ClientInfo {
     pub connect_time: SystemTime,
     /// The user id bound with `bind`, if any.
     pub uid: Option<Uid>,
+    /// Bytes waiting in the connection's output buffer.
+    pub send_queued_bytes: usize,
 }
 
 impl ClientInfo {
@@ -89,6 +91,7 @@ impl ClientInfo {
             worker_id: conn.worker.load(Ordering::Relaxed),
             connect_time: conn.connect_time,
             uid: conn.uid(),
+            send_queued_bytes: conn.out.lock().pending(),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::{
     fmt,
-    hash::{BuildHasher, Hash, Hasher},
+    hash::{BuildHasher, Hasher},
     sync::Arc,
 };
 
@@ -66,10 +66,7 @@ impl Uid {
             Uid::Int(n) => *n,
             Uid::Str(s) => {
                 // A fixed-key hasher, so the same uid picks the same worker in every run.
-                let mut hasher =
-                    std::hash::BuildHasherDefault::<FnvHasher>::default().build_hasher();
-                s.hash(&mut hasher);
-                hasher.finish()
+                std::hash::BuildHasherDefault::<FnvHasher>::default().hash_one(s)
             }
         }
     }

@@ -52,6 +52,11 @@ impl Event {
             _ => 0,
         }
     }
+
+    /// What the event adds to `Conn::inflight`: its bytes, and at least 1.
+    pub(crate) fn weight(&self) -> u64 {
+        self.len().max(1) as u64
+    }
 }
 
 /// What other threads see of a worker.
@@ -152,6 +157,7 @@ impl Worker {
     fn handle(&mut self, event: Event, server: &ServerHandle) {
         let conn = event.conn().clone();
         let id = conn.id;
+        let weight = event.weight();
         match event {
             Event::Connect { gated, .. } => {
                 self.guard(
@@ -195,14 +201,14 @@ impl Worker {
             ),
             Event::Close(_) => return self.close(&conn, server),
         }
-        self.finish(&conn, server);
+        self.finish(&conn, weight, server);
     }
 
     /// One counted event of `conn` is done: whoever finishes the last one after the reactor
     /// closed the connection runs `on_close`.
-    fn finish(&mut self, conn: &Arc<Conn>, server: &ServerHandle) {
-        let before = conn.inflight.fetch_sub(1, Ordering::AcqRel);
-        if before & inflight::COUNT == 1 {
+    fn finish(&mut self, conn: &Arc<Conn>, weight: u64, server: &ServerHandle) {
+        let before = conn.inflight.fetch_sub(weight, Ordering::AcqRel);
+        if before & inflight::WEIGHT == weight {
             if before & inflight::CLOSED != 0 {
                 self.close(conn, server);
             } else if before & inflight::NOTIFY_IDLE != 0 {

@@ -17,6 +17,8 @@ pub(crate) mod pause {
     pub(crate) const GATE: u8 = 4;
     /// It is closing (by the server, or at shutdown).
     pub(crate) const CLOSING: u8 = 8;
+    /// Its packets waiting for workers weigh `max_queued_bytes` or more.
+    pub(crate) const QUEUED: u8 = 16;
 }
 
 /// A connection as its reactor sees it: the read side and poller bookkeeping.

@@ -254,6 +254,18 @@ impl Reactor {
         if self.shared.config.output_backpressure && lc.conn.high_crossed.load(Ordering::Acquire) {
             return self.check_output(key);
         }
+        let max_queued = self.shared.config.max_queued_bytes as u64;
+        if lc.conn.inflight.load(Ordering::Acquire) & inflight::WEIGHT >= max_queued {
+            // Wait for the workers: the one that takes the weight to zero tells us.
+            let before = lc
+                .conn
+                .inflight
+                .fetch_or(inflight::NOTIFY_IDLE, Ordering::AcqRel);
+            if before & inflight::WEIGHT != 0 {
+                lc.paused |= pause::QUEUED;
+                return self.sync_interest(key);
+            }
+        }
         let fd = lc.conn.fd;
         let from_scratch = lc.rbuf.is_empty();
         let result = if from_scratch {
@@ -339,7 +351,7 @@ impl Reactor {
     fn deliver(&mut self, key: usize, event: Event) {
         let lc = &mut self.conns[key];
         let conn = &lc.conn;
-        let count = conn.inflight.load(Ordering::Acquire) & inflight::COUNT;
+        let weight = conn.inflight.load(Ordering::Acquire) & inflight::WEIGHT;
         let data = match &event {
             Event::Receive(_, data) => Some(&data[..]),
             _ => None,
@@ -352,14 +364,14 @@ impl Reactor {
                 .load(Ordering::Acquire)
                 .then(|| conn.uid_hash.load(Ordering::Relaxed)),
             last: lc.worker,
-            in_flight: count != 0,
+            in_flight: weight != 0,
             data,
         };
         let worker = self
             .dispatcher
             .pick(&subject, &Workers(&self.shared.workers));
         lc.worker = Some(worker);
-        conn.inflight.fetch_add(1, Ordering::AcqRel);
+        conn.inflight.fetch_add(event.weight(), Ordering::AcqRel);
         let id = conn.id;
         self.shared.stats.reactors[self.id]
             .dispatched
@@ -473,8 +485,15 @@ impl Reactor {
         if drained {
             lc.paused &= !pause::WATERMARK;
         }
+        let idle = conn.inflight.load(Ordering::Acquire) & inflight::WEIGHT == 0;
+        if lc.paused & pause::QUEUED != 0 && idle {
+            lc.paused &= !pause::QUEUED;
+            if lc.closing.is_none() {
+                conn.inflight
+                    .fetch_and(!inflight::NOTIFY_IDLE, Ordering::AcqRel);
+            }
+        }
         if let Some(reason) = lc.closing.clone() {
-            let idle = conn.inflight.load(Ordering::Acquire) & inflight::COUNT == 0;
             if pending == 0 && (reason != CloseReason::Shutdown || idle) {
                 return self.finalize(key, reason);
             }
@@ -532,7 +551,7 @@ impl Reactor {
         tracing::debug!(conn = conn.id.as_u64(), %reason, dropped, "connection closed");
         let _ = conn.close_reason.set(reason);
         let before = conn.inflight.fetch_or(inflight::CLOSED, Ordering::AcqRel);
-        if before & inflight::COUNT == 0 {
+        if before & inflight::WEIGHT == 0 {
             let worker = lc.worker.unwrap_or(0);
             self.push(worker, Event::Close(conn));
         }

@@ -1,0 +1,153 @@
+//! Loads both baselines in-process with eddy-load, and spawns the
+//! `eddy-baseline` binary as a child.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use eddy_bench::child::ServerChild;
+use eddy_bench::{epoll_echo, tokio_echo, Framing};
+use eddy_load::{run, LoadConfig};
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Tokio,
+    Epoll,
+}
+
+/// Runs `load` against a fresh in-process server of `kind`.
+fn check(kind: Kind, framing: Framing, load: LoadConfig) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || match kind {
+            Kind::Tokio => tokio_echo::run_until(listener, framing, 2, stop),
+            Kind::Epoll => epoll_echo::run_until(listener, framing, &stop),
+        })
+    };
+    let count = load.count.expect("count set");
+    let report = run(&LoadConfig {
+        addr: addr.to_string(),
+        framing,
+        duration: None,
+        warmup: Duration::ZERO,
+        io_timeout: Duration::from_secs(10),
+        ..load
+    });
+    stop.store(true, Ordering::Relaxed);
+    let served = server.join().expect("server thread");
+    let report = report.unwrap_or_else(|e| panic!("{kind:?} {framing}: {e}"));
+    assert_eq!(report.packets, count, "{kind:?} {framing}");
+    served.expect("server exits cleanly");
+}
+
+fn small(depth: usize) -> LoadConfig {
+    LoadConfig {
+        connections: 8,
+        depth,
+        count: Some(4000),
+        ..LoadConfig::default()
+    }
+}
+
+#[test]
+fn both_baselines_echo_both_framings() {
+    for kind in [Kind::Tokio, Kind::Epoll] {
+        for framing in [Framing::Length, Framing::Line] {
+            check(kind, framing, small(1));
+            check(kind, framing, small(16));
+        }
+    }
+}
+
+#[test]
+fn large_pipelined_packets_echo_whole() {
+    let big = LoadConfig {
+        connections: 3,
+        depth: 8,
+        size: 300_000,
+        count: Some(240),
+        ..LoadConfig::default()
+    };
+    check(Kind::Epoll, Framing::Length, big.clone());
+    check(Kind::Tokio, Framing::Line, big);
+}
+
+/// A client that writes 32 MiB of packets while not reading for a while:
+/// the server's writes back must hit a full socket, queue, watch for
+/// writability and pause reading above its high-water mark.
+fn slow_reader(kind: Kind) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || match kind {
+            Kind::Tokio => tokio_echo::run_until(listener, Framing::Length, 1, stop),
+            Kind::Epoll => epoll_echo::run_until(listener, Framing::Length, &stop),
+        })
+    };
+    let mut packet = vec![0u8; 4 + 64 * 1024];
+    packet[..4].copy_from_slice(&(64u32 * 1024).to_be_bytes());
+    let mut sent = Vec::new();
+    for i in 0..512usize {
+        packet[4..].fill((i % 251) as u8);
+        sent.extend_from_slice(&packet);
+    }
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let writer = {
+        let mut stream = stream.try_clone().expect("clone");
+        let sent = sent.clone();
+        thread::spawn(move || stream.write_all(&sent))
+    };
+    thread::sleep(Duration::from_millis(300));
+    let mut got = vec![0u8; sent.len()];
+    stream.read_exact(&mut got).expect("echo");
+    writer.join().expect("writer").expect("write");
+    assert!(got == sent, "{kind:?}: echo differs");
+    stop.store(true, Ordering::Relaxed);
+    server.join().expect("server").expect("serve");
+}
+
+#[test]
+fn slow_reader_gets_everything_back() {
+    slow_reader(Kind::Epoll);
+    slow_reader(Kind::Tokio);
+}
+
+#[test]
+fn baseline_binary_announces_its_address() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eddy-baseline"));
+    cmd.args([
+        "--serve",
+        "epoll",
+        "--listen",
+        "127.0.0.1:0",
+        "--framing",
+        "line",
+    ]);
+    let child = ServerChild::spawn(&mut cmd, Duration::from_secs(10)).expect("spawn");
+    let report = run(&LoadConfig {
+        addr: child.addr().to_string(),
+        framing: Framing::Line,
+        connections: 2,
+        count: Some(500),
+        duration: None,
+        warmup: Duration::ZERO,
+        ..LoadConfig::default()
+    })
+    .expect("load");
+    assert_eq!(report.packets, 500);
+    assert!(child.cpu_time().is_ok());
+    assert!(child.rss_bytes().expect("rss") > 0);
+    child.kill().expect("kill");
+}

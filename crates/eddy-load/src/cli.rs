@@ -1,0 +1,182 @@
+//! Command-line parsing for the `eddy-load` binary.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::time::Duration;
+
+use crate::config::LoadConfig;
+
+/// Usage text printed by `--help` and on usage errors.
+pub const USAGE: &str = "\
+usage: eddy-load [options]
+
+  --addr HOST:PORT      loopback target (default 127.0.0.1:9501)
+  --connections C       connections (default 50)
+  --depth D             packets in flight per connection, 1 = ping-pong (default 1)
+  --size BYTES          body size (default 64)
+  --framing length|line 4-byte big-endian length + body, or body + '\\n' (default length)
+  --duration SECS       measured phase length (default 10, or unlimited with --count)
+  --count N             measured packets over all connections
+  --warmup SECS         unmeasured warm-up (default 1)
+  --threads N           load threads, each with its own poller (default 1)
+  --json                print the report as one JSON object on stdout
+  --quiet               no progress lines on stderr
+  -h, --help            this text
+";
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Run a load.
+    Run {
+        /// The load to run.
+        config: LoadConfig,
+        /// Print JSON instead of the table.
+        json: bool,
+    },
+    /// Print [`USAGE`].
+    Help,
+}
+
+/// A command-line error.
+#[derive(Debug)]
+pub struct CliError(String);
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl From<lexopt::Error> for CliError {
+    fn from(e: lexopt::Error) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+/// Parses arguments (without the program name).
+pub fn parse_args<I>(args: I) -> Result<Command, CliError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    use lexopt::prelude::*;
+
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut config = LoadConfig {
+        progress: true,
+        ..LoadConfig::default()
+    };
+    let mut duration_set = false;
+    let mut json = false;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("addr") => config.addr = parser.value()?.string()?,
+            Long("connections") | Short('c') => config.connections = parser.value()?.parse()?,
+            Long("depth") | Short('d') => config.depth = parser.value()?.parse()?,
+            Long("size") | Short('s') => config.size = parser.value()?.parse()?,
+            Long("framing") => config.framing = parser.value()?.parse()?,
+            Long("duration") => {
+                config.duration = Some(secs(&parser.value()?.string()?)?);
+                duration_set = true;
+            }
+            Long("count") | Short('n') => config.count = Some(parser.value()?.parse()?),
+            Long("warmup") => config.warmup = secs(&parser.value()?.string()?)?,
+            Long("threads") | Short('t') => config.threads = parser.value()?.parse()?,
+            Long("json") => json = true,
+            Long("quiet") | Short('q') => config.progress = false,
+            Long("help") | Short('h') => return Ok(Command::Help),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    if config.count.is_some() && !duration_set {
+        config.duration = None;
+    }
+    config.validate().map_err(|e| CliError(e.to_string()))?;
+    Ok(Command::Run { config, json })
+}
+
+/// Parses a non-negative number of seconds, fractions allowed.
+fn secs(s: &str) -> Result<Duration, CliError> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|v| Duration::try_from_secs_f64(v).ok())
+        .ok_or_else(|| CliError(format!("invalid number of seconds: {s:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Framing;
+
+    fn run(args: &[&str]) -> (LoadConfig, bool) {
+        match parse_args(args.iter().copied()).expect("parses") {
+            Command::Run { config, json } => (config, json),
+            Command::Help => panic!("unexpected help"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let (c, json) = run(&[]);
+        assert_eq!(c.addr, "127.0.0.1:9501");
+        assert_eq!((c.connections, c.depth, c.size, c.threads), (50, 1, 64, 1));
+        assert_eq!(c.duration, Some(Duration::from_secs(10)));
+        assert_eq!(c.warmup, Duration::from_secs(1));
+        assert!(c.progress && !json);
+    }
+
+    #[test]
+    fn all_flags() {
+        let (c, json) = run(&[
+            "--addr=127.0.0.2:1",
+            "--connections",
+            "8",
+            "--depth",
+            "16",
+            "--size",
+            "100",
+            "--framing",
+            "line",
+            "--duration",
+            "2.5",
+            "--count",
+            "1000",
+            "--warmup",
+            "0",
+            "--threads",
+            "2",
+            "--json",
+            "--quiet",
+        ]);
+        assert_eq!(c.addr, "127.0.0.2:1");
+        assert_eq!((c.connections, c.depth, c.size, c.threads), (8, 16, 100, 2));
+        assert_eq!(c.framing, Framing::Line);
+        assert_eq!(c.duration, Some(Duration::from_millis(2500)));
+        assert_eq!(c.count, Some(1000));
+        assert_eq!(c.warmup, Duration::ZERO);
+        assert!(json && !c.progress);
+    }
+
+    #[test]
+    fn count_alone_disables_duration() {
+        let (c, _) = run(&["--count", "10"]);
+        assert_eq!((c.duration, c.count), (None, Some(10)));
+    }
+
+    #[test]
+    fn errors() {
+        for bad in [
+            &["--depth", "0"][..],
+            &["--framing", "xml"],
+            &["--duration", "-1"],
+            &["--bogus"],
+            &["--size"],
+        ] {
+            assert!(parse_args(bad.iter().copied()).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_args(["--help"]).ok(), Some(Command::Help));
+    }
+}

@@ -1,0 +1,185 @@
+//! Run configuration and target address checks.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::error::LoadError;
+use crate::frame::{Framing, MAX_BODY};
+
+/// Default target address.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:9501";
+
+/// What to run: target, traffic shape and how long.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadConfig {
+    /// Target `host:port`; must resolve to a loopback address.
+    pub addr: String,
+    /// Number of connections.
+    pub connections: usize,
+    /// Packets in flight per connection (1 = ping-pong).
+    pub depth: usize,
+    /// Body size of each packet in bytes (framing overhead not included).
+    pub size: usize,
+    /// Wire framing.
+    pub framing: Framing,
+    /// Length of the measured phase; `None` runs until `count` is reached.
+    pub duration: Option<Duration>,
+    /// Number of measured packets over all connections; `None` runs for
+    /// `duration`. When both are set the run stops at whichever comes first.
+    pub count: Option<u64>,
+    /// Unmeasured traffic before the measured phase.
+    pub warmup: Duration,
+    /// Worker threads, each with its own poller; connections are split
+    /// round-robin between them.
+    pub threads: usize,
+    /// Print a progress line on stderr once per second.
+    pub progress: bool,
+    /// Deadline for establishing all connections (retries included).
+    pub connect_timeout: Duration,
+    /// Fail if no echo arrives for this long while packets are outstanding.
+    pub io_timeout: Duration,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        LoadConfig {
+            addr: DEFAULT_ADDR.to_owned(),
+            connections: 50,
+            depth: 1,
+            size: 64,
+            framing: Framing::Length,
+            duration: Some(Duration::from_secs(10)),
+            count: None,
+            warmup: Duration::from_secs(1),
+            threads: 1,
+            progress: false,
+            connect_timeout: Duration::from_secs(5),
+            io_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl LoadConfig {
+    /// Checks field ranges and combinations.
+    pub fn validate(&self) -> Result<(), LoadError> {
+        let bad = |msg: &str| Err(LoadError::Config(msg.to_owned()));
+        if self.connections == 0 || self.connections > u32::MAX as usize {
+            return bad("connections must be between 1 and 2^32-1");
+        }
+        if self.depth == 0 {
+            return bad("depth must be at least 1");
+        }
+        if self.threads == 0 {
+            return bad("threads must be at least 1");
+        }
+        if self.size > MAX_BODY {
+            return bad("size must be at most 16 MiB");
+        }
+        match (self.duration, self.count) {
+            (None, None) => return bad("set a duration, a count, or both"),
+            (Some(d), _) if d.is_zero() => return bad("duration must be positive"),
+            (_, Some(0)) => return bad("count must be positive"),
+            _ => {}
+        }
+        if self.io_timeout.is_zero() {
+            return bad("io_timeout must be positive");
+        }
+        Ok(())
+    }
+
+    /// Number of threads actually used (never more than connections).
+    pub fn effective_threads(&self) -> usize {
+        self.threads.clamp(1, self.connections.max(1))
+    }
+}
+
+/// Resolves `addr` and returns its first address, refusing anything that
+/// is not loopback (127.0.0.0/8 or ::1).
+pub fn resolve_loopback(addr: &str) -> Result<SocketAddr, LoadError> {
+    let resolved: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|source| LoadError::Resolve {
+            addr: addr.to_owned(),
+            source,
+        })?
+        .collect();
+    if resolved.is_empty() || !resolved.iter().all(|a| a.ip().is_loopback()) {
+        return Err(LoadError::NotLoopback {
+            addr: addr.to_owned(),
+        });
+    }
+    Ok(resolved[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        assert!(LoadConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn rejects_bad_combinations() {
+        let base = LoadConfig::default();
+        let cases = [
+            LoadConfig {
+                connections: 0,
+                ..base.clone()
+            },
+            LoadConfig {
+                depth: 0,
+                ..base.clone()
+            },
+            LoadConfig {
+                duration: None,
+                count: None,
+                ..base.clone()
+            },
+            LoadConfig {
+                count: Some(0),
+                ..base.clone()
+            },
+            LoadConfig {
+                size: MAX_BODY + 1,
+                ..base.clone()
+            },
+        ];
+        for c in cases {
+            assert!(matches!(c.validate(), Err(LoadError::Config(_))), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn loopback_only() {
+        assert!(resolve_loopback("127.0.0.1:9501").is_ok());
+        assert!(resolve_loopback("127.3.2.1:9501").is_ok());
+        assert!(resolve_loopback("[::1]:9501").is_ok());
+        for addr in [
+            "10.0.0.1:80",
+            "192.168.1.1:80",
+            "8.8.8.8:53",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            assert!(
+                matches!(resolve_loopback(addr), Err(LoadError::NotLoopback { .. })),
+                "{addr}"
+            );
+        }
+        assert!(matches!(
+            resolve_loopback("no port"),
+            Err(LoadError::Resolve { .. })
+        ));
+    }
+
+    #[test]
+    fn threads_capped_by_connections() {
+        let c = LoadConfig {
+            connections: 2,
+            threads: 8,
+            ..LoadConfig::default()
+        };
+        assert_eq!(c.effective_threads(), 2);
+    }
+}

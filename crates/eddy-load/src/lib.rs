@@ -1,0 +1,45 @@
+//! `eddy-load`: a load generator for echo servers.
+//!
+//! Opens a number of TCP connections to a loopback address and sends
+//! packets in length framing (4-byte big-endian body length, then the body;
+//! the server echoes the whole packet) or line framing (`\n`-terminated),
+//! either ping-pong (one packet in flight per connection) or pipelined.
+//! Every echoed byte is checked against what was sent; any difference is a
+//! [`LoadError::Mismatch`]. The run reports throughput and HDR-histogram
+//! latency percentiles.
+//!
+//! It is built to be cheap: non-blocking sockets on a level-triggered
+//! [`polling`] poller per thread, per-connection buffers reused for the
+//! whole run, no allocation per packet.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use eddy_load::{run, Framing, LoadConfig};
+//!
+//! let report = run(&LoadConfig {
+//!     addr: "127.0.0.1:9501".into(),
+//!     connections: 50,
+//!     depth: 16,
+//!     framing: Framing::Length,
+//!     duration: Some(Duration::from_secs(5)),
+//!     ..LoadConfig::default()
+//! })?;
+//! println!("{report}");
+//! # Ok::<(), eddy_load::LoadError>(())
+//! ```
+
+pub mod cli;
+mod config;
+mod conn;
+mod connect;
+mod error;
+pub mod frame;
+mod report;
+mod run;
+mod worker;
+
+pub use config::{resolve_loopback, LoadConfig, DEFAULT_ADDR};
+pub use error::LoadError;
+pub use frame::{Framing, Mismatch};
+pub use report::LoadReport;
+pub use run::run;

@@ -1,0 +1,148 @@
+//! The result of a run: throughput and latency percentiles.
+
+use std::fmt;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::{Serialize, Serializer};
+
+use crate::config::LoadConfig;
+use crate::frame::Framing;
+
+/// Throughput and latency of the measured phase of a run.
+///
+/// Only packets sent after the warm-up are counted. `bytes` counts echoed
+/// bytes in one direction, framing included; MB is 10^6 bytes. Latency is
+/// the time from queueing a packet for sending to receiving its last echoed
+/// byte.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadReport {
+    /// Target address as resolved.
+    pub addr: String,
+    /// Wire framing.
+    pub framing: Framing,
+    /// Connections used.
+    pub connections: usize,
+    /// Packets in flight per connection.
+    pub depth: usize,
+    /// Body size in bytes.
+    pub size: usize,
+    /// Packet size on the wire in bytes.
+    pub packet_len: usize,
+    /// Worker threads used.
+    pub threads: usize,
+    /// Measured packets echoed.
+    pub packets: u64,
+    /// Measured bytes echoed.
+    pub bytes: u64,
+    /// Every packet echoed in the run, warm-up and final drain included
+    /// (to divide a server's total CPU time by).
+    pub all_packets: u64,
+    /// From the start of the measured phase to the last measured echo.
+    #[serde(rename = "elapsed_secs", serialize_with = "secs_f64")]
+    pub elapsed: Duration,
+    /// `packets / elapsed`.
+    pub packets_per_sec: f64,
+    /// `bytes / elapsed / 10^6`.
+    pub mb_per_sec: f64,
+    /// Mean latency in microseconds.
+    pub mean_us: f64,
+    /// Median latency in microseconds.
+    pub p50_us: f64,
+    /// 99th percentile latency in microseconds.
+    pub p99_us: f64,
+    /// 99.9th percentile latency in microseconds.
+    pub p999_us: f64,
+    /// Largest latency in microseconds.
+    pub max_us: f64,
+}
+
+fn secs_f64<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn us(nanos: u64) -> f64 {
+    nanos as f64 / 1_000.0
+}
+
+impl LoadReport {
+    /// Builds a report from the merged latency histogram (nanoseconds).
+    pub(crate) fn new(
+        config: &LoadConfig,
+        addr: String,
+        hist: &Histogram<u64>,
+        bytes: u64,
+        all_packets: u64,
+        elapsed: Duration,
+    ) -> Self {
+        let secs = elapsed.as_secs_f64();
+        let packets = hist.len();
+        let per_sec = |x: u64| if secs > 0.0 { x as f64 / secs } else { 0.0 };
+        let empty = packets == 0;
+        let q = |quantile: f64| {
+            if empty {
+                0.0
+            } else {
+                us(hist.value_at_quantile(quantile))
+            }
+        };
+        LoadReport {
+            addr,
+            framing: config.framing,
+            connections: config.connections,
+            depth: config.depth,
+            size: config.size,
+            packet_len: config.framing.packet_len(config.size),
+            threads: config.effective_threads(),
+            packets,
+            bytes,
+            all_packets,
+            elapsed,
+            packets_per_sec: per_sec(packets),
+            mb_per_sec: per_sec(bytes) / 1e6,
+            mean_us: if empty { 0.0 } else { hist.mean() / 1_000.0 },
+            p50_us: q(0.5),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            max_us: if empty { 0.0 } else { us(hist.max()) },
+        }
+    }
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "target      {}  framing {}  {} conn x depth {}  body {} B (packet {} B)  {} thread(s)",
+            self.addr,
+            self.framing,
+            self.connections,
+            self.depth,
+            self.size,
+            self.packet_len,
+            self.threads
+        )?;
+        writeln!(
+            f,
+            "packets     {}  in {:.3} s  ({} with warm-up)",
+            self.packets,
+            self.elapsed.as_secs_f64(),
+            self.all_packets
+        )?;
+        writeln!(
+            f,
+            "throughput  {:.0} packets/s  {:.2} MB/s",
+            self.packets_per_sec, self.mb_per_sec
+        )?;
+        writeln!(
+            f,
+            "latency us  {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "mean", "p50", "p99", "p99.9", "max"
+        )?;
+        write!(
+            f,
+            "            {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            self.mean_us, self.p50_us, self.p99_us, self.p999_us, self.max_us
+        )
+    }
+}

@@ -1,0 +1,168 @@
+//! Running a load: connect, spread connections over threads, collect.
+
+use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::config::{resolve_loopback, LoadConfig};
+use crate::conn::{Conn, Schedule, Shape, Tally};
+use crate::connect::connect_all;
+use crate::error::LoadError;
+use crate::report::LoadReport;
+use crate::worker::{new_histogram, Shared, Worker};
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs the load described by `config` and reports the measured phase.
+///
+/// Connects all connections first (retrying until
+/// [`LoadConfig::connect_timeout`]), then sends for the warm-up and the
+/// measured phase, then waits for every outstanding echo. Blocks the
+/// calling thread; the work happens on [`LoadConfig::threads`] threads.
+pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
+    config.validate()?;
+    let addr = resolve_loopback(&config.addr)?;
+    let streams = connect_all(addr, config.connections, config.connect_timeout)?;
+
+    let threads = config.effective_threads();
+    let shape = Shape {
+        framing: config.framing,
+        size: config.size,
+        depth: config.depth,
+    };
+    let start = Instant::now();
+    let measure_start = start + config.warmup;
+    let sched = Schedule {
+        measure_start,
+        measure_end: config.duration.map(|d| measure_start + d),
+    };
+    let conns = streams.len() as u64;
+    let budget = |i: u64| config.count.map(|n| n / conns + u64::from(i < n % conns));
+
+    let mut groups: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, stream) in streams.into_iter().enumerate() {
+        let id = i as u32; // validate() bounds connections by u32::MAX
+        groups[i % threads].push(Conn::new(stream, id, shape, budget(i as u64), start));
+    }
+
+    let shared = Shared::default();
+    let tallies = thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel();
+        let mut spawn_error = None;
+        for (t, conns) in groups.into_iter().enumerate() {
+            let worker = Worker {
+                conns,
+                shape,
+                sched,
+                io_timeout: config.io_timeout,
+            };
+            let (tx, shared) = (tx.clone(), &shared);
+            let spawned = thread::Builder::new()
+                .name(format!("eddy-load-{t}"))
+                .spawn_scoped(scope, move || {
+                    let result = panic::catch_unwind(AssertUnwindSafe(|| worker.run(shared)))
+                        .unwrap_or_else(|_| Err(LoadError::Thread("worker panicked".into())));
+                    let _ = tx.send(result);
+                });
+            if let Err(e) = spawned {
+                shared.stop.store(true, Ordering::Relaxed);
+                spawn_error = Some(LoadError::Thread(e.to_string()));
+                break;
+            }
+        }
+        drop(tx);
+        let collected = collect(&rx, &shared, config, sched, start);
+        match spawn_error {
+            Some(e) => Err(e),
+            None => collected,
+        }
+    })?;
+
+    let mut hist = new_histogram();
+    let mut bytes = 0;
+    let mut all_packets = 0;
+    let mut last = None::<Instant>;
+    for t in &tallies {
+        hist.add(&t.hist)
+            .map_err(|e| LoadError::Thread(format!("merging histograms: {e:?}")))?;
+        bytes += t.bytes;
+        all_packets += t.all_packets;
+        last = last.max(t.last_recv);
+    }
+    let elapsed = last.map_or(Duration::ZERO, |l| {
+        l.saturating_duration_since(measure_start)
+    });
+    Ok(LoadReport::new(
+        config,
+        addr.to_string(),
+        &hist,
+        bytes,
+        all_packets,
+        elapsed,
+    ))
+}
+
+/// Waits for all workers, printing progress; the first error wins and
+/// stops the other workers.
+fn collect(
+    rx: &mpsc::Receiver<Result<Tally, LoadError>>,
+    shared: &Shared,
+    config: &LoadConfig,
+    sched: Schedule,
+    start: Instant,
+) -> Result<Vec<Tally>, LoadError> {
+    let mut tallies = Vec::new();
+    let mut first_error = None;
+    let mut next_tick = start + PROGRESS_EVERY;
+    let mut last_count = 0u64;
+    loop {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(Ok(tally)) => tallies.push(tally),
+            Ok(Err(e)) => {
+                shared.stop.store(true, Ordering::Relaxed);
+                first_error.get_or_insert(e);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let now = Instant::now();
+                let count = shared.packets.load(Ordering::Relaxed);
+                if config.progress && first_error.is_none() {
+                    print_progress(config, sched, start, now, count - last_count);
+                }
+                last_count = count;
+                next_tick += PROGRESS_EVERY;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(tallies),
+    }
+}
+
+fn print_progress(config: &LoadConfig, sched: Schedule, start: Instant, now: Instant, delta: u64) {
+    // Name the phase the past interval was mostly in.
+    let mid = now.checked_sub(PROGRESS_EVERY / 2).unwrap_or(now);
+    let phase = if mid < sched.measure_start {
+        "warmup"
+    } else if sched.measure_end.is_some_and(|end| mid >= end) {
+        "drain"
+    } else {
+        "run"
+    };
+    let pkt = config.framing.packet_len(config.size) as f64;
+    let secs = PROGRESS_EVERY.as_secs_f64();
+    let rate = delta as f64 / secs;
+    let line = format!(
+        "eddy-load {:>5.0}s {:<6} {:>10.0} packets/s {:>9.2} MB/s\n",
+        now.saturating_duration_since(start).as_secs_f64(),
+        phase,
+        rate,
+        rate * pkt / 1e6
+    );
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}

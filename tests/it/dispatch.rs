@@ -1,0 +1,219 @@
+//! Dispatch modes and the ordering each one guarantees.
+
+use std::collections::HashMap;
+
+use eddy::{codec::LengthCodec, ConnId, DispatchMode};
+
+use crate::util::*;
+
+const WORKERS: usize = 4;
+const CONNS: usize = 16;
+const PACKETS: usize = 40;
+
+/// Run CONNS connections of PACKETS pipelined packets each, close them, and return every event
+/// the handlers saw, by connection.
+fn traffic(mode: DispatchMode) -> HashMap<ConnId, Vec<Seen>> {
+    let (recorder, events) = Recorder::new(true);
+    let builder = builder()
+        .codec(LengthCodec::new())
+        .worker_num(WORKERS)
+        .reactor_num(2)
+        .dispatch_mode(mode);
+    let (server, addr) = start(builder, move || recorder.clone());
+    let clients: Vec<_> = (0..CONNS)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut stream = connect(addr);
+                let packets: Vec<u8> = (0..PACKETS)
+                    .flat_map(|p| frame(format!("{c}:{p}").as_bytes()))
+                    .collect();
+                write_all(&mut stream, &packets);
+                // Pipelined and possibly handled on several workers: compare as multisets.
+                let mut echoed = read_n(&mut stream, packets.len());
+                let mut sent = packets.clone();
+                echoed.sort_unstable();
+                sent.sort_unstable();
+                assert_eq!(echoed, sent);
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    let mut by_conn: HashMap<ConnId, Vec<Seen>> = HashMap::new();
+    let mut closes = 0;
+    while closes < CONNS {
+        let seen = next(&events);
+        closes += matches!(seen.kind, Kind::Close(_)) as usize;
+        by_conn.entry(seen.conn).or_default().push(seen);
+    }
+    server.shutdown().unwrap();
+    assert_eq!(by_conn.len(), CONNS);
+    by_conn
+}
+
+/// Guarantees of every mode: one connect before any receive, every packet once, one close after
+/// every receive returned.
+fn check_common(by_conn: &HashMap<ConnId, Vec<Seen>>) {
+    for (conn, seen) in by_conn {
+        let connects: Vec<_> = seen.iter().filter(|s| s.kind == Kind::Connect).collect();
+        let closes: Vec<_> = seen
+            .iter()
+            .filter(|s| matches!(s.kind, Kind::Close(_)))
+            .collect();
+        let receives: Vec<_> = seen
+            .iter()
+            .filter(|s| matches!(s.kind, Kind::Receive(_)))
+            .collect();
+        assert_eq!(connects.len(), 1, "{conn}: one connect");
+        assert_eq!(closes.len(), 1, "{conn}: one close");
+        assert_eq!(receives.len(), PACKETS, "{conn}: every packet once");
+        for r in &receives {
+            assert!(
+                connects[0].end < r.start,
+                "{conn}: on_connect returned before on_receive"
+            );
+            assert!(
+                r.end < closes[0].start,
+                "{conn}: on_close after every on_receive"
+            );
+        }
+    }
+}
+
+/// Stateful modes: everything on one worker, packets in byte order.
+fn check_stateful(by_conn: &HashMap<ConnId, Vec<Seen>>) {
+    for (conn, seen) in by_conn {
+        let worker = seen[0].worker;
+        assert!(
+            seen.iter().all(|s| s.worker == worker),
+            "{conn}: one worker"
+        );
+        let bodies: Vec<String> = seen
+            .iter()
+            .filter_map(|s| match &s.kind {
+                Kind::Receive(p) => Some(String::from_utf8_lossy(&p[4..]).into_owned()),
+                _ => None,
+            })
+            .collect();
+        let client = bodies[0].split(':').next().unwrap().to_string();
+        let expected: Vec<String> = (0..PACKETS).map(|p| format!("{client}:{p}")).collect();
+        assert_eq!(bodies, expected, "{conn}: packets in order");
+        let mut order: Vec<_> = seen.iter().collect();
+        order.sort_by_key(|s| s.start);
+        assert_eq!(order[0].kind, Kind::Connect);
+        assert!(matches!(order.last().unwrap().kind, Kind::Close(_)));
+    }
+}
+
+fn workers_used(by_conn: &HashMap<ConnId, Vec<Seen>>) -> usize {
+    let mut used: Vec<usize> = by_conn.values().flatten().map(|s| s.worker).collect();
+    used.sort_unstable();
+    used.dedup();
+    used.len()
+}
+
+#[test]
+fn fd_mode_is_stateful_and_spreads_connections() {
+    let seen = traffic(DispatchMode::Fd);
+    check_common(&seen);
+    check_stateful(&seen);
+    assert_eq!(workers_used(&seen), WORKERS, "16 slots over 4 workers");
+    for (conn, events) in &seen {
+        assert_eq!(events[0].worker, conn.slot() as usize % WORKERS);
+    }
+}
+
+#[test]
+fn ip_mode_keeps_one_address_on_one_worker() {
+    let seen = traffic(DispatchMode::Ip);
+    check_common(&seen);
+    check_stateful(&seen);
+    assert_eq!(workers_used(&seen), 1, "every client is 127.0.0.1");
+}
+
+#[test]
+fn uid_mode_before_bind_is_by_slot() {
+    let seen = traffic(DispatchMode::Uid);
+    check_common(&seen);
+    check_stateful(&seen);
+}
+
+#[test]
+fn round_robin_spreads_packets_and_keeps_connect_close_order() {
+    let seen = traffic(DispatchMode::RoundRobin);
+    check_common(&seen);
+    for events in seen.values() {
+        let mut workers: Vec<_> = events.iter().map(|s| s.worker).collect();
+        workers.dedup();
+        assert!(
+            workers.len() > 1,
+            "one connection's packets go to several workers"
+        );
+    }
+}
+
+#[test]
+fn idle_mode_delivers_everything_in_connect_close_order() {
+    let seen = traffic(DispatchMode::Idle);
+    check_common(&seen);
+}
+
+#[test]
+fn custom_mode_routes_by_packet_content() {
+    // Route by the client number at the start of the body; connect and buffer events by slot.
+    let seen = traffic(DispatchMode::custom(|info| {
+        let body = info.data?.get(4..)?;
+        let client: usize = std::str::from_utf8(body)
+            .ok()?
+            .split(':')
+            .next()?
+            .parse()
+            .ok()?;
+        Some(client % 3)
+    }));
+    check_common(&seen);
+    for events in seen.values() {
+        for s in events.iter().filter(|s| matches!(s.kind, Kind::Receive(_))) {
+            let Kind::Receive(p) = &s.kind else {
+                unreachable!()
+            };
+            let client: usize = std::str::from_utf8(&p[4..])
+                .unwrap()
+                .split(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(s.worker, client % 3);
+        }
+    }
+}
+
+#[test]
+fn uid_mode_moves_a_connection_to_its_uid_worker_between_packets() {
+    let (recorder, events) = Recorder::new(true);
+    let builder = builder()
+        .codec(LengthCodec::new())
+        .worker_num(WORKERS)
+        .dispatch_mode(DispatchMode::Uid);
+    let (server, addr) = start(builder, move || recorder.clone());
+    let mut client = connect(addr);
+    let id = conn_of(&server, &events, &client);
+    let before = id.slot() as usize % WORKERS;
+    let uid = (before as u64 + 1) % WORKERS as u64 + 8; // a different worker
+    server.handle().bind(id, uid).unwrap();
+    // Ping-pong: each packet is handled before the next is sent, so the switch can happen.
+    for i in 0..5 {
+        let packet = frame(format!("p{i}").as_bytes());
+        write_all(&mut client, &packet);
+        assert_eq!(read_n(&mut client, packet.len()), packet);
+        let seen = next_where(&events, |s| matches!(s.kind, Kind::Receive(_)));
+        assert_eq!(seen.worker, (uid % WORKERS as u64) as usize);
+    }
+    assert_eq!(
+        server.handle().client_info(id).unwrap().uid,
+        Some(uid.into())
+    );
+    server.shutdown().unwrap();
+}

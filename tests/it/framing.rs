@@ -1,0 +1,163 @@
+//! Framing over real sockets: every cut of the stream, coalesced packets, bad packets.
+
+use std::io::Write;
+
+use eddy::{
+    codec::{EofCodec, FrameError, LengthCodec},
+    CloseReason, ServerBuilder,
+};
+
+use crate::util::*;
+
+/// Send `stream` cut at every byte boundary (waiting until the server has read the first part,
+/// so the cut really reaches the codec) and expect it echoed whole each time.
+fn every_cut(builder: ServerBuilder, stream: &[u8]) {
+    let (recorder, _events) = Recorder::new(true);
+    let (server, addr) = start(builder, move || recorder.clone());
+    let handle = server.handle().clone();
+    let mut client = connect(addr);
+    for cut in 0..=stream.len() {
+        let before = handle.stats().total_recv_bytes;
+        write_all(&mut client, &stream[..cut]);
+        wait_until("the first part to be read", || {
+            handle.stats().total_recv_bytes >= before + cut as u64
+        });
+        write_all(&mut client, &stream[cut..]);
+        assert_eq!(read_n(&mut client, stream.len()), stream, "cut at {cut}");
+    }
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn length_packets_survive_every_cut() {
+    let mut stream = frame(b"");
+    stream.extend(frame(b"x"));
+    stream.extend(frame(&[7u8; 300]));
+    every_cut(builder().codec(LengthCodec::new()), &stream);
+}
+
+#[test]
+fn eof_packets_survive_every_cut() {
+    let stream = b"first\r\nsecond has \r inside\r\n\r\nlast\r\n";
+    every_cut(builder().codec(EofCodec::new(b"\r\n".to_vec())), stream);
+}
+
+#[test]
+fn line_packets_survive_every_cut() {
+    every_cut(builder().codec(EofCodec::line()), b"a\nbb\n\nccc ccc\n");
+}
+
+#[test]
+fn coalesced_packets_are_split_in_order() {
+    let (recorder, events) = Recorder::new(true);
+    let (server, addr) = start(builder().codec(LengthCodec::new()), move || {
+        recorder.clone()
+    });
+    let mut client = connect(addr);
+    let bodies: Vec<Vec<u8>> = (0..500u32)
+        .map(|i| i.to_be_bytes().repeat(i as usize % 7))
+        .collect();
+    let stream: Vec<u8> = bodies.iter().flat_map(|b| frame(b)).collect();
+    write_all(&mut client, &stream);
+    assert_eq!(read_n(&mut client, stream.len()), stream);
+    for body in &bodies {
+        let seen = next_where(&events, |s| matches!(s.kind, Kind::Receive(_)));
+        assert_eq!(seen.kind, Kind::Receive(frame(body).into()));
+    }
+    server.shutdown().unwrap();
+}
+
+/// Expect the connection to be closed by the server for `why`, and another to keep working.
+fn closed_for(builder: ServerBuilder, bad: &[u8], why: impl Fn(&CloseReason) -> bool, good: &[u8]) {
+    let (recorder, events) = Recorder::new(true);
+    let (server, addr) = start(builder, move || recorder.clone());
+    let mut bystander = connect(addr);
+    let mut client = connect(addr);
+    let id = conn_of(&server, &events, &client);
+    client.write_all(bad).unwrap();
+    let (_, _) = read_to_close(&mut client);
+    let closed = next_where(&events, |s| matches!(s.kind, Kind::Close(_)));
+    match &closed.kind {
+        Kind::Close(reason) => assert!(why(reason), "closed for {reason:?}"),
+        _ => unreachable!(),
+    }
+    assert_eq!(closed.conn, id, "only the offender is closed");
+    write_all(&mut bystander, good);
+    assert_eq!(
+        read_n(&mut bystander, good.len()),
+        good,
+        "others are unharmed"
+    );
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn oversized_length_closes_from_the_header_alone() {
+    // Only the header is sent: the server must not wait for the 2000-byte body.
+    let header = 2000u32.to_be_bytes();
+    closed_for(
+        builder().codec(LengthCodec::new()).package_max_length(1024),
+        &header,
+        |r| {
+            matches!(
+                r,
+                CloseReason::BadPacket(FrameError::TooLarge {
+                    length: 2004,
+                    max: 1024
+                })
+            )
+        },
+        &frame(b"still fine"),
+    );
+}
+
+#[test]
+fn length_smaller_than_header_is_malformed() {
+    closed_for(
+        builder().codec(LengthCodec::new().body_offset(0)),
+        &2u32.to_be_bytes(),
+        |r| matches!(r, CloseReason::BadPacket(FrameError::Malformed(_))),
+        &[0, 0, 0, 6, b'o', b'k'],
+    );
+}
+
+#[test]
+fn line_without_delimiter_closes_at_the_maximum() {
+    closed_for(
+        builder().codec(EofCodec::line()).package_max_length(64),
+        &[b'x'; 100],
+        |r| matches!(r, CloseReason::BadPacket(FrameError::TooLarge { .. })),
+        b"short line\n",
+    );
+}
+
+#[test]
+fn raw_codec_echoes_bytes_as_read() {
+    let (recorder, _events) = Recorder::new(true);
+    let (server, addr) = start(builder(), move || recorder.clone());
+    let mut client = connect(addr);
+    let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    write_all(&mut client, &data);
+    assert_eq!(read_n(&mut client, data.len()), data);
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn large_packets_at_the_limit_pass() {
+    let (recorder, _events) = Recorder::new(true);
+    let max = 2 * 1024 * 1024;
+    let (server, addr) = start(builder().codec(LengthCodec::new()), move || {
+        recorder.clone()
+    });
+    let mut client = connect(addr);
+    let body: Vec<u8> = (0..max - 4).map(|i| (i * 31) as u8).collect();
+    let packet = frame(&body);
+    let writer = {
+        let mut client = client.try_clone().unwrap();
+        let packet = packet.clone();
+        std::thread::spawn(move || client.write_all(&packet).unwrap())
+    };
+    assert_eq!(read_n(&mut client, packet.len()), packet);
+    writer.join().unwrap();
+    server.shutdown().unwrap();
+}

@@ -1,0 +1,168 @@
+//! Start-up and shutdown: hooks, flushing queued output, the deadline.
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use crossbeam_channel::Sender;
+use eddy::{Bytes, CloseReason, ConnId, Context, EventHandler, SendStatus, ServerHandle};
+
+use crate::util::*;
+
+#[derive(Clone)]
+struct Lifecycle {
+    reply: usize,
+    queued: Sender<ConnId>,
+    closes: Sender<CloseReason>,
+    worker_stops: Arc<AtomicUsize>,
+    shutdowns: Arc<AtomicUsize>,
+    starts: Arc<AtomicUsize>,
+}
+
+impl EventHandler for Lifecycle {
+    fn on_start(&mut self, server: &ServerHandle) {
+        assert!(!server.is_shutting_down());
+        self.starts.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, _packet: Bytes) {
+        let body: Vec<u8> = (0..self.reply).map(|i| (i % 253) as u8).collect();
+        if let Ok(SendStatus::Queued { .. }) = ctx.send(conn, &body) {
+            let _ = self.queued.send(conn);
+        }
+    }
+
+    fn on_close(&mut self, _ctx: &mut Context<'_>, _conn: ConnId, reason: CloseReason) {
+        let _ = self.closes.send(reason);
+    }
+
+    fn on_worker_stop(&mut self, _ctx: &mut Context<'_>) {
+        self.worker_stops.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn on_shutdown(&mut self, _server: &ServerHandle) {
+        self.shutdowns.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn lifecycle(
+    reply: usize,
+) -> (
+    Lifecycle,
+    crossbeam_channel::Receiver<ConnId>,
+    crossbeam_channel::Receiver<CloseReason>,
+) {
+    let (queued, queued_rx) = crossbeam_channel::unbounded();
+    let (closes, closes_rx) = crossbeam_channel::unbounded();
+    let handler = Lifecycle {
+        reply,
+        queued,
+        closes,
+        worker_stops: Arc::default(),
+        shutdowns: Arc::default(),
+        starts: Arc::default(),
+    };
+    (handler, queued_rx, closes_rx)
+}
+
+#[test]
+fn shutdown_flushes_queued_output_then_closes() {
+    let size = 8 << 20;
+    let (handler, queued, closes) = lifecycle(size);
+    let probe = handler.clone();
+    let builder = builder().worker_num(2).socket_buffer_size(16 << 20);
+    let (server, addr) = start(builder, move || handler.clone());
+    assert_eq!(probe.starts.load(Ordering::SeqCst), 1);
+    let mut client = connect(addr);
+    write_all(&mut client, b"go");
+    queued
+        .recv_timeout(WAIT)
+        .expect("the reply is queued, not yet sent");
+    let stopper = std::thread::spawn(move || server.shutdown());
+    let (data, reset) = read_to_close(&mut client);
+    assert!(!reset);
+    assert_eq!(
+        data.len(),
+        size,
+        "everything queued before shutdown arrives"
+    );
+    assert!(data.iter().enumerate().all(|(i, &b)| b == (i % 253) as u8));
+    let report = stopper.join().unwrap().unwrap();
+    assert!(report.graceful, "{report:?}");
+    assert_eq!(report.connections_closed, 1);
+    assert_eq!(closes.recv_timeout(WAIT).unwrap(), CloseReason::Shutdown);
+    assert_eq!(
+        probe.worker_stops.load(Ordering::SeqCst),
+        2,
+        "on_worker_stop per worker"
+    );
+    assert_eq!(
+        probe.shutdowns.load(Ordering::SeqCst),
+        1,
+        "on_shutdown once"
+    );
+}
+
+#[test]
+fn shutdown_gives_up_at_max_wait_time_and_says_so() {
+    let size = 8 << 20;
+    let (handler, queued, _closes) = lifecycle(size);
+    let builder = builder()
+        .socket_buffer_size(16 << 20)
+        .max_wait_time(Duration::from_millis(300));
+    let (server, addr) = start(builder, move || handler.clone());
+    let mut client = connect(addr);
+    write_all(&mut client, b"go");
+    queued.recv_timeout(WAIT).unwrap();
+    // The client never reads: the flush cannot finish.
+    let report = server.shutdown().unwrap();
+    assert!(!report.graceful);
+    assert!(report.abandoned_bytes > 0, "{report:?}");
+    assert!(report.elapsed >= Duration::from_millis(300));
+    assert!(
+        report.elapsed < WAIT,
+        "bounded by max_wait_time: {report:?}"
+    );
+    drop(client);
+}
+
+#[test]
+fn packets_read_before_shutdown_are_all_handled() {
+    let (recorder, events) = Recorder::new(true);
+    let (server, addr) = start(
+        builder().codec(eddy::codec::LengthCodec::new()),
+        move || recorder.clone(),
+    );
+    let mut client = connect(addr);
+    let stream: Vec<u8> = (0..2000u32).flat_map(|i| frame(&i.to_be_bytes())).collect();
+    write_all(&mut client, &stream);
+    next_where(&events, |s| matches!(s.kind, Kind::Receive(_)));
+    let report = server.shutdown().unwrap();
+    assert!(report.graceful, "{report:?}");
+    let (echoed, reset) = read_to_close(&mut client);
+    assert!(!reset);
+    let handled = events
+        .try_iter()
+        .filter(|s| matches!(s.kind, Kind::Receive(_)))
+        .count()
+        + 1;
+    assert_eq!(
+        echoed.len(),
+        handled * 8,
+        "every handled packet was answered before the close"
+    );
+    assert_eq!(echoed, stream[..echoed.len()], "a whole, in-order prefix");
+}
+
+#[test]
+fn an_idle_server_starts_and_stops_cleanly() {
+    let (recorder, _events) = Recorder::new(true);
+    let (server, _addr) = start(builder(), move || recorder.clone());
+    let report = server.shutdown().unwrap();
+    assert!(report.graceful);
+    assert_eq!(report.connections_closed, 0);
+}

@@ -1,0 +1,10 @@
+//! Integration tests: real servers on 127.0.0.1:0, real sockets, real threads.
+
+#![allow(unreachable_pub, missing_docs)]
+
+mod backpressure;
+mod connections;
+mod dispatch;
+mod framing;
+mod lifecycle;
+mod util;
