@@ -44,7 +44,8 @@ pub(crate) mod inflight {
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) id: ConnId,
-    stream: Stream,
+    /// Owned so that the descriptor closes when the last holder drops the record.
+    _stream: Stream,
     pub(crate) fd: RawFd,
     /// The reactor that owns the socket.
     pub(crate) reactor: usize,
@@ -82,7 +83,7 @@ impl Conn {
         Conn {
             id,
             fd: stream.as_raw_fd(),
-            stream,
+            _stream: stream,
             reactor,
             key: AtomicUsize::new(usize::MAX),
             listener,
@@ -122,7 +123,7 @@ impl Conn {
             return Err(SendError::Closed);
         }
         let mut rest = data;
-        if out.pending() == 0 {
+        if out.pending() == 0 && !out.corked {
             match sys::send(self.fd, data) {
                 Ok(n) if n == data.len() => return Ok(SendStatus::Sent),
                 Ok(n) => rest = &data[n..],
@@ -142,8 +143,9 @@ impl Conn {
         }
         out.push(rest);
         let pending = out.pending();
-        let mut wake = !out.flush_requested;
-        out.flush_requested = true;
+        // A corked buffer is flushed by `uncork`; otherwise the reactor must know.
+        let mut wake = !out.corked && !out.flush_requested;
+        out.flush_requested |= !out.corked;
         if pending >= shared.config.buffer_high_watermark
             && !self.high_crossed.swap(true, Ordering::AcqRel)
         {
@@ -156,6 +158,34 @@ impl Conn {
                 .command(Command::Output(self.clone()));
         }
         Ok(SendStatus::Queued { pending })
+    }
+
+    /// Hold sends to this connection in its output buffer (no system call) until `uncork`:
+    /// the worker handling a batch of its packets answers them with one write.
+    pub(crate) fn cork(&self) {
+        self.out.lock().corked = true;
+    }
+
+    /// Write what `cork` held, in one system call; leave what the kernel does not take to the
+    /// reactor.
+    pub(crate) fn uncork(self: &Arc<Self>, shared: &Shared) {
+        let mut out = self.out.lock();
+        out.corked = false;
+        if out.pending() == 0 || out.flush_requested || out.state == OutState::Closed {
+            return;
+        }
+        match out.flush(self.fd) {
+            Ok(0) => {}
+            Ok(_) => {
+                out.flush_requested = true;
+                drop(out);
+                shared
+                    .reactor(self.reactor)
+                    .command(Command::Output(self.clone()));
+            }
+            // The reactor sees the same error on its side and closes with the reason.
+            Err(_) => out.state = OutState::Broken,
+        }
     }
 
     /// Ask the owning reactor to close: after flushing (`reset == false`) or at once.
@@ -172,11 +202,6 @@ impl Conn {
             .reactor(self.reactor)
             .command(Command::Close(self.clone(), reset));
         Ok(())
-    }
-
-    /// The socket, for poller registration.
-    pub(crate) fn stream(&self) -> &Stream {
-        &self.stream
     }
 
     pub(crate) fn bind(&self, uid: Uid) {
@@ -217,6 +242,8 @@ pub(crate) struct Output {
     pub(crate) state: OutState,
     /// The owning reactor was told there is something to flush.
     pub(crate) flush_requested: bool,
+    /// A worker holds writes back until it has answered a whole batch (see `Conn::cork`).
+    corked: bool,
 }
 
 /// A drained buffer larger than this is freed, so idle connections cost nothing.

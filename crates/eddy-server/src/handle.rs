@@ -6,10 +6,9 @@ use std::{
 };
 
 use crossbeam_channel::Sender;
-use polling::Poller;
 
 use crate::{
-    config::Config, conn::Conn, reactor::Command, stats::Counters, table::ConnTable,
+    config::Config, conn::Conn, reactor::Command, stats::Counters, sys::Poller, table::ConnTable,
     worker::WorkerShared, ConnId, ListenAddr, PeerAddr, SendError, SendStatus, Stats, Uid,
 };
 
@@ -45,7 +44,7 @@ impl ReactorHandle {
     /// Queue a command and wake the reactor (wake-ups coalesce while it is busy).
     pub(crate) fn command(&self, cmd: Command) {
         if self.tx.send(cmd).is_ok() {
-            let _ = self.poller.notify();
+            self.poller.notify();
         }
     }
 }
@@ -178,7 +177,7 @@ impl ServerHandle {
     /// returns when the shutdown is complete. Calling it again does nothing.
     pub fn shutdown(&self) {
         if !self.shared.shutdown_requested.swap(true, Ordering::AcqRel) {
-            let _ = self.shared.supervisor.notify();
+            self.shared.supervisor.notify();
         }
     }
 

@@ -8,7 +8,6 @@ use std::{
 };
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
-use polling::Poller;
 
 use crate::{
     config::Config,
@@ -17,6 +16,7 @@ use crate::{
     reactor::{Command, Reactor, ReactorReport},
     stats::Counters,
     supervisor::{Acceptor, Signals},
+    sys::Poller,
     table::ConnTable,
     worker::{Event, Worker, WorkerShared},
     BuildError, EventHandler, ListenAddr, ServerBuilder, ServerHandle,

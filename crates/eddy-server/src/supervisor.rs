@@ -3,14 +3,18 @@
 
 use std::{
     io::Read,
-    os::unix::net::UnixStream,
+    os::{fd::AsRawFd, unix::net::UnixStream},
     sync::{atomic::Ordering, Arc},
     time::{Duration, Instant},
 };
 
-use polling::{Events, PollMode};
-
-use crate::{conn::Conn, handle::Shared, net::Listener, reactor::Command, sys};
+use crate::{
+    conn::Conn,
+    handle::Shared,
+    net::Listener,
+    reactor::Command,
+    sys::{self, Events},
+};
 
 /// Poller key of the signal pipe (listeners use their index).
 const SIGNAL_KEY: usize = usize::MAX - 1;
@@ -88,21 +92,17 @@ impl<'a> Acceptor<'a> {
 
     fn watch_listeners(&self) -> std::io::Result<()> {
         for (key, listener) in self.listeners.iter().enumerate() {
-            // SAFETY: listeners outlive the loop, and are deleted from the poller before it ends.
-            unsafe {
-                self.shared.supervisor.add_with_mode(
-                    listener,
-                    polling::Event::readable(key),
-                    PollMode::Level,
-                )?;
-            }
+            // Listeners outlive the loop, and are deleted from the poller before it ends.
+            self.shared
+                .supervisor
+                .add(listener.as_raw_fd(), key, true, false)?;
         }
         Ok(())
     }
 
     fn unwatch_listeners(&self) {
         for listener in self.listeners {
-            let _ = self.shared.supervisor.delete(listener);
+            let _ = self.shared.supervisor.delete(listener.as_raw_fd());
         }
     }
 
@@ -110,20 +110,13 @@ impl<'a> Acceptor<'a> {
     pub(crate) fn run(mut self) -> std::io::Result<()> {
         let poller = self.shared.supervisor.clone();
         if let Some(signals) = &self.signals {
-            // SAFETY: the pipe lives in `self`, which outlives the loop; deleted below.
-            unsafe {
-                poller.add_with_mode(
-                    &signals.rx,
-                    polling::Event::readable(SIGNAL_KEY),
-                    PollMode::Level,
-                )?
-            };
+            // The pipe lives in `self`, which outlives the loop; deleted below.
+            poller.add(signals.rx.as_raw_fd(), SIGNAL_KEY, true, false)?;
         }
         self.watch_listeners()?;
-        let mut events = Events::new();
+        let mut events = Events::with_capacity(64);
         let mut paused_until: Option<Instant> = None;
         while !self.shared.shutdown_requested.load(Ordering::Acquire) {
-            events.clear();
             let timeout = paused_until.map(|t| t.saturating_duration_since(Instant::now()));
             poller.wait(&mut events, timeout)?;
             for ev in events.iter() {
@@ -149,7 +142,7 @@ impl<'a> Acceptor<'a> {
             self.unwatch_listeners();
         }
         if let Some(signals) = &self.signals {
-            let _ = poller.delete(&signals.rx);
+            let _ = poller.delete(signals.rx.as_raw_fd());
         }
         Ok(())
     }

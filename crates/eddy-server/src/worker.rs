@@ -25,6 +25,9 @@ pub(crate) enum Event {
     Connect { conn: Arc<Conn>, gated: bool },
     /// A whole packet.
     Receive(Arc<Conn>, Bytes),
+    /// Several whole packets of one connection, back to back, with their lengths (stateful
+    /// modes: one hand-over and one write for all the packets of a read).
+    Batch(Arc<Conn>, Bytes, Box<[u32]>),
     /// The output buffer reached the high watermark.
     BufferFull(Arc<Conn>),
     /// The output buffer drained to the low watermark.
@@ -39,6 +42,7 @@ impl Event {
         match self {
             Event::Connect { conn, .. }
             | Event::Receive(conn, _)
+            | Event::Batch(conn, ..)
             | Event::BufferFull(conn)
             | Event::BufferDrain(conn)
             | Event::Close(conn) => conn,
@@ -48,7 +52,7 @@ impl Event {
     /// Payload bytes carried.
     pub(crate) fn len(&self) -> usize {
         match self {
-            Event::Receive(_, data) => data.len(),
+            Event::Receive(_, data) | Event::Batch(_, data, _) => data.len(),
             _ => 0,
         }
     }
@@ -142,7 +146,7 @@ impl Worker {
             if shared.waiters.load(Ordering::SeqCst) != 0 {
                 let bits = shared.waiters.swap(0, Ordering::SeqCst);
                 for reactor in (0..64).filter(|r| bits & (1 << r) != 0) {
-                    let _ = server.shared.reactor(reactor).poller.notify();
+                    server.shared.reactor(reactor).poller.notify();
                 }
             }
         }
@@ -176,16 +180,22 @@ impl Worker {
             Event::Receive(_, packet) => {
                 // Input the server has decided to close on is dropped (as Swoole does).
                 if !conn.closing.load(Ordering::Acquire) {
-                    server.shared.stats.workers[self.id]
-                        .requests
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.guard(
-                        "on_receive",
-                        Some(&conn),
-                        |h, ctx| h.on_receive(ctx, id, packet),
-                        server,
-                    );
+                    self.receive(&conn, packet, server);
                 }
+            }
+            Event::Batch(_, data, lens) => {
+                // One write for all the answers: held in the output buffer until the end.
+                conn.cork();
+                let mut start = 0;
+                for &len in lens.iter() {
+                    if conn.closing.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let end = start + len as usize;
+                    self.receive(&conn, data.slice(start..end), server);
+                    start = end;
+                }
+                conn.uncork(&server.shared);
             }
             Event::BufferFull(_) => self.guard(
                 "on_buffer_full",
@@ -202,6 +212,19 @@ impl Worker {
             Event::Close(_) => return self.close(&conn, server),
         }
         self.finish(&conn, weight, server);
+    }
+
+    fn receive(&mut self, conn: &Arc<Conn>, packet: Bytes, server: &ServerHandle) {
+        server.shared.stats.workers[self.id]
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
+        let id = conn.id;
+        self.guard(
+            "on_receive",
+            Some(conn),
+            |h, ctx| h.on_receive(ctx, id, packet),
+            server,
+        );
     }
 
     /// One counted event of `conn` is done: whoever finishes the last one after the reactor

@@ -13,7 +13,6 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use eddy_codec::{Codec, Decoded};
-use polling::{Events, PollMode, Poller};
 use slab::Slab;
 
 use self::local::{pause, LocalConn};
@@ -22,7 +21,7 @@ use crate::{
     conn::{inflight, Conn},
     dispatch::{Dispatcher, Load, Subject},
     handle::Shared,
-    sys,
+    sys::{self, Events, Poller},
     worker::{Event, WorkerShared},
     CloseReason,
 };
@@ -80,7 +79,8 @@ pub(crate) struct Reactor {
     codecs: Vec<Arc<dyn Codec>>,
     dispatcher: Dispatcher,
     scratch: BytesMut,
-    packets: Vec<Bytes>,
+    /// Lengths of the packets cut from one read (kept to reuse its allocation).
+    lens: Vec<u32>,
     deadline: Option<Instant>,
     report: ReactorReport,
 }
@@ -109,7 +109,7 @@ impl Reactor {
                 .collect(),
             dispatcher: Dispatcher::new(shared.config.dispatch_mode.clone(), workers, id),
             scratch: BytesMut::new(),
-            packets: Vec::new(),
+            lens: Vec::new(),
             deadline: None,
             report: ReactorReport::default(),
             shared,
@@ -119,23 +119,21 @@ impl Reactor {
     /// The event loop. Returns once shut down and every connection is closed (or the
     /// shutdown deadline passed).
     pub(crate) fn run(mut self) -> ReactorReport {
-        let mut events = Events::new();
+        let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self
                 .deadline
                 .map(|deadline| deadline.saturating_duration_since(Instant::now()));
-            events.clear();
             if let Err(err) = self.poller.wait(&mut events, timeout) {
                 tracing::error!(reactor = self.id, "poll failed: {err}");
                 break;
             }
             for ev in events.iter() {
-                let hangup = ev.is_interrupt() || ev.is_err() == Some(true);
                 if ev.writable {
                     self.on_writable(ev.key);
                 }
                 if ev.readable {
-                    self.on_readable(ev.key, hangup);
+                    self.on_readable(ev.key, ev.hangup);
                 }
             }
             while let Ok(cmd) = self.commands.try_recv() {
@@ -218,15 +216,8 @@ impl Reactor {
             if gated { pause::GATE } else { 0 },
         ));
         let (read, write) = lc.registered;
-        // SAFETY: the socket stays open while it is registered: it is deleted from the poller
-        // in `finalize` before the connection record can be dropped.
-        let added = unsafe {
-            self.poller.add_with_mode(
-                conn.fd,
-                polling::Event::new(key, read, write),
-                PollMode::Level,
-            )
-        };
+        // The socket stays open while registered: `finalize` deletes it from the poller.
+        let added = self.poller.add(conn.fd, key, read, write);
         self.deliver(
             key,
             Event::Connect {
@@ -303,11 +294,15 @@ impl Reactor {
         } else {
             &mut lc.rbuf
         };
-        let mut packets = std::mem::take(&mut self.packets);
+        let mut lens = std::mem::take(&mut self.lens);
+        let mut whole = 0;
         let mut failure = None;
         loop {
-            match codec.decode(buf, &mut lc.decode, max) {
-                Ok(Decoded::Packet(n)) => packets.push(buf.split_to(n).freeze()),
+            match codec.decode(&buf[whole..], &mut lc.decode, max) {
+                Ok(Decoded::Packet(n)) => {
+                    lens.push(n as u32);
+                    whole += n;
+                }
                 Ok(Decoded::Incomplete { total }) => {
                     lc.expect = total;
                     break;
@@ -318,7 +313,9 @@ impl Reactor {
                 }
             }
         }
-        if failure.is_none() && !buf.is_empty() && (from_scratch || !packets.is_empty()) {
+        // Every whole packet, back to back, shared with no copy.
+        let packets = buf.split_to(whole).freeze();
+        if failure.is_none() && !buf.is_empty() && (from_scratch || whole > 0) {
             // Keep the partial packet in a buffer of its own, sized for the whole packet,
             // so it does not pin a shared scratch block or a large old buffer.
             let mut own = BytesMut::with_capacity(lc.expect.unwrap_or(0).max(buf.len()));
@@ -331,11 +328,9 @@ impl Reactor {
         if from_scratch {
             self.scratch.clear();
         }
-        for packet in packets.drain(..) {
-            let conn = self.conns[key].conn.clone();
-            self.deliver(key, Event::Receive(conn, packet));
-        }
-        self.packets = packets;
+        self.deliver_packets(key, packets, &lens);
+        lens.clear();
+        self.lens = lens;
         if let Some(err) = failure {
             let conn = &self.conns[key].conn;
             tracing::warn!(
@@ -344,6 +339,27 @@ impl Reactor {
                 "closing connection: {err}"
             );
             self.finalize(key, CloseReason::BadPacket(err));
+        }
+    }
+
+    /// Dispatch the packets of one read. In a stateful mode they all go to one worker as one
+    /// event (one hand-over, answered with one write); otherwise each packet picks its worker.
+    fn deliver_packets(&mut self, key: usize, packets: Bytes, lens: &[u32]) {
+        let conn = self.conns[key].conn.clone();
+        match lens {
+            [] => {}
+            [_] => self.deliver(key, Event::Receive(conn, packets)),
+            _ if self.dispatcher.is_stateful() => {
+                self.deliver(key, Event::Batch(conn, packets, lens.into()));
+            }
+            _ => {
+                let mut start = 0;
+                for &len in lens {
+                    let end = start + len as usize;
+                    self.deliver(key, Event::Receive(conn.clone(), packets.slice(start..end)));
+                    start = end;
+                }
+            }
         }
     }
 
@@ -513,11 +529,7 @@ impl Reactor {
         };
         let want = lc.interest();
         if want != lc.registered {
-            let ev = polling::Event::new(key, want.0, want.1);
-            match self
-                .poller
-                .modify_with_mode(lc.conn.stream(), ev, PollMode::Level)
-            {
+            match self.poller.modify(lc.conn.fd, key, want.0, want.1) {
                 Ok(()) => lc.registered = want,
                 Err(err) => {
                     tracing::error!(conn = lc.conn.id.as_u64(), "cannot watch socket: {err}");
@@ -534,7 +546,7 @@ impl Reactor {
             return;
         };
         let conn = lc.conn;
-        let _ = self.poller.delete(conn.stream());
+        let _ = self.poller.delete(conn.fd);
         let dropped = {
             let mut out = conn.out.lock();
             out.state = crate::conn::OutState::Closed;

@@ -1,5 +1,9 @@
-//! The few socket calls std does not offer: `send` without `SIGPIPE`, reads into spare
+//! System calls std does not offer: an epoll poller, `send` without `SIGPIPE`, reads into spare
 //! capacity, and a reset close that keeps the descriptor number reserved.
+
+mod poller;
+
+pub(crate) use poller::{Events, Poller};
 
 use std::{io, os::fd::RawFd, sync::OnceLock};
 
