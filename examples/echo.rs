@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example echo -- [--listen 127.0.0.1:9501] [--reactors N] [--workers N]
-//!     [--dispatch fd|round-robin|idle|ip|uid] [--codec length|eof|line|raw] [--max-packet BYTES]
+//!     [--dispatch fd|round-robin|idle|ip|uid|reactor] [--codec length|eof|line|raw] [--max-packet BYTES]
 //! ```
 //!
 //! It prints `listening on ADDR` when ready. Then, with the default length framing (a 4-byte
@@ -81,7 +81,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             }
             "-h" | "--help" => {
                 return Err("usage: echo [--listen ADDR] [--reactors N] [--workers N] \
-                     [--dispatch fd|round-robin|idle|ip|uid] [--codec length|eof|line|raw] \
+                     [--dispatch fd|round-robin|idle|ip|uid|reactor] [--codec length|eof|line|raw] \
                      [--max-packet BYTES]"
                     .into())
             }

@@ -14,10 +14,15 @@ const PACKETS: usize = 40;
 /// the handlers saw, by connection.
 fn traffic(mode: DispatchMode) -> HashMap<ConnId, Vec<Seen>> {
     let (recorder, events) = Recorder::new(true);
+    let reactors = if matches!(mode, DispatchMode::Reactor) {
+        WORKERS
+    } else {
+        2
+    };
     let builder = builder()
         .codec(LengthCodec::new())
         .worker_num(WORKERS)
-        .reactor_num(2)
+        .reactor_num(reactors)
         .dispatch_mode(mode);
     let (server, addr) = start(builder, move || recorder.clone());
     let clients: Vec<_> = (0..CONNS)
@@ -122,6 +127,18 @@ fn fd_mode_is_stateful_and_spreads_connections() {
     for (conn, events) in &seen {
         assert_eq!(events[0].worker, conn.slot() as usize % WORKERS);
     }
+}
+
+#[test]
+fn reactor_mode_runs_each_connection_on_its_own_reactor() {
+    let seen = traffic(DispatchMode::Reactor);
+    check_common(&seen);
+    check_stateful(&seen);
+    assert_eq!(
+        workers_used(&seen),
+        WORKERS,
+        "connections spread over the reactors"
+    );
 }
 
 #[test]

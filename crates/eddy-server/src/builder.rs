@@ -237,8 +237,22 @@ impl ServerBuilder {
                 "no listener: add one with .listen(\"127.0.0.1:9501\")",
             ));
         }
-        let reactor_num = self.reactor_num.unwrap_or_else(cores);
         let worker_num = self.worker_num.unwrap_or_else(cores);
+        let inline = matches!(self.dispatch_mode, DispatchMode::Reactor);
+        let reactor_num = match self.reactor_num {
+            Some(n) => n,
+            None if inline => worker_num,
+            None => cores(),
+        };
+        if inline && reactor_num != worker_num {
+            return Err(ConfigError::new(
+                "reactor_num",
+                format!(
+                    "{reactor_num} must equal worker_num ({worker_num}) with \
+                     DispatchMode::Reactor, where each reactor thread is a worker"
+                ),
+            ));
+        }
         check("reactor_num", reactor_num, limits::REACTOR_NUM)?;
         check("worker_num", worker_num, limits::WORKER_NUM)?;
         check("backlog", self.backlog, limits::BACKLOG)?;
@@ -394,6 +408,19 @@ mod tests {
             err(base().codec(eddy_codec::EofCodec::new(Vec::new()))).setting,
             "package_eof"
         );
+    }
+
+    #[test]
+    fn reactor_mode_ties_reactors_to_workers() {
+        let config = base()
+            .dispatch_mode(DispatchMode::Reactor)
+            .worker_num(3)
+            .config()
+            .unwrap();
+        assert_eq!((config.reactor_num, config.worker_num), (3, 3));
+        let mode = DispatchMode::Reactor;
+        let err = err(base().dispatch_mode(mode).worker_num(2).reactor_num(1));
+        assert_eq!(err.setting, "reactor_num");
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub type DispatchFn = Arc<dyn Fn(&DispatchInfo<'_>) -> Option<usize> + Send + Sy
 /// | [`Ip`](Self::Ip) | hash of the peer's IP address modulo `worker_num` | yes |
 /// | [`Uid`](Self::Uid) | the bound uid modulo `worker_num` (slot before `bind`) | yes |
 /// | [`Custom`](Self::Custom) | a user function | no |
+/// | [`Reactor`](Self::Reactor) | the connection's own reactor thread, which runs the handler | yes |
 ///
 /// In a stateful mode every event of a connection runs on one worker, in order. In a stateless
 /// mode packets of one connection may run on different workers at the same time; eddy still
@@ -55,6 +56,15 @@ pub enum DispatchMode {
     Uid,
     /// A user function (Swoole's `dispatch_func`).
     Custom(DispatchFn),
+    /// No hand-over at all: each reactor thread is also the worker of the connections it owns
+    /// (Swoole's BASE mode, or its THREAD mode). Connections are spread evenly over the
+    /// reactors at accept; there are `worker_num` reactor threads and no separate workers
+    /// (`reactor_num` must equal `worker_num`, and defaults to it).
+    ///
+    /// The fastest mode for handlers that answer quickly: a packet is read, handled and
+    /// answered on one thread, with no queue, wake-up or cache miss in between. The price: a
+    /// handler that blocks delays every other connection of its reactor.
+    Reactor,
 }
 
 impl DispatchMode {
@@ -62,7 +72,7 @@ impl DispatchMode {
     pub fn is_stateful(&self) -> bool {
         matches!(
             self,
-            DispatchMode::Fd | DispatchMode::Ip | DispatchMode::Uid
+            DispatchMode::Fd | DispatchMode::Ip | DispatchMode::Uid | DispatchMode::Reactor
         )
     }
 
@@ -81,6 +91,7 @@ impl fmt::Debug for DispatchMode {
             DispatchMode::Ip => "Ip",
             DispatchMode::Uid => "Uid",
             DispatchMode::Custom(_) => "Custom(..)",
+            DispatchMode::Reactor => "Reactor",
         })
     }
 }
@@ -88,7 +99,7 @@ impl fmt::Debug for DispatchMode {
 impl FromStr for DispatchMode {
     type Err = String;
 
-    /// `fd`, `round-robin`, `idle`, `ip` or `uid`.
+    /// `fd`, `round-robin`, `idle`, `ip`, `uid` or `reactor`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s {
             "fd" => DispatchMode::Fd,
@@ -96,9 +107,11 @@ impl FromStr for DispatchMode {
             "idle" => DispatchMode::Idle,
             "ip" => DispatchMode::Ip,
             "uid" => DispatchMode::Uid,
+            "reactor" => DispatchMode::Reactor,
             other => {
                 return Err(format!(
-                    "unknown dispatch mode `{other}` (expected fd, round-robin, idle, ip or uid)"
+                    "unknown dispatch mode `{other}` \
+                     (expected fd, round-robin, idle, ip, uid or reactor)"
                 ))
             }
         })
@@ -132,6 +145,8 @@ pub(crate) struct Dispatcher {
     mode: DispatchMode,
     workers: usize,
     cursor: usize,
+    /// The reactor this dispatcher belongs to (its own worker in `Reactor` mode).
+    reactor: usize,
 }
 
 impl Dispatcher {
@@ -140,6 +155,7 @@ impl Dispatcher {
             mode,
             workers,
             cursor: start % workers,
+            reactor: start,
         }
     }
 
@@ -162,6 +178,7 @@ impl Dispatcher {
         let n = self.workers;
         match &self.mode {
             DispatchMode::Fd => self.by_slot(s),
+            DispatchMode::Reactor => self.reactor,
             DispatchMode::RoundRobin => self.next(),
             DispatchMode::Idle => {
                 for _ in 0..n {
@@ -269,6 +286,15 @@ mod tests {
     }
 
     #[test]
+    fn reactor_mode_keeps_events_on_their_reactor() {
+        let mut d = Dispatcher::new(DispatchMode::Reactor, 4, 2);
+        let peer = tcp("127.0.0.1");
+        for slot in 0..10 {
+            assert_eq!(d.pick(&subject(slot, &peer), &busy(4)), 2);
+        }
+    }
+
+    #[test]
     fn round_robin_cycles() {
         let mut d = Dispatcher::new(DispatchMode::RoundRobin, 3, 1);
         let peer = tcp("127.0.0.1");
@@ -340,7 +366,7 @@ mod tests {
 
     #[test]
     fn parses_mode_names() {
-        for name in ["fd", "round-robin", "idle", "ip", "uid"] {
+        for name in ["fd", "round-robin", "idle", "ip", "uid", "reactor"] {
             assert!(name.parse::<DispatchMode>().is_ok());
         }
         assert!("fdmod".parse::<DispatchMode>().is_err());

@@ -19,7 +19,7 @@ use crate::{
     sys::Poller,
     table::ConnTable,
     worker::{Event, Worker, WorkerShared},
-    BuildError, EventHandler, ListenAddr, ServerBuilder, ServerHandle,
+    BuildError, DispatchMode, EventHandler, ListenAddr, ServerBuilder, ServerHandle,
 };
 
 /// Makes a handler for each worker thread.
@@ -238,8 +238,15 @@ impl Server {
         let (done_tx, done_rx) = unbounded::<usize>();
         let mut workers = Vec::new();
         let (started_tx, started_rx) = unbounded::<()>();
+        let inline = matches!(shared.config.dispatch_mode, DispatchMode::Reactor);
+        let mut inline_workers = Vec::new();
         for (id, inbox) in self.worker_rx.drain(..).enumerate() {
             let worker = Worker::new(id, (self.factory)(), inbox, handle.clone());
+            if inline {
+                // Reactor `id` runs this worker's handler itself.
+                inline_workers.push(Some(worker));
+                continue;
+            }
             let (done_tx, started_tx) = (done_tx.clone(), started_tx.clone());
             workers.push(spawn(format!("eddy-worker-{id}"), move || {
                 worker.run(|| {
@@ -248,15 +255,28 @@ impl Server {
                 let _ = done_tx.send(id);
             })?);
         }
-        drop((done_tx, started_tx));
         let mut reactors = Vec::new();
         for (id, commands) in self.reactor_rx.drain(..).enumerate() {
-            let reactor = Reactor::new(id, shared.clone(), commands, self.worker_tx.clone());
-            reactors.push(spawn(format!("eddy-reactor-{id}"), move || reactor.run())?);
+            let worker = inline_workers.get_mut(id).and_then(Option::take);
+            let mut reactor =
+                Reactor::new(id, shared.clone(), commands, self.worker_tx.clone(), worker);
+            let (done_tx, started_tx) = (done_tx.clone(), started_tx.clone());
+            reactors.push(spawn(format!("eddy-reactor-{id}"), move || {
+                let is_worker = reactor.start_worker();
+                if is_worker {
+                    let _ = started_tx.send(());
+                }
+                let report = reactor.run();
+                if is_worker {
+                    let _ = done_tx.send(id);
+                }
+                report
+            })?);
         }
+        drop((done_tx, started_tx));
         // Only reactors hold worker queue senders now: workers stop when every reactor has.
         self.worker_tx.clear();
-        for _ in 0..workers.len() {
+        for _ in 0..shared.config.worker_num {
             if started_rx.recv().is_err() {
                 break;
             }
@@ -287,7 +307,7 @@ impl Server {
         // Workers finish what reactors handed them, then stop. Wait until the deadline (and
         // a little more, for the close events of connections closed at the deadline).
         let grace = deadline.max(Instant::now()) + Duration::from_millis(100);
-        let mut finished = vec![false; workers.len()];
+        let mut finished = vec![false; shared.config.worker_num];
         while finished.iter().any(|done| !done) {
             match done_rx.recv_deadline(grace) {
                 Ok(id) => finished[id] = true,
@@ -295,9 +315,11 @@ impl Server {
             }
         }
         let unfinished = finished.iter().filter(|done| !**done).count();
-        for (worker, done) in workers.into_iter().zip(&finished) {
-            if *done {
-                let _ = worker.join();
+        if !inline {
+            for (worker, done) in workers.into_iter().zip(&finished) {
+                if *done {
+                    let _ = worker.join();
+                }
             }
         }
         if unfinished > 0 {

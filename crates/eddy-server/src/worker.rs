@@ -4,12 +4,13 @@ use std::{
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{
         atomic::{fence, AtomicBool, AtomicU64, Ordering},
-        Arc,
+        Arc, OnceLock,
     },
+    thread::Thread,
 };
 
 use bytes::Bytes;
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, TryRecvError};
 
 use crate::{
     conn::{inflight, Conn},
@@ -66,7 +67,10 @@ impl Event {
 /// What other threads see of a worker.
 ///
 /// # Atomic ordering
-/// `busy` is a hint for the idle dispatch mode (`Relaxed`). `waiters` is a bit set of reactors
+/// `busy` is a hint for the idle dispatch mode (`Relaxed`). `sleeping` is set by the worker
+/// before its last look at the empty queue and read by reactors after their last send of a
+/// loop, both with a `SeqCst` fence in between, so either the worker sees the event or the
+/// reactor sees it asleep and unparks it. `waiters` is a bit set of reactors
 /// that found this worker's inbox full; both sides use `SeqCst` around their queue operation
 /// (reactor: set bit, then retry the send; worker: take an event, then read the bits), so a
 /// reactor is never left waiting for a wake-up that nobody sends.
@@ -74,6 +78,8 @@ impl Event {
 #[repr(align(128))]
 pub(crate) struct WorkerShared {
     pub(crate) busy: AtomicBool,
+    pub(crate) sleeping: AtomicBool,
+    thread: OnceLock<Thread>,
     pub(crate) waiters: AtomicU64,
     inbox: Receiver<Event>,
 }
@@ -82,6 +88,8 @@ impl WorkerShared {
     pub(crate) fn new(inbox: Receiver<Event>) -> Self {
         WorkerShared {
             busy: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
+            thread: OnceLock::new(),
             waiters: AtomicU64::new(0),
             inbox,
         }
@@ -89,6 +97,16 @@ impl WorkerShared {
 
     pub(crate) fn queue_len(&self) -> usize {
         self.inbox.len()
+    }
+
+    /// Reactor side, after handing over events and a `SeqCst` fence: unpark the worker if it
+    /// went to sleep.
+    pub(crate) fn wake(&self) {
+        if self.sleeping.load(Ordering::SeqCst) {
+            if let Some(thread) = self.thread.get() {
+                thread.unpark();
+            }
+        }
     }
 
     /// Reactor side: ask to be woken when this worker takes an event.
@@ -121,7 +139,8 @@ impl Worker {
     }
 
     /// Run until every reactor has hung up and the inbox is empty.
-    pub(crate) fn run(mut self, started: impl FnOnce()) {
+    /// Run `on_worker_start`.
+    pub(crate) fn start(&mut self) {
         let server = self.server.clone();
         self.guard(
             "on_worker_start",
@@ -129,27 +148,11 @@ impl Worker {
             |h, ctx| h.on_worker_start(ctx),
             &server,
         );
-        started();
-        let shared = &server.shared.workers[self.id];
-        let mut busy = false;
-        while let Ok(event) = self.inbox.recv() {
-            if !busy {
-                busy = true;
-                shared.busy.store(true, Ordering::Relaxed);
-            }
-            self.handle(event, &server);
-            if self.inbox.is_empty() {
-                busy = false;
-                shared.busy.store(false, Ordering::Relaxed);
-            }
-            fence(Ordering::SeqCst);
-            if shared.waiters.load(Ordering::SeqCst) != 0 {
-                let bits = shared.waiters.swap(0, Ordering::SeqCst);
-                for reactor in (0..64).filter(|r| bits & (1 << r) != 0) {
-                    server.shared.reactor(reactor).poller.notify();
-                }
-            }
-        }
+    }
+
+    /// Run `on_worker_stop`.
+    pub(crate) fn stop(&mut self) {
+        let server = self.server.clone();
         self.guard(
             "on_worker_stop",
             None,
@@ -158,7 +161,58 @@ impl Worker {
         );
     }
 
-    fn handle(&mut self, event: Event, server: &ServerHandle) {
+    /// The worker thread: start, handle events until every reactor has hung up, stop.
+    pub(crate) fn run(mut self, started: impl FnOnce()) {
+        let server = self.server.clone();
+        self.start();
+        started();
+        let shared = &server.shared.workers[self.id];
+        let _ = shared.thread.set(std::thread::current());
+        while let Some(event) = self.next_event(shared) {
+            self.handle(event, &server);
+            fence(Ordering::SeqCst);
+            if shared.waiters.load(Ordering::SeqCst) != 0 {
+                let bits = shared.waiters.swap(0, Ordering::SeqCst);
+                for reactor in (0..64).filter(|r| bits & (1 << r) != 0) {
+                    server.shared.reactor(reactor).poller.notify();
+                }
+            }
+        }
+        self.stop();
+    }
+
+    /// The next event, parking while there is none; `None` once every reactor has hung up.
+    ///
+    /// It parks at once rather than spinning or yielding first: on a busy machine a yield is a
+    /// context switch, and reactors wake sleeping workers once per loop, not once per event.
+    fn next_event(&mut self, shared: &WorkerShared) -> Option<Event> {
+        loop {
+            match self.inbox.try_recv() {
+                Ok(event) => {
+                    shared.busy.store(true, Ordering::Relaxed);
+                    return Some(event);
+                }
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {}
+            }
+            shared.busy.store(false, Ordering::Relaxed);
+            shared.sleeping.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            match self.inbox.try_recv() {
+                Ok(event) => {
+                    shared.sleeping.store(false, Ordering::Relaxed);
+                    shared.busy.store(true, Ordering::Relaxed);
+                    return Some(event);
+                }
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => std::thread::park(),
+            }
+            shared.sleeping.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Run the callbacks of one event (on this worker's thread, or inline on a reactor).
+    pub(crate) fn handle(&mut self, event: Event, server: &ServerHandle) {
         let conn = event.conn().clone();
         let id = conn.id;
         let weight = event.weight();

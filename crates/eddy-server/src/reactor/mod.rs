@@ -22,8 +22,8 @@ use crate::{
     dispatch::{Dispatcher, Load, Subject},
     handle::Shared,
     sys::{self, Events, Poller},
-    worker::{Event, WorkerShared},
-    CloseReason,
+    worker::{Event, Worker, WorkerShared},
+    CloseReason, ServerHandle,
 };
 
 /// What other threads ask of a reactor.
@@ -68,6 +68,9 @@ impl Load for Workers<'_> {
 pub(crate) struct Reactor {
     id: usize,
     shared: Arc<Shared>,
+    server: ServerHandle,
+    /// `DispatchMode::Reactor`: this thread is the worker of its connections.
+    inline: Option<Worker>,
     poller: Arc<Poller>,
     commands: Receiver<Command>,
     inboxes: Vec<Sender<Event>>,
@@ -79,6 +82,9 @@ pub(crate) struct Reactor {
     codecs: Vec<Arc<dyn Codec>>,
     dispatcher: Dispatcher,
     scratch: BytesMut,
+    /// Workers handed events during this loop, to wake at its end.
+    wake_list: Vec<usize>,
+    to_wake: Vec<bool>,
     /// Lengths of the packets cut from one read (kept to reuse its allocation).
     lens: Vec<u32>,
     deadline: Option<Instant>,
@@ -91,6 +97,7 @@ impl Reactor {
         shared: Arc<Shared>,
         commands: Receiver<Command>,
         inboxes: Vec<Sender<Event>>,
+        inline: Option<Worker>,
     ) -> Self {
         let workers = shared.config.worker_num;
         Reactor {
@@ -110,10 +117,21 @@ impl Reactor {
             dispatcher: Dispatcher::new(shared.config.dispatch_mode.clone(), workers, id),
             scratch: BytesMut::new(),
             lens: Vec::new(),
+            wake_list: Vec::with_capacity(workers),
+            to_wake: vec![false; workers],
             deadline: None,
             report: ReactorReport::default(),
+            server: ServerHandle {
+                shared: shared.clone(),
+            },
+            inline,
             shared,
         }
+    }
+
+    /// Run `on_worker_start` if this reactor is also a worker; returns whether it is.
+    pub(crate) fn start_worker(&mut self) -> bool {
+        self.inline.as_mut().map(Worker::start).is_some()
     }
 
     /// The event loop. Returns once shut down and every connection is closed (or the
@@ -140,6 +158,7 @@ impl Reactor {
                 self.on_command(cmd);
             }
             self.flush_backlogs();
+            self.wake_workers();
             if let Some(deadline) = self.deadline {
                 if self.conns.is_empty() && self.backlog.iter().all(VecDeque::is_empty) {
                     break;
@@ -149,6 +168,16 @@ impl Reactor {
                     break;
                 }
             }
+        }
+        if let Some(inline) = &mut self.inline {
+            inline.stop();
+        }
+        self.wake_workers();
+        // Hang up: a worker stops once every reactor has and its queue is empty.
+        self.inboxes.clear();
+        std::sync::atomic::fence(Ordering::SeqCst);
+        for worker in self.shared.workers.iter() {
+            worker.wake();
         }
         self.report
     }
@@ -402,6 +431,10 @@ impl Reactor {
     /// Hand an event to a worker, or queue it behind that worker's backlog. Returns whether it
     /// went to the backlog.
     fn push(&mut self, worker: usize, event: Event) -> bool {
+        if let Some(inline) = &mut self.inline {
+            inline.handle(event, &self.server);
+            return false;
+        }
         if self.backlog[worker].is_empty() {
             match self.try_hand(worker, event) {
                 Ok(()) => return false,
@@ -415,17 +448,42 @@ impl Reactor {
 
     /// `try_send`, and if the queue is full, ask to be woken and try once more (so a worker
     /// that emptied its queue in between cannot be missed).
-    fn try_hand(&self, worker: usize, event: Event) -> Result<(), Event> {
+    fn try_hand(&mut self, worker: usize, event: Event) -> Result<(), Event> {
         match self.inboxes[worker].try_send(event) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.handed(worker);
+                Ok(())
+            }
             Err(TrySendError::Full(event)) => {
                 self.shared.workers[worker].want_wake(self.id);
                 std::sync::atomic::fence(Ordering::SeqCst);
                 self.inboxes[worker]
                     .try_send(event)
-                    .map_err(|err| err.into_inner())
+                    .map_err(|err| err.into_inner())?;
+                self.handed(worker);
+                Ok(())
             }
             Err(TrySendError::Disconnected(event)) => Err(event),
+        }
+    }
+
+    /// Remember to wake `worker` at the end of this loop (once, however many events it got).
+    fn handed(&mut self, worker: usize) {
+        if !self.to_wake[worker] {
+            self.to_wake[worker] = true;
+            self.wake_list.push(worker);
+        }
+    }
+
+    /// Wake the workers that were handed events and went to sleep.
+    fn wake_workers(&mut self) {
+        if self.wake_list.is_empty() {
+            return;
+        }
+        std::sync::atomic::fence(Ordering::SeqCst);
+        for worker in self.wake_list.drain(..) {
+            self.to_wake[worker] = false;
+            self.shared.workers[worker].wake();
         }
     }
 
