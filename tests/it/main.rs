@@ -5,6 +5,7 @@
 mod backpressure;
 mod connections;
 mod dispatch;
+mod echo_example;
 mod framing;
 mod lifecycle;
 mod util;

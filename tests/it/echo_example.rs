@@ -1,0 +1,133 @@
+//! The echo example's contract: its flags, its `listening on ADDR` line, its framings, its
+//! packet limit, and a graceful exit with code 0 on SIGTERM and SIGINT.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+};
+
+use crate::util::*;
+
+/// The example binary cargo built next to this test (`cargo test` builds examples).
+fn echo_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join("examples").join("echo");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build --examples`",
+        path.display()
+    );
+    path
+}
+
+struct Echo {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Echo {
+    fn start(args: &[&str]) -> Echo {
+        let mut child = Command::new(echo_binary())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .strip_prefix("listening on ")
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("expected `listening on ADDR`, got {line:?}"));
+        Echo { child, addr }
+    }
+
+    fn signal(mut self, signal: i32) -> i32 {
+        // SAFETY: sends a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status.code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn length_framing_by_default_and_sigterm_exits_zero() {
+    let echo = Echo::start(&[]);
+    let mut client = connect(echo.addr);
+    let mut stream = frame(b"hello");
+    stream.extend(frame(&[9u8; 5000]));
+    write_all(&mut client, &stream);
+    assert_eq!(read_n(&mut client, stream.len()), stream);
+    assert_eq!(echo.signal(libc::SIGTERM), 0);
+}
+
+#[test]
+fn eof_line_and_raw_codecs() {
+    for (codec, data) in [
+        ("eof", &b"one\r\ntwo\r\n"[..]),
+        ("line", b"one\ntwo\n"),
+        ("raw", b"any bytes at all"),
+    ] {
+        let echo = Echo::start(&["--codec", codec]);
+        let mut client = connect(echo.addr);
+        write_all(&mut client, data);
+        assert_eq!(read_n(&mut client, data.len()), data, "{codec}");
+        assert_eq!(echo.signal(libc::SIGINT), 0, "SIGINT is graceful too");
+    }
+}
+
+#[test]
+fn max_packet_closes_only_the_offender() {
+    let echo = Echo::start(&["--max-packet", "100", "--dispatch", "round-robin", "--workers", "3"]);
+    let mut good = connect(echo.addr);
+    let mut bad = connect(echo.addr);
+    bad.write_all(&frame(&[0u8; 200])).unwrap();
+    let (echoed, _) = read_to_close(&mut bad);
+    assert!(echoed.is_empty());
+    let packet = frame(b"fine");
+    write_all(&mut good, &packet);
+    assert_eq!(read_n(&mut good, packet.len()), packet);
+}
+
+#[test]
+fn every_dispatch_mode_echoes() {
+    for mode in ["fd", "round-robin", "idle", "ip", "uid", "reactor"] {
+        let echo = Echo::start(&["--dispatch", mode, "--workers", "2", "--reactors", "2"]);
+        let mut client = connect(echo.addr);
+        let packet = frame(mode.as_bytes());
+        write_all(&mut client, &packet);
+        assert_eq!(read_n(&mut client, packet.len()), packet, "{mode}");
+    }
+}
+
+#[test]
+fn bad_flags_fail_with_a_message() {
+    for args in [
+        &["--codec", "morse"][..],
+        &["--workers", "0"],
+        &["--workers", "many"],
+        &["--dispatch", "random"],
+        &["--listen", "nowhere"],
+        &["--bogus"],
+    ] {
+        let out = Command::new(echo_binary()).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("echo:"), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
+    }
+}
