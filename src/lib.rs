@@ -46,3 +46,8 @@ pub use eddy_server::*;
 pub mod codec {
     pub use eddy_codec::*;
 }
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

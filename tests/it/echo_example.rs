@@ -29,7 +29,30 @@ struct Echo {
 
 impl Echo {
     fn start(args: &[&str]) -> Echo {
-        let mut child = Command::new(echo_binary())
+        Echo::start_with(args, None)
+    }
+
+    /// Start the example, optionally with an open-file limit.
+    fn start_with(args: &[&str], max_files: Option<u64>) -> Echo {
+        let mut command = Command::new(echo_binary());
+        if let Some(limit) = max_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only an async-signal-safe setrlimit between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let rlim = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = command
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
@@ -92,7 +115,14 @@ fn eof_line_and_raw_codecs() {
 
 #[test]
 fn max_packet_closes_only_the_offender() {
-    let echo = Echo::start(&["--max-packet", "100", "--dispatch", "round-robin", "--workers", "3"]);
+    let echo = Echo::start(&[
+        "--max-packet",
+        "100",
+        "--dispatch",
+        "round-robin",
+        "--workers",
+        "3",
+    ]);
     let mut good = connect(echo.addr);
     let mut bad = connect(echo.addr);
     bad.write_all(&frame(&[0u8; 200])).unwrap();
@@ -130,4 +160,25 @@ fn bad_flags_fail_with_a_message() {
         assert!(stderr.contains("echo:"), "{args:?}: {stderr}");
         assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
     }
+}
+
+#[test]
+fn out_of_file_descriptors_pauses_accepting_then_recovers() {
+    // About 15 descriptors go to the process itself; the rest can hold connections.
+    let echo = Echo::start_with(&["--reactors", "1", "--workers", "1"], Some(40));
+    let mut clients: Vec<_> = (0..60).map(|_| connect(echo.addr)).collect();
+    // The first ones are accepted and served.
+    for client in clients.iter_mut().take(5) {
+        let packet = frame(b"early");
+        write_all(client, &packet);
+        assert_eq!(read_n(client, packet.len()), packet);
+    }
+    // The last one waits in the listen queue while the server is out of descriptors...
+    let packet = frame(b"late");
+    let mut last = clients.pop().unwrap();
+    write_all(&mut last, &packet);
+    // ...until others leave; then it is accepted and answered, nothing lost.
+    clients.truncate(10);
+    assert_eq!(read_n(&mut last, packet.len()), packet);
+    assert_eq!(echo.signal(libc::SIGTERM), 0);
 }

@@ -67,7 +67,8 @@ impl Load for Workers<'_> {
 /// One reactor thread's state.
 pub(crate) struct Reactor {
     id: usize,
-    shared: Arc<Shared>,
+    /// The server, as the inline worker's callbacks see it; `server.shared` is everything
+    /// this reactor reads of the configuration and the other threads.
     server: ServerHandle,
     /// `DispatchMode::Reactor`: this thread is the worker of its connections.
     inline: Option<Worker>,
@@ -121,11 +122,8 @@ impl Reactor {
             to_wake: vec![false; workers],
             deadline: None,
             report: ReactorReport::default(),
-            server: ServerHandle {
-                shared: shared.clone(),
-            },
             inline,
-            shared,
+            server: ServerHandle { shared },
         }
     }
 
@@ -176,7 +174,7 @@ impl Reactor {
         // Hang up: a worker stops once every reactor has and its queue is empty.
         self.inboxes.clear();
         std::sync::atomic::fence(Ordering::SeqCst);
-        for worker in self.shared.workers.iter() {
+        for worker in self.server.shared.workers.iter() {
             worker.wake();
         }
         self.report
@@ -271,10 +269,12 @@ impl Reactor {
             // The peer vanished before `on_connect` returned; nothing it sent can be answered.
             return self.finalize(key, CloseReason::PeerReset);
         }
-        if self.shared.config.output_backpressure && lc.conn.high_crossed.load(Ordering::Acquire) {
+        if self.server.shared.config.output_backpressure
+            && lc.conn.high_crossed.load(Ordering::Acquire)
+        {
             return self.check_output(key);
         }
-        let max_queued = self.shared.config.max_queued_bytes as u64;
+        let max_queued = self.server.shared.config.max_queued_bytes as u64;
         if lc.conn.inflight.load(Ordering::Acquire) & inflight::WEIGHT >= max_queued {
             // Wait for the workers: the one that takes the weight to zero tells us.
             let before = lc
@@ -303,7 +303,7 @@ impl Reactor {
         match result {
             Ok(0) => self.finalize(key, CloseReason::PeerClosed),
             Ok(n) => {
-                self.shared.stats.reactors[self.id]
+                self.server.shared.stats.reactors[self.id]
                     .received_bytes
                     .fetch_add(n as u64, Ordering::Relaxed);
                 self.cut_packets(key, from_scratch);
@@ -315,7 +315,7 @@ impl Reactor {
 
     /// Cut every whole packet from the bytes just read and dispatch them; keep the rest.
     fn cut_packets(&mut self, key: usize, from_scratch: bool) {
-        let max = self.shared.config.package_max_length;
+        let max = self.server.shared.config.package_max_length;
         let lc = &mut self.conns[key];
         let codec = &self.codecs[lc.conn.listener];
         let buf = if from_scratch {
@@ -414,11 +414,11 @@ impl Reactor {
         };
         let worker = self
             .dispatcher
-            .pick(&subject, &Workers(&self.shared.workers));
+            .pick(&subject, &Workers(&self.server.shared.workers));
         lc.worker = Some(worker);
         conn.inflight.fetch_add(event.weight(), Ordering::AcqRel);
         let id = conn.id;
-        self.shared.stats.reactors[self.id]
+        self.server.shared.stats.reactors[self.id]
             .dispatched
             .fetch_add(1, Ordering::Relaxed);
         if self.push(worker, event) && self.conns[key].paused & pause::INBOX == 0 {
@@ -455,7 +455,7 @@ impl Reactor {
                 Ok(())
             }
             Err(TrySendError::Full(event)) => {
-                self.shared.workers[worker].want_wake(self.id);
+                self.server.shared.workers[worker].want_wake(self.id);
                 std::sync::atomic::fence(Ordering::SeqCst);
                 self.inboxes[worker]
                     .try_send(event)
@@ -483,7 +483,7 @@ impl Reactor {
         std::sync::atomic::fence(Ordering::SeqCst);
         for worker in self.wake_list.drain(..) {
             self.to_wake[worker] = false;
-            self.shared.workers[worker].wake();
+            self.server.shared.workers[worker].wake();
         }
     }
 
@@ -533,7 +533,7 @@ impl Reactor {
     /// Look at a connection's output: watermark crossings, a close waiting for the flush,
     /// poller interest.
     fn check_output(&mut self, key: usize) {
-        let config = &self.shared.config;
+        let config = &self.server.shared.config;
         let lc = &mut self.conns[key];
         let conn = lc.conn.clone();
         let mut full = false;
@@ -615,7 +615,7 @@ impl Reactor {
         } else {
             sys::shutdown(conn.fd);
         }
-        self.shared.stats.reactors[self.id]
+        self.server.shared.stats.reactors[self.id]
             .closed
             .fetch_add(1, Ordering::Relaxed);
         tracing::debug!(conn = conn.id.as_u64(), %reason, dropped, "connection closed");
