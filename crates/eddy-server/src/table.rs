@@ -116,3 +116,81 @@ impl ConnTable {
         self.len.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+    use crate::net::{PeerAddr, Stream};
+
+    fn conn(table: &ConnTable) -> Option<Arc<Conn>> {
+        let (a, _b) = UnixStream::pair().unwrap();
+        table.insert(|id| Conn::new(id, Stream::Unix(a), 0, 0, PeerAddr::Unix))
+    }
+
+    #[test]
+    fn capacity_is_max_conn() {
+        let table = ConnTable::new(3);
+        let held: Vec<_> = (0..3).map(|_| conn(&table).unwrap()).collect();
+        assert!(conn(&table).is_none(), "full");
+        assert_eq!(table.len(), 3);
+        assert!(table.remove(held[1].id));
+        assert!(!table.remove(held[1].id), "removed once");
+        let again = conn(&table).unwrap();
+        assert_eq!(
+            again.id.slot(),
+            held[1].id.slot(),
+            "the freed slot is reused"
+        );
+        assert_ne!(again.id, held[1].id, "under a new generation");
+        assert!(
+            table.get(held[1].id).is_none(),
+            "the stale id finds nothing"
+        );
+        assert!(Arc::ptr_eq(&table.get(again.id).unwrap(), &again));
+    }
+
+    #[test]
+    fn fresh_slots_are_preferred_so_stale_ids_usually_find_nothing() {
+        let table = ConnTable::new(10_000);
+        let first = conn(&table).unwrap();
+        table.remove(first.id);
+        let second = conn(&table).unwrap();
+        assert_ne!(first.id.slot(), second.id.slot());
+    }
+
+    #[test]
+    fn a_slot_whose_generation_would_wrap_is_retired() {
+        let table = ConnTable::new(1);
+        let first = conn(&table).unwrap();
+        table
+            .slot(0)
+            .unwrap()
+            .generation
+            .store(u32::MAX, Ordering::Release);
+        table.remove(first.id);
+        assert!(conn(&table).is_none(), "never reused, so no id can repeat");
+    }
+
+    #[test]
+    fn concurrent_churn_keeps_the_count_exact() {
+        let table = Arc::new(ConnTable::new(4096));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let table = table.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..500 {
+                        let c = conn(&table).unwrap();
+                        assert!(table.get(c.id).is_some());
+                        assert!(table.remove(c.id));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(table.len(), 0);
+    }
+}
