@@ -55,8 +55,9 @@ impl LengthType {
         )
     }
 
-    fn endian(self) -> Endian {
-        match self {
+    /// Whether the field is stored most significant byte first.
+    fn big_endian(self) -> bool {
+        let endian = match self {
             LengthType::I8 | LengthType::U8 => Endian::Big,
             LengthType::I16(e)
             | LengthType::U16(e)
@@ -64,6 +65,11 @@ impl LengthType {
             | LengthType::U32(e)
             | LengthType::I64(e)
             | LengthType::U64(e) => e,
+        };
+        match endian {
+            Endian::Big => true,
+            Endian::Little => false,
+            Endian::Native => cfg!(target_endian = "big"),
         }
     }
 
@@ -71,13 +77,8 @@ impl LengthType {
     fn read(self, field: &[u8]) -> Result<u64, FrameError> {
         let width = self.width();
         let mut raw = [0u8; 8];
-        let be = match self.endian() {
-            Endian::Big => true,
-            Endian::Little => false,
-            Endian::Native => cfg!(target_endian = "big"),
-        };
         // Widen to 8 bytes, keeping the value, then sign-extend if needed.
-        let unsigned = if be {
+        let unsigned = if self.big_endian() {
             raw[8 - width..].copy_from_slice(&field[..width]);
             u64::from_be_bytes(raw)
         } else {
@@ -99,12 +100,7 @@ impl LengthType {
                 max: ((1u128 << bits) - 1).min(usize::MAX as u128) as usize,
             });
         }
-        let be = match self.endian() {
-            Endian::Big => true,
-            Endian::Little => false,
-            Endian::Native => cfg!(target_endian = "big"),
-        };
-        if be {
+        if self.big_endian() {
             out[..width].copy_from_slice(&value.to_be_bytes()[8 - width..]);
         } else {
             out[..width].copy_from_slice(&value.to_le_bytes()[..width]);
