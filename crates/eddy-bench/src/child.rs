@@ -77,6 +77,11 @@ impl ServerChild {
         proc_cpu::rss_bytes(self.pid())
     }
 
+    /// Number of file descriptors the child has open.
+    pub fn open_fds(&self) -> io::Result<usize> {
+        proc_cpu::open_fds(self.pid())
+    }
+
     /// Kills the child and waits for it.
     pub fn kill(mut self) -> io::Result<()> {
         self.stop()

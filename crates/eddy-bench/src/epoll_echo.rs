@@ -44,21 +44,27 @@ enum Next {
 }
 
 /// Serves echo on `listener` on the calling thread, forever. Returns only
-/// on an epoll or listener error.
+/// on an epoll or listener error. Sleeps in `epoll_wait` with no timeout,
+/// so an idle server uses no CPU.
 pub fn run(listener: TcpListener, framing: Framing) -> io::Result<()> {
-    run_until(listener, framing, &AtomicBool::new(false))
+    serve(listener, framing, None)
 }
 
 /// Like [`run`], but returns `Ok(())` within about 100 ms once `stop` is
 /// set; open connections are closed.
 pub fn run_until(listener: TcpListener, framing: Framing, stop: &AtomicBool) -> io::Result<()> {
+    serve(listener, framing, Some(stop))
+}
+
+fn serve(listener: TcpListener, framing: Framing, stop: Option<&AtomicBool>) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let epoll = Epoll::new()?;
     epoll.add(&listener, IN, LISTENER)?;
     let mut conns: Slab<Conn> = Slab::new();
     let mut events = vec![EMPTY; 256];
-    while !stop.load(Ordering::Relaxed) {
-        for ev in epoll.wait(&mut events, TICK)? {
+    let timeout = stop.map(|_| TICK);
+    while !stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+        for ev in epoll.wait(&mut events, timeout)? {
             let (flags, key) = (ev.events, ev.u64);
             if key == LISTENER {
                 accept_all(&listener, &epoll, &mut conns)?;

@@ -64,14 +64,17 @@ impl Epoll {
         self.ctl(libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0)
     }
 
-    /// Waits up to `timeout` and returns the ready prefix of `events`.
+    /// Waits up to `timeout` (`None`: until an event) and returns the ready
+    /// prefix of `events`.
     pub(crate) fn wait<'a>(
         &self,
         events: &'a mut [Ready],
-        timeout: Duration,
+        timeout: Option<Duration>,
     ) -> io::Result<&'a [Ready]> {
         let max = libc::c_int::try_from(events.len()).unwrap_or(libc::c_int::MAX);
-        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        let ms = timeout.map_or(-1, |t| {
+            libc::c_int::try_from(t.as_millis()).unwrap_or(libc::c_int::MAX)
+        });
         // SAFETY: `events` is valid for `max` writes.
         let n = unsafe { libc::epoll_wait(self.fd.as_raw_fd(), events.as_mut_ptr(), max, ms) };
         if n < 0 {

@@ -1,24 +1,31 @@
-//! `eddy-bench`: benchmark baselines for eddy.
+//! `eddy-bench`: benchmark baselines for eddy, and the echo benchmark suite.
 //!
+//! * [`eddy_echo`] — eddy's own echo server, as an application builds it.
 //! * [`tokio_echo`] — a tokio multi-threaded echo server, a task per
 //!   connection: the "what a plain async server does" baseline.
 //! * [`epoll_echo`] — a single-thread level-triggered epoll echo server:
 //!   the per-core ceiling.
-//! * [`serve::serve_main`] — the `eddy-baseline` binary: binds, prints
-//!   `listening on ADDR`, serves; [`child::ServerChild`] spawns such a
-//!   server and reads its address; [`proc_cpu`] measures a process's CPU
-//!   time and RSS from `/proc`.
+//! * [`serve::serve_main`] — `--serve eddy|tokio|epoll` (the
+//!   `eddy-baseline` binary, and the `echo` bench re-executing itself):
+//!   binds with a backlog of 1024, prints `listening on ADDR`, serves;
+//!   [`child::ServerChild`] spawns such a server and reads its address;
+//!   [`proc_cpu`] measures a process's CPU time and RSS from `/proc`.
+//! * [`suite`] — the `cargo bench --bench echo` suite: every server as a
+//!   child, the same eddy-load runs against each, one table.
 //!
-//! Both servers speak the framings of [`eddy_load`]: length framing (4-byte
+//! All servers speak the framings of [`eddy_load`]: length framing (4-byte
 //! big-endian body length, echoed whole, header included) and line framing.
 //! Load them with `eddy-load` or [`eddy_load::run`].
 
 pub mod child;
+pub mod eddy_echo;
 pub mod epoll_echo;
 mod epoll_sys;
 pub mod frames;
+pub mod listen;
 pub mod proc_cpu;
 pub mod serve;
+pub mod suite;
 pub mod tokio_echo;
 
 pub use frames::Framing;

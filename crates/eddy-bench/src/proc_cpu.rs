@@ -1,15 +1,47 @@
-//! CPU time and resident memory of a process, from Linux `/proc`.
+//! CPU time, resident memory and open files of a process, from Linux
+//! `/proc` (and the process CPU-time clock, for nanosecond CPU times).
 
 use std::fs;
 use std::io;
 use std::time::Duration;
 
 /// User plus system CPU time consumed so far by process `pid` (all its
-/// threads), from fields 14 and 15 of `/proc/<pid>/stat`.
+/// threads, exited ones included), to the nanosecond from the process's
+/// CPU-time clock (`clock_getcpuclockid`); where that clock is not
+/// available, from `/proc/<pid>/stat` ([`stat_cpu_time`], clock-tick
+/// resolution, usually 10 ms).
 pub fn cpu_time(pid: u32) -> io::Result<Duration> {
+    clock_cpu_time(pid).or_else(|_| stat_cpu_time(pid))
+}
+
+/// User plus system CPU time of process `pid` from fields 14 and 15 of
+/// `/proc/<pid>/stat`, in clock ticks converted to a duration.
+pub fn stat_cpu_time(pid: u32) -> io::Result<Duration> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let ticks = parse_stat_ticks(&stat)?;
     Ok(ticks_to_duration(ticks, clock_ticks_per_sec()?))
+}
+
+/// The process CPU-time clock of `pid`, read once.
+fn clock_cpu_time(pid: u32) -> io::Result<Duration> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| bad("pid out of range"))?;
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: `clock` is a valid clockid_t to write to.
+    let rc = unsafe { libc::clock_getcpuclockid(pid, &mut clock) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write to.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let secs = u64::try_from(ts.tv_sec).map_err(|_| bad("negative CPU time"))?;
+    let nanos = u32::try_from(ts.tv_nsec).map_err(|_| bad("bad CPU time nanoseconds"))?;
+    Ok(Duration::new(secs, nanos))
 }
 
 /// Resident set size of process `pid` in bytes (`VmRSS` of
@@ -17,6 +49,12 @@ pub fn cpu_time(pid: u32) -> io::Result<Duration> {
 pub fn rss_bytes(pid: u32) -> io::Result<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
     parse_vm_rss(&status)
+}
+
+/// Number of file descriptors process `pid` has open (entries of
+/// `/proc/<pid>/fd`).
+pub fn open_fds(pid: u32) -> io::Result<usize> {
+    Ok(fs::read_dir(format!("/proc/{pid}/fd"))?.count())
 }
 
 /// `utime + stime` in clock ticks from the text of `/proc/<pid>/stat`.
@@ -101,6 +139,9 @@ mod tests {
     fn reads_own_process() {
         let pid = std::process::id();
         assert!(cpu_time(pid).is_ok());
+        assert!(stat_cpu_time(pid).is_ok());
+        assert!(clock_cpu_time(pid).is_ok());
         assert!(rss_bytes(pid).expect("rss") > 0);
+        assert!(open_fds(pid).expect("fds") >= 3);
     }
 }

@@ -1,59 +1,76 @@
-//! `eddy-baseline` entry point: bind, announce the address, serve.
+//! `--serve` entry point: bind, announce the address, serve.
+//!
+//! Shared by the `eddy-baseline` binary and the `echo` bench, which
+//! re-executes itself with `--serve …` to run each server as a child.
 
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Write};
-use std::net::TcpListener;
+use std::process::ExitCode;
 use std::str::FromStr;
 
+use eddy_server::BuildError;
+
+use crate::eddy_echo::{self, EddyConfig};
 use crate::frames::Framing;
+use crate::listen::{self, BACKLOG};
 use crate::{epoll_echo, tokio_echo};
 
-/// Usage text of `eddy-baseline`.
+/// Usage text of `--serve`.
 pub const USAGE: &str = "\
-usage: eddy-baseline --serve tokio|epoll [--listen ADDR] [--framing length|line] [--threads N]
+usage: eddy-baseline --serve eddy|tokio|epoll [--listen ADDR] [--framing length|line]
+                     [--dispatch fd|reactor] [--reactors N] [--workers N] [--threads N]
 
-  --serve tokio|epoll    tokio multi-thread echo, or single-thread raw epoll echo
-  --listen ADDR          address to bind (default 127.0.0.1:0)
-  --framing length|line  packet framing (default length)
-  --threads N            tokio worker threads, 0 = one per core (default 0)
+  --serve eddy|tokio|epoll  eddy echo, tokio multi-thread echo, or single-thread raw epoll echo
+  --listen ADDR             address to bind (default 127.0.0.1:0)
+  --framing length|line     packet framing (default length)
+  --dispatch fd|reactor     eddy only: dispatch mode (default fd)
+  --reactors N              eddy only: reactor threads (default: eddy's, one per core)
+  --workers N               eddy only: worker threads (default: eddy's, one per core)
+  --threads N               tokio only: worker threads, 0 = one per core (default 0)
 
-Prints `listening on ADDR` on stdout once bound, then serves until killed.
+All listen with a backlog of 1024. Prints `listening on ADDR` on stdout once
+bound, then serves until killed.
 ";
 
-/// Which baseline server to run.
+/// Which echo server to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Baseline {
+pub enum ServerKind {
+    /// [`eddy_echo`]: an eddy server with an echo handler.
+    Eddy,
     /// [`tokio_echo`]: multi-threaded tokio runtime, a task per connection.
     Tokio,
     /// [`epoll_echo`]: one thread, level-triggered epoll.
     Epoll,
 }
 
-impl FromStr for Baseline {
+impl FromStr for ServerKind {
     type Err = ServeError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "tokio" => Ok(Baseline::Tokio),
-            "epoll" => Ok(Baseline::Epoll),
+            "eddy" => Ok(ServerKind::Eddy),
+            "tokio" => Ok(ServerKind::Tokio),
+            "epoll" => Ok(ServerKind::Epoll),
             other => Err(ServeError::Usage(format!(
-                "unknown baseline {other:?} (expected `tokio` or `epoll`)"
+                "unknown server {other:?} (expected `eddy`, `tokio` or `epoll`)"
             ))),
         }
     }
 }
 
-/// Parsed `eddy-baseline` options.
+/// Parsed `--serve` options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeOptions {
     /// Server to run.
-    pub baseline: Baseline,
+    pub server: ServerKind,
     /// Address to bind.
     pub listen: String,
     /// Packet framing.
     pub framing: Framing,
-    /// Tokio worker threads (0 = one per core); ignored by epoll.
+    /// eddy's dispatch mode and thread counts; ignored by the baselines.
+    pub eddy: EddyConfig,
+    /// Tokio worker threads (0 = one per core); ignored by the others.
     pub threads: usize,
 }
 
@@ -63,6 +80,8 @@ pub enum ServeError {
     /// Bad command line; the message says why. `--help` also lands here
     /// with [`USAGE`] as message.
     Usage(String),
+    /// The eddy server could not be built.
+    Build(BuildError),
     /// Binding or serving failed.
     Io(io::Error),
 }
@@ -71,6 +90,7 @@ impl fmt::Display for ServeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServeError::Usage(msg) => f.write_str(msg),
+            ServeError::Build(e) => write!(f, "building the eddy server: {e}"),
             ServeError::Io(e) => write!(f, "I/O error: {e}"),
         }
     }
@@ -80,6 +100,7 @@ impl std::error::Error for ServeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ServeError::Io(e) => Some(e),
+            ServeError::Build(e) => Some(e),
             ServeError::Usage(_) => None,
         }
     }
@@ -91,13 +112,19 @@ impl From<io::Error> for ServeError {
     }
 }
 
+impl From<BuildError> for ServeError {
+    fn from(e: BuildError) -> Self {
+        ServeError::Build(e)
+    }
+}
+
 impl From<lexopt::Error> for ServeError {
     fn from(e: lexopt::Error) -> Self {
         ServeError::Usage(e.to_string())
     }
 }
 
-/// Parses `eddy-baseline` arguments (without the program name).
+/// Parses `--serve` arguments (without the program name).
 pub fn parse_serve_args<I>(args: I) -> Result<ServeOptions, ServeError>
 where
     I: IntoIterator,
@@ -106,51 +133,95 @@ where
     use lexopt::prelude::*;
 
     let mut parser = lexopt::Parser::from_args(args);
-    let mut baseline = None;
+    let mut server = None;
     let mut opts = ServeOptions {
-        baseline: Baseline::Tokio,
+        server: ServerKind::Tokio,
         listen: "127.0.0.1:0".to_owned(),
         framing: Framing::Length,
+        eddy: EddyConfig::default(),
         threads: 0,
     };
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("serve") => baseline = Some(parser.value()?.parse()?),
+            Long("serve") => server = Some(parser.value()?.parse()?),
             Long("listen") => opts.listen = parser.value()?.string()?,
             Long("framing") => opts.framing = parser.value()?.parse()?,
+            Long("dispatch") => opts.eddy.dispatch = parser.value()?.parse()?,
+            Long("reactors") => opts.eddy.reactors = Some(parser.value()?.parse()?),
+            Long("workers") => opts.eddy.workers = Some(parser.value()?.parse()?),
             Long("threads") => opts.threads = parser.value()?.parse()?,
             Long("help") | Short('h') => return Err(ServeError::Usage(USAGE.to_owned())),
             _ => return Err(arg.unexpected().into()),
         }
     }
-    opts.baseline = baseline.ok_or_else(|| ServeError::Usage("--serve is required".into()))?;
+    opts.server = server.ok_or_else(|| ServeError::Usage("--serve is required".into()))?;
     Ok(opts)
 }
 
 /// Parses `args`, binds, prints exactly `listening on ADDR` (the bound
-/// address) on stdout, flushes, then serves until the process is killed.
+/// address) on stdout, flushes, then serves until the process is killed
+/// (eddy also stops on SIGTERM or SIGINT).
 pub fn serve_main<I>(args: I) -> Result<(), ServeError>
 where
     I: IntoIterator,
     I::Item: Into<OsString>,
 {
     let opts = parse_serve_args(args)?;
-    let listener = TcpListener::bind(&opts.listen)?;
-    let addr = listener.local_addr()?;
-    let mut out = io::stdout().lock();
-    writeln!(out, "listening on {addr}")?;
-    out.flush()?;
-    drop(out);
-    match opts.baseline {
-        Baseline::Tokio => tokio_echo::run(listener, opts.framing, opts.threads)?,
-        Baseline::Epoll => epoll_echo::run(listener, opts.framing)?,
+    match opts.server {
+        ServerKind::Eddy => {
+            let server = eddy_echo::build(&opts.listen, opts.framing, opts.eddy)?;
+            announce(server.local_addr())?;
+            server.run()?;
+        }
+        ServerKind::Tokio => {
+            let listener = listen::bind(&opts.listen, BACKLOG)?;
+            announce(listener.local_addr()?)?;
+            tokio_echo::run(listener, opts.framing, opts.threads)?;
+        }
+        ServerKind::Epoll => {
+            let listener = listen::bind(&opts.listen, BACKLOG)?;
+            announce(listener.local_addr()?)?;
+            epoll_echo::run(listener, opts.framing)?;
+        }
     }
     Ok(())
+}
+
+/// Runs [`serve_main`] on `args` and turns the outcome into an exit code,
+/// printing usage or errors prefixed with `program`.
+pub fn serve_exit<I>(program: &str, args: I) -> ExitCode
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    match serve_main(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(ServeError::Usage(msg)) if msg == USAGE => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Err(ServeError::Usage(msg)) => {
+            eprintln!("{program}: {msg}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints `listening on ADDR` and flushes: the child-process handshake.
+fn announce(addr: impl fmt::Display) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{}{addr}", crate::child::LISTENING_PREFIX)?;
+    out.flush()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eddy_echo::Dispatch;
 
     #[test]
     fn parses_options() {
@@ -168,13 +239,39 @@ mod tests {
         assert_eq!(
             o,
             ServeOptions {
-                baseline: Baseline::Epoll,
+                server: ServerKind::Epoll,
                 listen: "127.0.0.1:9".into(),
                 framing: Framing::Line,
+                eddy: EddyConfig::default(),
                 threads: 3,
             }
         );
         assert!(parse_serve_args(["--listen", "x"]).is_err());
         assert!(parse_serve_args(["--serve", "nginx"]).is_err());
+    }
+
+    #[test]
+    fn parses_eddy_options() {
+        let o = parse_serve_args([
+            "--serve",
+            "eddy",
+            "--dispatch",
+            "reactor",
+            "--reactors",
+            "2",
+            "--workers",
+            "2",
+        ])
+        .expect("parses");
+        assert_eq!(o.server, ServerKind::Eddy);
+        assert_eq!(
+            o.eddy,
+            EddyConfig {
+                dispatch: Dispatch::Reactor,
+                reactors: Some(2),
+                workers: Some(2),
+            }
+        );
+        assert!(parse_serve_args(["--serve", "eddy", "--dispatch", "idle"]).is_err());
     }
 }

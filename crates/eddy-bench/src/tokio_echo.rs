@@ -22,9 +22,15 @@ const READ_BUF: usize = 64 * 1024;
 const STOP_POLL: Duration = Duration::from_millis(50);
 
 /// Serves echo on `listener` forever with `threads` runtime workers
-/// (0 = one per core). Returns only on an accept or runtime error.
+/// (0 = one per core). Returns only on an accept or runtime error. Nothing
+/// runs on a timer, so an idle server uses no CPU.
 pub fn run(listener: TcpListener, framing: Framing, threads: usize) -> io::Result<()> {
-    run_until(listener, framing, threads, Arc::new(AtomicBool::new(false)))
+    let runtime = runtime(threads)?;
+    listener.set_nonblocking(true)?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        accept_loop(listener, framing).await
+    })
 }
 
 /// Like [`run`], but returns `Ok(())` within about 50 ms once `stop` is
@@ -35,15 +41,7 @@ pub fn run_until(
     threads: usize,
     stop: Arc<AtomicBool>,
 ) -> io::Result<()> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if threads > 0 {
-        builder.worker_threads(threads);
-    }
-    let runtime = builder
-        .enable_io()
-        .enable_time()
-        .thread_name("tokio-echo")
-        .build()?;
+    let runtime = runtime(threads)?;
     listener.set_nonblocking(true)?;
     let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -59,6 +57,18 @@ pub fn run_until(
     });
     runtime.shutdown_background();
     result
+}
+
+fn runtime(threads: usize) -> io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if threads > 0 {
+        builder.worker_threads(threads);
+    }
+    builder
+        .enable_io()
+        .enable_time()
+        .thread_name("tokio-echo")
+        .build()
 }
 
 async fn accept_loop(listener: tokio::net::TcpListener, framing: Framing) -> io::Result<()> {

@@ -151,3 +151,28 @@ fn baseline_binary_announces_its_address() {
     assert!(child.rss_bytes().expect("rss") > 0);
     child.kill().expect("kill");
 }
+
+#[test]
+fn eddy_serves_both_dispatch_modes_and_framings() {
+    for dispatch in ["fd", "reactor"] {
+        for framing in [Framing::Length, Framing::Line] {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_eddy-baseline"));
+            cmd.args(["--serve", "eddy", "--dispatch", dispatch, "--workers", "2"])
+                .args(["--framing", framing.as_str()]);
+            let child = ServerChild::spawn(&mut cmd, Duration::from_secs(10)).expect("spawn");
+            let report = run(&LoadConfig {
+                addr: child.addr().to_string(),
+                framing,
+                connections: 4,
+                depth: 8,
+                count: Some(2000),
+                duration: None,
+                warmup: Duration::ZERO,
+                ..LoadConfig::default()
+            })
+            .unwrap_or_else(|e| panic!("eddy {dispatch} {framing}: {e}"));
+            assert_eq!(report.packets, 2000);
+            child.kill().expect("kill");
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The echo benchmark suite behind `cargo bench --bench echo`.
+//!
+//! Every server of [`servers::SERVERS`] runs as a child process, started
+//! afresh for each scenario; eddy-load drives it in-process with identical
+//! settings, and the child's CPU time and RSS are read from `/proc`.
+//! [`run_suite`] returns every figure; [`SuiteReport::render`] prints them
+//! as one table.
+
+pub mod accept;
+pub mod idle;
+pub mod load;
+pub mod machine;
+pub mod options;
+pub mod probe;
+pub mod rows;
+pub mod servers;
+pub mod table;
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::child::ServerChild;
+use machine::Machine;
+use options::{Profile, Settings, SuiteOptions};
+use rows::Row;
+use servers::{ServerSpec, SERVERS};
+
+/// A measurement's error, for display.
+pub type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+/// File descriptors the bench needs beyond the idle connections.
+const FD_MARGIN: u64 = 64;
+
+/// Everything one run of the suite measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct SuiteReport {
+    /// Run lengths used.
+    pub profile: Profile,
+    /// The settings of that profile.
+    pub settings: Settings,
+    /// Load-generator threads.
+    pub load_threads: usize,
+    /// What it ran on.
+    pub machine: Machine,
+    /// The table, row by row.
+    pub rows: Vec<Row>,
+}
+
+impl SuiteReport {
+    /// Whether any measurement failed.
+    pub fn failed(&self) -> bool {
+        self.rows.iter().any(|r| r.failed)
+    }
+
+    /// A line describing the run, then the table.
+    pub fn render(&self) -> String {
+        let m = &self.machine;
+        let s = &self.settings;
+        format!(
+            "{} cores, {}, Linux {}; {:?} profile: {:.1} s per run after {:.1} s warm-up, \
+             eddy-load with {} thread(s), length framing\n\n{}",
+            m.cores,
+            m.cpu_model,
+            m.kernel,
+            self.profile,
+            s.duration.as_secs_f64(),
+            s.warmup.as_secs_f64(),
+            self.load_threads,
+            table::render(&self.rows)
+        )
+    }
+
+    /// Writes the report as pretty JSON to `path`.
+    pub fn write_json(&self, path: &Path) -> io::Result<()> {
+        let mut out = BufWriter::new(File::create(path)?);
+        serde_json::to_writer_pretty(&mut out, self)?;
+        out.write_all(b"\n")?;
+        out.flush()
+    }
+}
+
+/// Runs every scenario and connection row against every server, starting
+/// them from `program` (a binary that understands `--serve`, e.g. the bench
+/// itself or `eddy-baseline`). Progress goes to stderr. A server that fails
+/// to start or a measurement that fails gives a failed row; the rest runs.
+pub fn run_suite(program: &Path, opts: &SuiteOptions) -> SuiteReport {
+    let settings = opts.profile.settings();
+    let nofile = probe::raise_nofile();
+    let mut rows = Vec::new();
+    for scenario in &load::SCENARIOS {
+        for spec in &SERVERS {
+            rows.push(run_one(program, spec, scenario.name, |child| {
+                let figures = load::measure(child, scenario, &settings, opts.load_threads)?;
+                Ok(figures.row(scenario.name, spec.name))
+            }));
+        }
+    }
+    let idle_name = format!(
+        "idle RSS, {} conn",
+        table::number(settings.idle_conns as f64)
+    );
+    for spec in &SERVERS {
+        rows.push(run_one(program, spec, &idle_name, |child| {
+            check_nofile(&nofile, settings.idle_conns)?;
+            idle::idle_rss_row(child, settings.idle_conns, &idle_name, spec.name)
+        }));
+    }
+    let accept_name = format!("accept, {} conn", table::number(settings.accepts as f64));
+    for spec in &SERVERS {
+        rows.push(run_one(program, spec, &accept_name, |child| {
+            let threads = settings.accept_threads;
+            accept::accept_row(child, settings.accepts, threads, &accept_name, spec.name)
+        }));
+    }
+    let idle_cpu_name = format!("idle CPU, {:.1} s", settings.idle_window.as_secs_f64());
+    for spec in &SERVERS {
+        rows.push(run_one(program, spec, &idle_cpu_name, |child| {
+            idle::idle_cpu_row(child, settings.idle_window, &idle_cpu_name, spec.name)
+        }));
+    }
+    for scenario in ["broadcast", "task_wait"] {
+        rows.push(Row::noted(scenario, "eddy", "n/a (not implemented yet)"));
+    }
+    rows::fill_ratios(&mut rows);
+    SuiteReport {
+        profile: opts.profile,
+        settings,
+        load_threads: opts.load_threads,
+        machine: Machine::detect(),
+        rows,
+    }
+}
+
+/// Starts `spec`, runs `measure` against it, kills it, and reports on
+/// stderr. Any error becomes a failed row.
+fn run_one(
+    program: &Path,
+    spec: &ServerSpec,
+    scenario: &str,
+    measure: impl FnOnce(&ServerChild) -> Result<Row, Failure>,
+) -> Row {
+    eprint!("{scenario} · {} … ", spec.name);
+    let _ = io::stderr().flush();
+    let result = servers::spawn(program, spec)
+        .map_err(Failure::from)
+        .and_then(|child| {
+            let row = measure(&child);
+            child.kill()?;
+            row
+        });
+    match result {
+        Ok(row) => {
+            let show = |f: Option<rows::Figure>| {
+                f.map(|f| format!("{} {}", table::number(f.value), f.unit))
+            };
+            let figures: Vec<String> = [show(row.throughput), show(row.cost)]
+                .into_iter()
+                .flatten()
+                .collect();
+            eprintln!("{}", figures.join(", "));
+            row
+        }
+        Err(e) => {
+            eprintln!("FAILED: {e}");
+            Row::failed(scenario, spec.name, &e.to_string())
+        }
+    }
+}
+
+/// Fails unless the file limit leaves room for `conns` connections.
+fn check_nofile(nofile: &io::Result<u64>, conns: usize) -> Result<(), Failure> {
+    let need = conns as u64 + FD_MARGIN;
+    match nofile {
+        Ok(limit) if *limit >= need => Ok(()),
+        Ok(limit) => Err(format!(
+            "RLIMIT_NOFILE is {limit}, {need} needed for {conns} connections \
+             (raise the hard limit, e.g. `ulimit -Hn {need}` as root)"
+        )
+        .into()),
+        Err(e) => Err(format!("raising RLIMIT_NOFILE failed: {e}").into()),
+    }
+}

@@ -1,0 +1,49 @@
+//! The benchmark suite end to end, in its smoke profile, with the
+//! `eddy-baseline` binary as the server program.
+
+use std::path::Path;
+
+use eddy_bench::suite::options::{Profile, SuiteOptions};
+use eddy_bench::suite::run_suite;
+
+#[test]
+fn smoke_suite_fills_every_row() {
+    let opts = SuiteOptions {
+        profile: Profile::Smoke,
+        json: None,
+        load_threads: 1,
+    };
+    let report = run_suite(Path::new(env!("CARGO_BIN_EXE_eddy-baseline")), &opts);
+    let table = report.render();
+    assert!(!report.failed(), "{table}");
+    // 4 scenarios and 3 connection rows for 4 servers, then 2 n/a rows.
+    assert_eq!(report.rows.len(), 7 * 4 + 2, "{table}");
+    for row in report.rows.iter().filter(|r| r.note.is_none()) {
+        assert!(row.cost.is_some(), "{table}");
+        if row.server.starts_with("eddy") && row.compare {
+            let ratios = row.ratios.expect("eddy rows have ratios");
+            assert!(ratios.cost_vs_tokio.is_some(), "{table}");
+        }
+    }
+    assert!(table.contains("n/a (not implemented yet)"));
+    let json = std::env::temp_dir().join(format!("eddy-bench-smoke-{}.json", std::process::id()));
+    report.write_json(&json).expect("json");
+    let text = std::fs::read_to_string(&json).expect("read json");
+    std::fs::remove_file(&json).expect("remove json");
+    assert!(text.contains("\"cpu_us_per_packet\""));
+    assert!(text.contains("\"duration_secs\": 0.2"));
+}
+
+#[test]
+fn a_server_that_cannot_start_fails_its_rows_only() {
+    let opts = SuiteOptions {
+        profile: Profile::Smoke,
+        json: None,
+        load_threads: 1,
+    };
+    let report = run_suite(Path::new("/bin/true"), &opts);
+    assert!(report.failed());
+    let failed = report.rows.iter().filter(|r| r.failed).count();
+    assert_eq!(failed, 7 * 4);
+    assert!(report.render().contains("failed to start"));
+}
