@@ -105,10 +105,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Room for the echo of everything already read, so a slow reader never loses a byte: the
+    // default high watermark leaves `max_queued_bytes + package_max_length + one read` free.
+    let buffer = options.max_packet.saturating_mul(4).clamp(8 << 20, 1 << 30);
     let mut builder = Server::builder()
         .listen(options.listen)
         .dispatch_mode(options.dispatch)
-        .package_max_length(options.max_packet);
+        .package_max_length(options.max_packet)
+        .socket_buffer_size(buffer);
     if let Some(n) = options.reactors {
         builder = builder.reactor_num(n);
     }
