@@ -19,20 +19,27 @@
 //! delimiter), as Swoole does. A codec reports a packet over the limit from its header alone,
 //! before the body is buffered, and never reports a packet longer than the limit it was given.
 //!
-//! Codecs: [`RawCodec`] (each read as it comes), [`LengthCodec`] (a length field at an offset),
-//! [`EofCodec`] (packets end with a 1 to 8 byte delimiter) and [`EofCodec::line`] (`\n`).
+//! Codecs: [`RawCodec`] (each read as it comes), [`LengthCodec`] (a length field of any
+//! width, signedness and byte order at an offset), [`LengthFnCodec`] (a user function reads the
+//! length), [`EofCodec`] (packets end with a 1 to 8 byte delimiter; split or check mode),
+//! [`EofCodec::line`] (`\n`), and [`TypedCodec`] (length-prefixed bincode messages of a serde
+//! type).
 
 mod eof;
 mod error;
 mod length;
+mod length_fn;
 mod raw;
+mod typed;
 
 use std::fmt::Debug;
 
 pub use eof::{EofCodec, MAX_DELIMITER_LEN};
 pub use error::{CodecConfigError, FrameError};
 pub use length::{Endian, LengthCodec, LengthType, MAX_LENGTH_OFFSET};
+pub use length_fn::{LengthFnCodec, PacketLength};
 pub use raw::RawCodec;
+pub use typed::{MessageError, TypedCodec, MAX_MESSAGE_ALLOCATION};
 
 /// What a codec found at the front of a connection's buffered bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
