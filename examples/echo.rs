@@ -4,8 +4,14 @@
 //!
 //! ```text
 //! cargo run --release --example echo -- [--listen 127.0.0.1:9501] [--reactors N] [--workers N]
-//!     [--dispatch fd|round-robin|idle|ip|uid|reactor] [--codec length|eof|line|raw] [--max-packet BYTES]
+//!     [--dispatch fd|round-robin|idle|ip|uid|reactor] [--codec length|eof|eof-check|line|raw]
+//!     [--length-type u32be] [--length-offset 0] [--body-offset 4] [--eof '\r\n']
+//!     [--max-packet BYTES]
 //! ```
+//!
+//! `--length-type` is one of `i8 u8 i16be u16be i16le u16le i32be u32be i32le u32le i64be u64be
+//! i64le u64le`; `--body-offset 0` makes the length count the whole packet. `--eof` sets the
+//! delimiter of `eof` and `eof-check` (escapes `\r \n \t \0 \\`).
 //!
 //! It prints `listening on ADDR` when ready. Then, with the default length framing (a 4-byte
 //! big-endian body length, then the body):
@@ -20,8 +26,8 @@
 use std::{io::Write, process::ExitCode};
 
 use eddy::{
-    codec::{Codec, EofCodec, LengthCodec, RawCodec},
-    Bytes, ConnId, Context, DispatchMode, EventHandler, Server,
+    codec::{Codec, Endian, EofCodec, LengthCodec, LengthType, RawCodec},
+    Bytes, ConnId, Context, DispatchMode, EventHandler, Server, ServerBuilder,
 };
 
 struct Echo;
@@ -39,12 +45,41 @@ struct Options {
     reactors: Option<usize>,
     workers: Option<usize>,
     dispatch: DispatchMode,
-    codec: Box<dyn FnOnce(eddy::ServerBuilder) -> eddy::ServerBuilder>,
+    codec: String,
+    length_type: LengthType,
+    length_offset: usize,
+    body_offset: usize,
+    eof: Vec<u8>,
     max_packet: usize,
 }
 
-fn with_codec(codec: impl Codec) -> Box<dyn FnOnce(eddy::ServerBuilder) -> eddy::ServerBuilder> {
-    Box::new(move |builder| builder.codec(codec))
+const USAGE: &str = "usage: echo [--listen ADDR] [--reactors N] [--workers N] \
+    [--dispatch fd|round-robin|idle|ip|uid|reactor] \
+    [--codec length|eof|eof-check|line|raw] [--length-type TYPE] [--length-offset N] \
+    [--body-offset N] [--eof DELIM] [--max-packet BYTES]";
+
+/// `\r`, `\n`, `\t`, `\0` and `\\` in a delimiter given on the command line.
+fn unescape(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut chars = text.bytes();
+    while let Some(b) = chars.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        out.push(match chars.next() {
+            Some(b'r') => b'\r',
+            Some(b'n') => b'\n',
+            Some(b't') => b'\t',
+            Some(b'0') => 0,
+            Some(b'\\') => b'\\',
+            other => {
+                let what = other.map_or("end".into(), |c| (c as char).to_string());
+                return Err(format!("--eof: unknown escape `\\{what}`"));
+            }
+        });
+    }
+    Ok(out)
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -53,7 +88,11 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         reactors: None,
         workers: None,
         dispatch: DispatchMode::Fd,
-        codec: with_codec(LengthCodec::new()),
+        codec: "length".into(),
+        length_type: LengthType::U32(Endian::Big),
+        length_offset: 0,
+        body_offset: 4,
+        eof: b"\r\n".to_vec(),
         max_packet: 2 * 1024 * 1024,
     };
     while let Some(flag) = args.next() {
@@ -68,27 +107,40 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--workers" => options.workers = Some(number(value()?)?),
             "--dispatch" => options.dispatch = value()?.parse()?,
             "--max-packet" => options.max_packet = number(value()?)?,
-            "--codec" => {
-                options.codec = match value()?.as_str() {
-                    "length" => with_codec(LengthCodec::new()),
-                    "eof" => with_codec(EofCodec::new(b"\r\n".to_vec())),
-                    "line" => with_codec(EofCodec::line()),
-                    "raw" => with_codec(RawCodec),
-                    other => {
-                        return Err(format!("unknown codec `{other}` (length, eof, line, raw)"))
-                    }
-                }
-            }
-            "-h" | "--help" => {
-                return Err("usage: echo [--listen ADDR] [--reactors N] [--workers N] \
-                     [--dispatch fd|round-robin|idle|ip|uid|reactor] [--codec length|eof|line|raw] \
-                     [--max-packet BYTES]"
-                    .into())
-            }
+            "--codec" => options.codec = value()?,
+            "--length-type" => options.length_type = value()?.parse()?,
+            "--length-offset" => options.length_offset = number(value()?)?,
+            "--body-offset" => options.body_offset = number(value()?)?,
+            "--eof" => options.eof = unescape(&value()?)?,
+            "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag `{other}` (try --help)")),
         }
     }
     Ok(options)
+}
+
+/// The listener's codec, from `--codec` and its settings (checked when the server is built).
+fn codec(options: &Options) -> Result<Box<dyn FnOnce(ServerBuilder) -> ServerBuilder>, String> {
+    fn with(codec: impl Codec) -> Box<dyn FnOnce(ServerBuilder) -> ServerBuilder> {
+        Box::new(move |builder| builder.codec(codec))
+    }
+    Ok(match options.codec.as_str() {
+        "length" => with(
+            LengthCodec::new()
+                .length_type(options.length_type)
+                .length_offset(options.length_offset)
+                .body_offset(options.body_offset),
+        ),
+        "eof" => with(EofCodec::new(options.eof.clone())),
+        "eof-check" => with(EofCodec::new(options.eof.clone()).check_only()),
+        "line" => with(EofCodec::line()),
+        "raw" => with(RawCodec),
+        other => {
+            return Err(format!(
+                "unknown codec `{other}` (length, eof, eof-check, line, raw)"
+            ))
+        }
+    })
 }
 
 fn main() -> ExitCode {
@@ -108,6 +160,13 @@ fn main() -> ExitCode {
     // Room for the echo of everything already read, so a slow reader never loses a byte: the
     // default high watermark leaves `max_queued_bytes + package_max_length + one read` free.
     let buffer = options.max_packet.saturating_mul(4).clamp(8 << 20, 1 << 30);
+    let framing = match codec(&options) {
+        Ok(framing) => framing,
+        Err(err) => {
+            eprintln!("echo: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let mut builder = Server::builder()
         .listen(options.listen)
         .dispatch_mode(options.dispatch)
@@ -119,7 +178,7 @@ fn main() -> ExitCode {
     if let Some(n) = options.workers {
         builder = builder.worker_num(n);
     }
-    let server = match (options.codec)(builder).build(|| Echo) {
+    let server = match framing(builder).build(|| Echo) {
         Ok(server) => server,
         Err(err) => {
             eprintln!("echo: {err}");

@@ -303,3 +303,60 @@ fn a_panicking_handler_does_not_take_the_server_down() {
     assert_eq!(read_n(&mut client, 9), b"also fine");
     server.shutdown().unwrap();
 }
+
+struct Framed;
+
+impl EventHandler for Framed {
+    fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, packet: Bytes) {
+        // Strip this listener's framing, answer with a body, and let the codec frame it.
+        let payload = match ctx.client_info(conn).unwrap().listener {
+            0 => &packet[..packet.len() - 1], // line
+            _ => &packet[1..],                // one-byte length
+        };
+        if payload == b"big" {
+            assert_eq!(
+                ctx.send_framed(conn, [0u8; 300]),
+                Err(SendError::Unframable)
+            );
+            ctx.send_framed(conn, "refused").unwrap();
+        } else {
+            ctx.send_framed(conn, [&b"got "[..], payload].concat())
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn send_framed_uses_the_listeners_codec() {
+    use eddy::codec::{EofCodec, LengthCodec, LengthType};
+    let server = Server::builder()
+        .listen_with("127.0.0.1:0", EofCodec::line())
+        .listen_with(
+            "127.0.0.1:0",
+            LengthCodec::new()
+                .length_type(LengthType::U8)
+                .body_offset(1),
+        )
+        .handle_signals(false)
+        .build(|| Framed)
+        .unwrap();
+    let addrs: Vec<_> = server
+        .local_addrs()
+        .iter()
+        .map(|a| match a {
+            ListenAddr::Tcp(addr) => *addr,
+            other => panic!("{other}"),
+        })
+        .collect();
+    let server = server.start().unwrap();
+    let mut lines = connect(addrs[0]);
+    write_all(&mut lines, b"tea\n");
+    assert_eq!(read_n(&mut lines, 8), b"got tea\n");
+    let mut short = connect(addrs[1]);
+    write_all(&mut short, b"\x03abc");
+    assert_eq!(read_n(&mut short, 8), b"\x07got abc");
+    // 300 bytes do not fit a one-byte length: refused whole, nothing sent.
+    write_all(&mut short, b"\x03big");
+    assert_eq!(read_n(&mut short, 8), b"\x07refused");
+    server.shutdown().unwrap();
+}

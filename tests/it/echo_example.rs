@@ -114,6 +114,41 @@ fn eof_line_and_raw_codecs() {
 }
 
 #[test]
+fn length_type_offsets_and_delimiters() {
+    let cases: [(&[&str], &[u8]); 5] = [
+        // The length counts the whole packet, little-endian u16.
+        (
+            &["--length-type", "u16le", "--body-offset", "0"],
+            b"\x07\x00hello",
+        ),
+        // Two bytes before a signed 8-bit body length.
+        (
+            &[
+                "--length-type",
+                "i8",
+                "--length-offset",
+                "2",
+                "--body-offset",
+                "3",
+            ],
+            b"AB\x02hiAB\x00",
+        ),
+        (
+            &["--length-type", "u64be", "--body-offset", "8"],
+            b"\0\0\0\0\0\0\0\x02ok",
+        ),
+        (&["--codec", "eof", "--eof", "||"], b"one||two||"),
+        (&["--codec", "eof-check", "--eof", "\\r\\n"], b"a\r\nb\r\n"),
+    ];
+    for (args, data) in cases {
+        let echo = Echo::start(args);
+        let mut client = connect(echo.addr);
+        write_all(&mut client, data);
+        assert_eq!(read_n(&mut client, data.len()), data, "{args:?}");
+    }
+}
+
+#[test]
 fn max_packet_closes_only_the_offender() {
     let echo = Echo::start(&[
         "--max-packet",
@@ -153,6 +188,11 @@ fn bad_flags_fail_with_a_message() {
         &["--dispatch", "random"],
         &["--listen", "nowhere"],
         &["--bogus"],
+        &["--length-type", "u24be"],
+        &["--length-offset", "9000"],
+        &["--codec", "eof", "--eof", ""],
+        &["--codec", "eof", "--eof", "123456789"],
+        &["--eof", "\\q"],
     ] {
         let out = Command::new(echo_binary()).args(args).output().unwrap();
         assert!(!out.status.success(), "{args:?} should fail");

@@ -109,6 +109,44 @@ impl LengthType {
     }
 }
 
+impl std::str::FromStr for LengthType {
+    type Err = String;
+
+    /// `i8 u8 i16be u16be i16le u16le i32be u32be i32le u32le i64be u64be i64le u64le`, or a
+    /// Swoole `pack()` letter (`c C s S n v l L N V q Q J P`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use Endian::*;
+        Ok(match s {
+            "i8" | "c" => LengthType::I8,
+            "u8" | "C" => LengthType::U8,
+            "i16be" => LengthType::I16(Big),
+            "i16le" => LengthType::I16(Little),
+            "s" => LengthType::I16(Native),
+            "u16be" | "n" => LengthType::U16(Big),
+            "u16le" | "v" => LengthType::U16(Little),
+            "S" => LengthType::U16(Native),
+            "i32be" => LengthType::I32(Big),
+            "i32le" => LengthType::I32(Little),
+            "l" => LengthType::I32(Native),
+            "u32be" | "N" => LengthType::U32(Big),
+            "u32le" | "V" => LengthType::U32(Little),
+            "L" => LengthType::U32(Native),
+            "i64be" => LengthType::I64(Big),
+            "i64le" => LengthType::I64(Little),
+            "q" => LengthType::I64(Native),
+            "u64be" | "J" => LengthType::U64(Big),
+            "u64le" | "P" => LengthType::U64(Little),
+            "Q" => LengthType::U64(Native),
+            other => {
+                return Err(format!(
+                    "unknown length type `{other}` (i8 u8 i16be u16be i16le u16le i32be u32be \
+                     i32le u32le i64be u64be i64le u64le)"
+                ))
+            }
+        })
+    }
+}
+
 /// A length field at a fixed offset gives each packet's size (Swoole's `open_length_check`).
 ///
 /// The packet is `body_offset + length` bytes long, header included. The default is Swoole's:
@@ -334,6 +372,15 @@ mod tests {
         let mut out = vec![9];
         assert!(c.encode(&[0; 128], &mut out).is_err());
         assert_eq!(out, vec![9]);
+    }
+
+    #[test]
+    fn type_names_parse() {
+        assert_eq!("u32be".parse(), Ok(LengthType::U32(Endian::Big)));
+        assert_eq!("N".parse(), Ok(LengthType::U32(Endian::Big)));
+        assert_eq!("i16le".parse(), Ok(LengthType::I16(Endian::Little)));
+        assert_eq!("Q".parse(), Ok(LengthType::U64(Endian::Native)));
+        assert!("u24be".parse::<LengthType>().is_err());
     }
 
     #[test]

@@ -188,6 +188,30 @@ impl Conn {
         }
     }
 
+    /// Frame `body` with the codec of the listener that accepted this connection, then send
+    /// it (Workerman's `send($data)`; `send` is its `send($data, true)`).
+    pub(crate) fn send_framed(
+        self: &Arc<Self>,
+        body: &[u8],
+        shared: &Shared,
+    ) -> Result<SendStatus, SendError> {
+        thread_local! {
+            static FRAME: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let codec = &shared.config.listeners[self.listener].codec;
+        FRAME.with_borrow_mut(|frame| {
+            frame.clear();
+            codec
+                .encode(body, frame)
+                .map_err(|_| SendError::Unframable)?;
+            let result = self.send(frame, shared);
+            if frame.capacity() > 64 * 1024 {
+                *frame = Vec::new();
+            }
+            result
+        })
+    }
+
     /// Ask the owning reactor to close: after flushing (`reset == false`) or at once.
     pub(crate) fn close(self: &Arc<Self>, reset: bool, shared: &Shared) -> Result<(), SendError> {
         {

@@ -66,6 +66,21 @@ impl<'a> Context<'a> {
         result
     }
 
+    /// Frame `body` with the listener's codec and send it. See [`ServerHandle::send_framed`].
+    pub fn send_framed(
+        &self,
+        conn: ConnId,
+        body: impl AsRef<[u8]>,
+    ) -> Result<SendStatus, SendError> {
+        let body = body.as_ref();
+        let conn = self.conn(conn).ok_or(SendError::NotFound)?;
+        let result = conn.send_framed(body, &self.server.shared);
+        if result.is_ok() {
+            self.server.shared.stats.workers[self.worker_id].count_response(body.len());
+        }
+        result
+    }
+
     /// Close a connection after flushing its queued output. See [`ServerHandle::close`].
     pub fn close(&self, conn: ConnId) -> Result<(), SendError> {
         let conn = self.conn(conn).ok_or(SendError::NotFound)?;

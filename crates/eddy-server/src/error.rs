@@ -44,6 +44,9 @@ pub enum SendError {
     },
     /// An empty message (there is nothing to send).
     Empty,
+    /// The listener's codec cannot frame this message (`send_framed`), e.g. its length does
+    /// not fit the length field.
+    Unframable,
 }
 
 impl fmt::Display for SendError {
@@ -60,6 +63,7 @@ impl fmt::Display for SendError {
                 "message of {len} bytes is larger than socket_buffer_size ({limit})"
             ),
             SendError::Empty => f.write_str("empty message"),
+            SendError::Unframable => f.write_str("the listener's codec cannot frame this message"),
         }
     }
 }

@@ -117,6 +117,22 @@ impl ServerHandle {
         result
     }
 
+    /// Frame `body` with the codec of the connection's listener (its length header or
+    /// delimiter), then [`send`](Self::send) it: Workerman's `send($data)`, where `send` is
+    /// `send($data, true)`. [`SendError::Unframable`] if the codec cannot frame it.
+    pub fn send_framed(
+        &self,
+        conn: ConnId,
+        body: impl AsRef<[u8]>,
+    ) -> Result<SendStatus, SendError> {
+        let body = body.as_ref();
+        let result = self.conn(conn)?.send_framed(body, &self.shared);
+        if result.is_ok() {
+            self.shared.stats.count_response(body.len());
+        }
+        result
+    }
+
     /// Close a connection once its queued output is flushed. Packets it sent that no worker
     /// has handled yet are dropped. `on_close` follows with [`CloseReason::ServerClosed`].
     ///
