@@ -159,15 +159,13 @@ fn any_thread_can_send_and_sends_report_what_happened() {
 struct BigReply {
     size: usize,
     reset: bool,
+    sent: crossbeam_channel::Sender<Result<SendStatus, SendError>>,
 }
 
 impl EventHandler for BigReply {
     fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, _packet: Bytes) {
         let body: Vec<u8> = (0..self.size).map(|i| (i % 251) as u8).collect();
-        assert!(matches!(
-            ctx.send(conn, &body),
-            Ok(SendStatus::Queued { .. })
-        ));
+        let status = ctx.send(conn, &body);
         if self.reset {
             ctx.close_reset(conn).unwrap();
         } else {
@@ -175,35 +173,46 @@ impl EventHandler for BigReply {
             assert_eq!(ctx.send(conn, b"late"), Err(SendError::Closed));
             assert_eq!(ctx.close(conn), Err(SendError::Closed));
         }
+        let _ = self.sent.send(status);
     }
+}
+
+/// The client asks for `size` bytes and reads nothing until the server has sent and closed,
+/// so most of the reply is still queued at the close.
+fn big_reply_then_close(reset: bool) -> (Vec<u8>, bool) {
+    let size = 32 << 20;
+    let (sent, sent_rx) = crossbeam_channel::unbounded();
+    let builder = builder().socket_buffer_size(64 << 20);
+    let (server, addr) = start(builder, move || BigReply {
+        size,
+        reset,
+        sent: sent.clone(),
+    });
+    let mut client = connect(addr);
+    write_all(&mut client, b"go");
+    let status = sent_rx.recv_timeout(WAIT).unwrap();
+    assert!(
+        matches!(status, Ok(SendStatus::Queued { .. })),
+        "{status:?}"
+    );
+    let result = read_to_close(&mut client);
+    server.shutdown().unwrap();
+    result
 }
 
 #[test]
 fn close_flushes_queued_output_first() {
-    // More than loopback's kernel buffers hold, so part of it must be queued.
-    let size = 32 << 20;
-    let builder = builder().socket_buffer_size(64 << 20);
-    let (server, addr) = start(builder, move || BigReply { size, reset: false });
-    let mut client = connect(addr);
-    write_all(&mut client, b"go");
-    let (data, reset) = read_to_close(&mut client);
+    let (data, reset) = big_reply_then_close(false);
     assert!(!reset);
-    assert_eq!(data.len(), size);
+    assert_eq!(data.len(), 32 << 20);
     assert!(data.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
-    server.shutdown().unwrap();
 }
 
 #[test]
 fn close_reset_drops_queued_output() {
-    let size = 32 << 20;
-    let builder = builder().socket_buffer_size(64 << 20);
-    let (server, addr) = start(builder, move || BigReply { size, reset: true });
-    let mut client = connect(addr);
-    write_all(&mut client, b"go");
-    let (data, reset) = read_to_close(&mut client);
+    let (data, reset) = big_reply_then_close(true);
     assert!(reset, "the peer sees a reset");
-    assert!(data.len() < size);
-    server.shutdown().unwrap();
+    assert!(data.len() < 32 << 20);
 }
 
 #[test]
@@ -283,7 +292,7 @@ struct Panicky;
 
 impl EventHandler for Panicky {
     fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, packet: Bytes) {
-        if &packet[..] == b"boom" {
+        if &packet[..] == b"boom\n" {
             panic!("boom requested");
         }
         ctx.send(conn, &packet).unwrap();
@@ -292,15 +301,16 @@ impl EventHandler for Panicky {
 
 #[test]
 fn a_panicking_handler_does_not_take_the_server_down() {
-    let (server, addr) = start(builder().worker_num(1), || Panicky);
+    let builder = builder().worker_num(1).codec(eddy::codec::EofCodec::line());
+    let (server, addr) = start(builder, || Panicky);
     let mut client = connect(addr);
-    write_all(&mut client, b"boom");
+    write_all(&mut client, b"boom\n");
     // The panic is caught; the same worker handles the next packet.
     let mut other = connect(addr);
-    write_all(&mut other, b"fine");
-    assert_eq!(read_n(&mut other, 4), b"fine");
-    write_all(&mut client, b"also fine");
-    assert_eq!(read_n(&mut client, 9), b"also fine");
+    write_all(&mut other, b"fine\n");
+    assert_eq!(read_n(&mut other, 5), b"fine\n");
+    write_all(&mut client, b"also fine\n");
+    assert_eq!(read_n(&mut client, 10), b"also fine\n");
     server.shutdown().unwrap();
 }
 

@@ -161,3 +161,35 @@ fn large_packets_at_the_limit_pass() {
     writer.join().unwrap();
     server.shutdown().unwrap();
 }
+
+#[test]
+fn a_partial_packet_buffer_is_bounded_and_freed_once_whole() {
+    let (recorder, _events) = Recorder::new(true);
+    let (server, addr) = start(builder().codec(LengthCodec::new()), move || {
+        recorder.clone()
+    });
+    let handle = server.handle().clone();
+    let packet = frame(&vec![5u8; 1 << 20]);
+    let mut client = connect(addr);
+    let (first, rest) = packet.split_at(packet.len() / 2);
+    write_all(&mut client, first);
+    wait_until("half the packet to be buffered", || {
+        handle.stats().recv_buffer_bytes >= first.len() as u64
+    });
+    let held = handle.stats().recv_buffer_bytes;
+    assert!(
+        held <= packet.len() as u64 + 64 * 1024,
+        "sized for one packet: {held}"
+    );
+    let writer = {
+        let mut client = client.try_clone().unwrap();
+        let rest = rest.to_vec();
+        std::thread::spawn(move || write_all(&mut client, &rest))
+    };
+    assert!(read_n(&mut client, packet.len()) == packet);
+    writer.join().unwrap();
+    wait_until("the buffer to be freed", || {
+        handle.stats().recv_buffer_bytes == 0
+    });
+    server.shutdown().unwrap();
+}

@@ -14,6 +14,8 @@ pub(crate) struct ReactorCounters {
     pub(crate) dispatched: AtomicU64,
     pub(crate) received_bytes: AtomicU64,
     pub(crate) closed: AtomicU64,
+    /// Capacity of the partial-packet buffers of this reactor's connections.
+    pub(crate) buffered: AtomicU64,
 }
 
 /// Counters written by one worker thread.
@@ -81,6 +83,10 @@ pub struct Stats {
     pub response_count: u64,
     /// Bytes read from sockets.
     pub total_recv_bytes: u64,
+    /// Bytes reactors hold for packets not yet whole. Buffers are allocated only while a
+    /// packet is incomplete (never above `package_max_length` plus one read per connection)
+    /// and freed as soon as it is whole: an idle server holds 0.
+    pub recv_buffer_bytes: u64,
     /// Bytes accepted by successful sends.
     pub total_send_bytes: u64,
     /// Worker threads.
@@ -121,6 +127,7 @@ impl Stats {
                 .sum(),
             response_count: workers.clone().map(|w| w.responses.load(Relaxed)).sum(),
             total_recv_bytes: sum(|r| &r.received_bytes),
+            recv_buffer_bytes: sum(|r| &r.buffered),
             total_send_bytes: workers.map(|w| w.sent_bytes.load(Relaxed)).sum(),
             worker_num: shared.config.worker_num,
             reactor_num: shared.config.reactor_num,

@@ -30,6 +30,8 @@ pub(crate) struct LocalConn {
     pub(crate) conn: Arc<Conn>,
     /// Bytes of an incomplete packet (empty: nothing pending, nothing allocated).
     pub(crate) rbuf: BytesMut,
+    /// `rbuf`'s capacity as counted in `Stats::recv_buffer_bytes`.
+    pub(crate) held: usize,
     /// The full length of the pending packet, when the codec knows it.
     pub(crate) expect: Option<usize>,
     pub(crate) decode: DecodeState,
@@ -52,6 +54,7 @@ impl LocalConn {
         LocalConn {
             conn,
             rbuf: BytesMut::new(),
+            held: 0,
             expect: None,
             decode: DecodeState::default(),
             worker: None,

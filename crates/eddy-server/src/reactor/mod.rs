@@ -307,9 +307,24 @@ impl Reactor {
                     .received_bytes
                     .fetch_add(n as u64, Ordering::Relaxed);
                 self.cut_packets(key, from_scratch);
+                self.account_buffer(key);
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
             Err(err) => self.finalize(key, close_reason(&err)),
+        }
+    }
+
+    /// Keep `Stats::recv_buffer_bytes` equal to what this connection's partial packet holds.
+    fn account_buffer(&mut self, key: usize) {
+        let Some(lc) = self.conns.get_mut(key) else {
+            return;
+        };
+        let now = lc.rbuf.capacity();
+        if now != lc.held {
+            let counter = &self.server.shared.stats.reactors[self.id].buffered;
+            counter.fetch_add(now as u64, Ordering::Relaxed);
+            counter.fetch_sub(lc.held as u64, Ordering::Relaxed);
+            lc.held = now;
         }
     }
 
@@ -603,6 +618,9 @@ impl Reactor {
         let Some(lc) = self.conns.try_remove(key) else {
             return;
         };
+        self.server.shared.stats.reactors[self.id]
+            .buffered
+            .fetch_sub(lc.held as u64, Ordering::Relaxed);
         let conn = lc.conn;
         let _ = self.poller.delete(conn.fd);
         let dropped = {
