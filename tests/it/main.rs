@@ -8,4 +8,5 @@ mod dispatch;
 mod echo_example;
 mod framing;
 mod lifecycle;
+mod table;
 mod util;

@@ -175,10 +175,7 @@ pub fn conn_of(server: &RunningServer, events: &Receiver<Seen>, client: &TcpStre
     loop {
         let seen = events.recv_deadline(deadline).expect("connect event");
         if seen.kind == Kind::Connect
-            && handle
-                .client_info(seen.conn)
-                .and_then(|i| i.peer.socket_addr())
-                == Some(local)
+            && handle.client_info(seen.conn).and_then(|i| i.peer()) == Some(local)
         {
             return seen.conn;
         }

@@ -20,8 +20,9 @@ type LengthFn = dyn Fn(&[u8]) -> PacketLength + Send + Sync;
 /// The function sees at most `window` bytes from the start of the packet (default 8152, as
 /// in Swoole), and is called again with more bytes while it answers
 /// [`PacketLength::NeedMore`]. If it still needs more once `window` bytes are buffered, the
-/// packet is malformed. A total over the maximum packet size is refused before the body is
-/// buffered, like any length-prefixed packet. It may be called from several threads at once.
+/// packet is malformed; once the maximum packet size is buffered, it is too large. A total
+/// over the maximum packet size is refused before the body is buffered, like any
+/// length-prefixed packet. It may be called from several threads at once.
 #[derive(Clone)]
 pub struct LengthFnCodec {
     length: Arc<LengthFn>,
@@ -67,6 +68,11 @@ impl Codec for LengthFnCodec {
             PacketLength::NeedMore if seen.len() >= self.window => Err(FrameError::Malformed(
                 "the length function found no length in its window",
             )),
+            // Still no length after `max_packet` bytes: the packet is longer than that.
+            PacketLength::NeedMore if buf.len() >= max_packet => Err(FrameError::TooLarge {
+                length: buf.len() as u64,
+                max: max_packet,
+            }),
             PacketLength::NeedMore => Ok(Decoded::Incomplete { total: None }),
             PacketLength::Malformed => Err(FrameError::Malformed(
                 "the length function refused the bytes",
@@ -157,6 +163,17 @@ mod tests {
             decode(&never, b"abcd", 10),
             Err(FrameError::Malformed(_))
         ));
+        // Needing more than the maximum packet is too large, even inside the window: the
+        // buffer never grows past the maximum (it grew to the window before).
+        let never = LengthFnCodec::new(|_| PacketLength::NeedMore);
+        assert_eq!(
+            decode(&never, b"abc", 4),
+            Ok(Decoded::Incomplete { total: None })
+        );
+        assert_eq!(
+            decode(&never, b"abcd", 4),
+            Err(FrameError::TooLarge { length: 4, max: 4 })
+        );
         assert!(LengthFnCodec::new(|_| PacketLength::NeedMore)
             .window(0)
             .validate()

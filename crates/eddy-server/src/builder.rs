@@ -33,6 +33,9 @@ pub struct ServerBuilder {
     worker_queue_capacity: usize,
     max_wait_time: Duration,
     handle_signals: bool,
+    heartbeat_check_interval: Option<Duration>,
+    heartbeat_idle_time: Option<Duration>,
+    enable_delay_receive: bool,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -69,6 +72,9 @@ impl Default for ServerBuilder {
             worker_queue_capacity: 1024,
             max_wait_time: Duration::from_secs(3),
             handle_signals: true,
+            heartbeat_check_interval: None,
+            heartbeat_idle_time: None,
+            enable_delay_receive: false,
         }
     }
 }
@@ -222,6 +228,33 @@ impl ServerBuilder {
         self
     }
 
+    /// How often to look for idle connections (`heartbeat_check_interval`). Off by default.
+    /// Set alone, the idle time is twice the interval. Range 10 ms to 1 day.
+    pub fn heartbeat_check_interval(mut self, every: Duration) -> Self {
+        self.heartbeat_check_interval = Some(every);
+        self
+    }
+
+    /// Close connections whose peer sent nothing for this long (`heartbeat_idle_time`),
+    /// through the normal close path with [`CloseReason::HeartbeatTimeout`] (queued output is
+    /// dropped). Off by default. Set alone, the check runs every half of it. Sends from the
+    /// server do not count as activity; [`ServerHandle::protect`] exempts a connection.
+    /// Range 10 ms to 1 day.
+    ///
+    /// [`CloseReason::HeartbeatTimeout`]: crate::CloseReason::HeartbeatTimeout
+    /// [`ServerHandle::protect`]: crate::ServerHandle::protect
+    pub fn heartbeat_idle_time(mut self, idle: Duration) -> Self {
+        self.heartbeat_idle_time = Some(idle);
+        self
+    }
+
+    /// Accept connections and run `on_connect`, but read nothing from them until
+    /// [`ServerHandle::confirm`](crate::ServerHandle::confirm) (or `close`). Default off.
+    pub fn enable_delay_receive(mut self, on: bool) -> Self {
+        self.enable_delay_receive = on;
+        self
+    }
+
     /// Shut down gracefully on SIGTERM and SIGINT. Default on. Turn it off when the process
     /// runs several servers or handles signals itself (then call
     /// [`ServerHandle::shutdown`](crate::ServerHandle::shutdown)).
@@ -273,6 +306,17 @@ impl ServerBuilder {
             self.max_queued_bytes,
             limits::MAX_QUEUED_BYTES,
         )?;
+        let (heartbeat_check_interval, heartbeat_idle_time) =
+            match (self.heartbeat_check_interval, self.heartbeat_idle_time) {
+                (None, None) => (None, None),
+                (Some(every), None) => (Some(every), Some(every * 2)),
+                (None, Some(idle)) => (Some(idle / 2), Some(idle)),
+                (Some(every), Some(idle)) => (Some(every), Some(idle)),
+            };
+        if let (Some(every), Some(idle)) = (heartbeat_check_interval, heartbeat_idle_time) {
+            check("heartbeat_idle_time", idle, limits::HEARTBEAT)?;
+            check("heartbeat_check_interval", every, limits::HEARTBEAT)?;
+        }
         let cap = self.socket_buffer_size;
         let (high, low) = self.watermarks.unwrap_or_else(|| {
             let room = self.max_queued_bytes + self.package_max_length + READ_CHUNK;
@@ -328,6 +372,9 @@ impl ServerBuilder {
             worker_queue_capacity: self.worker_queue_capacity,
             max_wait_time: self.max_wait_time,
             handle_signals: self.handle_signals,
+            heartbeat_check_interval,
+            heartbeat_idle_time,
+            enable_delay_receive: self.enable_delay_receive,
         })
     }
 

@@ -33,6 +33,11 @@ pub(crate) struct Config {
     pub(crate) worker_queue_capacity: usize,
     pub(crate) max_wait_time: Duration,
     pub(crate) handle_signals: bool,
+    /// How often the supervisor checks for idle connections, when the heartbeat is on.
+    pub(crate) heartbeat_check_interval: Option<Duration>,
+    /// A connection that sent nothing for this long is closed (heartbeat on).
+    pub(crate) heartbeat_idle_time: Option<Duration>,
+    pub(crate) enable_delay_receive: bool,
 }
 
 /// The most bytes a reactor reads from one socket per readiness event.
@@ -50,6 +55,8 @@ pub(crate) mod limits {
     pub(crate) const SOCKET_BUFFER_SIZE: (usize, usize) = (1024, 1 << 30);
     pub(crate) const MAX_QUEUED_BYTES: (usize, usize) = (1, 1 << 30);
     pub(crate) const WORKER_QUEUE_CAPACITY: (usize, usize) = (1, 1 << 20);
+    pub(crate) const HEARTBEAT: (Duration, Duration) =
+        (Duration::from_millis(10), Duration::from_secs(86_400));
     pub(crate) const MAX_WAIT_TIME: (Duration, Duration) =
         (Duration::from_millis(1), Duration::from_secs(3600));
 }

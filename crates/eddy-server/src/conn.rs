@@ -16,8 +16,8 @@ use std::{
 use parking_lot::Mutex;
 
 use crate::{
-    handle::Shared, handler::CloseReason, net::PeerAddr, net::Stream, reactor::Command, sys,
-    ConnId, SendError, SendStatus, Uid,
+    handle::Shared, handler::CloseReason, net::PeerAddr, net::Stream, reactor::Command,
+    routing::UidIndex, sys, ConnId, SendError, SendStatus, Uid,
 };
 
 /// Bits of [`Conn::inflight`].
@@ -64,6 +64,10 @@ pub(crate) struct Conn {
     pub(crate) closing: AtomicBool,
     /// The worker the last event went to.
     pub(crate) worker: AtomicUsize,
+    /// When bytes last arrived, in milliseconds since the server's epoch (heartbeat).
+    pub(crate) last_recv: AtomicU64,
+    /// Exempt from the heartbeat (`protect`).
+    pub(crate) protected: AtomicBool,
     uid: Mutex<Option<Uid>>,
     /// `Uid::dispatch_hash` of the bound uid, valid when `uid_bound` is set.
     pub(crate) uid_hash: AtomicU64,
@@ -79,6 +83,7 @@ impl Conn {
         reactor: usize,
         listener: usize,
         peer: PeerAddr,
+        now_ms: u64,
     ) -> Conn {
         Conn {
             id,
@@ -93,6 +98,8 @@ impl Conn {
             high_crossed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             worker: AtomicUsize::new(0),
+            last_recv: AtomicU64::new(now_ms),
+            protected: AtomicBool::new(false),
             uid: Mutex::new(None),
             uid_hash: AtomicU64::new(0),
             uid_bound: AtomicBool::new(false),
@@ -213,7 +220,12 @@ impl Conn {
     }
 
     /// Ask the owning reactor to close: after flushing (`reset == false`) or at once.
-    pub(crate) fn close(self: &Arc<Self>, reset: bool, shared: &Shared) -> Result<(), SendError> {
+    /// `ServerClosed` flushes first; `ServerReset` and `HeartbeatTimeout` close at once.
+    pub(crate) fn close(
+        self: &Arc<Self>,
+        reason: CloseReason,
+        shared: &Shared,
+    ) -> Result<(), SendError> {
         {
             let mut out = self.out.lock();
             if out.state == OutState::Closed || out.state == OutState::Closing {
@@ -224,14 +236,27 @@ impl Conn {
         self.closing.store(true, Ordering::Release);
         shared
             .reactor(self.reactor)
-            .command(Command::Close(self.clone(), reset));
+            .command(Command::Close(self.clone(), reason));
         Ok(())
     }
 
-    pub(crate) fn bind(&self, uid: Uid) {
-        self.uid_hash.store(uid.dispatch_hash(), Ordering::Relaxed);
-        self.uid_bound.store(true, Ordering::Release);
-        *self.uid.lock() = Some(uid);
+    /// Bind to `uid` (or unbind with `None`), keeping the uid index in step. The
+    /// connection's uid lock is held across the index update, so concurrent binds of one
+    /// connection cannot leave the index pointing at a uid it no longer has.
+    pub(crate) fn bind(&self, uid: Option<Uid>, index: &UidIndex) {
+        let mut current = self.uid.lock();
+        if let Some(old) = current.take() {
+            index.remove(&old, self.id);
+        }
+        match &uid {
+            Some(uid) => {
+                index.insert(uid.clone(), self.id);
+                self.uid_hash.store(uid.dispatch_hash(), Ordering::Relaxed);
+                self.uid_bound.store(true, Ordering::Release);
+            }
+            None => self.uid_bound.store(false, Ordering::Release),
+        }
+        *current = uid;
     }
 
     pub(crate) fn uid(&self) -> Option<Uid> {

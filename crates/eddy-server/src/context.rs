@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use crate::{conn::Conn, ClientInfo, ConnId, SendError, SendStatus, ServerHandle, Uid};
+use crate::{
+    conn::Conn, ClientInfo, CloseReason, ConnId, SendError, SendStatus, ServerHandle, Uid,
+};
 
 /// The context handed to every worker callback.
 ///
@@ -84,19 +86,19 @@ impl<'a> Context<'a> {
     /// Close a connection after flushing its queued output. See [`ServerHandle::close`].
     pub fn close(&self, conn: ConnId) -> Result<(), SendError> {
         let conn = self.conn(conn).ok_or(SendError::NotFound)?;
-        conn.close(false, &self.server.shared)
+        conn.close(CloseReason::ServerClosed, &self.server.shared)
     }
 
     /// Close a connection at once with a reset, dropping queued output.
     pub fn close_reset(&self, conn: ConnId) -> Result<(), SendError> {
         let conn = self.conn(conn).ok_or(SendError::NotFound)?;
-        conn.close(true, &self.server.shared)
+        conn.close(CloseReason::ServerReset, &self.server.shared)
     }
 
     /// Bind a connection to a user id. See [`ServerHandle::bind`].
     pub fn bind(&self, conn: ConnId, uid: impl Into<Uid>) -> Result<(), SendError> {
         let conn = self.conn(conn).ok_or(SendError::NotFound)?;
-        conn.bind(uid.into());
+        conn.bind(Some(uid.into()), &self.server.shared.uids);
         Ok(())
     }
 
@@ -107,6 +109,7 @@ impl<'a> Context<'a> {
 
     /// What is known of a connection; answers inside `on_close` too.
     pub fn client_info(&self, conn: ConnId) -> Option<ClientInfo> {
-        self.conn(conn).map(|conn| ClientInfo::of(&conn))
+        self.conn(conn)
+            .map(|conn| ClientInfo::of(&conn, &self.server.shared))
     }
 }

@@ -9,7 +9,8 @@ use crossbeam_channel::Sender;
 
 use crate::{
     config::Config, conn::Conn, reactor::Command, stats::Counters, sys::Poller, table::ConnTable,
-    worker::WorkerShared, ConnId, ListenAddr, PeerAddr, SendError, SendStatus, Stats, Uid,
+    worker::WorkerShared, CloseReason, ConnId, ListenAddr, PeerAddr, SendError, SendStatus, Stats,
+    Uid,
 };
 
 /// Everything the threads of one server share. Immutable but for atomics and the table.
@@ -24,10 +25,19 @@ pub(crate) struct Shared {
     /// Wakes the supervisor (accept loop) for shutdown.
     pub(crate) supervisor: Arc<Poller>,
     pub(crate) shutdown_requested: AtomicBool,
+    /// Which connections each uid is bound to.
+    pub(crate) uids: crate::routing::UidIndex,
     pub(crate) start_time: SystemTime,
+    /// The origin of the coarse clock connections record activity with.
+    pub(crate) epoch: std::time::Instant,
 }
 
 impl Shared {
+    /// Milliseconds since `epoch`.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
     pub(crate) fn reactor(&self, id: usize) -> &ReactorHandle {
         &self.reactors[id]
     }
@@ -58,40 +68,102 @@ pub struct ServerHandle {
     pub(crate) shared: Arc<Shared>,
 }
 
-/// What is known of one connection (Swoole's `getClientInfo`, the fields this version has).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What is known of one connection (Swoole's `getClientInfo`). Serialises (serde) with times
+/// as unix seconds and the id as a number.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[non_exhaustive]
 pub struct ClientInfo {
     /// The connection's id.
     pub id: ConnId,
     /// Index of the listener that accepted it, in the order they were added.
     pub listener: usize,
-    /// The peer's address.
-    pub peer: PeerAddr,
+    /// The port of that listener (`server_port`; 0 for unix sockets).
+    pub server_port: u16,
+    /// The socket's file descriptor (`socket_fd`).
+    pub socket_fd: i32,
+    /// `tcp`, `tcp6` or `unix` (`socket_type`).
+    pub socket_type: &'static str,
+    /// The peer's IP address (`remote_ip`; empty for unix sockets).
+    pub remote_ip: String,
+    /// The peer's port (`remote_port`; 0 for unix sockets).
+    pub remote_port: u16,
     /// The reactor thread that owns the socket.
     pub reactor_id: usize,
     /// The worker the connection's latest event went to.
     pub worker_id: usize,
     /// When the connection was accepted.
+    #[serde(serialize_with = "unix_seconds")]
     pub connect_time: SystemTime,
+    /// When bytes last arrived from the peer (the connect time if none yet).
+    #[serde(serialize_with = "unix_seconds")]
+    pub last_recv_time: SystemTime,
     /// The user id bound with `bind`, if any.
     pub uid: Option<Uid>,
-    /// Bytes waiting in the connection's output buffer.
+    /// Bytes of packets read but not yet handled by a worker (`recv_queued_bytes`).
+    pub recv_queued_bytes: u64,
+    /// Bytes waiting in the connection's output buffer (`send_queued_bytes`).
     pub send_queued_bytes: usize,
+    /// Exempt from the heartbeat (`protect`).
+    pub protected: bool,
+    /// Why it closed, once it has (inside `on_close`).
+    pub close_reason: Option<String>,
+}
+
+/// A time as (fractional) unix seconds.
+pub(crate) fn unix_seconds<S: serde::Serializer>(
+    time: &SystemTime,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let seconds = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    serializer.serialize_f64(seconds)
 }
 
 impl ClientInfo {
-    pub(crate) fn of(conn: &Conn) -> Self {
+    pub(crate) fn of(conn: &Conn, shared: &Shared) -> Self {
+        let (remote_ip, remote_port, socket_type) = match &conn.peer {
+            PeerAddr::Tcp(addr) => (
+                addr.ip().to_string(),
+                addr.port(),
+                if addr.is_ipv6() { "tcp6" } else { "tcp" },
+            ),
+            PeerAddr::Unix => (String::new(), 0, "unix"),
+        };
+        let server_port = match shared.local_addrs.get(conn.listener) {
+            Some(ListenAddr::Tcp(addr)) => addr.port(),
+            _ => 0,
+        };
+        let quiet = shared
+            .now_ms()
+            .saturating_sub(conn.last_recv.load(Ordering::Relaxed));
         ClientInfo {
             id: conn.id,
             listener: conn.listener,
-            peer: conn.peer.clone(),
+            server_port,
+            socket_fd: conn.fd,
+            socket_type,
+            remote_ip,
+            remote_port,
             reactor_id: conn.reactor,
             worker_id: conn.worker.load(Ordering::Relaxed),
             connect_time: conn.connect_time,
+            last_recv_time: SystemTime::now() - std::time::Duration::from_millis(quiet),
             uid: conn.uid(),
+            recv_queued_bytes: conn.inflight.load(Ordering::Relaxed)
+                & crate::conn::inflight::WEIGHT,
             send_queued_bytes: conn.out.lock().pending(),
+            protected: conn.protected.load(Ordering::Relaxed),
+            close_reason: conn.close_reason.get().map(ToString::to_string),
         }
+    }
+
+    /// The peer's socket address, for TCP connections.
+    pub fn peer(&self) -> Option<std::net::SocketAddr> {
+        Some(std::net::SocketAddr::new(
+            self.remote_ip.parse().ok()?,
+            self.remote_port,
+        ))
     }
 }
 
@@ -138,12 +210,14 @@ impl ServerHandle {
     ///
     /// [`CloseReason::ServerClosed`]: crate::CloseReason::ServerClosed
     pub fn close(&self, conn: ConnId) -> Result<(), SendError> {
-        self.conn(conn)?.close(false, &self.shared)
+        self.conn(conn)?
+            .close(CloseReason::ServerClosed, &self.shared)
     }
 
     /// Close a connection at once with a TCP reset, dropping its queued output.
     pub fn close_reset(&self, conn: ConnId) -> Result<(), SendError> {
-        self.conn(conn)?.close(true, &self.shared)
+        self.conn(conn)?
+            .close(CloseReason::ServerReset, &self.shared)
     }
 
     /// Whether the id names a connection that is open (not closing, not closed).
@@ -161,7 +235,7 @@ impl ServerHandle {
     /// packet boundary where no event of the connection is in flight, so its events never run
     /// on two workers at once and never reorder.
     pub fn bind(&self, conn: ConnId, uid: impl Into<Uid>) -> Result<(), SendError> {
-        self.conn(conn)?.bind(uid.into());
+        self.conn(conn)?.bind(Some(uid.into()), &self.shared.uids);
         Ok(())
     }
 
@@ -170,7 +244,7 @@ impl ServerHandle {
         self.shared
             .table
             .get(conn)
-            .map(|conn| ClientInfo::of(&conn))
+            .map(|conn| ClientInfo::of(&conn, &self.shared))
     }
 
     /// Connections currently open or closing.

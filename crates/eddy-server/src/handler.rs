@@ -25,6 +25,8 @@ pub enum CloseReason {
     BadPacket(FrameError),
     /// The server shut down.
     Shutdown,
+    /// The peer sent nothing for `heartbeat_idle_time`; queued output was dropped.
+    HeartbeatTimeout,
 }
 
 impl std::fmt::Display for CloseReason {
@@ -37,6 +39,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::ServerReset => f.write_str("reset by server"),
             CloseReason::BadPacket(err) => write!(f, "bad packet: {err}"),
             CloseReason::Shutdown => f.write_str("server shutdown"),
+            CloseReason::HeartbeatTimeout => f.write_str("heartbeat timeout"),
         }
     }
 }

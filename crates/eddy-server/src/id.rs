@@ -12,7 +12,10 @@ use std::{
 /// slot's generation changes on every reuse, and a slot whose generation would wrap is retired.
 /// A call with a stale id fails with [`SendError::NotFound`](crate::SendError::NotFound) even
 /// when the operating system reused the file descriptor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct ConnId(u64);
 
 impl ConnId {
@@ -50,7 +53,10 @@ impl fmt::Display for ConnId {
 
 /// A user id bound to connections with `bind` (Swoole's `bind($fd, $uid)`): an integer or a
 /// string. Distinct uids never collide: they are compared whole, not by hash.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(untagged)]
 pub enum Uid {
     /// A numeric user id.
     Int(u64),

@@ -159,14 +159,16 @@ impl Server {
             worker_tx.push(tx);
         }
         let shared = Arc::new(Shared {
-            table: ConnTable::new(config.max_conn),
+            table: ConnTable::new(config.max_conn, config.listeners.len()),
             stats: Counters::new(config.reactor_num, config.worker_num),
             reactors: reactors.into(),
             workers: workers.into(),
             local_addrs,
             supervisor: Arc::new(Poller::new().map_err(BuildError::Io)?),
             shutdown_requested: Default::default(),
+            uids: Default::default(),
             start_time: SystemTime::now(),
+            epoch: Instant::now(),
             config,
         });
         Ok(Server {

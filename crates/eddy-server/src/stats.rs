@@ -29,7 +29,11 @@ pub(crate) struct WorkerCounters {
 
 impl WorkerCounters {
     pub(crate) fn count_response(&self, bytes: usize) {
-        self.responses.fetch_add(1, Relaxed);
+        self.count_responses(1, bytes);
+    }
+
+    pub(crate) fn count_responses(&self, sends: usize, bytes: usize) {
+        self.responses.fetch_add(sends as u64, Relaxed);
         self.sent_bytes.fetch_add(bytes as u64, Relaxed);
     }
 }
@@ -62,10 +66,11 @@ impl Counters {
 }
 
 /// A snapshot of a server's counters (Swoole's `stats()`, the fields this version has).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Stats {
-    /// When the server started.
+    /// When the server started (unix seconds when serialised).
+    #[serde(serialize_with = "crate::handle::unix_seconds")]
     pub start_time: SystemTime,
     /// Connections open or closing now.
     pub connection_num: usize,

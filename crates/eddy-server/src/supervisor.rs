@@ -14,6 +14,7 @@ use crate::{
     net::Listener,
     reactor::Command,
     sys::{self, Events},
+    ServerHandle,
 };
 
 /// Poller key of the signal pipe (listeners use their index).
@@ -116,8 +117,15 @@ impl<'a> Acceptor<'a> {
         self.watch_listeners()?;
         let mut events = Events::with_capacity(64);
         let mut paused_until: Option<Instant> = None;
+        let heartbeat = self.shared.config.heartbeat_check_interval;
+        let mut next_heartbeat = heartbeat.map(|every| Instant::now() + every);
+        let server = ServerHandle {
+            shared: self.shared.clone(),
+        };
         while !self.shared.shutdown_requested.load(Ordering::Acquire) {
-            let timeout = paused_until.map(|t| t.saturating_duration_since(Instant::now()));
+            // Sleep until something happens or a timer is due: nothing polls in between.
+            let due = [paused_until, next_heartbeat].into_iter().flatten().min();
+            let timeout = due.map(|t| t.saturating_duration_since(Instant::now()));
             poller.wait(&mut events, timeout)?;
             for ev in events.iter() {
                 if ev.key == SIGNAL_KEY {
@@ -136,6 +144,12 @@ impl<'a> Acceptor<'a> {
             if paused_until.is_some_and(|t| Instant::now() >= t) {
                 paused_until = None;
                 self.watch_listeners()?;
+            }
+            if let (Some(due), Some(every)) = (next_heartbeat, heartbeat) {
+                if Instant::now() >= due {
+                    server.heartbeat(true);
+                    next_heartbeat = Some(Instant::now() + every);
+                }
             }
         }
         if paused_until.is_none() {
@@ -157,10 +171,11 @@ impl<'a> Acceptor<'a> {
             match listener.accept(self.shared.config.tcp_nodelay) {
                 Ok((stream, peer)) => {
                     let reactor = self.next_reactor;
+                    let now = self.shared.now_ms();
                     let conn = self
                         .shared
                         .table
-                        .insert(|id| Conn::new(id, stream, reactor, index, peer));
+                        .insert(|id| Conn::new(id, stream, reactor, index, peer, now));
                     match conn {
                         Some(conn) => {
                             self.next_reactor = (reactor + 1) % self.shared.reactors.len();

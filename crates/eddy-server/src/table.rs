@@ -26,6 +26,10 @@ pub(crate) struct ConnTable {
     capacity: usize,
     free: Mutex<FreeSlots>,
     len: AtomicUsize,
+    /// Slots below this index have been used at least once (the end of any walk).
+    used: AtomicUsize,
+    /// Live connections per listener.
+    per_listener: Box<[AtomicUsize]>,
 }
 
 #[derive(Debug, Default)]
@@ -41,13 +45,15 @@ struct FreeSlots {
 }
 
 impl ConnTable {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, listeners: usize) -> Self {
         let chunks = capacity.div_ceil(CHUNK);
         ConnTable {
             chunks: (0..chunks).map(|_| OnceLock::new()).collect(),
             capacity,
             free: Mutex::new(FreeSlots::default()),
             len: AtomicUsize::new(0),
+            used: AtomicUsize::new(0),
+            per_listener: (0..listeners).map(|_| AtomicUsize::new(0)).collect(),
         }
     }
 
@@ -72,6 +78,7 @@ impl ConnTable {
                 free.recycled.pop_front()? as usize
             } else {
                 free.next_fresh += 1;
+                self.used.store(free.next_fresh, Ordering::Release);
                 free.next_fresh - 1
             }
         };
@@ -80,6 +87,9 @@ impl ConnTable {
         let conn = Arc::new(make(ConnId::new(index as u32, generation)));
         *slot.conn.lock() = Some(conn.clone());
         self.len.fetch_add(1, Ordering::Relaxed);
+        if let Some(count) = self.per_listener.get(conn.listener) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
         Some(conn)
     }
 
@@ -98,10 +108,17 @@ impl ConnTable {
         };
         {
             let mut conn = slot.conn.lock();
-            if conn.as_ref().is_none_or(|conn| conn.id != id) {
-                return false;
+            match conn.take() {
+                Some(found) if found.id == id => {
+                    if let Some(count) = self.per_listener.get(found.listener) {
+                        count.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                other => {
+                    *conn = other;
+                    return false;
+                }
             }
-            *conn = None;
         }
         self.len.fetch_sub(1, Ordering::Relaxed);
         // A slot whose generation would wrap is retired: its ids stay unique forever.
@@ -115,6 +132,31 @@ impl ConnTable {
     pub(crate) fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
     }
+
+    /// Connections in the table accepted by listener `index`.
+    pub(crate) fn len_on(&self, index: usize) -> usize {
+        self.per_listener
+            .get(index)
+            .map_or(0, |count| count.load(Ordering::Relaxed))
+    }
+
+    /// The first connection at slot `from` or above, with its slot. Slots are walked in order,
+    /// so one walk never returns a connection twice.
+    pub(crate) fn next_from(&self, from: usize) -> Option<(usize, Arc<Conn>)> {
+        let end = self.used.load(Ordering::Acquire);
+        let mut index = from;
+        while index < end {
+            let Some(chunk) = self.chunks[index / CHUNK].get() else {
+                index = (index / CHUNK + 1) * CHUNK;
+                continue;
+            };
+            if let Some(conn) = chunk[index % CHUNK].conn.lock().clone() {
+                return Some((index, conn));
+            }
+            index += 1;
+        }
+        None
+    }
 }
 
 #[cfg(test)]
@@ -124,14 +166,33 @@ mod tests {
     use super::*;
     use crate::net::{PeerAddr, Stream};
 
+    #[test]
+    fn walks_every_connection_once_in_slot_order() {
+        let table = ConnTable::new(3000, 1);
+        let held: Vec<_> = (0..2100).map(|_| conn(&table).unwrap()).collect();
+        for c in held.iter().skip(1).step_by(2) {
+            table.remove(c.id);
+        }
+        let mut seen = Vec::new();
+        let mut from = 0;
+        while let Some((slot, c)) = table.next_from(from) {
+            seen.push(c.id);
+            from = slot + 1;
+        }
+        let expected: Vec<_> = held.iter().step_by(2).map(|c| c.id).collect();
+        assert_eq!(seen, expected);
+        assert_eq!(table.len_on(0), expected.len());
+        assert_eq!(table.len_on(5), 0);
+    }
+
     fn conn(table: &ConnTable) -> Option<Arc<Conn>> {
         let (a, _b) = UnixStream::pair().unwrap();
-        table.insert(|id| Conn::new(id, Stream::Unix(a), 0, 0, PeerAddr::Unix))
+        table.insert(|id| Conn::new(id, Stream::Unix(a), 0, 0, PeerAddr::Unix, 0))
     }
 
     #[test]
     fn capacity_is_max_conn() {
-        let table = ConnTable::new(3);
+        let table = ConnTable::new(3, 1);
         let held: Vec<_> = (0..3).map(|_| conn(&table).unwrap()).collect();
         assert!(conn(&table).is_none(), "full");
         assert_eq!(table.len(), 3);
@@ -153,7 +214,7 @@ mod tests {
 
     #[test]
     fn fresh_slots_are_preferred_so_stale_ids_usually_find_nothing() {
-        let table = ConnTable::new(10_000);
+        let table = ConnTable::new(10_000, 1);
         let first = conn(&table).unwrap();
         table.remove(first.id);
         let second = conn(&table).unwrap();
@@ -162,7 +223,7 @@ mod tests {
 
     #[test]
     fn a_slot_whose_generation_would_wrap_is_retired() {
-        let table = ConnTable::new(1);
+        let table = ConnTable::new(1, 1);
         let first = conn(&table).unwrap();
         table
             .slot(0)
@@ -175,7 +236,7 @@ mod tests {
 
     #[test]
     fn concurrent_churn_keeps_the_count_exact() {
-        let table = Arc::new(ConnTable::new(4096));
+        let table = Arc::new(ConnTable::new(4096, 1));
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let table = table.clone();

@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, TryRecvError};
 
 use crate::{
     conn::{inflight, Conn},
-    reactor::Command,
+    reactor::{pause, Command},
     CloseReason, Context, EventHandler, ServerHandle,
 };
 
@@ -228,7 +228,7 @@ impl Worker {
                     server
                         .shared
                         .reactor(conn.reactor)
-                        .command(Command::Resume(conn.clone()));
+                        .command(Command::Resume(conn.clone(), pause::GATE));
                 }
             }
             Event::Receive(_, packet) => {
@@ -310,6 +310,7 @@ impl Worker {
             |h, ctx| h.on_close(ctx, id, reason),
             server,
         );
+        conn.bind(None, &server.shared.uids);
         server.shared.table.remove(id);
     }
 

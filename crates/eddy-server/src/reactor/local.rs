@@ -19,6 +19,10 @@ pub(crate) mod pause {
     pub(crate) const CLOSING: u8 = 8;
     /// Its packets waiting for workers weigh `max_queued_bytes` or more.
     pub(crate) const QUEUED: u8 = 16;
+    /// The application paused it (`pause`).
+    pub(crate) const USER: u8 = 32;
+    /// Accepted with `enable_delay_receive`: not read until `confirm`.
+    pub(crate) const DELAY: u8 = 64;
 }
 
 /// A connection as its reactor sees it: the read side and poller bookkeeping.

@@ -3,6 +3,8 @@
 
 mod local;
 
+pub(crate) use local::pause;
+
 use std::{
     collections::VecDeque,
     io,
@@ -15,7 +17,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use eddy_codec::{Codec, Decoded};
 use slab::Slab;
 
-use self::local::{pause, LocalConn};
+use self::local::LocalConn;
 use crate::{
     config::READ_CHUNK,
     conn::{inflight, Conn},
@@ -33,10 +35,12 @@ pub(crate) enum Command {
     Register(Arc<Conn>),
     /// Output was queued, or the high watermark crossed: look at the output buffer.
     Output(Arc<Conn>),
-    /// Close: after flushing (`false`) or at once with a reset (`true`).
-    Close(Arc<Conn>, bool),
-    /// `on_connect` returned: start reading.
-    Resume(Arc<Conn>),
+    /// Close for this reason: after flushing (`ServerClosed`) or at once (the others).
+    Close(Arc<Conn>, CloseReason),
+    /// Stop reading, for the reasons in these `pause` bits.
+    Pause(Arc<Conn>, u8),
+    /// Clear these `pause` bits (reading resumes when none is left).
+    Resume(Arc<Conn>, u8),
     /// Stop reading, let in-flight work finish and output flush, close everything, exit by
     /// the deadline.
     Shutdown(Instant),
@@ -188,22 +192,28 @@ impl Reactor {
                     self.check_output(key);
                 }
             }
-            Command::Close(conn, reset) => {
+            Command::Close(conn, reason) => {
                 let Some(key) = self.key_of(&conn) else {
                     return;
                 };
-                if reset {
-                    self.finalize(key, CloseReason::ServerReset);
-                } else {
+                if reason == CloseReason::ServerClosed {
                     let lc = &mut self.conns[key];
-                    lc.closing = Some(CloseReason::ServerClosed);
+                    lc.closing = Some(reason);
                     lc.paused |= pause::CLOSING;
                     self.check_output(key);
+                } else {
+                    self.finalize(key, reason);
                 }
             }
-            Command::Resume(conn) => {
+            Command::Pause(conn, bits) => {
                 if let Some(key) = self.key_of(&conn) {
-                    self.conns[key].paused &= !pause::GATE;
+                    self.conns[key].paused |= bits;
+                    self.sync_interest(key);
+                }
+            }
+            Command::Resume(conn, bits) => {
+                if let Some(key) = self.key_of(&conn) {
+                    self.conns[key].paused &= !bits;
                     self.sync_interest(key);
                 }
             }
@@ -235,12 +245,13 @@ impl Reactor {
     fn register(&mut self, conn: Arc<Conn>) {
         // Stateless modes read nothing before `on_connect` returns, so no packet overtakes it.
         let gated = !self.dispatcher.is_stateful();
+        let delayed = self.server.shared.config.enable_delay_receive;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         conn.key.store(key, Ordering::Relaxed);
         let lc = entry.insert(LocalConn::new(
             conn.clone(),
-            if gated { pause::GATE } else { 0 },
+            if gated { pause::GATE } else { 0 } | if delayed { pause::DELAY } else { 0 },
         ));
         let (read, write) = lc.registered;
         // The socket stays open while registered: `finalize` deletes it from the poller.
@@ -303,6 +314,9 @@ impl Reactor {
         match result {
             Ok(0) => self.finalize(key, CloseReason::PeerClosed),
             Ok(n) => {
+                lc.conn
+                    .last_recv
+                    .store(self.server.shared.now_ms(), Ordering::Relaxed);
                 self.server.shared.stats.reactors[self.id]
                     .received_bytes
                     .fetch_add(n as u64, Ordering::Relaxed);

@@ -1,0 +1,79 @@
+//! Flow control and the heartbeat: pause, resume, confirm, protect, idle connections.
+
+use std::sync::atomic::Ordering;
+
+use crate::{
+    reactor::{pause, Command},
+    CloseReason, ConnId, SendError, ServerHandle,
+};
+
+impl ServerHandle {
+    fn open_conn(&self, conn: ConnId) -> Result<std::sync::Arc<crate::conn::Conn>, SendError> {
+        let conn = self.shared.table.get(conn).ok_or(SendError::NotFound)?;
+        if !conn.is_open() {
+            return Err(SendError::Closed);
+        }
+        Ok(conn)
+    }
+
+    /// Stop reading from a connection (Swoole's `pause`). Packets already read are still
+    /// handled and output still flows; nothing more is read until [`resume`](Self::resume).
+    pub fn pause(&self, conn: ConnId) -> Result<(), SendError> {
+        let conn = self.open_conn(conn)?;
+        let reactor = self.shared.reactor(conn.reactor);
+        reactor.command(Command::Pause(conn, pause::USER));
+        Ok(())
+    }
+
+    /// Read from a connection again after [`pause`](Self::pause), or for the first time
+    /// after `enable_delay_receive` (Swoole's `resume`; [`confirm`](Self::confirm) is the same).
+    pub fn resume(&self, conn: ConnId) -> Result<(), SendError> {
+        let conn = self.open_conn(conn)?;
+        let reactor = self.shared.reactor(conn.reactor);
+        reactor.command(Command::Resume(conn, pause::USER | pause::DELAY));
+        Ok(())
+    }
+
+    /// Start reading a connection accepted with `enable_delay_receive` (Swoole's `confirm`).
+    pub fn confirm(&self, conn: ConnId) -> Result<(), SendError> {
+        self.resume(conn)
+    }
+
+    /// Exempt a connection from the heartbeat (`true`) or subject it again (`false`).
+    pub fn protect(&self, conn: ConnId, protected: bool) -> Result<(), SendError> {
+        let conn = self.open_conn(conn)?;
+        conn.protected.store(protected, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The open, unprotected connections that sent nothing for `heartbeat_idle_time`, and,
+    /// with `close`, close them through the normal close path (Swoole's `heartbeat`). Empty
+    /// when no idle time is configured.
+    pub fn heartbeat(&self, close: bool) -> Vec<ConnId> {
+        let Some(idle) = self.shared.config.heartbeat_idle_time else {
+            return Vec::new();
+        };
+        let idle = idle.as_millis() as u64;
+        let now = self.shared.now_ms();
+        let mut expired = Vec::new();
+        let mut next = 0;
+        while let Some((slot, conn)) = self.shared.table.next_from(next) {
+            next = slot + 1;
+            let quiet = now.saturating_sub(conn.last_recv.load(Ordering::Relaxed));
+            if quiet < idle || conn.protected.load(Ordering::Relaxed) || !conn.is_open() {
+                continue;
+            }
+            if !close
+                || conn
+                    .close(CloseReason::HeartbeatTimeout, &self.shared)
+                    .is_ok()
+            {
+                expired.push(conn.id);
+            }
+        }
+        if close && !expired.is_empty() {
+            tracing::info!(closed = expired.len(), "heartbeat: closed idle connections");
+        }
+        expired
+    }
+}

@@ -1,0 +1,300 @@
+//! The connection table from any thread: listing, uid routing, broadcast, heartbeat, flow
+//! control, stats.
+
+use std::{collections::HashSet, net::TcpStream, time::Duration};
+
+use eddy::{codec::EofCodec, CloseReason, ConnId, Cursor, Delivery, Uid};
+
+use crate::util::*;
+
+/// `n` clients and their server-side ids.
+fn clients(
+    server: &eddy::RunningServer,
+    events: &crossbeam_channel::Receiver<Seen>,
+    addr: std::net::SocketAddr,
+    n: usize,
+) -> Vec<(TcpStream, ConnId)> {
+    (0..n)
+        .map(|_| {
+            let client = connect(addr);
+            let id = conn_of(server, events, &client);
+            (client, id)
+        })
+        .collect()
+}
+
+#[test]
+fn client_list_pages_through_every_connection_once() {
+    let (recorder, events) = Recorder::new(true);
+    let (server, addr) = start(builder().worker_num(2), move || recorder.clone());
+    let handle = server.handle().clone();
+    let mut open = clients(&server, &events, addr, 25);
+    let all: HashSet<ConnId> = open.iter().map(|(_, id)| *id).collect();
+    assert_eq!(handle.connections().collect::<HashSet<_>>(), all);
+    assert_eq!(handle.connection_count_on(0), 25);
+    // Walk in pages of 7 while closing some connections behind and ahead of the cursor.
+    let mut seen = Vec::new();
+    let mut cursor = Cursor::START;
+    let mut closed = HashSet::new();
+    loop {
+        let (page, next) = handle.client_list(cursor, 7);
+        if page.is_empty() {
+            break;
+        }
+        seen.extend(&page);
+        cursor = next;
+        if let Some((client, id)) = open.pop() {
+            drop(client);
+            closed.insert(id);
+            next_where(&events, |s| {
+                s.conn == id && matches!(s.kind, Kind::Close(_))
+            });
+        }
+    }
+    let unique: HashSet<_> = seen.iter().copied().collect();
+    assert_eq!(unique.len(), seen.len(), "no duplicates in one walk");
+    assert!(unique.is_subset(&all));
+    let still_open: HashSet<_> = all.difference(&closed).copied().collect();
+    assert!(
+        still_open.is_subset(&unique),
+        "every connection open throughout was listed"
+    );
+    assert_eq!(
+        handle.client_list(cursor, 7).0,
+        Vec::<ConnId>::new(),
+        "done stays done"
+    );
+    assert_eq!(handle.client_list(Cursor::START, 0).0.len(), 0);
+    drop(open);
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn send_to_uid_reaches_every_bound_connection_from_any_thread() {
+    let (recorder, events) = Recorder::new(false);
+    let builder = builder().worker_num(4).codec(EofCodec::line());
+    let (server, addr) = start(builder, move || recorder.clone());
+    let handle = server.handle().clone();
+    let mut conns = clients(&server, &events, addr, 6);
+    for (i, (_, id)) in conns.iter().enumerate() {
+        let uid: Uid = if i < 3 { "alice".into() } else { 42u64.into() };
+        handle.bind(*id, uid).unwrap();
+    }
+    let alice: Uid = "alice".into();
+    let sender = {
+        let handle = handle.clone();
+        let alice = alice.clone();
+        std::thread::spawn(move || handle.send_to_uid(&alice, b"for alice\n"))
+    };
+    let delivery = sender.join().unwrap();
+    assert_eq!(delivery.delivered(), 3);
+    for (client, _) in conns.iter_mut().take(3) {
+        assert_eq!(read_n(client, 10), b"for alice\n");
+    }
+    let d = handle.send_to_uid(&Uid::Int(42), b"for 42\n");
+    assert_eq!((d.delivered(), d.failed), (3, 0));
+    for (client, _) in conns.iter_mut().skip(3) {
+        assert_eq!(read_n(client, 7), b"for 42\n");
+    }
+    assert_eq!(
+        handle.send_to_uid(&"nobody".into(), b"x"),
+        Delivery::default()
+    );
+    // Rebinding moves a connection; closing removes it.
+    handle.bind(conns[0].1, 42u64).unwrap();
+    assert_eq!(handle.uid_connections(&alice).len(), 2);
+    handle.unbind(conns[1].1).unwrap();
+    assert_eq!(handle.uid_connections(&alice), vec![conns[2].1]);
+    let (gone, id) = conns.remove(2);
+    drop(gone);
+    next_where(&events, |s| {
+        s.conn == id && matches!(s.kind, Kind::Close(_))
+    });
+    assert!(handle.uid_connections(&alice).is_empty());
+    assert_eq!(handle.uid_connections(&Uid::Int(42)).len(), 4);
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn broadcast_reaches_everyone_and_filters() {
+    let (recorder, events) = Recorder::new(false);
+    let (server, addr) = start(builder().worker_num(2), move || recorder.clone());
+    let handle = server.handle().clone();
+    let mut conns = clients(&server, &events, addr, 10);
+    let d = handle.broadcast(b"all");
+    assert_eq!((d.delivered(), d.failed), (10, 0));
+    for (client, _) in &mut conns {
+        assert_eq!(read_n(client, 3), b"all");
+    }
+    handle.bind(conns[3].1, 7u64).unwrap();
+    let d = handle.broadcast_where(b"bound", |t| t.is_bound());
+    assert_eq!(d.delivered(), 1);
+    assert_eq!(read_n(&mut conns[3].0, 5), b"bound");
+    let except = conns[0].1;
+    assert_eq!(
+        handle
+            .broadcast_where(b"x", |t| t.id() != except)
+            .delivered(),
+        9
+    );
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn heartbeat_closes_idle_connections_but_not_protected_or_active_ones() {
+    let (recorder, events) = Recorder::new(true);
+    let builder = builder()
+        .codec(EofCodec::line())
+        .heartbeat_idle_time(Duration::from_millis(300))
+        .heartbeat_check_interval(Duration::from_millis(50));
+    let (server, addr) = start(builder, move || recorder.clone());
+    let handle = server.handle().clone();
+    let conns = clients(&server, &events, addr, 3);
+    let (idle, protected, active) = (conns[0].1, conns[1].1, conns[2].1);
+    handle.protect(protected, true).unwrap();
+    // The active client keeps talking until the idle one is closed.
+    let mut talker = conns[2].0.try_clone().unwrap();
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    let talking = std::thread::spawn(move || {
+        while stop_rx.try_recv().is_err() {
+            write_all(&mut talker, b"ping\n");
+            assert_eq!(read_n(&mut talker, 5), b"ping\n");
+        }
+    });
+    let closed = next_where(&events, |s| matches!(s.kind, Kind::Close(_)));
+    assert_eq!(closed.conn, idle, "the idle connection goes first");
+    assert_eq!(closed.kind, Kind::Close(CloseReason::HeartbeatTimeout));
+    stop_tx.send(()).unwrap();
+    talking.join().unwrap();
+    assert!(handle.exists(protected) && handle.exists(active));
+    // A manual check lists without closing.
+    handle.protect(protected, false).unwrap();
+    let mut idle_now = Vec::new();
+    wait_until("the unprotected connection to be idle", || {
+        idle_now = handle.heartbeat(false);
+        idle_now.contains(&protected)
+    });
+    assert!(handle.exists(protected), "heartbeat(false) does not close");
+    drop(conns);
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn pause_resume_and_delay_receive_lose_nothing() {
+    let (recorder, events) = Recorder::new(true);
+    let builder = builder()
+        .codec(EofCodec::line())
+        .reactor_num(1)
+        .enable_delay_receive(true);
+    let (server, addr) = start(builder, move || recorder.clone());
+    let handle = server.handle().clone();
+    let mut conns = clients(&server, &events, addr, 2);
+    let (waiting, other) = (conns[0].1, conns[1].1);
+    handle.confirm(other).unwrap();
+    // Not confirmed: what it sends is not read, while the other connection is served.
+    write_all(&mut conns[0].0, b"early\n");
+    for _ in 0..3 {
+        write_all(&mut conns[1].0, b"ping\n");
+        assert_eq!(read_n(&mut conns[1].0, 5), b"ping\n");
+    }
+    assert_eq!(
+        handle.stats().request_count,
+        3,
+        "nothing read from the unconfirmed one"
+    );
+    handle.confirm(waiting).unwrap();
+    assert_eq!(read_n(&mut conns[0].0, 6), b"early\n");
+    // Paused the same way, then resumed.
+    handle.pause(waiting).unwrap();
+    write_all(&mut conns[1].0, b"sync\n");
+    assert_eq!(read_n(&mut conns[1].0, 5), b"sync\n");
+    write_all(&mut conns[0].0, b"later\n");
+    write_all(&mut conns[1].0, b"ping\n");
+    assert_eq!(read_n(&mut conns[1].0, 5), b"ping\n");
+    assert_eq!(handle.stats().request_count, 6);
+    handle.resume(waiting).unwrap();
+    assert_eq!(read_n(&mut conns[0].0, 6), b"later\n");
+    assert_eq!(
+        handle.pause(ConnId::from_u64(u64::MAX)),
+        Err(eddy::SendError::NotFound)
+    );
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn stats_stay_exact_after_churn_and_serialise() {
+    let (recorder, _events) = Recorder::new(true);
+    let (server, addr) = start(builder().worker_num(3), move || recorder.clone());
+    let handle = server.handle().clone();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                for i in 0..150u32 {
+                    let mut client = connect(addr);
+                    if i % 3 == 0 {
+                        write_all(&mut client, b"hi");
+                        assert_eq!(read_n(&mut client, 2), b"hi");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    wait_until("every close to be handled", || {
+        handle.stats().connection_num == 0
+    });
+    let stats = handle.stats();
+    assert_eq!(stats.accept_count, 600);
+    assert_eq!(stats.close_count, 600);
+    assert_eq!(stats.abort_count, 0);
+    assert!(stats.request_count >= 200 && stats.request_count <= stats.dispatch_count);
+    assert_eq!(
+        stats.worker_request_count.iter().sum::<u64>(),
+        stats.request_count
+    );
+    let json = serde_json::to_value(&stats).unwrap();
+    for key in [
+        "start_time",
+        "connection_num",
+        "accept_count",
+        "close_count",
+        "request_count",
+        "worker_num",
+    ] {
+        assert!(json.get(key).is_some(), "{key} in {json}");
+    }
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn client_info_serialises_with_swoole_fields() {
+    let (recorder, events) = Recorder::new(true);
+    let (server, addr) = start(builder(), move || recorder.clone());
+    let handle = server.handle().clone();
+    let client = connect(addr);
+    let id = conn_of(&server, &events, &client);
+    handle.bind(id, "bob").unwrap();
+    let info = handle.client_info(id).unwrap();
+    assert_eq!(info.peer(), Some(client.local_addr().unwrap()));
+    assert_eq!(info.server_port, addr.port());
+    let json = serde_json::to_value(&info).unwrap();
+    assert_eq!(json["id"], id.as_u64());
+    assert_eq!(json["uid"], "bob");
+    assert_eq!(json["remote_port"], client.local_addr().unwrap().port());
+    for key in [
+        "remote_ip",
+        "reactor_id",
+        "worker_id",
+        "connect_time",
+        "last_recv_time",
+    ] {
+        assert!(json.get(key).is_some(), "{key} in {json}");
+    }
+    assert!(
+        json["connect_time"].as_f64().unwrap() > 1.6e9,
+        "unix seconds"
+    );
+    server.shutdown().unwrap();
+}
