@@ -1,95 +1,13 @@
 //! The echo example's contract: its flags, its `listening on ADDR` line, its framings, its
 //! packet limit, and a graceful exit with code 0 on SIGTERM and SIGINT.
 
-use std::{
-    io::{BufRead, BufReader, Write},
-    net::SocketAddr,
-    process::{Child, Command, Stdio},
-};
+use std::{io::Write, process::Command};
 
 use crate::util::*;
 
-/// The example binary cargo built next to this test (`cargo test` builds examples).
-fn echo_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let path = dir.join("examples").join("echo");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build --examples`",
-        path.display()
-    );
-    path
-}
-
-struct Echo {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Echo {
-    fn start(args: &[&str]) -> Echo {
-        Echo::start_with(args, None)
-    }
-
-    /// Start the example, optionally with an open-file limit.
-    fn start_with(args: &[&str], max_files: Option<u64>) -> Echo {
-        let mut command = Command::new(echo_binary());
-        if let Some(limit) = max_files {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: only an async-signal-safe setrlimit between fork and exec.
-            unsafe {
-                command.pre_exec(move || {
-                    let rlim = libc::rlimit {
-                        rlim_cur: limit,
-                        rlim_max: limit,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlim) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
-            }
-        }
-        let mut child = command
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .strip_prefix("listening on ")
-            .and_then(|a| a.trim().parse().ok())
-            .unwrap_or_else(|| panic!("expected `listening on ADDR`, got {line:?}"));
-        Echo { child, addr }
-    }
-
-    fn signal(mut self, signal: i32) -> i32 {
-        // SAFETY: sends a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, signal) };
-        let status = self.child.wait().unwrap();
-        std::mem::forget(self);
-        status.code().unwrap_or(-1)
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn length_framing_by_default_and_sigterm_exits_zero() {
-    let echo = Echo::start(&[]);
+    let echo = Example::start("echo", &[]);
     let mut client = connect(echo.addr);
     let mut stream = frame(b"hello");
     stream.extend(frame(&[9u8; 5000]));
@@ -105,7 +23,7 @@ fn eof_line_and_raw_codecs() {
         ("line", b"one\ntwo\n"),
         ("raw", b"any bytes at all"),
     ] {
-        let echo = Echo::start(&["--codec", codec]);
+        let echo = Example::start("echo", &["--codec", codec]);
         let mut client = connect(echo.addr);
         write_all(&mut client, data);
         assert_eq!(read_n(&mut client, data.len()), data, "{codec}");
@@ -141,7 +59,7 @@ fn length_type_offsets_and_delimiters() {
         (&["--codec", "eof-check", "--eof", "\\r\\n"], b"a\r\nb\r\n"),
     ];
     for (args, data) in cases {
-        let echo = Echo::start(args);
+        let echo = Example::start("echo", args);
         let mut client = connect(echo.addr);
         write_all(&mut client, data);
         assert_eq!(read_n(&mut client, data.len()), data, "{args:?}");
@@ -150,14 +68,17 @@ fn length_type_offsets_and_delimiters() {
 
 #[test]
 fn max_packet_closes_only_the_offender() {
-    let echo = Echo::start(&[
-        "--max-packet",
-        "100",
-        "--dispatch",
-        "round-robin",
-        "--workers",
-        "3",
-    ]);
+    let echo = Example::start(
+        "echo",
+        &[
+            "--max-packet",
+            "100",
+            "--dispatch",
+            "round-robin",
+            "--workers",
+            "3",
+        ],
+    );
     let mut good = connect(echo.addr);
     let mut bad = connect(echo.addr);
     bad.write_all(&frame(&[0u8; 200])).unwrap();
@@ -171,7 +92,10 @@ fn max_packet_closes_only_the_offender() {
 #[test]
 fn every_dispatch_mode_echoes() {
     for mode in ["fd", "round-robin", "idle", "ip", "uid", "reactor"] {
-        let echo = Echo::start(&["--dispatch", mode, "--workers", "2", "--reactors", "2"]);
+        let echo = Example::start(
+            "echo",
+            &["--dispatch", mode, "--workers", "2", "--reactors", "2"],
+        );
         let mut client = connect(echo.addr);
         let packet = frame(mode.as_bytes());
         write_all(&mut client, &packet);
@@ -194,7 +118,10 @@ fn bad_flags_fail_with_a_message() {
         &["--codec", "eof", "--eof", "123456789"],
         &["--eof", "\\q"],
     ] {
-        let out = Command::new(echo_binary()).args(args).output().unwrap();
+        let out = Command::new(example_binary("echo"))
+            .args(args)
+            .output()
+            .unwrap();
         assert!(!out.status.success(), "{args:?} should fail");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("echo:"), "{args:?}: {stderr}");
@@ -205,7 +132,7 @@ fn bad_flags_fail_with_a_message() {
 #[test]
 fn out_of_file_descriptors_pauses_accepting_then_recovers() {
     // About 15 descriptors go to the process itself; the rest can hold connections.
-    let echo = Echo::start_with(&["--reactors", "1", "--workers", "1"], Some(40));
+    let echo = Example::start_with("echo", &["--reactors", "1", "--workers", "1"], Some(40));
     let mut clients: Vec<_> = (0..60).map(|_| connect(echo.addr)).collect();
     // The first ones are accepted and served.
     for client in clients.iter_mut().take(5) {

@@ -3,6 +3,7 @@
 #![allow(unreachable_pub, missing_docs)]
 
 mod backpressure;
+mod chat_example;
 mod connections;
 mod dispatch;
 mod echo_example;

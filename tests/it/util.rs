@@ -3,8 +3,9 @@
 #![allow(dead_code)]
 
 use std::{
-    io::{Read, Write},
+    io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpStream},
+    process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -219,4 +220,85 @@ pub fn write_all(stream: &mut TcpStream, data: &[u8]) {
 /// Keep the handler alive in tests that only need a handle.
 pub fn shared<T>(value: T) -> Arc<T> {
     Arc::new(value)
+}
+
+/// The example binary cargo built next to this test (`cargo test` builds examples).
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build --examples`",
+        path.display()
+    );
+    path
+}
+
+/// An example running as a child process, killed when dropped.
+pub struct Example {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Example {
+    /// Start `examples/NAME --listen 127.0.0.1:0 ARGS` and read its `listening on` line.
+    pub fn start(name: &str, args: &[&str]) -> Example {
+        Example::start_with(name, args, None)
+    }
+
+    /// Start the example, optionally with an open-file limit.
+    pub fn start_with(name: &str, args: &[&str], max_files: Option<u64>) -> Example {
+        let mut command = Command::new(example_binary(name));
+        if let Some(limit) = max_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only an async-signal-safe setrlimit between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let rlim = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = command
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .strip_prefix("listening on ")
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("expected `listening on ADDR`, got {line:?}"));
+        Example { child, addr }
+    }
+
+    /// Send a signal and wait for the exit code.
+    pub fn signal(mut self, signal: i32) -> i32 {
+        // SAFETY: sends a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status.code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
