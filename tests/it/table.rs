@@ -298,3 +298,72 @@ fn client_info_serialises_with_swoole_fields() {
     );
     server.shutdown().unwrap();
 }
+
+#[test]
+fn heartbeat_idle_time_can_differ_per_listener() {
+    let (recorder, events) = Recorder::new(true);
+    let server = eddy::Server::builder()
+        .listen("127.0.0.1:0")
+        .listen("127.0.0.1:0")
+        .listener_heartbeat_idle_time(1, Duration::from_millis(200))
+        .handle_signals(false)
+        .build(move || recorder.clone())
+        .unwrap();
+    let addrs: Vec<_> = server
+        .local_addrs()
+        .iter()
+        .map(|a| match a {
+            eddy::ListenAddr::Tcp(addr) => *addr,
+            other => panic!("{other}"),
+        })
+        .collect();
+    let server = server.start().unwrap();
+    let handle = server.handle().clone();
+    let calm = connect(addrs[0]);
+    let calm_id = conn_of(&server, &events, &calm);
+    let watched = connect(addrs[1]);
+    let watched_id = conn_of(&server, &events, &watched);
+    let closed = next_where(&events, |s| matches!(s.kind, Kind::Close(_)));
+    assert_eq!(closed.conn, watched_id);
+    assert_eq!(closed.kind, Kind::Close(CloseReason::HeartbeatTimeout));
+    assert!(handle.exists(calm_id), "listener 0 has no heartbeat");
+    let err = eddy::Server::builder()
+        .listen("127.0.0.1:0")
+        .listener_heartbeat_idle_time(3, Duration::from_secs(1))
+        .build(|| Recorder::new(true).0)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("listener_heartbeat_idle_time"),
+        "{err}"
+    );
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn activity_times_and_per_worker_counts_are_reported() {
+    let (recorder, events) = Recorder::new(true);
+    let (server, addr) = start(builder().worker_num(2), move || recorder.clone());
+    let handle = server.handle().clone();
+    let mut client = connect(addr);
+    let id = conn_of(&server, &events, &client);
+    let before = handle.client_info(id).unwrap();
+    assert!(before.last_send_time.is_none());
+    write_all(&mut client, b"ping");
+    assert_eq!(read_n(&mut client, 4), b"ping");
+    let after = handle.client_info(id).unwrap();
+    assert!(after.last_send_time.is_some() && after.last_dispatch_time.is_some());
+    assert!(after.last_recv_time >= before.connect_time - Duration::from_millis(5));
+    let stats = handle.stats();
+    let worker = after.worker_id;
+    assert!(
+        stats.worker_dispatch_count[worker] >= 2,
+        "connect and the packet"
+    );
+    assert_eq!(stats.worker_response_count[worker], 1);
+    assert_eq!(
+        stats.worker_dispatch_count.iter().sum::<u64>(),
+        stats.dispatch_count
+    );
+    assert!(stats.idle_worker_num <= 2);
+    server.shutdown().unwrap();
+}

@@ -35,6 +35,7 @@ pub struct ServerBuilder {
     handle_signals: bool,
     heartbeat_check_interval: Option<Duration>,
     heartbeat_idle_time: Option<Duration>,
+    listener_idle_time: Vec<(usize, Duration)>,
     enable_delay_receive: bool,
 }
 
@@ -74,6 +75,7 @@ impl Default for ServerBuilder {
             handle_signals: true,
             heartbeat_check_interval: None,
             heartbeat_idle_time: None,
+            listener_idle_time: Vec::new(),
             enable_delay_receive: false,
         }
     }
@@ -248,6 +250,14 @@ impl ServerBuilder {
         self
     }
 
+    /// The heartbeat idle time of one listener (its index in the order listeners were added),
+    /// instead of the server-wide [`heartbeat_idle_time`](Self::heartbeat_idle_time). Range
+    /// 10 ms to 1 day.
+    pub fn listener_heartbeat_idle_time(mut self, listener: usize, idle: Duration) -> Self {
+        self.listener_idle_time.push((listener, idle));
+        self
+    }
+
     /// Accept connections and run `on_connect`, but read nothing from them until
     /// [`ServerHandle::confirm`](crate::ServerHandle::confirm) (or `close`). Default off.
     pub fn enable_delay_receive(mut self, on: bool) -> Self {
@@ -306,15 +316,33 @@ impl ServerBuilder {
             self.max_queued_bytes,
             limits::MAX_QUEUED_BYTES,
         )?;
-        let (heartbeat_check_interval, heartbeat_idle_time) =
-            match (self.heartbeat_check_interval, self.heartbeat_idle_time) {
-                (None, None) => (None, None),
-                (Some(every), None) => (Some(every), Some(every * 2)),
-                (None, Some(idle)) => (Some(idle / 2), Some(idle)),
-                (Some(every), Some(idle)) => (Some(every), Some(idle)),
+        // Swoole's rules: an interval alone means an idle time of twice it; an idle time alone
+        // (server-wide or per listener) means checks every half of the shortest.
+        let server_idle = self
+            .heartbeat_idle_time
+            .or(self.heartbeat_check_interval.map(|every| every * 2));
+        let mut heartbeat_idle_time = vec![server_idle; self.listeners.len()];
+        for &(listener, idle) in &self.listener_idle_time {
+            let Some(slot) = heartbeat_idle_time.get_mut(listener) else {
+                return Err(ConfigError::new(
+                    "listener_heartbeat_idle_time",
+                    format!(
+                        "there is no listener {listener} ({} added)",
+                        self.listeners.len()
+                    ),
+                ));
             };
-        if let (Some(every), Some(idle)) = (heartbeat_check_interval, heartbeat_idle_time) {
+            check("listener_heartbeat_idle_time", idle, limits::HEARTBEAT)?;
+            *slot = Some(idle);
+        }
+        let shortest = heartbeat_idle_time.iter().flatten().min().copied();
+        let heartbeat_check_interval = self
+            .heartbeat_check_interval
+            .or(shortest.map(|idle| idle / 2));
+        if let Some(idle) = self.heartbeat_idle_time {
             check("heartbeat_idle_time", idle, limits::HEARTBEAT)?;
+        }
+        if let Some(every) = heartbeat_check_interval {
             check("heartbeat_check_interval", every, limits::HEARTBEAT)?;
         }
         let cap = self.socket_buffer_size;

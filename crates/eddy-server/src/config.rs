@@ -35,8 +35,8 @@ pub(crate) struct Config {
     pub(crate) handle_signals: bool,
     /// How often the supervisor checks for idle connections, when the heartbeat is on.
     pub(crate) heartbeat_check_interval: Option<Duration>,
-    /// A connection that sent nothing for this long is closed (heartbeat on).
-    pub(crate) heartbeat_idle_time: Option<Duration>,
+    /// Per listener: a connection that sent nothing for this long is closed.
+    pub(crate) heartbeat_idle_time: Vec<Option<Duration>>,
     pub(crate) enable_delay_receive: bool,
 }
 

@@ -66,6 +66,10 @@ pub(crate) struct Conn {
     pub(crate) worker: AtomicUsize,
     /// When bytes last arrived, in milliseconds since the server's epoch (heartbeat).
     pub(crate) last_recv: AtomicU64,
+    /// When a send to it last succeeded (milliseconds since the epoch; 0: never).
+    pub(crate) last_send: AtomicU64,
+    /// When a worker last took one of its events (milliseconds since the epoch; 0: never).
+    pub(crate) last_dispatch: AtomicU64,
     /// Exempt from the heartbeat (`protect`).
     pub(crate) protected: AtomicBool,
     uid: Mutex<Option<Uid>>,
@@ -99,6 +103,8 @@ impl Conn {
             closing: AtomicBool::new(false),
             worker: AtomicUsize::new(0),
             last_recv: AtomicU64::new(now_ms),
+            last_send: AtomicU64::new(0),
+            last_dispatch: AtomicU64::new(0),
             protected: AtomicBool::new(false),
             uid: Mutex::new(None),
             uid_hash: AtomicU64::new(0),
@@ -132,7 +138,10 @@ impl Conn {
         let mut rest = data;
         if out.pending() == 0 && !out.corked {
             match sys::send(self.fd, data) {
-                Ok(n) if n == data.len() => return Ok(SendStatus::Sent),
+                Ok(n) if n == data.len() => {
+                    self.last_send.store(shared.now_ms(), Ordering::Relaxed);
+                    return Ok(SendStatus::Sent);
+                }
                 Ok(n) => rest = &data[n..],
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(_) => {
@@ -159,6 +168,7 @@ impl Conn {
             wake = true;
         }
         drop(out);
+        self.last_send.store(shared.now_ms(), Ordering::Relaxed);
         if wake {
             shared
                 .reactor(self.reactor)

@@ -46,19 +46,28 @@ impl ServerHandle {
         Ok(())
     }
 
-    /// The open, unprotected connections that sent nothing for `heartbeat_idle_time`, and,
-    /// with `close`, close them through the normal close path (Swoole's `heartbeat`). Empty
-    /// when no idle time is configured.
+    /// The open, unprotected connections that sent nothing for their listener's heartbeat
+    /// idle time, and, with `close`, close them through the normal close path (Swoole's
+    /// `heartbeat`). Empty when no idle time is configured.
     pub fn heartbeat(&self, close: bool) -> Vec<ConnId> {
-        let Some(idle) = self.shared.config.heartbeat_idle_time else {
+        let idle: Vec<Option<u64>> = self
+            .shared
+            .config
+            .heartbeat_idle_time
+            .iter()
+            .map(|idle| idle.map(|d| d.as_millis() as u64))
+            .collect();
+        if idle.iter().all(Option::is_none) {
             return Vec::new();
-        };
-        let idle = idle.as_millis() as u64;
+        }
         let now = self.shared.now_ms();
         let mut expired = Vec::new();
         let mut next = 0;
         while let Some((slot, conn)) = self.shared.table.next_from(next) {
             next = slot + 1;
+            let Some(idle) = idle.get(conn.listener).copied().flatten() else {
+                continue;
+            };
             let quiet = now.saturating_sub(conn.last_recv.load(Ordering::Relaxed));
             if quiet < idle || conn.protected.load(Ordering::Relaxed) || !conn.is_open() {
                 continue;

@@ -33,9 +33,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Milliseconds since `epoch`.
+    /// Milliseconds since `epoch`, from 1 (so 0 can mean "never").
     pub(crate) fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.epoch.elapsed().as_millis() as u64 + 1
     }
 
     pub(crate) fn reactor(&self, id: usize) -> &ReactorHandle {
@@ -97,6 +97,13 @@ pub struct ClientInfo {
     /// When bytes last arrived from the peer (the connect time if none yet).
     #[serde(serialize_with = "unix_seconds")]
     pub last_recv_time: SystemTime,
+    /// When a send to it last succeeded, if ever.
+    #[serde(serialize_with = "unix_seconds_opt")]
+    pub last_send_time: Option<SystemTime>,
+    /// When a worker last took one of its events, if ever (compare with the receive time to
+    /// see queueing delay).
+    #[serde(serialize_with = "unix_seconds_opt")]
+    pub last_dispatch_time: Option<SystemTime>,
     /// The user id bound with `bind`, if any.
     pub uid: Option<Uid>,
     /// Bytes of packets read but not yet handled by a worker (`recv_queued_bytes`).
@@ -120,6 +127,17 @@ pub(crate) fn unix_seconds<S: serde::Serializer>(
     serializer.serialize_f64(seconds)
 }
 
+/// An optional time as unix seconds, or null.
+pub(crate) fn unix_seconds_opt<S: serde::Serializer>(
+    time: &Option<SystemTime>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match time {
+        Some(time) => unix_seconds(time, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
 impl ClientInfo {
     pub(crate) fn of(conn: &Conn, shared: &Shared) -> Self {
         let (remote_ip, remote_port, socket_type) = match &conn.peer {
@@ -134,9 +152,11 @@ impl ClientInfo {
             Some(ListenAddr::Tcp(addr)) => addr.port(),
             _ => 0,
         };
-        let quiet = shared
-            .now_ms()
-            .saturating_sub(conn.last_recv.load(Ordering::Relaxed));
+        // Activity is kept as milliseconds since the server's epoch; turn it into wall time.
+        let now_ms = shared.now_ms();
+        let now = SystemTime::now();
+        let at = |ms: u64| now - std::time::Duration::from_millis(now_ms.saturating_sub(ms));
+        let ever = |ms: u64| (ms != 0).then(|| at(ms));
         ClientInfo {
             id: conn.id,
             listener: conn.listener,
@@ -148,7 +168,9 @@ impl ClientInfo {
             reactor_id: conn.reactor,
             worker_id: conn.worker.load(Ordering::Relaxed),
             connect_time: conn.connect_time,
-            last_recv_time: SystemTime::now() - std::time::Duration::from_millis(quiet),
+            last_recv_time: at(conn.last_recv.load(Ordering::Relaxed)),
+            last_send_time: ever(conn.last_send.load(Ordering::Relaxed)),
+            last_dispatch_time: ever(conn.last_dispatch.load(Ordering::Relaxed)),
             uid: conn.uid(),
             recv_queued_bytes: conn.inflight.load(Ordering::Relaxed)
                 & crate::conn::inflight::WEIGHT,

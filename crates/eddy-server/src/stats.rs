@@ -11,6 +11,8 @@ use crate::handle::Shared;
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub(crate) struct ReactorCounters {
+    /// Events dispatched to each worker.
+    pub(crate) per_worker: Box<[AtomicU64]>,
     pub(crate) dispatched: AtomicU64,
     pub(crate) received_bytes: AtomicU64,
     pub(crate) closed: AtomicU64,
@@ -52,7 +54,12 @@ pub(crate) struct Counters {
 impl Counters {
     pub(crate) fn new(reactors: usize, workers: usize) -> Self {
         Counters {
-            reactors: (0..reactors).map(|_| ReactorCounters::default()).collect(),
+            reactors: (0..reactors)
+                .map(|_| ReactorCounters {
+                    per_worker: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+                    ..ReactorCounters::default()
+                })
+                .collect(),
             workers: (0..workers).map(|_| WorkerCounters::default()).collect(),
             other: WorkerCounters::default(),
             accepted: AtomicU64::new(0),
@@ -96,12 +103,18 @@ pub struct Stats {
     pub total_send_bytes: u64,
     /// Worker threads.
     pub worker_num: usize,
+    /// Workers waiting for work right now.
+    pub idle_worker_num: usize,
     /// Reactor threads.
     pub reactor_num: usize,
     /// Events waiting in each worker's queue.
     pub worker_queue: Vec<usize>,
     /// Packets each worker has handled.
     pub worker_request_count: Vec<u64>,
+    /// Successful sends from each worker.
+    pub worker_response_count: Vec<u64>,
+    /// Events dispatched to each worker.
+    pub worker_dispatch_count: Vec<u64>,
 }
 
 impl Stats {
@@ -135,12 +148,31 @@ impl Stats {
             recv_buffer_bytes: sum(|r| &r.buffered),
             total_send_bytes: workers.map(|w| w.sent_bytes.load(Relaxed)).sum(),
             worker_num: shared.config.worker_num,
+            idle_worker_num: shared
+                .workers
+                .iter()
+                .filter(|w| !w.busy.load(Relaxed))
+                .count(),
             reactor_num: shared.config.reactor_num,
             worker_queue: shared.workers.iter().map(|w| w.queue_len()).collect(),
             worker_request_count: counters
                 .workers
                 .iter()
                 .map(|w| w.requests.load(Relaxed))
+                .collect(),
+            worker_response_count: counters
+                .workers
+                .iter()
+                .map(|w| w.responses.load(Relaxed))
+                .collect(),
+            worker_dispatch_count: (0..shared.config.worker_num)
+                .map(|w| {
+                    counters
+                        .reactors
+                        .iter()
+                        .map(|r| r.per_worker[w].load(Relaxed))
+                        .sum()
+                })
                 .collect(),
         }
     }

@@ -216,6 +216,8 @@ impl Worker {
         let conn = event.conn().clone();
         let id = conn.id;
         let weight = event.weight();
+        conn.last_dispatch
+            .store(server.shared.now_ms(), Ordering::Relaxed);
         match event {
             Event::Connect { gated, .. } => {
                 self.guard(

@@ -447,9 +447,9 @@ impl Reactor {
         lc.worker = Some(worker);
         conn.inflight.fetch_add(event.weight(), Ordering::AcqRel);
         let id = conn.id;
-        self.server.shared.stats.reactors[self.id]
-            .dispatched
-            .fetch_add(1, Ordering::Relaxed);
+        let counters = &self.server.shared.stats.reactors[self.id];
+        counters.dispatched.fetch_add(1, Ordering::Relaxed);
+        counters.per_worker[worker].fetch_add(1, Ordering::Relaxed);
         if self.push(worker, event) && self.conns[key].paused & pause::INBOX == 0 {
             self.conns[key].paused |= pause::INBOX;
             self.stalled[worker].push((key, id));
