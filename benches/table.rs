@@ -181,7 +181,7 @@ fn lookups(conns: usize, iterations: usize) {
                 .map(|t| {
                     let (handle, ids) = (handle.clone(), ids.clone());
                     std::thread::spawn(move || {
-                        let mut x = t * 7919;
+                        let mut x: usize = t * 7919;
                         for _ in 0..iterations {
                             x = x
                                 .wrapping_mul(6364136223846793005)
