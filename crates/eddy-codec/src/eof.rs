@@ -101,6 +101,11 @@ impl Codec for EofCodec {
         Ok(())
     }
 
+    /// A packet holds at least its delimiter.
+    fn min_packet(&self) -> usize {
+        self.delimiter.len().max(1)
+    }
+
     fn name(&self) -> &'static str {
         if self.split {
             "eof"

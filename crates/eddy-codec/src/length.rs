@@ -268,8 +268,9 @@ impl Codec for LengthCodec {
         Ok(())
     }
 
+    /// The shortest valid packet: the header, and the body offset if that is further.
     fn min_packet(&self) -> usize {
-        self.header_len()
+        self.header_len().max(self.body_offset)
     }
 
     fn name(&self) -> &'static str {

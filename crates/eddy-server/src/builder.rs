@@ -483,6 +483,12 @@ mod tests {
             err(base().codec(eddy_codec::EofCodec::new(Vec::new()))).setting,
             "package_eof"
         );
+        let eof = eddy_codec::EofCodec::new(b"<end>".to_vec());
+        assert_eq!(
+            err(base().codec(eof).package_max_length(4)).setting,
+            "package_max_length",
+            "shorter than the delimiter"
+        );
     }
 
     #[test]
