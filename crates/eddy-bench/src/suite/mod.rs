@@ -121,9 +121,12 @@ pub fn run_suite(program: &Path, opts: &SuiteOptions) -> SuiteReport {
             idle::idle_cpu_row(child, settings.idle_window, &idle_cpu_name, spec.name)
         }));
     }
-    for scenario in ["broadcast", "task_wait"] {
-        rows.push(Row::noted(scenario, "eddy", "n/a (not implemented yet)"));
-    }
+    rows.push(Row::noted(
+        "broadcast",
+        "eddy",
+        "see `cargo bench --bench table`",
+    ));
+    rows.push(Row::noted("task_wait", "eddy", "n/a (not implemented yet)"));
     rows::fill_ratios(&mut rows);
     SuiteReport {
         profile: opts.profile,
