@@ -66,7 +66,7 @@ pub(crate) struct Conn {
     pub(crate) worker: AtomicUsize,
     /// When bytes last arrived, in milliseconds since the server's epoch (heartbeat).
     pub(crate) last_recv: AtomicU64,
-    /// When a send to it last succeeded (milliseconds since the epoch; 0: never).
+    /// When a send to it was last made (milliseconds since the epoch; 0: never).
     pub(crate) last_send: AtomicU64,
     /// When a worker last took one of its events (milliseconds since the epoch; 0: never).
     pub(crate) last_dispatch: AtomicU64,
@@ -135,13 +135,12 @@ impl Conn {
         if out.state != OutState::Open {
             return Err(SendError::Closed);
         }
+        // Stamped before the bytes can reach the peer, so whoever sees the reply sees the time.
+        self.last_send.store(shared.now_ms(), Ordering::Relaxed);
         let mut rest = data;
         if out.pending() == 0 && !out.corked {
             match sys::send(self.fd, data) {
-                Ok(n) if n == data.len() => {
-                    self.last_send.store(shared.now_ms(), Ordering::Relaxed);
-                    return Ok(SendStatus::Sent);
-                }
+                Ok(n) if n == data.len() => return Ok(SendStatus::Sent),
                 Ok(n) => rest = &data[n..],
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(_) => {
@@ -168,7 +167,6 @@ impl Conn {
             wake = true;
         }
         drop(out);
-        self.last_send.store(shared.now_ms(), Ordering::Relaxed);
         if wake {
             shared
                 .reactor(self.reactor)

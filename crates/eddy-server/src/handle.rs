@@ -97,7 +97,7 @@ pub struct ClientInfo {
     /// When bytes last arrived from the peer (the connect time if none yet).
     #[serde(serialize_with = "unix_seconds")]
     pub last_recv_time: SystemTime,
-    /// When a send to it last succeeded, if ever.
+    /// When the server last sent to it (a send that got past the checks), if ever.
     #[serde(serialize_with = "unix_seconds_opt")]
     pub last_send_time: Option<SystemTime>,
     /// When a worker last took one of its events, if ever (compare with the receive time to
