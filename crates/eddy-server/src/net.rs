@@ -155,20 +155,24 @@ impl Listener {
     }
 
     /// Accept one connection as a non-blocking stream.
+    /// `accept4` with `SOCK_NONBLOCK | SOCK_CLOEXEC`: the socket arrives ready, one system
+    /// call fewer per connection than accept + set_nonblocking.
     pub(crate) fn accept(&self, nodelay: bool) -> io::Result<(Stream, PeerAddr)> {
+        let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
         match self {
             Listener::Tcp(l) => {
-                let (stream, peer) = l.accept()?;
-                stream.set_nonblocking(true)?;
+                let (socket, peer) = socket2::SockRef::from(l).accept4(flags)?;
                 if nodelay {
-                    stream.set_nodelay(true)?;
+                    socket.set_tcp_nodelay(true)?;
                 }
-                Ok((Stream::Tcp(stream), PeerAddr::Tcp(peer)))
+                let peer = peer
+                    .as_socket()
+                    .ok_or_else(|| io::Error::other("accepted a non-IP peer on a TCP listener"))?;
+                Ok((Stream::Tcp(socket.into()), PeerAddr::Tcp(peer)))
             }
             Listener::Unix(l, _) => {
-                let (stream, _) = l.accept()?;
-                stream.set_nonblocking(true)?;
-                Ok((Stream::Unix(stream), PeerAddr::Unix))
+                let (socket, _) = socket2::SockRef::from(l).accept4(flags)?;
+                Ok((Stream::Unix(socket.into()), PeerAddr::Unix))
             }
         }
     }
