@@ -72,7 +72,7 @@ pub(crate) struct Conn {
     pub(crate) last_dispatch: AtomicU64,
     /// Exempt from the heartbeat (`protect`).
     pub(crate) protected: AtomicBool,
-    uid: Mutex<Option<Uid>>,
+    uid: Mutex<UidSlot>,
     /// `Uid::dispatch_hash` of the bound uid, valid when `uid_bound` is set.
     pub(crate) uid_hash: AtomicU64,
     pub(crate) uid_bound: AtomicBool,
@@ -106,7 +106,7 @@ impl Conn {
             last_send: AtomicU64::new(0),
             last_dispatch: AtomicU64::new(0),
             protected: AtomicBool::new(false),
-            uid: Mutex::new(None),
+            uid: Mutex::new(UidSlot::default()),
             uid_hash: AtomicU64::new(0),
             uid_bound: AtomicBool::new(false),
             close_reason: OnceLock::new(),
@@ -229,6 +229,9 @@ impl Conn {
 
     /// Ask the owning reactor to close: after flushing (`reset == false`) or at once.
     /// `ServerClosed` flushes first; `ServerReset` and `HeartbeatTimeout` close at once.
+    ///
+    /// A graceful close can be escalated: `close_reset` (or the heartbeat) still closes a
+    /// connection whose flush never finishes because its peer stopped reading.
     pub(crate) fn close(
         self: &Arc<Self>,
         reason: CloseReason,
@@ -236,10 +239,14 @@ impl Conn {
     ) -> Result<(), SendError> {
         {
             let mut out = self.out.lock();
-            if out.state == OutState::Closed || out.state == OutState::Closing {
-                return Err(SendError::Closed);
+            let graceful = reason == CloseReason::ServerClosed;
+            match out.state {
+                OutState::Closed => return Err(SendError::Closed),
+                OutState::Closing if graceful => return Err(SendError::Closed),
+                _ => {}
             }
             out.state = OutState::Closing;
+            out.requested_close = Some(reason.clone());
         }
         self.closing.store(true, Ordering::Release);
         shared
@@ -250,10 +257,14 @@ impl Conn {
 
     /// Bind to `uid` (or unbind with `None`), keeping the uid index in step. The
     /// connection's uid lock is held across the index update, so concurrent binds of one
-    /// connection cannot leave the index pointing at a uid it no longer has.
-    pub(crate) fn bind(&self, uid: Option<Uid>, index: &UidIndex) {
-        let mut current = self.uid.lock();
-        if let Some(old) = current.take() {
+    /// connection cannot leave the index pointing at a uid it no longer has; once the
+    /// connection is released (closed), binding fails, so a late bind cannot leak an entry.
+    pub(crate) fn bind(&self, uid: Option<Uid>, index: &UidIndex) -> Result<(), SendError> {
+        let mut slot = self.uid.lock();
+        if slot.released {
+            return Err(SendError::Closed);
+        }
+        if let Some(old) = slot.uid.take() {
             index.remove(&old, self.id);
         }
         match &uid {
@@ -264,17 +275,41 @@ impl Conn {
             }
             None => self.uid_bound.store(false, Ordering::Release),
         }
-        *current = uid;
+        slot.uid = uid;
+        Ok(())
+    }
+
+    /// The connection is gone: leave the uid index for good.
+    pub(crate) fn release_uid(&self, index: &UidIndex) {
+        let mut slot = self.uid.lock();
+        slot.released = true;
+        if let Some(old) = slot.uid.take() {
+            index.remove(&old, self.id);
+        }
+        self.uid_bound.store(false, Ordering::Release);
     }
 
     pub(crate) fn uid(&self) -> Option<Uid> {
-        self.uid.lock().clone()
+        self.uid.lock().uid.clone()
+    }
+
+    /// Whether the reactor has closed the socket.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.out.lock().state == OutState::Closed
     }
 
     /// Whether the socket is still open for sends.
     pub(crate) fn is_open(&self) -> bool {
         self.out.lock().state == OutState::Open
     }
+}
+
+/// The uid a connection is bound to, and whether it may still bind one.
+#[derive(Debug, Default)]
+struct UidSlot {
+    uid: Option<Uid>,
+    /// Closed: the uid index no longer takes this connection.
+    released: bool,
 }
 
 /// The send side's state, as senders see it.
@@ -301,6 +336,8 @@ pub(crate) struct Output {
     pub(crate) flush_requested: bool,
     /// A worker holds writes back until it has answered a whole batch (see `Conn::cork`).
     corked: bool,
+    /// The close asked for, kept so a reactor that registers the connection later applies it.
+    pub(crate) requested_close: Option<CloseReason>,
 }
 
 /// A drained buffer larger than this is freed, so idle connections cost nothing.

@@ -98,8 +98,7 @@ impl<'a> Context<'a> {
     /// Bind a connection to a user id. See [`ServerHandle::bind`].
     pub fn bind(&self, conn: ConnId, uid: impl Into<Uid>) -> Result<(), SendError> {
         let conn = self.conn(conn).ok_or(SendError::NotFound)?;
-        conn.bind(Some(uid.into()), &self.server.shared.uids);
-        Ok(())
+        conn.bind(Some(uid.into()), &self.server.shared.uids)
     }
 
     /// Whether the connection is open. See [`ServerHandle::exists`].

@@ -69,7 +69,8 @@ impl ServerHandle {
                 continue;
             };
             let quiet = now.saturating_sub(conn.last_recv.load(Ordering::Relaxed));
-            if quiet < idle || conn.protected.load(Ordering::Relaxed) || !conn.is_open() {
+            // Closing connections count too: a flush its peer never reads is ended here.
+            if quiet < idle || conn.protected.load(Ordering::Relaxed) || conn.is_closed() {
                 continue;
             }
             if !close

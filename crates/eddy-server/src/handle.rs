@@ -257,8 +257,7 @@ impl ServerHandle {
     /// packet boundary where no event of the connection is in flight, so its events never run
     /// on two workers at once and never reorder.
     pub fn bind(&self, conn: ConnId, uid: impl Into<Uid>) -> Result<(), SendError> {
-        self.conn(conn)?.bind(Some(uid.into()), &self.shared.uids);
-        Ok(())
+        self.conn(conn)?.bind(Some(uid.into()), &self.shared.uids)
     }
 
     /// What is known of a connection, or `None` for an unknown or stale id.

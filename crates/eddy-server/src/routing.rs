@@ -94,8 +94,7 @@ impl ServerHandle {
     /// Bind no uid any more (see [`bind`](Self::bind)).
     pub fn unbind(&self, conn: ConnId) -> Result<(), SendError> {
         let conn = self.shared.table.get(conn).ok_or(SendError::NotFound)?;
-        conn.bind(None, &self.shared.uids);
-        Ok(())
+        conn.bind(None, &self.shared.uids)
     }
 
     /// The open connections bound to `uid` (several connections may share one).

@@ -116,7 +116,7 @@ pub struct ShutdownReport {
     pub abandoned_events: u64,
     /// Bytes of output not flushed, or of packets not handled, before the deadline.
     pub abandoned_bytes: u64,
-    /// Worker threads still busy at the deadline (left running, detached).
+    /// Threads running handlers that were still busy at the deadline (left running, detached).
     pub unfinished_workers: usize,
 }
 
@@ -258,11 +258,13 @@ impl Server {
             })?);
         }
         let mut reactors = Vec::new();
+        let (reports_tx, reports_rx) = unbounded::<(usize, ReactorReport)>();
         for (id, commands) in self.reactor_rx.drain(..).enumerate() {
             let worker = inline_workers.get_mut(id).and_then(Option::take);
             let mut reactor =
                 Reactor::new(id, shared.clone(), commands, self.worker_tx.clone(), worker);
             let (done_tx, started_tx) = (done_tx.clone(), started_tx.clone());
+            let reports_tx = reports_tx.clone();
             reactors.push(spawn(format!("eddy-reactor-{id}"), move || {
                 let is_worker = reactor.start_worker();
                 if is_worker {
@@ -272,10 +274,10 @@ impl Server {
                 if is_worker {
                     let _ = done_tx.send(id);
                 }
-                report
+                let _ = reports_tx.send((id, report));
             })?);
         }
-        drop((done_tx, started_tx));
+        drop((done_tx, started_tx, reports_tx));
         // Only reactors hold worker queue senders now: workers stop when every reactor has.
         self.worker_tx.clear();
         for _ in 0..shared.config.worker_num {
@@ -300,11 +302,23 @@ impl Server {
         for reactor in shared.reactors.iter() {
             reactor.command(Command::Shutdown(deadline));
         }
+        // Reactors stop by the deadline on their own, unless a handler running inline on one
+        // (`DispatchMode::Reactor`) blocks: wait until the deadline and a little more, then
+        // leave such a thread behind rather than hang.
         let mut report = ReactorReport::default();
-        for reactor in reactors {
-            let part = reactor.join().unwrap_or_default();
+        let reactor_grace = deadline.max(Instant::now()) + Duration::from_millis(100);
+        let mut reactors: Vec<Option<JoinHandle<()>>> = reactors.into_iter().map(Some).collect();
+        let mut reactors_left = reactors.len();
+        while reactors_left > 0 {
+            let Ok((id, part)) = reports_rx.recv_deadline(reactor_grace) else {
+                break;
+            };
             report.abandoned_events += part.abandoned_events;
             report.abandoned_bytes += part.abandoned_bytes;
+            if let Some(thread) = reactors[id].take() {
+                let _ = thread.join();
+            }
+            reactors_left -= 1;
         }
         // Workers finish what reactors handed them, then stop. Wait until the deadline (and
         // a little more, for the close events of connections closed at the deadline).
@@ -316,7 +330,12 @@ impl Server {
                 Err(_) => break,
             }
         }
-        let unfinished = finished.iter().filter(|done| !**done).count();
+        // In `DispatchMode::Reactor` a stuck reactor is also its worker: count it once.
+        let unfinished = finished
+            .iter()
+            .filter(|done| !**done)
+            .count()
+            .max(reactors_left);
         if !inline {
             for (worker, done) in workers.into_iter().zip(&finished) {
                 if *done {

@@ -312,7 +312,7 @@ impl Worker {
             |h, ctx| h.on_close(ctx, id, reason),
             server,
         );
-        conn.bind(None, &server.shared.uids);
+        conn.release_uid(&server.shared.uids);
         server.shared.table.remove(id);
     }
 

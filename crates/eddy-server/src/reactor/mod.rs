@@ -14,7 +14,7 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use eddy_codec::{Codec, Decoded};
+use eddy_codec::{Codec, Decoded, FrameError};
 use slab::Slab;
 
 use self::local::LocalConn;
@@ -52,6 +52,9 @@ pub(crate) struct ReactorReport {
     pub(crate) abandoned_events: u64,
     pub(crate) abandoned_bytes: u64,
 }
+
+/// The most unread input a graceful close reads and drops to avoid a reset.
+const DISCARD_LIMIT: usize = 256 * 1024;
 
 /// Scratch blocks are this big; reads land in them and packets are cut from them without a copy.
 const SCRATCH_BLOCK: usize = 256 * 1024;
@@ -196,14 +199,7 @@ impl Reactor {
                 let Some(key) = self.key_of(&conn) else {
                     return;
                 };
-                if reason == CloseReason::ServerClosed {
-                    let lc = &mut self.conns[key];
-                    lc.closing = Some(reason);
-                    lc.paused |= pause::CLOSING;
-                    self.check_output(key);
-                } else {
-                    self.finalize(key, reason);
-                }
+                self.apply_close(key, reason);
             }
             Command::Pause(conn, bits) => {
                 if let Some(key) = self.key_of(&conn) {
@@ -221,16 +217,36 @@ impl Reactor {
                 self.deadline = Some(deadline);
                 let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
                 for key in keys {
-                    let lc = &mut self.conns[key];
-                    lc.paused |= pause::CLOSING;
-                    lc.closing.get_or_insert(CloseReason::Shutdown);
-                    lc.conn
-                        .inflight
-                        .fetch_or(inflight::NOTIFY_IDLE, Ordering::AcqRel);
-                    self.check_output(key);
+                    self.close_after_drain(key, CloseReason::Shutdown);
                 }
             }
         }
+    }
+
+    /// A close the application asked for: `ServerClosed` flushes first, the others now.
+    fn apply_close(&mut self, key: usize, reason: CloseReason) {
+        if reason == CloseReason::ServerClosed {
+            self.close_after_drain(key, reason);
+        } else {
+            self.finalize(key, reason);
+        }
+    }
+
+    /// Stop reading and close once the output is flushed. For every reason but
+    /// `ServerClosed` (which drops what no worker has taken, as Swoole does), the events
+    /// already dispatched are handled first, so their replies go out too.
+    fn close_after_drain(&mut self, key: usize, reason: CloseReason) {
+        let Some(lc) = self.conns.get_mut(key) else {
+            return;
+        };
+        lc.paused |= pause::CLOSING;
+        let reason = lc.closing.get_or_insert(reason);
+        if *reason != CloseReason::ServerClosed {
+            lc.conn
+                .inflight
+                .fetch_or(inflight::NOTIFY_IDLE, Ordering::AcqRel);
+        }
+        self.check_output(key);
     }
 
     /// The slab key of a connection this reactor still holds.
@@ -265,7 +281,14 @@ impl Reactor {
         );
         if let Err(err) = added {
             tracing::error!(conn = conn.id.as_u64(), "cannot watch socket: {err}");
-            self.finalize(key, CloseReason::Error(err.kind()));
+            return self.finalize(key, CloseReason::Error(err.kind()));
+        }
+        // The connection was in the table before this reactor knew it: catch up with a close
+        // or output requested in between (their commands found no key and were dropped).
+        let requested = conn.out.lock().requested_close.clone();
+        match requested {
+            Some(reason) => self.apply_close(key, reason),
+            None => self.check_output(key),
         }
     }
 
@@ -273,12 +296,14 @@ impl Reactor {
         let Some(lc) = self.conns.get_mut(key) else {
             return;
         };
-        if lc.paused != 0 && !hangup {
+        if lc.paused != 0 {
+            if hangup {
+                // The peer is gone (reset, or both directions shut) while we were not
+                // reading: nothing more can be answered. Close now, or the level-triggered
+                // hang-up would wake this loop again and again.
+                self.finalize(key, CloseReason::PeerReset);
+            }
             return;
-        }
-        if lc.paused & pause::GATE != 0 {
-            // The peer vanished before `on_connect` returned; nothing it sent can be answered.
-            return self.finalize(key, CloseReason::PeerReset);
         }
         if self.server.shared.config.output_backpressure
             && lc.conn.high_crossed.load(Ordering::Acquire)
@@ -296,6 +321,10 @@ impl Reactor {
                 lc.paused |= pause::QUEUED;
                 return self.sync_interest(key);
             }
+            // The workers caught up in between: nobody needs telling.
+            lc.conn
+                .inflight
+                .fetch_and(!inflight::NOTIFY_IDLE, Ordering::AcqRel);
         }
         let fd = lc.conn.fd;
         let from_scratch = lc.rbuf.is_empty();
@@ -312,7 +341,9 @@ impl Reactor {
             sys::read_into(fd, &mut lc.rbuf, want)
         };
         match result {
-            Ok(0) => self.finalize(key, CloseReason::PeerClosed),
+            // The peer has sent everything: answer what it sent, flush, then close (a client
+            // that half-closes after its request still gets the whole reply).
+            Ok(0) => self.close_after_drain(key, CloseReason::PeerClosed),
             Ok(n) => {
                 lc.conn
                     .last_recv
@@ -357,6 +388,14 @@ impl Reactor {
         let mut failure = None;
         loop {
             match codec.decode(&buf[whole..], &mut lc.decode, max) {
+                // A codec's answer is checked, not trusted: a user codec cannot make the
+                // reactor loop forever, slice out of bounds or pass the packet limit.
+                Ok(Decoded::Packet(n)) if n == 0 || n > buf.len() - whole || n > max => {
+                    failure = Some(FrameError::Malformed(
+                        "the codec returned an impossible length",
+                    ));
+                    break;
+                }
                 Ok(Decoded::Packet(n)) => {
                     lens.push(n as u32);
                     whole += n;
@@ -390,20 +429,25 @@ impl Reactor {
         lens.clear();
         self.lens = lens;
         if let Some(err) = failure {
-            let conn = &self.conns[key].conn;
-            tracing::warn!(
-                conn = conn.id.as_u64(),
-                peer = %conn.peer,
-                "closing connection: {err}"
-            );
-            self.finalize(key, CloseReason::BadPacket(err));
+            if let Some(lc) = self.conns.get(key) {
+                let conn = &lc.conn;
+                tracing::warn!(
+                    conn = conn.id.as_u64(),
+                    peer = %conn.peer,
+                    "closing connection: {err}"
+                );
+            }
+            // The packets before the bad one are answered and flushed; nothing after it is read.
+            self.close_after_drain(key, CloseReason::BadPacket(err));
         }
     }
 
     /// Dispatch the packets of one read. In a stateful mode they all go to one worker as one
     /// event (one hand-over, answered with one write); otherwise each packet picks its worker.
     fn deliver_packets(&mut self, key: usize, packets: Bytes, lens: &[u32]) {
-        let conn = self.conns[key].conn.clone();
+        let Some(conn) = self.conns.get(key).map(|lc| lc.conn.clone()) else {
+            return;
+        };
         match lens {
             [] => {}
             [_] => self.deliver(key, Event::Receive(conn, packets)),
@@ -423,7 +467,11 @@ impl Reactor {
 
     /// Dispatch a counted event of connection `key` to the worker its mode picks.
     fn deliver(&mut self, key: usize, event: Event) {
-        let lc = &mut self.conns[key];
+        // The connection may have been closed a moment ago (a failed poller call): the event
+        // then has nobody to go to, and was never counted.
+        let Some(lc) = self.conns.get_mut(key) else {
+            return;
+        };
         let conn = &lc.conn;
         let weight = conn.inflight.load(Ordering::Acquire) & inflight::WEIGHT;
         let data = match &event {
@@ -450,10 +498,13 @@ impl Reactor {
         let counters = &self.server.shared.stats.reactors[self.id];
         counters.dispatched.fetch_add(1, Ordering::Relaxed);
         counters.per_worker[worker].fetch_add(1, Ordering::Relaxed);
-        if self.push(worker, event) && self.conns[key].paused & pause::INBOX == 0 {
-            self.conns[key].paused |= pause::INBOX;
-            self.stalled[worker].push((key, id));
-            self.sync_interest(key);
+        let backlogged = self.push(worker, event);
+        if let Some(lc) = self.conns.get_mut(key).filter(|_| backlogged) {
+            if lc.paused & pause::INBOX == 0 {
+                lc.paused |= pause::INBOX;
+                self.stalled[worker].push((key, id));
+                self.sync_interest(key);
+            }
         }
     }
 
@@ -563,13 +614,25 @@ impl Reactor {
     /// poller interest.
     fn check_output(&mut self, key: usize) {
         let config = &self.server.shared.config;
-        let lc = &mut self.conns[key];
+        let Some(lc) = self.conns.get_mut(key) else {
+            return;
+        };
         let conn = lc.conn.clone();
         let mut full = false;
         let mut drained = false;
+        let idle = conn.inflight.load(Ordering::Acquire) & inflight::WEIGHT == 0;
+        let mut done = false;
         let pending = {
-            let out = conn.out.lock();
+            let mut out = conn.out.lock();
             let pending = out.pending();
+            // Decide a pending close under the same lock senders take, so no send can be
+            // reported queued and then dropped.
+            if let Some(reason) = &lc.closing {
+                if pending == 0 && (*reason == CloseReason::ServerClosed || idle) {
+                    out.state = crate::conn::OutState::Closed;
+                    done = true;
+                }
+            }
             if !lc.full_reported && conn.high_crossed.load(Ordering::Acquire) {
                 lc.full_reported = true;
                 full = true;
@@ -588,17 +651,15 @@ impl Reactor {
         if drained {
             lc.paused &= !pause::WATERMARK;
         }
-        let idle = conn.inflight.load(Ordering::Acquire) & inflight::WEIGHT == 0;
+        if done {
+            let reason = lc.closing.clone().unwrap_or(CloseReason::ServerClosed);
+            return self.finalize(key, reason);
+        }
         if lc.paused & pause::QUEUED != 0 && idle {
             lc.paused &= !pause::QUEUED;
             if lc.closing.is_none() {
                 conn.inflight
                     .fetch_and(!inflight::NOTIFY_IDLE, Ordering::AcqRel);
-            }
-        }
-        if let Some(reason) = lc.closing.clone() {
-            if pending == 0 && (reason != CloseReason::Shutdown || idle) {
-                return self.finalize(key, reason);
             }
         }
         if full {
@@ -642,10 +703,17 @@ impl Reactor {
             out.state = crate::conn::OutState::Closed;
             out.discard()
         };
-        if reason == CloseReason::ServerReset {
-            sys::reset(conn.fd);
-        } else {
-            sys::shutdown(conn.fd);
+        match reason {
+            CloseReason::ServerReset => sys::reset(conn.fd),
+            CloseReason::PeerReset | CloseReason::Error(_) | CloseReason::HeartbeatTimeout => {
+                sys::shutdown(conn.fd)
+            }
+            _ => {
+                // Unread input at close makes the kernel send a reset, which can destroy the
+                // reply still in flight: read (and drop) what is there first.
+                sys::discard_input(conn.fd, DISCARD_LIMIT);
+                sys::shutdown(conn.fd);
+            }
         }
         self.server.shared.stats.reactors[self.id]
             .closed

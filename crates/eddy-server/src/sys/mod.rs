@@ -77,6 +77,20 @@ pub(crate) fn reset(fd: RawFd) {
     }
 }
 
+/// Read and drop up to `limit` bytes of unread input (stops at would-block or end of stream).
+pub(crate) fn discard_input(fd: RawFd, limit: usize) {
+    let mut buf = [0u8; 16 * 1024];
+    let mut total = 0;
+    while total < limit {
+        // SAFETY: reads into a local buffer of the given length.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n <= 0 {
+            break;
+        }
+        total += n as usize;
+    }
+}
+
 /// Send FIN and stop both directions; the descriptor stays open until its owner drops it.
 pub(crate) fn shutdown(fd: RawFd) {
     // SAFETY: shutdown on a descriptor we own; an error (already disconnected) is harmless.
