@@ -370,3 +370,123 @@ fn send_framed_uses_the_listeners_codec() {
     assert_eq!(read_n(&mut short, 8), b"\x07refused");
     server.shutdown().unwrap();
 }
+
+/// Answers each packet after some (simulated) work.
+struct SlowEcho;
+
+impl EventHandler for SlowEcho {
+    fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, packet: Bytes) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let _ = ctx.send(conn, &packet);
+    }
+}
+
+#[test]
+fn a_client_that_half_closes_still_gets_its_whole_reply() {
+    let (server, addr) = start(builder().codec(eddy::codec::EofCodec::line()), || SlowEcho);
+    let mut client = connect(addr);
+    write_all(&mut client, b"first\nsecond\n");
+    // End of stream right away: the server reads it before the (slow) replies are sent.
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let (data, reset) = read_to_close(&mut client);
+    assert!(!reset);
+    assert_eq!(data, b"first\nsecond\n");
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn packets_before_a_bad_one_are_still_answered() {
+    let (recorder, events) = Recorder::new(true);
+    let builder = builder()
+        .codec(eddy::codec::LengthCodec::new())
+        .package_max_length(100);
+    let (server, addr) = start(builder, move || recorder.clone());
+    let mut client = connect(addr);
+    let mut stream: Vec<u8> = (0..3u8).flat_map(|i| frame(&[i; 10])).collect();
+    let good = stream.len();
+    stream.extend(5000u32.to_be_bytes()); // over package_max_length
+    write_all(&mut client, &stream);
+    let (data, _) = read_to_close(&mut client);
+    assert_eq!(
+        data,
+        &stream[..good],
+        "every good packet answered, then closed"
+    );
+    let closed = next_where(&events, |s| matches!(s.kind, Kind::Close(_)));
+    assert!(matches!(
+        closed.kind,
+        Kind::Close(CloseReason::BadPacket(_))
+    ));
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn close_reset_ends_a_graceful_close_the_peer_never_reads() {
+    let (recorder, events) = Recorder::new(false);
+    let (server, addr) = start(builder().socket_buffer_size(64 << 20), move || {
+        recorder.clone()
+    });
+    let handle = server.handle().clone();
+    let mut client = connect(addr);
+    let id = conn_of(&server, &events, &client);
+    // More than the kernel holds: the rest waits in the output buffer, and the client does
+    // not read, so the flush (and the graceful close) cannot finish.
+    assert!(matches!(
+        handle.send(id, vec![3u8; 32 << 20]),
+        Ok(SendStatus::Queued { .. })
+    ));
+    handle.close(id).unwrap();
+    assert_eq!(handle.close(id), Err(SendError::Closed), "already closing");
+    handle.close_reset(id).unwrap();
+    let closed = next_where(&events, |s| matches!(s.kind, Kind::Close(_)));
+    assert_eq!(closed.kind, Kind::Close(CloseReason::ServerReset));
+    let (_, reset) = read_to_close(&mut client);
+    assert!(reset);
+    server.shutdown().unwrap();
+}
+
+/// Cuts every read into packets of zero bytes: an impossible answer.
+#[derive(Debug)]
+struct BrokenCodec;
+
+impl eddy::codec::Codec for BrokenCodec {
+    fn decode(
+        &self,
+        buf: &[u8],
+        _state: &mut eddy::codec::DecodeState,
+        _max: usize,
+    ) -> Result<eddy::codec::Decoded, eddy::codec::FrameError> {
+        Ok(if buf.is_empty() {
+            eddy::codec::Decoded::Incomplete { total: None }
+        } else {
+            eddy::codec::Decoded::Packet(0)
+        })
+    }
+
+    fn encode(&self, body: &[u8], out: &mut Vec<u8>) -> Result<(), eddy::codec::FrameError> {
+        out.extend_from_slice(body);
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "broken"
+    }
+}
+
+#[test]
+fn an_impossible_codec_answer_closes_the_connection_instead_of_looping() {
+    let (recorder, events) = Recorder::new(true);
+    let (server, addr) = start(builder().codec(BrokenCodec), move || recorder.clone());
+    let mut client = connect(addr);
+    write_all(&mut client, b"anything");
+    let (data, _) = read_to_close(&mut client);
+    assert!(data.is_empty());
+    let closed = next_where(&events, |s| matches!(s.kind, Kind::Close(_)));
+    assert!(matches!(
+        closed.kind,
+        Kind::Close(CloseReason::BadPacket(eddy::codec::FrameError::Malformed(
+            _
+        )))
+    ));
+    server.shutdown().unwrap();
+}

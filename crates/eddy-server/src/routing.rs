@@ -151,3 +151,29 @@ impl ServerHandle {
         self.shared.stats.other.count_responses(sends, sends * len);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+    use crate::{
+        conn::Conn,
+        net::{PeerAddr, Stream},
+    };
+
+    #[test]
+    fn a_released_connection_cannot_rejoin_the_uid_index() {
+        let index = UidIndex::default();
+        let (a, _b) = UnixStream::pair().unwrap();
+        let conn = Conn::new(ConnId::new(1, 1), Stream::Unix(a), 0, 0, PeerAddr::Unix, 1);
+        let uid = Uid::from("u");
+        conn.bind(Some(uid.clone()), &index).unwrap();
+        assert_eq!(index.get(&uid), vec![conn.id]);
+        conn.release_uid(&index);
+        assert!(index.get(&uid).is_empty());
+        // A bind racing with the close comes too late: refused, nothing leaks.
+        assert_eq!(conn.bind(Some(uid.clone()), &index), Err(SendError::Closed));
+        assert!(index.0.is_empty());
+    }
+}
