@@ -72,6 +72,11 @@ pub(crate) struct Conn {
     pub(crate) last_dispatch: AtomicU64,
     /// Exempt from the heartbeat (`protect`).
     pub(crate) protected: AtomicBool,
+    /// The application's latest `pause` (true) or `resume` (false), for a reactor that
+    /// registers the connection after the command was sent.
+    pub(crate) user_paused: AtomicBool,
+    /// `confirm` (or `resume`) was called: `enable_delay_receive` no longer holds it back.
+    pub(crate) confirmed: AtomicBool,
     uid: Mutex<UidSlot>,
     /// `Uid::dispatch_hash` of the bound uid, valid when `uid_bound` is set.
     pub(crate) uid_hash: AtomicU64,
@@ -106,6 +111,8 @@ impl Conn {
             last_send: AtomicU64::new(0),
             last_dispatch: AtomicU64::new(0),
             protected: AtomicBool::new(false),
+            user_paused: AtomicBool::new(false),
+            confirmed: AtomicBool::new(false),
             uid: Mutex::new(UidSlot::default()),
             uid_hash: AtomicU64::new(0),
             uid_bound: AtomicBool::new(false),

@@ -20,6 +20,7 @@ impl ServerHandle {
     /// handled and output still flows; nothing more is read until [`resume`](Self::resume).
     pub fn pause(&self, conn: ConnId) -> Result<(), SendError> {
         let conn = self.open_conn(conn)?;
+        conn.user_paused.store(true, Ordering::Release);
         let reactor = self.shared.reactor(conn.reactor);
         reactor.command(Command::Pause(conn, pause::USER));
         Ok(())
@@ -29,6 +30,8 @@ impl ServerHandle {
     /// after `enable_delay_receive` (Swoole's `resume`; [`confirm`](Self::confirm) is the same).
     pub fn resume(&self, conn: ConnId) -> Result<(), SendError> {
         let conn = self.open_conn(conn)?;
+        conn.user_paused.store(false, Ordering::Release);
+        conn.confirmed.store(true, Ordering::Release);
         let reactor = self.shared.reactor(conn.reactor);
         reactor.command(Command::Resume(conn, pause::USER | pause::DELAY));
         Ok(())

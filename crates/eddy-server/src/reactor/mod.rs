@@ -261,13 +261,18 @@ impl Reactor {
     fn register(&mut self, conn: Arc<Conn>) {
         // Stateless modes read nothing before `on_connect` returns, so no packet overtakes it.
         let gated = !self.dispatcher.is_stateful();
-        let delayed = self.server.shared.config.enable_delay_receive;
+        // A pause or confirm may have been asked for before this reactor knew the connection.
+        let delayed = self.server.shared.config.enable_delay_receive
+            && !conn.confirmed.load(Ordering::Acquire);
+        let user_paused = conn.user_paused.load(Ordering::Acquire);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         conn.key.store(key, Ordering::Relaxed);
         let lc = entry.insert(LocalConn::new(
             conn.clone(),
-            if gated { pause::GATE } else { 0 } | if delayed { pause::DELAY } else { 0 },
+            if gated { pause::GATE } else { 0 }
+                | if delayed { pause::DELAY } else { 0 }
+                | if user_paused { pause::USER } else { 0 },
         ));
         let (read, write) = lc.registered;
         // The socket stays open while registered: `finalize` deletes it from the poller.
