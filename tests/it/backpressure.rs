@@ -2,7 +2,7 @@
 
 use std::io::Read;
 
-use eddy::{codec::LengthCodec, Bytes, ConnId, Context, EventHandler};
+use eddy::{codec::LengthCodec, Bytes, ConnId, Context, EventHandler, SendStatus};
 
 use crate::util::*;
 
@@ -118,5 +118,96 @@ fn full_worker_queue_pauses_reading_and_loses_nothing() {
         c.join().unwrap();
     }
     assert_eq!(server.handle().stats().request_count, 4000);
+    server.shutdown().unwrap();
+}
+
+/// Blocks its worker on a packet `block` until released; reports watermark events.
+struct Blocker {
+    started: crossbeam_channel::Sender<()>,
+    release: crossbeam_channel::Receiver<()>,
+    marks: crossbeam_channel::Sender<(ConnId, &'static str)>,
+}
+
+impl EventHandler for Blocker {
+    fn on_receive(&mut self, _ctx: &mut Context<'_>, conn: ConnId, packet: Bytes) {
+        match &packet[..] {
+            b"block" => {
+                let _ = self.started.send(());
+                let _ = self.release.recv_timeout(WAIT);
+            }
+            b"end" => {
+                let _ = self.marks.send((conn, "end"));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_buffer_full(&mut self, _ctx: &mut Context<'_>, conn: ConnId) {
+        let _ = self.marks.send((conn, "full"));
+    }
+
+    fn on_buffer_drain(&mut self, _ctx: &mut Context<'_>, conn: ConnId) {
+        let _ = self.marks.send((conn, "drain"));
+    }
+}
+
+#[test]
+fn watermark_events_for_a_stalled_worker_are_coalesced_not_piled_up() {
+    let (started, started_rx) = crossbeam_channel::unbounded();
+    let (release_tx, release) = crossbeam_channel::unbounded();
+    let (marks, marks_rx) = crossbeam_channel::unbounded();
+    let builder = builder()
+        .worker_num(1)
+        .reactor_num(1)
+        .worker_queue_capacity(1)
+        .socket_buffer_size(64 * 1024)
+        .buffer_watermarks(32 * 1024, 8 * 1024);
+    let (server, addr) = start(builder, move || Blocker {
+        started: started.clone(),
+        release: release.clone(),
+        marks: marks.clone(),
+    });
+    let handle = server.handle().clone();
+    let mut blocker = connect(addr);
+    let mut target = connect(addr);
+    wait_until("both connections", || handle.connection_count() == 2);
+    let local = target.local_addr().unwrap();
+    let id = handle
+        .connections()
+        .find(|c| handle.client_info(*c).and_then(|i| i.peer()) == Some(local))
+        .unwrap();
+    // Stall the only worker, fill its queue (capacity 1), and back it up in the reactor.
+    write_all(&mut blocker, b"block");
+    started_rx.recv_timeout(WAIT).unwrap();
+    write_all(&mut blocker, b"x");
+    wait_until("the queue to fill", || handle.stats().worker_queue[0] == 1);
+    let dispatched = handle.stats().dispatch_count;
+    write_all(&mut blocker, b"y");
+    wait_until("an event to wait in the backlog", || {
+        handle.stats().dispatch_count == dispatched + 1
+    });
+    // Five full/drain crossings on the target while the worker cannot hear of them.
+    for _ in 0..5 {
+        let mut sent = 0;
+        loop {
+            let status = handle.send(id, vec![1u8; 16 * 1024]).unwrap();
+            sent += 16 * 1024;
+            if matches!(status, SendStatus::Queued { pending } if pending >= 32 * 1024) {
+                break;
+            }
+        }
+        let _ = read_n(&mut target, sent);
+        wait_until("the output to drain", || {
+            handle.client_info(id).unwrap().send_queued_bytes == 0
+        });
+    }
+    release_tx.send(()).unwrap();
+    // The worker now hears one full and one drain, in order: the state, not the history.
+    assert_eq!(marks_rx.recv_timeout(WAIT).unwrap(), (id, "full"));
+    assert_eq!(marks_rx.recv_timeout(WAIT).unwrap(), (id, "drain"));
+    // Anything else held would reach the (single, FIFO) worker before this packet does.
+    write_all(&mut blocker, b"end");
+    let (_, next) = marks_rx.recv_timeout(WAIT).unwrap();
+    assert_eq!(next, "end", "no pile of stale full/drain events");
     server.shutdown().unwrap();
 }

@@ -25,6 +25,36 @@ pub(crate) mod pause {
     pub(crate) const DELAY: u8 = 64;
 }
 
+/// Watermark events waiting for a backed-up worker, coalesced: a full and a drain that both
+/// happened while the worker was stalled cancel out, so what is held is bounded and the worker
+/// still sees full and drain alternate, ending in the connection's current state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Held {
+    #[default]
+    None,
+    Full,
+    Drain,
+    FullDrain,
+}
+
+impl Held {
+    pub(crate) fn then_full(self) -> Held {
+        match self {
+            Held::None | Held::Full => Held::Full,
+            // The worker last heard "full": a drain and a new full change nothing for it.
+            Held::Drain => Held::None,
+            Held::FullDrain => Held::Full,
+        }
+    }
+
+    pub(crate) fn then_drain(self) -> Held {
+        match self {
+            Held::None | Held::Drain => Held::Drain,
+            Held::Full | Held::FullDrain => Held::FullDrain,
+        }
+    }
+}
+
 /// A connection as its reactor sees it: the read side and poller bookkeeping.
 ///
 /// An idle connection owns no buffer: `rbuf` holds only a partial packet, and is freed as
@@ -47,8 +77,10 @@ pub(crate) struct LocalConn {
     pub(crate) registered: (bool, bool),
     /// Output is pending: watch for writability.
     pub(crate) want_write: bool,
-    /// `on_buffer_full` was delivered and its drain not yet.
+    /// The output buffer crossed the high watermark and has not drained since.
     pub(crate) full_reported: bool,
+    /// Watermark events not handed to the worker yet, because its queue is backed up.
+    pub(crate) held_events: Held,
     /// Close once the output is flushed (and, at shutdown, once no event is in flight).
     pub(crate) closing: Option<CloseReason>,
 }
@@ -66,6 +98,7 @@ impl LocalConn {
             registered: (paused == 0, false),
             want_write: false,
             full_reported: false,
+            held_events: Held::None,
             closing: None,
         }
     }

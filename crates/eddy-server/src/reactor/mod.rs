@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use eddy_codec::{Codec, Decoded, FrameError};
 use slab::Slab;
 
-use self::local::LocalConn;
+use self::local::{Held, LocalConn};
 use crate::{
     config::READ_CHUNK,
     conn::{inflight, Conn},
@@ -581,15 +581,18 @@ impl Reactor {
                 }
             }
             if self.backlog[worker].is_empty() && !self.stalled[worker].is_empty() {
-                let stalled = std::mem::take(&mut self.stalled[worker]);
+                let mut stalled = std::mem::take(&mut self.stalled[worker]);
                 for &(key, id) in &stalled {
                     if let Some(lc) = self.conns.get_mut(key).filter(|lc| lc.conn.id == id) {
                         lc.paused &= !pause::INBOX;
-                        self.sync_interest(key);
+                        // Resumes reading, and hands over watermark events held meanwhile.
+                        self.check_output(key);
                     }
                 }
+                // Keep the allocation, and whatever stalled again while we went through it.
+                stalled.clear();
+                stalled.append(&mut self.stalled[worker]);
                 self.stalled[worker] = stalled;
-                self.stalled[worker].clear();
             }
         }
     }
@@ -667,11 +670,32 @@ impl Reactor {
                     .fetch_and(!inflight::NOTIFY_IDLE, Ordering::AcqRel);
             }
         }
+        let was_held = lc.held_events != Held::None;
         if full {
-            self.deliver(key, Event::BufferFull(conn.clone()));
+            lc.held_events = lc.held_events.then_full();
         }
         if drained {
-            self.deliver(key, Event::BufferDrain(conn));
+            lc.held_events = lc.held_events.then_drain();
+        }
+        if lc.held_events != Held::None {
+            match lc.worker.filter(|&w| !self.backlog[w].is_empty()) {
+                // The worker is backed up: hold the events (bounded) and look again when its
+                // queue drains.
+                Some(worker) => {
+                    if !was_held {
+                        self.stalled[worker].push((key, conn.id));
+                    }
+                }
+                None => {
+                    let held = std::mem::take(&mut lc.held_events);
+                    if matches!(held, Held::Full | Held::FullDrain) {
+                        self.deliver(key, Event::BufferFull(conn.clone()));
+                    }
+                    if matches!(held, Held::Drain | Held::FullDrain) {
+                        self.deliver(key, Event::BufferDrain(conn));
+                    }
+                }
+            }
         }
         self.sync_interest(key);
     }
