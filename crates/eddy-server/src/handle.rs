@@ -229,6 +229,8 @@ impl ServerHandle {
 
     /// Close a connection once its queued output is flushed. Packets it sent that no worker
     /// has handled yet are dropped. `on_close` follows with [`CloseReason::ServerClosed`].
+    /// If the peer never reads, the flush cannot finish: [`close_reset`](Self::close_reset),
+    /// or the heartbeat, ends such a close.
     ///
     /// [`CloseReason::ServerClosed`]: crate::CloseReason::ServerClosed
     pub fn close(&self, conn: ConnId) -> Result<(), SendError> {

@@ -10,7 +10,9 @@ use crate::{ConnId, Context, ServerHandle};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CloseReason {
-    /// The peer closed its side (end of stream).
+    /// The peer closed its side (end of stream). What it sent before is still handled, and
+    /// the replies flushed, before the connection closes (a half-closing client gets its
+    /// answer).
     PeerClosed,
     /// The peer reset the connection, or the socket failed (`ECONNRESET`, `EPIPE`, …).
     PeerReset,
@@ -21,7 +23,8 @@ pub enum CloseReason {
     /// The server closed it with `close_reset`: queued output was dropped.
     ServerReset,
     /// The peer's bytes broke the listener's framing (malformed, or a packet over
-    /// `package_max_length`); the body of an oversized packet was never buffered.
+    /// `package_max_length`); the body of an oversized packet was never buffered. The packets
+    /// before the bad one are still handled and answered.
     BadPacket(FrameError),
     /// The server shut down.
     Shutdown,
