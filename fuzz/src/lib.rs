@@ -5,7 +5,7 @@
 //! the sizes the input chose, then encodes bodies taken from the input and checks that the
 //! same reads give back exactly the packets that were sent.
 
-use eddy_codec::{Codec, DecodeState, Decoded, FrameError};
+use eddy_codec::{Codec, FrameError, FrameReader, IMPOSSIBLE_LENGTH};
 
 /// The most bodies a target sends in one stream.
 pub const MAX_BODIES: usize = 64;
@@ -124,8 +124,7 @@ impl Reads {
 pub struct Reader<'c, C: Codec + ?Sized> {
     codec: &'c C,
     max: usize,
-    buf: Vec<u8>,
-    state: DecodeState,
+    frames: FrameReader,
     /// The packets cut so far.
     pub packets: Vec<Vec<u8>>,
     largest_read: usize,
@@ -137,8 +136,7 @@ impl<'c, C: Codec + ?Sized> Reader<'c, C> {
         Reader {
             codec,
             max,
-            buf: Vec::new(),
-            state: DecodeState::default(),
+            frames: FrameReader::new(max),
             packets: Vec::new(),
             largest_read: 0,
         }
@@ -147,37 +145,35 @@ impl<'c, C: Codec + ?Sized> Reader<'c, C> {
     /// One read: cut what can be cut.
     pub fn read(&mut self, bytes: &[u8]) -> Result<(), FrameError> {
         self.largest_read = self.largest_read.max(bytes.len());
-        self.buf.extend_from_slice(bytes);
-        let mut whole = 0;
+        self.frames.push(bytes);
         let result = loop {
-            let rest = &self.buf[whole..];
-            match self.codec.decode(rest, &mut self.state, self.max) {
-                Ok(Decoded::Packet(n)) => {
-                    assert!(n >= 1, "empty packet");
-                    assert!(n <= rest.len(), "packet of {n} past {} bytes", rest.len());
-                    assert!(n <= self.max, "packet of {n} over the max {}", self.max);
-                    self.packets.push(rest[..n].to_vec());
-                    whole += n;
-                }
-                Ok(Decoded::Incomplete { total }) => {
-                    if let Some(total) = total {
-                        assert!(
-                            total <= self.max,
-                            "pending {total} over the max {}",
-                            self.max
-                        );
-                        assert!(total > rest.len(), "pending {total} already buffered");
-                    }
-                    break Ok(());
+            match self.frames.next_packet(self.codec) {
+                Ok(Some(packet)) => self.packets.push(packet.to_vec()),
+                Ok(None) => break Ok(()),
+                Err(FrameError::Malformed(IMPOSSIBLE_LENGTH)) => {
+                    panic!("{:?}: {IMPOSSIBLE_LENGTH}", self.codec)
                 }
                 Err(err) => break Err(err),
             }
         };
-        self.buf.drain(..whole);
+        if let (Ok(()), Some(total)) = (&result, self.frames.pending_total()) {
+            assert!(
+                total <= self.max,
+                "{:?}: pending {total} over the max {}",
+                self.codec,
+                self.max
+            );
+            assert!(
+                total > self.frames.buffered(),
+                "{:?}: pending {total} already buffered",
+                self.codec
+            );
+        }
         assert!(
-            self.buf.len() <= self.max + self.largest_read,
-            "{} bytes buffered, max {}, largest read {}",
-            self.buf.len(),
+            self.frames.buffered() <= self.max + self.largest_read,
+            "{:?}: {} bytes buffered, max {}, largest read {}",
+            self.codec,
+            self.frames.buffered(),
             self.max,
             self.largest_read
         );
@@ -192,7 +188,7 @@ impl<'c, C: Codec + ?Sized> Reader<'c, C> {
                 return (self.packets, Err(err));
             }
         }
-        let end = if self.buf.is_empty() {
+        let end = if self.frames.buffered() == 0 {
             Ok(())
         } else {
             Err(FrameError::Malformed("bytes left over"))

@@ -30,6 +30,7 @@ mod error;
 mod length;
 mod length_fn;
 mod raw;
+mod reader;
 mod typed;
 
 use std::fmt::Debug;
@@ -39,6 +40,7 @@ pub use error::{CodecConfigError, FrameError};
 pub use length::{Endian, LengthCodec, LengthType, MAX_LENGTH_OFFSET};
 pub use length_fn::{LengthFnCodec, PacketLength};
 pub use raw::RawCodec;
+pub use reader::{FrameReader, IMPOSSIBLE_LENGTH};
 pub use typed::{MessageError, TypedCodec, MAX_MESSAGE_ALLOCATION};
 
 /// What a codec found at the front of a connection's buffered bytes.

@@ -4,8 +4,9 @@
 //! maximum.
 
 use eddy_codec::{
-    Codec, DecodeState, Decoded, Endian, EofCodec, FrameError, LengthCodec, LengthFnCodec,
-    LengthType, PacketLength, RawCodec, TypedCodec, MAX_DELIMITER_LEN,
+    Codec, DecodeState, Decoded, Endian, EofCodec, FrameError, FrameReader, LengthCodec,
+    LengthFnCodec, LengthType, PacketLength, RawCodec, TypedCodec, IMPOSSIBLE_LENGTH,
+    MAX_DELIMITER_LEN,
 };
 use proptest::{collection::vec, prelude::*, sample::Index};
 use serde::{Deserialize, Serialize};
@@ -16,8 +17,7 @@ use std::sync::Arc;
 struct Reader<'a> {
     codec: &'a dyn Codec,
     max: usize,
-    buf: Vec<u8>,
-    state: DecodeState,
+    frames: FrameReader,
     packets: Vec<Vec<u8>>,
     largest_read: usize,
 }
@@ -27,8 +27,7 @@ impl<'a> Reader<'a> {
         Reader {
             codec,
             max,
-            buf: Vec::new(),
-            state: DecodeState::default(),
+            frames: FrameReader::new(max),
             packets: Vec::new(),
             largest_read: 0,
         }
@@ -37,34 +36,35 @@ impl<'a> Reader<'a> {
     /// One read: cut what can be cut, checking what the codec promises on the way.
     fn read(&mut self, bytes: &[u8]) -> Result<(), FrameError> {
         self.largest_read = self.largest_read.max(bytes.len());
-        self.buf.extend_from_slice(bytes);
-        let mut whole = 0;
+        self.frames.push(bytes);
         let result = loop {
-            let rest = &self.buf[whole..];
-            match self.codec.decode(rest, &mut self.state, self.max) {
-                Ok(Decoded::Packet(n)) => {
-                    assert!(n >= 1, "{:?}: empty packet", self.codec);
-                    assert!(n <= rest.len(), "{:?}: packet past the buffer", self.codec);
-                    assert!(n <= self.max, "{:?}: {n} > max {}", self.codec, self.max);
-                    self.packets.push(rest[..n].to_vec());
-                    whole += n;
-                }
-                Ok(Decoded::Incomplete { total }) => {
-                    if let Some(total) = total {
-                        assert!(total <= self.max, "{:?}: pending {total}", self.codec);
-                        assert!(total > rest.len(), "{:?}: pending {total}", self.codec);
-                    }
-                    break Ok(());
+            match self.frames.next_packet(self.codec) {
+                Ok(Some(packet)) => self.packets.push(packet.to_vec()),
+                Ok(None) => break Ok(()),
+                Err(FrameError::Malformed(IMPOSSIBLE_LENGTH)) => {
+                    panic!("{:?}: {IMPOSSIBLE_LENGTH}", self.codec)
                 }
                 Err(err) => break Err(err),
             }
         };
-        self.buf.drain(..whole);
+        if let (Ok(()), Some(total)) = (&result, self.frames.pending_total()) {
+            assert!(
+                total <= self.max,
+                "{:?}: pending {total} over the max {}",
+                self.codec,
+                self.max
+            );
+            assert!(
+                total > self.frames.buffered(),
+                "{:?}: pending {total} already buffered",
+                self.codec
+            );
+        }
         assert!(
-            self.buf.len() <= self.max + self.largest_read,
+            self.frames.buffered() <= self.max + self.largest_read,
             "{:?}: {} bytes buffered, max {}, largest read {}",
             self.codec,
-            self.buf.len(),
+            self.frames.buffered(),
             self.max,
             self.largest_read
         );
@@ -84,7 +84,7 @@ impl<'a> Reader<'a> {
                 return (self.packets, Err(err));
             }
         }
-        let leftover = if self.buf.is_empty() {
+        let leftover = if self.frames.buffered() == 0 {
             Ok(())
         } else {
             Err(FrameError::Malformed("bytes left over"))

@@ -396,9 +396,7 @@ impl Reactor {
                 // A codec's answer is checked, not trusted: a user codec cannot make the
                 // reactor loop forever, slice out of bounds or pass the packet limit.
                 Ok(Decoded::Packet(n)) if n == 0 || n > buf.len() - whole || n > max => {
-                    failure = Some(FrameError::Malformed(
-                        "the codec returned an impossible length",
-                    ));
+                    failure = Some(FrameError::Malformed(eddy_codec::IMPOSSIBLE_LENGTH));
                     break;
                 }
                 Ok(Decoded::Packet(n)) => {
