@@ -10,4 +10,5 @@ mod echo_example;
 mod framing;
 mod lifecycle;
 mod table;
+mod tasks;
 mod util;

@@ -16,6 +16,7 @@ use std::{
 use crossbeam_channel::{Receiver, Sender};
 use eddy::{
     Bytes, CloseReason, ConnId, Context, EventHandler, ListenAddr, RunningServer, ServerBuilder,
+    TaskHandler,
 };
 
 /// How long any single wait in a test may take before it fails.
@@ -119,8 +120,8 @@ pub fn builder() -> ServerBuilder {
 }
 
 /// Build and start; returns the running server and its TCP address.
-pub fn start<H: EventHandler>(
-    builder: ServerBuilder,
+pub fn start<T: TaskHandler, H: EventHandler<T>>(
+    builder: ServerBuilder<T>,
     factory: impl Fn() -> H + Send + Sync + 'static,
 ) -> (RunningServer, SocketAddr) {
     let server = builder.build(factory).expect("build");

@@ -6,7 +6,8 @@ use eddy_codec::{Codec, RawCodec};
 
 use crate::{
     config::{limits, Config, ListenerConfig, READ_CHUNK},
-    BuildError, ConfigError, DispatchMode, EventHandler, ListenAddr, Server,
+    task::TaskFactory,
+    BuildError, ConfigError, DispatchMode, EventHandler, ListenAddr, NoTasks, Server, TaskHandler,
 };
 
 /// Configures a [`Server`]. Made by [`Server::builder`]; [`build`](Self::build) checks every
@@ -15,7 +16,13 @@ use crate::{
 /// Each setter documents its default and range. A value out of range, or settings that
 /// contradict each other, make `build` fail with a [`ConfigError`] naming the setting: never a
 /// panic, never a silent clamp.
-pub struct ServerBuilder {
+pub struct ServerBuilder<T: TaskHandler = NoTasks> {
+    s: Settings,
+    tasks: Option<TaskFactory<T>>,
+}
+
+/// The builder's settings, before they are checked.
+struct Settings {
     listeners: Vec<(String, Option<Arc<dyn Codec>>)>,
     codec: Arc<dyn Codec>,
     reactor_num: Option<usize>,
@@ -37,18 +44,23 @@ pub struct ServerBuilder {
     heartbeat_idle_time: Option<Duration>,
     listener_idle_time: Vec<(usize, Duration)>,
     enable_delay_receive: bool,
+    task_worker_num: Option<usize>,
+    task_queue_capacity: usize,
+    task_max_request: Option<usize>,
 }
 
-impl fmt::Debug for ServerBuilder {
+impl<T: TaskHandler> fmt::Debug for ServerBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.s;
         f.debug_struct("ServerBuilder")
             .field(
                 "listeners",
-                &self.listeners.iter().map(|l| &l.0).collect::<Vec<_>>(),
+                &s.listeners.iter().map(|l| &l.0).collect::<Vec<_>>(),
             )
-            .field("reactor_num", &self.reactor_num)
-            .field("worker_num", &self.worker_num)
-            .field("dispatch_mode", &self.dispatch_mode)
+            .field("reactor_num", &s.reactor_num)
+            .field("worker_num", &s.worker_num)
+            .field("dispatch_mode", &s.dispatch_mode)
+            .field("task_worker_num", &s.task_worker_num)
             .finish_non_exhaustive()
     }
 }
@@ -56,6 +68,15 @@ impl fmt::Debug for ServerBuilder {
 impl Default for ServerBuilder {
     fn default() -> Self {
         ServerBuilder {
+            s: Settings::default(),
+            tasks: None,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
             listeners: Vec::new(),
             codec: Arc::new(RawCodec),
             reactor_num: None,
@@ -77,6 +98,9 @@ impl Default for ServerBuilder {
             heartbeat_idle_time: None,
             listener_idle_time: Vec::new(),
             enable_delay_receive: false,
+            task_worker_num: None,
+            task_queue_capacity: 1024,
+            task_max_request: None,
         }
     }
 }
@@ -99,64 +123,64 @@ fn check<T: PartialOrd + fmt::Debug>(
     Ok(())
 }
 
-impl ServerBuilder {
+impl<T: TaskHandler> ServerBuilder<T> {
     /// Listen on an address: `"127.0.0.1:9501"`, `"[::1]:0"` (port 0 picks a free port;
     /// read it back with [`Server::local_addr`]) or `"unix:/path/to.sock"`. Call it once per
     /// listener; at least one is required. Uses the builder's [`codec`](Self::codec).
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
-        self.listeners.push((addr.into(), None));
+        self.s.listeners.push((addr.into(), None));
         self
     }
 
     /// Listen on an address with its own framing.
     pub fn listen_with(mut self, addr: impl Into<String>, codec: impl Codec) -> Self {
-        self.listeners.push((addr.into(), Some(Arc::new(codec))));
+        self.s.listeners.push((addr.into(), Some(Arc::new(codec))));
         self
     }
 
     /// Framing for listeners added without their own. Default: [`RawCodec`] (each read as it
     /// comes, as Swoole without a protocol).
     pub fn codec(mut self, codec: impl Codec) -> Self {
-        self.codec = Arc::new(codec);
+        self.s.codec = Arc::new(codec);
         self
     }
 
     /// Reactor threads (`reactor_num`), which own the sockets. Default: the number of cores.
     /// Range 1 to 64.
     pub fn reactor_num(mut self, n: usize) -> Self {
-        self.reactor_num = Some(n);
+        self.s.reactor_num = Some(n);
         self
     }
 
     /// Worker threads (`worker_num`), which run the handler. Default: the number of cores.
     /// Range 1 to 1024.
     pub fn worker_num(mut self, n: usize) -> Self {
-        self.worker_num = Some(n);
+        self.s.worker_num = Some(n);
         self
     }
 
     /// How events pick their worker (`dispatch_mode`). Default [`DispatchMode::Fd`].
     pub fn dispatch_mode(mut self, mode: DispatchMode) -> Self {
-        self.dispatch_mode = mode;
+        self.s.dispatch_mode = mode;
         self
     }
 
     /// The listen queue length (`backlog`). Default 1024, so a burst of connects does not
     /// overflow the accept queue. Range 1 to 65535 (the kernel may cap it at `somaxconn`).
     pub fn backlog(mut self, backlog: u32) -> Self {
-        self.backlog = backlog;
+        self.s.backlog = backlog;
         self
     }
 
     /// `TCP_NODELAY` on accepted TCP connections (`open_tcp_nodelay`). Default on.
     pub fn tcp_nodelay(mut self, on: bool) -> Self {
-        self.tcp_nodelay = on;
+        self.s.tcp_nodelay = on;
         self
     }
 
     /// `SO_REUSEPORT` on TCP listeners (`enable_reuse_port`). Default off.
     pub fn reuse_port(mut self, on: bool) -> Self {
-        self.reuse_port = on;
+        self.s.reuse_port = on;
         self
     }
 
@@ -165,7 +189,7 @@ impl ServerBuilder {
     /// 16,777,216. The process's open-file limit also applies: at that limit eddy pauses
     /// accepting briefly instead of spinning.
     pub fn max_conn(mut self, n: usize) -> Self {
-        self.max_conn = n;
+        self.s.max_conn = n;
         self
     }
 
@@ -173,7 +197,7 @@ impl ServerBuilder {
     /// connection, detected before its body is buffered. Default 2 MiB. Range: the codec's
     /// smallest packet to 1 GiB.
     pub fn package_max_length(mut self, bytes: usize) -> Self {
-        self.package_max_length = bytes;
+        self.s.package_max_length = bytes;
         self
     }
 
@@ -187,7 +211,7 @@ impl ServerBuilder {
     /// packet with as many bytes never sees `BufferFull`, however slowly its client reads. The
     /// low watermark is a quarter of the buffer (at most half the high watermark).
     pub fn socket_buffer_size(mut self, bytes: usize) -> Self {
-        self.socket_buffer_size = bytes;
+        self.s.socket_buffer_size = bytes;
         self
     }
 
@@ -196,14 +220,14 @@ impl ServerBuilder {
     /// `on_buffer_drain` fires. Each fires exactly once per crossing. Requires
     /// `low < high <= socket_buffer_size`.
     pub fn buffer_watermarks(mut self, high: usize, low: usize) -> Self {
-        self.watermarks = Some((high, low));
+        self.s.watermarks = Some((high, low));
         self
     }
 
     /// Stop reading from a connection while its output buffer is above the high watermark, so
     /// a client that writes but never reads cannot grow server memory. Default on.
     pub fn output_backpressure(mut self, on: bool) -> Self {
-        self.output_backpressure = on;
+        self.s.output_backpressure = on;
         self
     }
 
@@ -212,28 +236,28 @@ impl ServerBuilder {
     /// workers have caught up. Bounds the memory and the replies a fast writer can cause.
     /// Default 1 MiB. Range 1 byte to 1 GiB.
     pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
-        self.max_queued_bytes = bytes;
+        self.s.max_queued_bytes = bytes;
         self
     }
 
     /// Events each worker's queue holds. When a queue is full, reactors stop reading the
     /// connections feeding it until it drains. Default 1024. Range 1 to 1,048,576.
     pub fn worker_queue_capacity(mut self, n: usize) -> Self {
-        self.worker_queue_capacity = n;
+        self.s.worker_queue_capacity = n;
         self
     }
 
     /// How long a graceful shutdown may take (`max_wait_time`) before what is left is
     /// abandoned (and reported). Default 3 s. Range 1 ms to 1 h.
     pub fn max_wait_time(mut self, wait: Duration) -> Self {
-        self.max_wait_time = wait;
+        self.s.max_wait_time = wait;
         self
     }
 
     /// How often to look for idle connections (`heartbeat_check_interval`). Off by default.
     /// Set alone, the idle time is twice the interval. Range 10 ms to 1 day.
     pub fn heartbeat_check_interval(mut self, every: Duration) -> Self {
-        self.heartbeat_check_interval = Some(every);
+        self.s.heartbeat_check_interval = Some(every);
         self
     }
 
@@ -246,7 +270,7 @@ impl ServerBuilder {
     /// [`CloseReason::HeartbeatTimeout`]: crate::CloseReason::HeartbeatTimeout
     /// [`ServerHandle::protect`]: crate::ServerHandle::protect
     pub fn heartbeat_idle_time(mut self, idle: Duration) -> Self {
-        self.heartbeat_idle_time = Some(idle);
+        self.s.heartbeat_idle_time = Some(idle);
         self
     }
 
@@ -254,14 +278,14 @@ impl ServerBuilder {
     /// instead of the server-wide [`heartbeat_idle_time`](Self::heartbeat_idle_time). Range
     /// 10 ms to 1 day.
     pub fn listener_heartbeat_idle_time(mut self, listener: usize, idle: Duration) -> Self {
-        self.listener_idle_time.push((listener, idle));
+        self.s.listener_idle_time.push((listener, idle));
         self
     }
 
     /// Accept connections and run `on_connect`, but read nothing from them until
     /// [`ServerHandle::confirm`](crate::ServerHandle::confirm) (or `close`). Default off.
     pub fn enable_delay_receive(mut self, on: bool) -> Self {
-        self.enable_delay_receive = on;
+        self.s.enable_delay_receive = on;
         self
     }
 
@@ -269,11 +293,64 @@ impl ServerBuilder {
     /// runs several servers or handles signals itself (then call
     /// [`ServerHandle::shutdown`](crate::ServerHandle::shutdown)).
     pub fn handle_signals(mut self, on: bool) -> Self {
-        self.handle_signals = on;
+        self.s.handle_signals = on;
         self
     }
 
-    fn config(self) -> Result<Config, ConfigError> {
+    /// Task workers (`task_worker_num`): threads that run the task handler. Default: the
+    /// number of cores once a [`task_handler`](Self::task_handler) is set. Range 1 to 256;
+    /// setting it without a task handler is refused (Swoole's "require onTask").
+    pub fn task_worker_num(mut self, n: usize) -> Self {
+        self.s.task_worker_num = Some(n);
+        self
+    }
+
+    /// Tasks each task worker's queue holds (`task_queue_capacity`); a task that finds its
+    /// queue full is refused at once with [`TaskError::QueueFull`](crate::TaskError). Default
+    /// 1024. Range 1 to 1,048,576.
+    pub fn task_queue_capacity(mut self, n: usize) -> Self {
+        self.s.task_queue_capacity = n;
+        self
+    }
+
+    /// Rebuild a task worker's handler from the factory after this many tasks
+    /// (`task_max_request`), plus a random grace of up to half as many (when over 10) so task
+    /// workers do not all rebuild at once. Queued tasks wait and are not lost. Off by
+    /// default. Range 1 to 2^32.
+    pub fn task_max_request(mut self, n: usize) -> Self {
+        self.s.task_max_request = Some(n);
+        self
+    }
+
+    /// The task handler (Swoole's `onTask`): `factory` makes one per task worker. This types
+    /// the tasks of the server: its event handler implements `EventHandler<U>`, and
+    /// [`Context::task`](crate::Context::task) takes `U::Task`.
+    pub fn task_handler<U, F>(self, factory: F) -> ServerBuilder<U>
+    where
+        U: TaskHandler,
+        F: Fn() -> U + Send + Sync + 'static,
+    {
+        ServerBuilder {
+            s: self.s,
+            tasks: Some(Arc::new(factory)),
+        }
+    }
+
+    /// Check every setting, bind the listeners and return the server, ready to
+    /// [`run`](Server::run). `factory` makes one handler per worker thread (and one for
+    /// `on_start`/`on_shutdown`).
+    pub fn build<H, F>(self, factory: F) -> Result<Server, BuildError>
+    where
+        H: EventHandler<T>,
+        F: Fn() -> H + Send + Sync + 'static,
+    {
+        let config = self.s.config(self.tasks.is_some())?;
+        Server::new(config, Arc::new(factory), self.tasks)
+    }
+}
+
+impl Settings {
+    fn config(self, has_task_handler: bool) -> Result<Config, ConfigError> {
         if self.listeners.is_empty() {
             return Err(ConfigError::new(
                 "listen",
@@ -366,6 +443,28 @@ impl ServerBuilder {
                 format!("{low} must be below buffer_high_watermark ({high})"),
             ));
         }
+        let task_worker_num = match (self.task_worker_num, has_task_handler) {
+            (Some(_), false) => {
+                return Err(ConfigError::new(
+                    "task_worker_num",
+                    "task workers need a task handler: add one with .task_handler(|| …)",
+                ))
+            }
+            (Some(n), true) => n,
+            (None, true) => cores(),
+            (None, false) => 0,
+        };
+        if has_task_handler {
+            check("task_worker_num", task_worker_num, limits::TASK_WORKER_NUM)?;
+        }
+        check(
+            "task_queue_capacity",
+            self.task_queue_capacity,
+            limits::TASK_QUEUE_CAPACITY,
+        )?;
+        if let Some(n) = self.task_max_request {
+            check("task_max_request", n, limits::MAX_REQUEST)?;
+        }
         let mut listeners = Vec::with_capacity(self.listeners.len());
         for (addr, codec) in self.listeners {
             let addr: ListenAddr = addr
@@ -403,19 +502,10 @@ impl ServerBuilder {
             heartbeat_check_interval,
             heartbeat_idle_time,
             enable_delay_receive: self.enable_delay_receive,
+            task_worker_num,
+            task_queue_capacity: self.task_queue_capacity,
+            task_max_request: self.task_max_request,
         })
-    }
-
-    /// Check every setting, bind the listeners and return the server, ready to
-    /// [`run`](Server::run). `factory` makes one handler per worker thread (and one for
-    /// `on_start`/`on_shutdown`).
-    pub fn build<H, F>(self, factory: F) -> Result<Server, BuildError>
-    where
-        H: EventHandler,
-        F: Fn() -> H + Send + Sync + 'static,
-    {
-        let config = self.config()?;
-        Server::new(config, Arc::new(factory))
     }
 }
 
@@ -423,8 +513,8 @@ impl ServerBuilder {
 mod tests {
     use super::*;
 
-    fn err(builder: ServerBuilder) -> ConfigError {
-        builder.config().unwrap_err()
+    fn err<T: TaskHandler>(builder: ServerBuilder<T>) -> ConfigError {
+        builder.s.config(builder.tasks.is_some()).unwrap_err()
     }
 
     fn base() -> ServerBuilder {
@@ -433,7 +523,7 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        let config = base().config().unwrap();
+        let config = base().s.config(false).unwrap();
         assert_eq!(config.backlog, 1024);
         assert_eq!(config.package_max_length, 2 << 20);
         assert_eq!(config.socket_buffer_size, 8 << 20);
@@ -496,7 +586,8 @@ mod tests {
         let config = base()
             .dispatch_mode(DispatchMode::Reactor)
             .worker_num(3)
-            .config()
+            .s
+            .config(false)
             .unwrap();
         assert_eq!((config.reactor_num, config.worker_num), (3, 3));
         let mode = DispatchMode::Reactor;

@@ -38,6 +38,10 @@ pub(crate) struct Config {
     /// Per listener: a connection that sent nothing for this long is closed.
     pub(crate) heartbeat_idle_time: Vec<Option<Duration>>,
     pub(crate) enable_delay_receive: bool,
+    /// Task worker threads (0: no task handler).
+    pub(crate) task_worker_num: usize,
+    pub(crate) task_queue_capacity: usize,
+    pub(crate) task_max_request: Option<usize>,
 }
 
 /// The most bytes a reactor reads from one socket per readiness event.
@@ -55,6 +59,9 @@ pub(crate) mod limits {
     pub(crate) const SOCKET_BUFFER_SIZE: (usize, usize) = (1024, 1 << 30);
     pub(crate) const MAX_QUEUED_BYTES: (usize, usize) = (1, 1 << 30);
     pub(crate) const WORKER_QUEUE_CAPACITY: (usize, usize) = (1, 1 << 20);
+    pub(crate) const TASK_WORKER_NUM: (usize, usize) = (1, 256);
+    pub(crate) const TASK_QUEUE_CAPACITY: (usize, usize) = (1, 1 << 20);
+    pub(crate) const MAX_REQUEST: (usize, usize) = (1, 1 << 32);
     pub(crate) const HEARTBEAT: (Duration, Duration) =
         (Duration::from_millis(10), Duration::from_secs(86_400));
     pub(crate) const MAX_WAIT_TIME: (Duration, Duration) =

@@ -1,33 +1,151 @@
 //! What a callback can do: send, close, bind, look up, reach the server.
 
-use std::sync::Arc;
+use std::{fmt, sync::Arc, time::Duration};
 
 use crate::{
-    conn::Conn, ClientInfo, CloseReason, ConnId, SendError, SendStatus, ServerHandle, Uid,
+    conn::Conn,
+    task::{
+        client::{wait_all, wait_one},
+        pool::{Callback, Reply},
+        TaskPool,
+    },
+    ClientInfo, CloseReason, ConnId, NoTasks, SendError, SendStatus, ServerHandle, TaskError,
+    TaskHandler, TaskId, TaskSource, Uid,
 };
 
 /// The context handed to every worker callback.
 ///
 /// It sends to and closes connections (the one the event is about, with no table lookup, or
-/// any other by id), and reaches the whole server through [`Context::server`].
-#[derive(Debug)]
-pub struct Context<'a> {
+/// any other by id), sends tasks to the task workers (typed by the server's [`TaskHandler`]
+/// `T`), and reaches the whole server through [`Context::server`].
+pub struct Context<'a, T: TaskHandler = NoTasks> {
     server: &'a ServerHandle,
     worker_id: usize,
     current: Option<&'a Arc<Conn>>,
+    tasks: Option<&'a TaskPool<T>>,
 }
 
-impl<'a> Context<'a> {
+impl<T: TaskHandler> fmt::Debug for Context<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("worker_id", &self.worker_id)
+            .field("conn", &self.current.map(|c| c.id))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, T: TaskHandler> Context<'a, T> {
     pub(crate) fn new(
         server: &'a ServerHandle,
         worker_id: usize,
         current: Option<&'a Arc<Conn>>,
+        tasks: Option<&'a TaskPool<T>>,
     ) -> Self {
         Context {
             server,
             worker_id,
             current,
+            tasks,
         }
+    }
+
+    fn pool(&self) -> Result<&'a TaskPool<T>, TaskError> {
+        self.tasks.ok_or(TaskError::NoTaskWorkers)
+    }
+
+    fn submit(
+        &self,
+        target: Option<usize>,
+        payload: T::Task,
+        callback: Option<Callback<T>>,
+    ) -> Result<TaskId, TaskError> {
+        let reply = Reply::Worker {
+            worker: self.worker_id,
+            callback,
+        };
+        let src = TaskSource::Worker(self.worker_id);
+        let pool = self.pool()?;
+        let id = pool.submit(target, src, payload, reply)?;
+        pool.outstanding[self.worker_id].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(id)
+    }
+
+    /// Queue a task (Swoole's `task`): returns its id at once, or why it was not queued
+    /// ([`TaskError::QueueFull`], [`TaskError::ShuttingDown`], …). An idle task worker is
+    /// preferred, then the shortest queue. Its results arrive in
+    /// [`on_finish`](crate::EventHandler::on_finish) on this worker, one per result sent,
+    /// and a panic in it as an `Err` there.
+    pub fn task(&self, payload: T::Task) -> Result<TaskId, TaskError> {
+        self.submit(None, payload, None)
+    }
+
+    /// Queue a task on task worker `task_worker` (`dst_worker_id`); its queue is FIFO.
+    pub fn task_to(&self, task_worker: usize, payload: T::Task) -> Result<TaskId, TaskError> {
+        self.submit(Some(task_worker), payload, None)
+    }
+
+    /// Queue a task whose first result goes to `callback`, run on this worker, instead of
+    /// `on_finish` (Swoole's `task($data, -1, $callback)`). The callback always runs once:
+    /// with the result, or with the error that ended the task without one
+    /// ([`TaskError::NoResult`], [`TaskError::Panicked`], [`TaskError::Abandoned`]).
+    /// Further results of the task go to `on_finish`.
+    pub fn task_then(
+        &self,
+        payload: T::Task,
+        callback: impl FnOnce(&mut Context<'_, T>, TaskId, Result<T::Output, TaskError>)
+            + Send
+            + 'static,
+    ) -> Result<TaskId, TaskError> {
+        self.submit(None, payload, Some(Box::new(callback)))
+    }
+
+    /// Run a task and block this worker until its result or `timeout` (Swoole's `taskwait`),
+    /// measured on a monotonic clock from the call.
+    ///
+    /// The result is this task's own: a late result of an earlier wait that timed out is
+    /// dropped and counted (`task_late`), never returned here. A task that panics gives
+    /// [`TaskError::Panicked`] with its message; one that ends without a result gives
+    /// [`TaskError::NoResult`] at once rather than at the deadline.
+    pub fn task_wait(&self, payload: T::Task, timeout: Duration) -> Result<T::Output, TaskError> {
+        wait_one(
+            self.pool()?,
+            TaskSource::Worker(self.worker_id),
+            payload,
+            timeout,
+        )
+    }
+
+    /// Run tasks at once and block until every result is in or `timeout` passes (Swoole's
+    /// `taskWaitMulti`). One entry per payload, in the payloads' order: its result, or its
+    /// own error (`Timeout`, `Panicked`, `QueueFull`, …). At most [`MAX_MULTI`] payloads
+    /// (otherwise [`TaskError::TooMany`] and nothing is queued).
+    ///
+    /// Unlike Swoole, a task that timed out keeps its place (as `Err(Timeout)`) instead of
+    /// being left out, so results never shift position.
+    ///
+    /// [`MAX_MULTI`]: crate::MAX_MULTI
+    pub fn task_wait_multi(
+        &self,
+        payloads: impl IntoIterator<Item = T::Task>,
+        timeout: Duration,
+    ) -> Result<Vec<Result<T::Output, TaskError>>, TaskError> {
+        wait_all(
+            self.pool()?,
+            TaskSource::Worker(self.worker_id),
+            payloads,
+            timeout,
+        )
+    }
+
+    /// The same as [`task_wait_multi`](Self::task_wait_multi), under Swoole's coroutine name
+    /// (`taskCo`). eddy's workers are threads, not coroutines, so both block the calling
+    /// worker and behave identically; both names exist so Swoole code maps one to one.
+    pub fn task_co(
+        &self,
+        payloads: impl IntoIterator<Item = T::Task>,
+        timeout: Duration,
+    ) -> Result<Vec<Result<T::Output, TaskError>>, TaskError> {
+        self.task_wait_multi(payloads, timeout)
     }
 
     fn conn(&self, conn: ConnId) -> Option<Arc<Conn>> {

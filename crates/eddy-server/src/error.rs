@@ -138,3 +138,97 @@ impl From<ConfigError> for BuildError {
         BuildError::Config(err)
     }
 }
+
+/// Why a task could not be queued, or what became of it instead of a result.
+///
+/// Every task ends in exactly one of these ways for whoever waits on it: its result, or one
+/// of these errors. Nothing is dropped without a trace: results nobody waits for any more are
+/// counted in [`Stats::task_late`](crate::Stats::task_late).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The server has no task workers (`task_worker_num` is 0: no task handler was given).
+    NoTaskWorkers,
+    /// [`ServerHandle::tasks`](crate::ServerHandle::tasks) was asked for a task handler type
+    /// that is not the server's.
+    WrongTaskType {
+        /// The server's task handler type.
+        expected: &'static str,
+    },
+    /// A task worker id past `task_worker_num`.
+    NoSuchTaskWorker {
+        /// The id asked for.
+        id: usize,
+        /// How many task workers there are.
+        task_worker_num: usize,
+    },
+    /// The chosen task worker's queue holds `task_queue_capacity` tasks already.
+    QueueFull {
+        /// The queue's capacity (`task_queue_capacity`).
+        capacity: usize,
+    },
+    /// The server is shutting down and takes no new task.
+    ShuttingDown,
+    /// A task worker tried to send a task (a task worker would wait on itself).
+    InTaskWorker,
+    /// `task_wait_multi` / `task_co` with more payloads than they take at once.
+    TooMany {
+        /// Payloads given.
+        len: usize,
+        /// The most taken at once ([`MAX_MULTI`](crate::MAX_MULTI)).
+        max: usize,
+    },
+    /// The deadline passed before the task's result arrived. The task may still run: its
+    /// late result is dropped and counted, never handed to a later wait.
+    Timeout,
+    /// The task panicked; the message is the panic's.
+    Panicked(String),
+    /// The task ended without a result (`on_task` returned `None` and never called
+    /// `finish`).
+    NoResult,
+    /// `finish` on a task nobody waits for: it was sent one-way (from a thread that is not a
+    /// worker, with no waiting).
+    NoReceiver,
+    /// `finish` outside `on_task`.
+    NotInTask,
+    /// `finish` after the waiter gave up (timed out) or already had its result; the result
+    /// was dropped and counted in `task_late`.
+    Expired,
+    /// The shutdown deadline passed before a task worker could run the task.
+    Abandoned,
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::NoTaskWorkers => f.write_str("the server has no task workers"),
+            TaskError::WrongTaskType { expected } => {
+                write!(f, "the server's task handler is {expected}")
+            }
+            TaskError::NoSuchTaskWorker {
+                id,
+                task_worker_num,
+            } => write!(
+                f,
+                "no task worker {id} (task_worker_num is {task_worker_num})"
+            ),
+            TaskError::QueueFull { capacity } => {
+                write!(f, "task queue full (task_queue_capacity is {capacity})")
+            }
+            TaskError::ShuttingDown => f.write_str("the server is shutting down"),
+            TaskError::InTaskWorker => f.write_str("a task worker cannot send tasks"),
+            TaskError::TooMany { len, max } => {
+                write!(f, "{len} tasks at once: at most {max} are taken")
+            }
+            TaskError::Timeout => f.write_str("timed out"),
+            TaskError::Panicked(message) => write!(f, "task panicked: {message}"),
+            TaskError::NoResult => f.write_str("the task ended without a result"),
+            TaskError::NoReceiver => f.write_str("nobody waits for this task's result"),
+            TaskError::NotInTask => f.write_str("finish called outside on_task"),
+            TaskError::Expired => f.write_str("the waiter has stopped waiting"),
+            TaskError::Abandoned => f.write_str("abandoned at the shutdown deadline"),
+        }
+    }
+}
+
+impl std::error::Error for TaskError {}

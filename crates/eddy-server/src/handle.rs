@@ -1,16 +1,23 @@
 //! The server handle: a clonable, thread-safe way to reach the running server.
 
 use std::{
-    sync::{atomic::AtomicBool, atomic::Ordering, Arc},
-    time::SystemTime,
+    sync::{atomic::AtomicBool, atomic::Ordering, Arc, OnceLock},
+    time::{Instant, SystemTime},
 };
 
 use crossbeam_channel::Sender;
 
 use crate::{
-    config::Config, conn::Conn, reactor::Command, stats::Counters, sys::Poller, table::ConnTable,
-    worker::WorkerShared, CloseReason, ConnId, ListenAddr, PeerAddr, SendError, SendStatus, Stats,
-    Uid,
+    config::Config,
+    conn::Conn,
+    reactor::Command,
+    stats::Counters,
+    sys::Poller,
+    table::ConnTable,
+    task::{PoolControl, TaskPool, Tasks},
+    worker::WorkerShared,
+    CloseReason, ConnId, ListenAddr, PeerAddr, SendError, SendStatus, Stats, TaskError,
+    TaskHandler, Uid,
 };
 
 /// Everything the threads of one server share. Immutable but for atomics and the table.
@@ -30,6 +37,10 @@ pub(crate) struct Shared {
     pub(crate) start_time: SystemTime,
     /// The origin of the coarse clock connections record activity with.
     pub(crate) epoch: std::time::Instant,
+    /// The task pool, if the server has task workers.
+    pub(crate) tasks: Option<Arc<dyn PoolControl>>,
+    /// When a graceful shutdown must be over, once one has begun.
+    pub(crate) deadline: OnceLock<Instant>,
 }
 
 impl Shared {
@@ -40,6 +51,24 @@ impl Shared {
 
     pub(crate) fn reactor(&self, id: usize) -> &ReactorHandle {
         &self.reactors[id]
+    }
+
+    /// Wake worker `id` if it sleeps, after something was queued for it outside its inbox.
+    pub(crate) fn wake_worker(&self, id: usize) {
+        if matches!(self.config.dispatch_mode, crate::DispatchMode::Reactor) {
+            // The worker is reactor `id`'s thread, asleep in its poller.
+            self.reactors[id].poller.notify();
+        } else {
+            std::sync::atomic::fence(Ordering::SeqCst);
+            self.workers[id].wake();
+        }
+    }
+
+    /// The shutdown deadline; `max_wait_time` from now if no shutdown has begun.
+    pub(crate) fn shutdown_deadline(&self) -> Instant {
+        *self
+            .deadline
+            .get_or_init(|| Instant::now() + self.config.max_wait_time)
     }
 }
 
@@ -279,6 +308,19 @@ impl ServerHandle {
     /// when port 0 was asked for).
     pub fn local_addrs(&self) -> &[ListenAddr] {
         &self.shared.local_addrs
+    }
+
+    /// Send tasks from any thread (Swoole's `task` from a user process): a typed handle to
+    /// the task workers. `T` must be the server's task handler type
+    /// ([`TaskError::WrongTaskType`] otherwise); [`TaskError::NoTaskWorkers`] if it has none.
+    pub fn tasks<T: TaskHandler>(&self) -> Result<Tasks<T>, TaskError> {
+        let pool = self.shared.tasks.as_ref().ok_or(TaskError::NoTaskWorkers)?;
+        let expected = pool.type_name();
+        pool.clone()
+            .as_any()
+            .downcast::<TaskPool<T>>()
+            .map(Tasks::new)
+            .map_err(|_| TaskError::WrongTaskType { expected })
     }
 
     /// Counters and gauges of the whole server; the same answer from any thread.

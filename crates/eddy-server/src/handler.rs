@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use eddy_codec::FrameError;
 
-use crate::{ConnId, Context, ServerHandle};
+use crate::{ConnId, Context, NoTasks, ServerHandle, TaskError, TaskHandler, TaskId};
 
 /// Why a connection closed. Every close has one, and every close goes through one path, so
 /// [`EventHandler::on_close`] runs exactly once per connection with its reason.
@@ -49,6 +49,10 @@ impl std::fmt::Display for CloseReason {
 
 /// What a server does on each event: Swoole's `on('receive', …)` and friends as one trait.
 ///
+/// `T` is the server's [`TaskHandler`], which types the tasks its workers send and the
+/// results [`on_finish`](EventHandler::on_finish) receives; a server without task workers
+/// implements plain `EventHandler` (`T` is [`NoTasks`]).
+///
 /// Only [`on_receive`](EventHandler::on_receive) is required; every other method defaults to
 /// doing nothing. The server makes **one instance per worker thread** with the factory given to
 /// [`ServerBuilder::build`](crate::ServerBuilder::build), so per-worker state needs no locks;
@@ -62,7 +66,7 @@ impl std::fmt::Display for CloseReason {
 /// events run on one worker, in byte order. In stateless modes packets of one connection may
 /// run on several workers at once. A panic in a callback is caught and logged; the worker
 /// carries on.
-pub trait EventHandler: Send + 'static {
+pub trait EventHandler<T: TaskHandler = NoTasks>: Send + 'static {
     /// The server is up (every thread started), before the first connection is accepted.
     /// Runs on the thread that called `run`.
     fn on_start(&mut self, server: &ServerHandle) {
@@ -70,40 +74,53 @@ pub trait EventHandler: Send + 'static {
     }
 
     /// A worker thread starts, before it handles any event.
-    fn on_worker_start(&mut self, ctx: &mut Context<'_>) {
+    fn on_worker_start(&mut self, ctx: &mut Context<'_, T>) {
         let _ = ctx;
     }
 
     /// A worker thread stops, after its last event (at shutdown).
-    fn on_worker_stop(&mut self, ctx: &mut Context<'_>) {
+    fn on_worker_stop(&mut self, ctx: &mut Context<'_, T>) {
         let _ = ctx;
     }
 
     /// A connection was accepted.
-    fn on_connect(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+    fn on_connect(&mut self, ctx: &mut Context<'_, T>, conn: ConnId) {
         let _ = (ctx, conn);
     }
 
     /// A whole packet arrived, framing included (the length header or delimiter, as in
     /// Swoole). The bytes are shared with no copy; keep them as long as needed.
-    fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, packet: Bytes);
+    fn on_receive(&mut self, ctx: &mut Context<'_, T>, conn: ConnId, packet: Bytes);
 
     /// The connection closed. [`Context::client_info`] still answers for it here; its id
     /// stops resolving once this returns.
-    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, reason: CloseReason) {
+    fn on_close(&mut self, ctx: &mut Context<'_, T>, conn: ConnId, reason: CloseReason) {
         let _ = (ctx, conn, reason);
     }
 
     /// The connection's output buffer reached the high watermark. If output backpressure is on
     /// (the default) eddy stops reading from the connection until it drains.
-    fn on_buffer_full(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+    fn on_buffer_full(&mut self, ctx: &mut Context<'_, T>, conn: ConnId) {
         let _ = (ctx, conn);
     }
 
     /// The output buffer drained to the low watermark after a `on_buffer_full`; reading
     /// resumes. Exactly one drain follows each full.
-    fn on_buffer_drain(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+    fn on_buffer_drain(&mut self, ctx: &mut Context<'_, T>, conn: ConnId) {
         let _ = (ctx, conn);
+    }
+
+    /// A result of a task this worker sent with [`Context::task`] (Swoole's `onFinish`): once
+    /// per result the task sent, or once with the error that ended it (a panic, or
+    /// [`TaskError::Abandoned`] at shutdown). A task that ends without any result, cleanly,
+    /// calls nothing.
+    fn on_finish(
+        &mut self,
+        ctx: &mut Context<'_, T>,
+        task: TaskId,
+        result: Result<T::Output, TaskError>,
+    ) {
+        let _ = (ctx, task, result);
     }
 
     /// The server has stopped: every worker has stopped and every connection is closed. Runs

@@ -67,12 +67,13 @@ mod stats;
 mod supervisor;
 mod sys;
 mod table;
+mod task;
 mod worker;
 
 pub use builder::ServerBuilder;
 pub use context::Context;
 pub use dispatch::{DispatchFn, DispatchInfo, DispatchMode};
-pub use error::{BuildError, ConfigError, SendError, SendStatus};
+pub use error::{BuildError, ConfigError, SendError, SendStatus, TaskError};
 pub use handle::{ClientInfo, ServerHandle};
 pub use handler::{CloseReason, EventHandler};
 pub use id::{ConnId, Uid};
@@ -81,3 +82,6 @@ pub use net::{ListenAddr, PeerAddr};
 pub use routing::{Delivery, Target};
 pub use server::{RunningServer, Server, ShutdownReport};
 pub use stats::Stats;
+pub use task::{NoTasks, Task, TaskContext, TaskHandler, TaskId, TaskSource, Tasks, MAX_MULTI};
+
+pub(crate) use worker::panic_message;

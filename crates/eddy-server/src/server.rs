@@ -2,7 +2,8 @@
 
 use std::{
     fmt, io,
-    sync::{atomic::Ordering, Arc},
+    marker::PhantomData,
+    sync::{atomic::Ordering, Arc, OnceLock},
     thread::JoinHandle,
     time::{Duration, Instant, SystemTime},
 };
@@ -18,29 +19,133 @@ use crate::{
     supervisor::{Acceptor, Signals},
     sys::Poller,
     table::ConnTable,
-    worker::{Event, Worker, WorkerShared},
-    BuildError, DispatchMode, EventHandler, ListenAddr, ServerBuilder, ServerHandle,
+    task::{run_task_worker, Finished, PoolControl, TaskFactory, TaskPool},
+    worker::{Event, Worker, WorkerRun, WorkerShared},
+    BuildError, DispatchMode, EventHandler, ListenAddr, ServerBuilder, ServerHandle, TaskHandler,
 };
 
-/// Makes a handler for each worker thread.
-pub(crate) type Factory = Arc<dyn Fn() -> Box<dyn EventHandler> + Send + Sync>;
+/// Makes the threads' handlers, with the handler types erased (so `Server` is not generic).
+trait Roles: Send {
+    /// Worker `id`, with its inbox.
+    fn worker(
+        &self,
+        id: usize,
+        inbox: Receiver<Event>,
+        server: &ServerHandle,
+    ) -> Box<dyn WorkerRun>;
+    /// The handler that runs `on_start` and `on_shutdown`.
+    fn main(&self) -> Box<dyn Lifecycle>;
+    /// Start the task workers; each sends on `started` when ready and its id on `done` when
+    /// it has stopped.
+    fn spawn_task_workers(
+        &self,
+        server: &ServerHandle,
+        started: &Sender<()>,
+        done: &Sender<usize>,
+    ) -> io::Result<Vec<JoinHandle<()>>>;
+}
 
-impl<H: EventHandler + ?Sized> EventHandler for Box<H> {
+/// `on_start` and `on_shutdown`, whatever the task types.
+trait Lifecycle {
+    fn on_start(&mut self, server: &ServerHandle);
+    fn on_shutdown(&mut self, server: &ServerHandle);
+}
+
+struct Main<H, T>(H, PhantomData<fn() -> T>);
+
+impl<T: TaskHandler, H: EventHandler<T>> Lifecycle for Main<H, T> {
+    fn on_start(&mut self, server: &ServerHandle) {
+        self.0.on_start(server)
+    }
+    fn on_shutdown(&mut self, server: &ServerHandle) {
+        self.0.on_shutdown(server)
+    }
+}
+
+/// A pool with what its task workers are made of.
+struct TaskRoles<T: TaskHandler> {
+    pool: Arc<TaskPool<T>>,
+    factory: TaskFactory<T>,
+    /// Per worker: where results of its tasks arrive.
+    results: Vec<Receiver<Finished<T>>>,
+}
+
+struct Typed<H, F, T: TaskHandler> {
+    factory: Arc<F>,
+    tasks: Option<TaskRoles<T>>,
+    _handler: PhantomData<fn() -> H>,
+}
+
+impl<T, H, F> Roles for Typed<H, F, T>
+where
+    T: TaskHandler,
+    H: EventHandler<T>,
+    F: Fn() -> H + Send + Sync + 'static,
+{
+    fn worker(
+        &self,
+        id: usize,
+        inbox: Receiver<Event>,
+        server: &ServerHandle,
+    ) -> Box<dyn WorkerRun> {
+        let tasks = self
+            .tasks
+            .as_ref()
+            .map(|t| (t.pool.clone(), t.results[id].clone()));
+        Box::new(Worker::new(
+            id,
+            Box::new((self.factory)()),
+            inbox,
+            server.clone(),
+            tasks,
+        ))
+    }
+
+    fn main(&self) -> Box<dyn Lifecycle> {
+        Box::new(Main((self.factory)(), PhantomData))
+    }
+
+    fn spawn_task_workers(
+        &self,
+        server: &ServerHandle,
+        started: &Sender<()>,
+        done: &Sender<usize>,
+    ) -> io::Result<Vec<JoinHandle<()>>> {
+        let Some(tasks) = &self.tasks else {
+            return Ok(Vec::new());
+        };
+        let max_request = server.shared.config.task_max_request;
+        (0..tasks.pool.task_worker_num())
+            .map(|id| {
+                let (pool, factory) = (tasks.pool.clone(), tasks.factory.clone());
+                let (server, started, done) = (server.clone(), started.clone(), done.clone());
+                spawn(format!("eddy-task-{id}"), move || {
+                    run_task_worker(id, pool, factory, server, max_request, || {
+                        let _ = started.send(());
+                    });
+                    let _ = done.send(id);
+                })
+            })
+            .collect()
+    }
+}
+
+impl<T: TaskHandler, H: EventHandler<T> + ?Sized> EventHandler<T> for Box<H> {
     fn on_start(&mut self, server: &ServerHandle) {
         (**self).on_start(server)
     }
-    fn on_worker_start(&mut self, ctx: &mut crate::Context<'_>) {
+    fn on_worker_start(&mut self, ctx: &mut crate::Context<'_, T>) {
         (**self).on_worker_start(ctx)
     }
-    fn on_worker_stop(&mut self, ctx: &mut crate::Context<'_>) {
+    fn on_worker_stop(&mut self, ctx: &mut crate::Context<'_, T>) {
         (**self).on_worker_stop(ctx)
     }
-    fn on_connect(&mut self, ctx: &mut crate::Context<'_>, conn: crate::ConnId) {
+    fn on_connect(&mut self, ctx: &mut crate::Context<'_, T>, conn: crate::ConnId) {
         (**self).on_connect(ctx, conn)
     }
     fn on_receive(
         &mut self,
-        ctx: &mut crate::Context<'_>,
+        ctx: &mut crate::Context<'_, T>,
         conn: crate::ConnId,
         packet: bytes::Bytes,
     ) {
@@ -48,17 +153,25 @@ impl<H: EventHandler + ?Sized> EventHandler for Box<H> {
     }
     fn on_close(
         &mut self,
-        ctx: &mut crate::Context<'_>,
+        ctx: &mut crate::Context<'_, T>,
         conn: crate::ConnId,
         reason: crate::CloseReason,
     ) {
         (**self).on_close(ctx, conn, reason)
     }
-    fn on_buffer_full(&mut self, ctx: &mut crate::Context<'_>, conn: crate::ConnId) {
+    fn on_buffer_full(&mut self, ctx: &mut crate::Context<'_, T>, conn: crate::ConnId) {
         (**self).on_buffer_full(ctx, conn)
     }
-    fn on_buffer_drain(&mut self, ctx: &mut crate::Context<'_>, conn: crate::ConnId) {
+    fn on_buffer_drain(&mut self, ctx: &mut crate::Context<'_, T>, conn: crate::ConnId) {
         (**self).on_buffer_drain(ctx, conn)
+    }
+    fn on_finish(
+        &mut self,
+        ctx: &mut crate::Context<'_, T>,
+        task: crate::TaskId,
+        result: Result<T::Output, crate::TaskError>,
+    ) {
+        (**self).on_finish(ctx, task, result)
     }
     fn on_shutdown(&mut self, server: &ServerHandle) {
         (**self).on_shutdown(server)
@@ -88,7 +201,7 @@ impl<H: EventHandler + ?Sized> EventHandler for Box<H> {
 pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<Listener>,
-    factory: Factory,
+    roles: Box<dyn Roles>,
     reactor_rx: Vec<Receiver<Command>>,
     worker_rx: Vec<Receiver<Event>>,
     worker_tx: Vec<Sender<Event>>,
@@ -118,6 +231,13 @@ pub struct ShutdownReport {
     pub abandoned_bytes: u64,
     /// Threads running handlers that were still busy at the deadline (left running, detached).
     pub unfinished_workers: usize,
+    /// Tasks completed over the server's life (their `on_task` returned or panicked).
+    pub tasks_finished: u64,
+    /// Tasks still queued at the deadline: each ended with `TaskError::Abandoned` to its
+    /// waiter.
+    pub tasks_abandoned: u64,
+    /// Task workers still running a task at the deadline (left running, detached).
+    pub unfinished_task_workers: usize,
 }
 
 impl Server {
@@ -126,9 +246,14 @@ impl Server {
         ServerBuilder::default()
     }
 
-    pub(crate) fn new<H, F>(config: Config, factory: Arc<F>) -> Result<Server, BuildError>
+    pub(crate) fn new<T, H, F>(
+        config: Config,
+        factory: Arc<F>,
+        task_factory: Option<TaskFactory<T>>,
+    ) -> Result<Server, BuildError>
     where
-        H: EventHandler,
+        T: TaskHandler,
+        H: EventHandler<T>,
         F: Fn() -> H + Send + Sync + 'static,
     {
         let mut listeners = Vec::with_capacity(config.listeners.len());
@@ -158,7 +283,23 @@ impl Server {
             worker_rx.push(rx);
             worker_tx.push(tx);
         }
+        let tasks = task_factory.map(|factory| {
+            let (pool, results) = TaskPool::new(
+                config.task_worker_num,
+                config.task_queue_capacity,
+                config.worker_num,
+            );
+            TaskRoles {
+                pool: Arc::new(pool),
+                factory,
+                results,
+            }
+        });
         let shared = Arc::new(Shared {
+            tasks: tasks
+                .as_ref()
+                .map(|t| t.pool.clone() as Arc<dyn PoolControl>),
+            deadline: OnceLock::new(),
             table: ConnTable::new(config.max_conn, config.listeners.len()),
             stats: Counters::new(config.reactor_num, config.worker_num),
             reactors: reactors.into(),
@@ -174,7 +315,11 @@ impl Server {
         Ok(Server {
             shared,
             listeners,
-            factory: Arc::new(move || Box::new(factory()) as Box<dyn EventHandler>),
+            roles: Box::new(Typed {
+                factory,
+                tasks,
+                _handler: PhantomData,
+            }),
             reactor_rx,
             worker_rx,
             worker_tx,
@@ -243,7 +388,7 @@ impl Server {
         let inline = matches!(shared.config.dispatch_mode, DispatchMode::Reactor);
         let mut inline_workers = Vec::new();
         for (id, inbox) in self.worker_rx.drain(..).enumerate() {
-            let worker = Worker::new(id, (self.factory)(), inbox, handle.clone());
+            let worker = self.roles.worker(id, inbox, &handle);
             if inline {
                 // Reactor `id` runs this worker's handler itself.
                 inline_workers.push(Some(worker));
@@ -251,9 +396,9 @@ impl Server {
             }
             let (done_tx, started_tx) = (done_tx.clone(), started_tx.clone());
             workers.push(spawn(format!("eddy-worker-{id}"), move || {
-                worker.run(|| {
+                worker.run(Box::new(move || {
                     let _ = started_tx.send(());
-                });
+                }));
                 let _ = done_tx.send(id);
             })?);
         }
@@ -277,15 +422,20 @@ impl Server {
                 let _ = reports_tx.send((id, report));
             })?);
         }
-        drop((done_tx, started_tx, reports_tx));
+        let (task_done_tx, task_done_rx) = unbounded::<usize>();
+        let task_workers = self
+            .roles
+            .spawn_task_workers(&handle, &started_tx, &task_done_tx)?;
+        let task_worker_num = task_workers.len();
+        drop((done_tx, started_tx, reports_tx, task_done_tx));
         // Only reactors hold worker queue senders now: workers stop when every reactor has.
         self.worker_tx.clear();
-        for _ in 0..shared.config.worker_num {
+        for _ in 0..shared.config.worker_num + task_worker_num {
             if started_rx.recv().is_err() {
                 break;
             }
         }
-        let mut main = (self.factory)();
+        let mut main = self.roles.main();
         main.on_start(&handle);
         let accepted = Acceptor::new(&shared, &self.listeners, signals);
         ready();
@@ -298,7 +448,9 @@ impl Server {
         for listener in self.listeners.drain(..) {
             listener.cleanup();
         }
-        let deadline = begun + shared.config.max_wait_time;
+        let deadline = *shared
+            .deadline
+            .get_or_init(|| begun + shared.config.max_wait_time);
         for reactor in shared.reactors.iter() {
             reactor.command(Command::Shutdown(deadline));
         }
@@ -349,6 +501,10 @@ impl Server {
                 "workers still busy at the shutdown deadline: detached"
             );
         }
+        // Workers have taken the results owed to them: now the task workers finish what is
+        // queued, until the deadline.
+        let (tasks_abandoned, unfinished_task_workers) =
+            stop_task_workers(&handle, task_workers, &task_done_rx, deadline);
         main.on_shutdown(&handle);
         let stats = handle.stats();
         let report = ShutdownReport {
@@ -356,14 +512,55 @@ impl Server {
             connections_closed: stats.close_count,
             graceful: unfinished == 0
                 && report.abandoned_events == 0
-                && report.abandoned_bytes == 0,
+                && report.abandoned_bytes == 0
+                && tasks_abandoned == 0
+                && unfinished_task_workers == 0,
             abandoned_events: report.abandoned_events,
             abandoned_bytes: report.abandoned_bytes,
             unfinished_workers: unfinished,
+            tasks_finished: stats.task_completed + stats.task_failed,
+            tasks_abandoned,
+            unfinished_task_workers,
         };
         tracing::info!(?report, "server stopped");
         result.map(|()| report)
     }
+}
+
+/// Close the task queues and wait for the task workers until the deadline (and a little
+/// more); abandon what is left. Returns the tasks abandoned and the task workers left running.
+fn stop_task_workers(
+    server: &ServerHandle,
+    threads: Vec<JoinHandle<()>>,
+    done: &Receiver<usize>,
+    deadline: Instant,
+) -> (u64, usize) {
+    let Some(pool) = &server.shared.tasks else {
+        return (0, 0);
+    };
+    pool.close(deadline);
+    let grace = deadline.max(Instant::now()) + Duration::from_millis(100);
+    let mut threads: Vec<Option<JoinHandle<()>>> = threads.into_iter().map(Some).collect();
+    let mut left = threads.len();
+    while left > 0 {
+        let Ok(id) = done.recv_deadline(grace) else {
+            break;
+        };
+        if let Some(thread) = threads[id].take() {
+            let _ = thread.join();
+        }
+        left -= 1;
+    }
+    // Tasks still queued behind a task worker that is stuck, or sent after the queues closed.
+    pool.abandon_queued(server);
+    if left > 0 {
+        tracing::warn!(
+            left,
+            "task workers still busy at the shutdown deadline: detached"
+        );
+    }
+    let abandoned = pool.snapshot().abandoned;
+    (abandoned, left)
 }
 
 fn spawn<T: Send + 'static>(

@@ -115,11 +115,39 @@ pub struct Stats {
     pub worker_response_count: Vec<u64>,
     /// Events dispatched to each worker.
     pub worker_dispatch_count: Vec<u64>,
+    /// Task worker threads (`task_worker_num`; 0 without a task handler).
+    pub task_worker_num: usize,
+    /// Tasks running now (task workers busy).
+    pub tasking_num: usize,
+    /// Tasks queued, not started yet.
+    pub task_queue_num: usize,
+    /// Task workers with no task running.
+    pub task_idle_worker_num: usize,
+    /// Tasks queued over the server's life (accepted by `task` and the waits).
+    pub task_count: u64,
+    /// Tasks whose `on_task` returned.
+    pub task_completed: u64,
+    /// Tasks whose `on_task` panicked.
+    pub task_failed: u64,
+    /// Results dropped because nobody waited for them any more (after a timeout, or a
+    /// second result to a wait).
+    pub task_late: u64,
+    /// Tasks refused because a queue was full.
+    pub task_rejected: u64,
+    /// Queued tasks abandoned at the shutdown deadline.
+    pub task_abandoned: u64,
+    /// Task handlers rebuilt (`task_max_request`, or after a panic).
+    pub task_worker_restarts: u64,
 }
 
 impl Stats {
     pub(crate) fn collect(shared: &Shared) -> Stats {
         let counters = &shared.stats;
+        let tasks = shared
+            .tasks
+            .as_ref()
+            .map(|pool| pool.snapshot())
+            .unwrap_or_default();
         let sum = |f: fn(&crate::stats::ReactorCounters) -> &AtomicU64| {
             counters
                 .reactors
@@ -174,6 +202,17 @@ impl Stats {
                         .sum()
                 })
                 .collect(),
+            task_worker_num: tasks.task_worker_num,
+            tasking_num: tasks.tasking_num,
+            task_queue_num: tasks.task_queue_num,
+            task_idle_worker_num: tasks.task_worker_num - tasks.tasking_num,
+            task_count: tasks.submitted,
+            task_completed: tasks.completed,
+            task_failed: tasks.failed,
+            task_late: tasks.late,
+            task_rejected: tasks.rejected,
+            task_abandoned: tasks.abandoned,
+            task_worker_restarts: tasks.restarts,
         }
     }
 }

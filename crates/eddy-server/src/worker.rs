@@ -15,7 +15,8 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use crate::{
     conn::{inflight, Conn},
     reactor::{pause, Command},
-    CloseReason, Context, EventHandler, ServerHandle,
+    task::{Finished, TaskPool},
+    CloseReason, Context, EventHandler, ServerHandle, TaskHandler,
 };
 
 /// What a reactor hands a worker.
@@ -115,59 +116,128 @@ impl WorkerShared {
     }
 }
 
-/// One worker thread's state.
-pub(crate) struct Worker {
-    id: usize,
-    handler: Box<dyn EventHandler>,
-    inbox: Receiver<Event>,
-    server: ServerHandle,
+/// A worker as the threads that run it see it, whatever its task types: a worker thread
+/// runs it whole, a reactor in `DispatchMode::Reactor` calls it inline.
+pub(crate) trait WorkerRun: Send {
+    /// The worker thread's body: start, handle events until every reactor has hung up, stop.
+    fn run(self: Box<Self>, started: Box<dyn FnOnce() + Send>);
+    /// Run `on_worker_start`.
+    fn start(&mut self);
+    /// Take the results owed to this worker (until the shutdown deadline), then run
+    /// `on_worker_stop`.
+    fn stop(&mut self);
+    /// Run the callbacks of one event.
+    fn handle(&mut self, event: Event, server: &ServerHandle);
+    /// Run `on_finish` (or callbacks) for the task results that have arrived.
+    fn take_results(&mut self);
 }
 
-impl Worker {
+/// A worker's way to the task pool: the pool, and where its results arrive.
+pub(crate) type TaskLink<T> = (Arc<TaskPool<T>>, Receiver<Finished<T>>);
+
+/// One worker's state.
+pub(crate) struct Worker<T: TaskHandler> {
+    id: usize,
+    handler: Box<dyn EventHandler<T>>,
+    inbox: Receiver<Event>,
+    server: ServerHandle,
+    tasks: Option<Arc<TaskPool<T>>>,
+    /// Results of the tasks this worker sent.
+    results: Option<Receiver<Finished<T>>>,
+}
+
+impl<T: TaskHandler> Worker<T> {
     pub(crate) fn new(
         id: usize,
-        handler: Box<dyn EventHandler>,
+        handler: Box<dyn EventHandler<T>>,
         inbox: Receiver<Event>,
         server: ServerHandle,
+        tasks: Option<TaskLink<T>>,
     ) -> Self {
+        let (tasks, results) = tasks.unzip();
         Worker {
             id,
             handler,
             inbox,
             server,
+            tasks,
+            results,
         }
     }
 
-    /// Run until every reactor has hung up and the inbox is empty.
-    /// Run `on_worker_start`.
-    pub(crate) fn start(&mut self) {
-        let server = self.server.clone();
-        self.guard(
-            "on_worker_start",
-            None,
-            |h, ctx| h.on_worker_start(ctx),
-            &server,
-        );
+    /// The next event, parking while there is none; `None` once every reactor has hung up.
+    /// Task results that arrive meanwhile are handled here.
+    ///
+    /// It parks at once rather than spinning or yielding first: on a busy machine a yield is a
+    /// context switch, and reactors wake sleeping workers once per loop, not once per event.
+    fn next_event(&mut self, shared: &WorkerShared) -> Option<Event> {
+        loop {
+            self.take_results();
+            match self.inbox.try_recv() {
+                Ok(event) => {
+                    shared.busy.store(true, Ordering::Relaxed);
+                    return Some(event);
+                }
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {}
+            }
+            shared.busy.store(false, Ordering::Relaxed);
+            shared.sleeping.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            let results_waiting = self.results.as_ref().is_some_and(|r| !r.is_empty());
+            match self.inbox.try_recv() {
+                Ok(event) => {
+                    shared.sleeping.store(false, Ordering::Relaxed);
+                    shared.busy.store(true, Ordering::Relaxed);
+                    return Some(event);
+                }
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) if !results_waiting => std::thread::park(),
+                Err(TryRecvError::Empty) => {}
+            }
+            shared.sleeping.store(false, Ordering::Relaxed);
+        }
     }
 
-    /// Run `on_worker_stop`.
-    pub(crate) fn stop(&mut self) {
+    /// Handle one task result.
+    fn finished(&mut self, finished: Finished<T>) {
+        let Finished {
+            task,
+            result,
+            callback,
+            last,
+        } = finished;
+        if last {
+            if let Some(pool) = &self.tasks {
+                pool.outstanding[self.id].fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        let Some(result) = result else { return };
         let server = self.server.clone();
-        self.guard(
-            "on_worker_stop",
-            None,
-            |h, ctx| h.on_worker_stop(ctx),
-            &server,
-        );
+        match callback {
+            Some(callback) => self.guard(
+                "task callback",
+                None,
+                |_, ctx| callback(ctx, task, result),
+                &server,
+            ),
+            None => self.guard(
+                "on_finish",
+                None,
+                |h, ctx| h.on_finish(ctx, task, result),
+                &server,
+            ),
+        }
     }
+}
 
-    /// The worker thread: start, handle events until every reactor has hung up, stop.
-    pub(crate) fn run(mut self, started: impl FnOnce()) {
+impl<T: TaskHandler> WorkerRun for Worker<T> {
+    fn run(mut self: Box<Self>, started: Box<dyn FnOnce() + Send>) {
         let server = self.server.clone();
-        self.start();
-        started();
         let shared = &server.shared.workers[self.id];
         let _ = shared.thread.set(std::thread::current());
+        self.start();
+        started();
         while let Some(event) = self.next_event(shared) {
             self.handle(event, &server);
             fence(Ordering::SeqCst);
@@ -181,38 +251,43 @@ impl Worker {
         self.stop();
     }
 
-    /// The next event, parking while there is none; `None` once every reactor has hung up.
-    ///
-    /// It parks at once rather than spinning or yielding first: on a busy machine a yield is a
-    /// context switch, and reactors wake sleeping workers once per loop, not once per event.
-    fn next_event(&mut self, shared: &WorkerShared) -> Option<Event> {
-        loop {
-            match self.inbox.try_recv() {
-                Ok(event) => {
-                    shared.busy.store(true, Ordering::Relaxed);
-                    return Some(event);
+    fn start(&mut self) {
+        let server = self.server.clone();
+        self.guard(
+            "on_worker_start",
+            None,
+            |h, ctx| h.on_worker_start(ctx),
+            &server,
+        );
+    }
+
+    fn stop(&mut self) {
+        // Results of tasks this worker sent are still owed: take them until the deadline.
+        if let (Some(pool), Some(results)) = (self.tasks.clone(), self.results.clone()) {
+            let deadline = self.server.shared.shutdown_deadline();
+            while pool.outstanding[self.id].load(Ordering::Relaxed) > 0 {
+                match results.recv_deadline(deadline) {
+                    Ok(finished) => self.finished(finished),
+                    Err(_) => break,
                 }
-                Err(TryRecvError::Disconnected) => return None,
-                Err(TryRecvError::Empty) => {}
             }
-            shared.busy.store(false, Ordering::Relaxed);
-            shared.sleeping.store(true, Ordering::SeqCst);
-            fence(Ordering::SeqCst);
-            match self.inbox.try_recv() {
-                Ok(event) => {
-                    shared.sleeping.store(false, Ordering::Relaxed);
-                    shared.busy.store(true, Ordering::Relaxed);
-                    return Some(event);
-                }
-                Err(TryRecvError::Disconnected) => return None,
-                Err(TryRecvError::Empty) => std::thread::park(),
-            }
-            shared.sleeping.store(false, Ordering::Relaxed);
+        }
+        let server = self.server.clone();
+        self.guard(
+            "on_worker_stop",
+            None,
+            |h, ctx| h.on_worker_stop(ctx),
+            &server,
+        );
+    }
+
+    fn take_results(&mut self) {
+        while let Some(finished) = self.results.as_ref().and_then(|r| r.try_recv().ok()) {
+            self.finished(finished);
         }
     }
 
-    /// Run the callbacks of one event (on this worker's thread, or inline on a reactor).
-    pub(crate) fn handle(&mut self, event: Event, server: &ServerHandle) {
+    fn handle(&mut self, event: Event, server: &ServerHandle) {
         let conn = event.conn().clone();
         let id = conn.id;
         let weight = event.weight();
@@ -269,7 +344,9 @@ impl Worker {
         }
         self.finish(&conn, weight, server);
     }
+}
 
+impl<T: TaskHandler> Worker<T> {
     fn receive(&mut self, conn: &Arc<Conn>, packet: Bytes, server: &ServerHandle) {
         server.shared.stats.workers[self.id]
             .requests
@@ -321,20 +398,16 @@ impl Worker {
         &mut self,
         what: &'static str,
         conn: Option<&Arc<Conn>>,
-        f: impl FnOnce(&mut dyn EventHandler, &mut Context<'_>),
+        f: impl FnOnce(&mut dyn EventHandler<T>, &mut Context<'_, T>),
         server: &ServerHandle,
     ) {
-        let mut ctx = Context::new(server, self.id, conn);
+        let mut ctx = Context::new(server, self.id, conn, self.tasks.as_deref());
         if let Some(conn) = conn {
             conn.worker.store(self.id, Ordering::Relaxed);
         }
         let handler = &mut *self.handler;
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(handler, &mut ctx))) {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic".into());
+            let message = panic_message(&*panic);
             tracing::error!(
                 worker = self.id,
                 conn = conn.map(|c| c.id.as_u64()),
@@ -343,4 +416,13 @@ impl Worker {
             );
         }
     }
+}
+
+/// The message a panic was raised with.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".into())
 }

@@ -24,7 +24,7 @@ use crate::{
     dispatch::{Dispatcher, Load, Subject},
     handle::Shared,
     sys::{self, Events, Poller},
-    worker::{Event, Worker, WorkerShared},
+    worker::{Event, WorkerRun, WorkerShared},
     CloseReason, ServerHandle,
 };
 
@@ -78,7 +78,7 @@ pub(crate) struct Reactor {
     /// this reactor reads of the configuration and the other threads.
     server: ServerHandle,
     /// `DispatchMode::Reactor`: this thread is the worker of its connections.
-    inline: Option<Worker>,
+    inline: Option<Box<dyn WorkerRun>>,
     poller: Arc<Poller>,
     commands: Receiver<Command>,
     inboxes: Vec<Sender<Event>>,
@@ -105,7 +105,7 @@ impl Reactor {
         shared: Arc<Shared>,
         commands: Receiver<Command>,
         inboxes: Vec<Sender<Event>>,
-        inline: Option<Worker>,
+        inline: Option<Box<dyn WorkerRun>>,
     ) -> Self {
         let workers = shared.config.worker_num;
         Reactor {
@@ -136,7 +136,7 @@ impl Reactor {
 
     /// Run `on_worker_start` if this reactor is also a worker; returns whether it is.
     pub(crate) fn start_worker(&mut self) -> bool {
-        self.inline.as_mut().map(Worker::start).is_some()
+        self.inline.as_mut().map(|w| w.start()).is_some()
     }
 
     /// The event loop. Returns once shut down and every connection is closed (or the
@@ -161,6 +161,9 @@ impl Reactor {
             }
             while let Ok(cmd) = self.commands.try_recv() {
                 self.on_command(cmd);
+            }
+            if let Some(inline) = &mut self.inline {
+                inline.take_results();
             }
             self.flush_backlogs();
             self.wake_workers();

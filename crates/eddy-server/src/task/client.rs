@@ -1,0 +1,142 @@
+//! Sending tasks: the typed handle for any thread, and the blocking waits it shares with
+//! worker contexts.
+
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use super::{pool::Reply, waiter::Waiter, TaskHandler, TaskId, TaskPool, TaskSource, MAX_MULTI};
+use crate::TaskError;
+
+/// Sends tasks to a server's task workers from any thread: Swoole's `task` from a user
+/// process, and `taskwait` without a worker. Got from
+/// [`ServerHandle::tasks`](crate::ServerHandle::tasks); cheap to clone.
+///
+/// Tasks sent with [`task`](Self::task) are one-way: nobody receives their results (a
+/// `finish` in them says [`TaskError::NoReceiver`]). Use a wait to get results back.
+pub struct Tasks<T: TaskHandler> {
+    pool: Arc<TaskPool<T>>,
+}
+
+impl<T: TaskHandler> Clone for Tasks<T> {
+    fn clone(&self) -> Self {
+        Tasks {
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+impl<T: TaskHandler> fmt::Debug for Tasks<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tasks")
+            .field("task_worker_num", &self.pool.task_worker_num())
+            .finish()
+    }
+}
+
+impl<T: TaskHandler> Tasks<T> {
+    pub(crate) fn new(pool: Arc<TaskPool<T>>) -> Self {
+        Tasks { pool }
+    }
+
+    /// How many task workers there are.
+    pub fn task_worker_num(&self) -> usize {
+        self.pool.task_worker_num()
+    }
+
+    /// Queue a one-way task; returns its id at once, or why it was not queued.
+    pub fn task(&self, payload: T::Task) -> Result<TaskId, TaskError> {
+        self.pool
+            .submit(None, TaskSource::External, payload, Reply::None)
+    }
+
+    /// Queue a one-way task on task worker `task_worker` (its queue is FIFO).
+    pub fn task_to(&self, task_worker: usize, payload: T::Task) -> Result<TaskId, TaskError> {
+        self.pool.submit(
+            Some(task_worker),
+            TaskSource::External,
+            payload,
+            Reply::None,
+        )
+    }
+
+    /// Run a task and block until its result or `timeout`. See
+    /// [`Context::task_wait`](crate::Context::task_wait).
+    pub fn task_wait(&self, payload: T::Task, timeout: Duration) -> Result<T::Output, TaskError> {
+        wait_one(&self.pool, TaskSource::External, payload, timeout)
+    }
+
+    /// Run tasks at once and block until all results or `timeout`. See
+    /// [`Context::task_wait_multi`](crate::Context::task_wait_multi).
+    pub fn task_wait_multi(
+        &self,
+        payloads: impl IntoIterator<Item = T::Task>,
+        timeout: Duration,
+    ) -> Result<Vec<Result<T::Output, TaskError>>, TaskError> {
+        wait_all(&self.pool, TaskSource::External, payloads, timeout)
+    }
+
+    /// The same as [`task_wait_multi`](Self::task_wait_multi).
+    pub fn task_co(
+        &self,
+        payloads: impl IntoIterator<Item = T::Task>,
+        timeout: Duration,
+    ) -> Result<Vec<Result<T::Output, TaskError>>, TaskError> {
+        wait_all(&self.pool, TaskSource::External, payloads, timeout)
+    }
+}
+
+/// `task_wait`: one task, one result or error.
+pub(crate) fn wait_one<T: TaskHandler>(
+    pool: &TaskPool<T>,
+    src: TaskSource,
+    payload: T::Task,
+    timeout: Duration,
+) -> Result<T::Output, TaskError> {
+    let deadline = Instant::now() + timeout;
+    let waiter = Arc::new(Waiter::new(1));
+    let reply = Reply::Wait {
+        waiter: waiter.clone(),
+        index: 0,
+    };
+    pool.submit(None, src, payload, reply)?;
+    waiter
+        .wait(deadline)
+        .pop()
+        .unwrap_or(Err(TaskError::Timeout))
+}
+
+/// `task_wait_multi` / `task_co`: every task queued at once, one deadline, results in the
+/// order of the payloads. A payload that could not be queued has its error in its place.
+pub(crate) fn wait_all<T: TaskHandler>(
+    pool: &TaskPool<T>,
+    src: TaskSource,
+    payloads: impl IntoIterator<Item = T::Task>,
+    timeout: Duration,
+) -> Result<Vec<Result<T::Output, TaskError>>, TaskError> {
+    let deadline = Instant::now() + timeout;
+    if super::pool::IN_TASK_WORKER.get() {
+        return Err(TaskError::InTaskWorker);
+    }
+    let payloads: Vec<T::Task> = payloads.into_iter().collect();
+    if payloads.len() > MAX_MULTI {
+        return Err(TaskError::TooMany {
+            len: payloads.len(),
+            max: MAX_MULTI,
+        });
+    }
+    let waiter = Arc::new(Waiter::new(payloads.len()));
+    for (index, payload) in payloads.into_iter().enumerate() {
+        let reply = Reply::Wait {
+            waiter: waiter.clone(),
+            index,
+        };
+        if let Err(err) = pool.submit(None, src, payload, reply) {
+            // The slot is empty and nobody else will fill it.
+            waiter.put(index, Err(err));
+        }
+    }
+    Ok(waiter.wait(deadline))
+}

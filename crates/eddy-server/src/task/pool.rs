@@ -1,0 +1,415 @@
+//! The task queues, the choice of task worker, and where results go.
+
+use std::{
+    any::Any,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc, OnceLock,
+    },
+    time::Instant,
+};
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+
+use super::{waiter::Waiter, Task, TaskHandler, TaskId, TaskSource};
+use crate::{Context, ServerHandle, TaskError};
+
+/// A per-call callback: runs on the sending worker instead of `on_finish`, with the first
+/// result (or the error that ended the task without one).
+pub(crate) type Callback<T> = Box<
+    dyn FnOnce(&mut Context<'_, T>, TaskId, Result<<T as TaskHandler>::Output, TaskError>) + Send,
+>;
+
+/// Where a task's results go.
+pub(crate) enum Reply<T: TaskHandler> {
+    /// Nowhere: a one-way task.
+    None,
+    /// To worker `worker`'s `on_finish`, or first to the callback.
+    Worker {
+        worker: usize,
+        callback: Option<Callback<T>>,
+    },
+    /// Into slot `index` of a blocking wait.
+    Wait {
+        waiter: Arc<Waiter<T::Output>>,
+        index: usize,
+    },
+}
+
+impl<T: TaskHandler> Reply<T> {
+    pub(crate) fn is_cancelled(&self) -> bool {
+        matches!(self, Reply::Wait { waiter, .. } if waiter.is_gone())
+    }
+}
+
+/// A queued task.
+pub(crate) struct Job<T: TaskHandler> {
+    pub(crate) task: Task<T::Task>,
+    pub(crate) reply: Reply<T>,
+}
+
+/// What goes through a task queue.
+pub(crate) enum Msg<T: TaskHandler> {
+    Job(Job<T>),
+    /// Stop once the tasks queued before this one are done (shutdown).
+    Stop,
+}
+
+/// A task being run: what `finish` needs.
+pub(crate) struct Running<T: TaskHandler> {
+    pub(crate) id: TaskId,
+    pub(crate) reply: Reply<T>,
+    /// Results delivered so far.
+    pub(crate) results: usize,
+}
+
+/// A result (or the end of a task) on its way to the worker that sent the task.
+pub(crate) struct Finished<T: TaskHandler> {
+    pub(crate) task: TaskId,
+    pub(crate) result: Option<Result<T::Output, TaskError>>,
+    pub(crate) callback: Option<Callback<T>>,
+    /// The task's last message: the worker stops counting it as outstanding.
+    pub(crate) last: bool,
+}
+
+/// One task worker's queue, as the senders see it.
+#[repr(align(128))]
+pub(crate) struct Slot<T: TaskHandler> {
+    tx: Sender<Msg<T>>,
+    pub(crate) rx: Receiver<Msg<T>>,
+    /// Tasks in the queue: reserved before a send, released when the task worker takes one.
+    pub(crate) queued: AtomicUsize,
+    /// Running a task now.
+    pub(crate) busy: AtomicBool,
+}
+
+/// Counters that only go up; the gauges (queued, running) are read from the queues.
+#[derive(Debug, Default)]
+pub(crate) struct TaskCounters {
+    pub(crate) submitted: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) late: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) abandoned: AtomicU64,
+    pub(crate) restarts: AtomicU64,
+}
+
+/// The task workers' queues and the result queues back to the workers.
+pub(crate) struct TaskPool<T: TaskHandler> {
+    pub(crate) slots: Box<[Slot<T>]>,
+    capacity: usize,
+    next_id: AtomicU64,
+    rotor: AtomicUsize,
+    /// Per worker: results of the tasks it sent.
+    finished: Box<[Sender<Finished<T>>]>,
+    /// Per worker: tasks it sent whose last message it has not taken yet (only that worker
+    /// changes its count).
+    pub(crate) outstanding: Box<[AtomicUsize]>,
+    /// Set at shutdown: no new task is taken.
+    closed: AtomicBool,
+    /// After it, queued tasks are abandoned instead of run.
+    pub(crate) deadline: OnceLock<Instant>,
+    pub(crate) counters: TaskCounters,
+}
+
+impl<T: TaskHandler> std::fmt::Debug for TaskPool<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskPool")
+            .field("task_worker_num", &self.slots.len())
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+thread_local! {
+    /// Set on task worker threads, which may not send tasks.
+    pub(crate) static IN_TASK_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl<T: TaskHandler> TaskPool<T> {
+    /// A pool of `task_workers` queues of `capacity` tasks each, and `workers` result queues
+    /// (returned, one receiver per worker).
+    pub(crate) fn new(
+        task_workers: usize,
+        capacity: usize,
+        workers: usize,
+    ) -> (Self, Vec<Receiver<Finished<T>>>) {
+        let slots = (0..task_workers)
+            .map(|_| {
+                let (tx, rx) = unbounded();
+                Slot {
+                    tx,
+                    rx,
+                    queued: AtomicUsize::new(0),
+                    busy: AtomicBool::new(false),
+                }
+            })
+            .collect();
+        let (finished, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| unbounded()).unzip();
+        let pool = TaskPool {
+            slots,
+            capacity,
+            next_id: AtomicU64::new(0),
+            rotor: AtomicUsize::new(0),
+            finished: finished.into(),
+            outstanding: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+            closed: AtomicBool::new(false),
+            deadline: OnceLock::new(),
+            counters: TaskCounters::default(),
+        };
+        (pool, receivers)
+    }
+
+    pub(crate) fn task_worker_num(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Queue a task: on `target`, or an idle task worker, else the shortest queue.
+    pub(crate) fn submit(
+        &self,
+        target: Option<usize>,
+        src: TaskSource,
+        payload: T::Task,
+        reply: Reply<T>,
+    ) -> Result<TaskId, TaskError> {
+        if IN_TASK_WORKER.get() {
+            return Err(TaskError::InTaskWorker);
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(TaskError::ShuttingDown);
+        }
+        let index = match target {
+            Some(id) if id >= self.slots.len() => {
+                return Err(TaskError::NoSuchTaskWorker {
+                    id,
+                    task_worker_num: self.slots.len(),
+                })
+            }
+            Some(id) => id,
+            None => self.pick(),
+        };
+        let slot = &self.slots[index];
+        if slot.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            slot.queued.fetch_sub(1, Ordering::AcqRel);
+            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(TaskError::QueueFull {
+                capacity: self.capacity,
+            });
+        }
+        let id = TaskId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        self.counters.submitted.fetch_add(1, Ordering::Relaxed);
+        let job = Job {
+            task: Task { id, src, payload },
+            reply,
+        };
+        // Never fails: the pool holds a receiver of every queue.
+        let _ = slot.tx.send(Msg::Job(job));
+        Ok(id)
+    }
+
+    /// An idle task worker with nothing queued, starting from a rotating point so the work
+    /// spreads; otherwise the shortest queue.
+    fn pick(&self) -> usize {
+        let n = self.slots.len();
+        let start = self.rotor.fetch_add(1, Ordering::Relaxed) % n;
+        let mut best = (usize::MAX, start);
+        for k in 0..n {
+            let index = (start + k) % n;
+            let slot = &self.slots[index];
+            let queued = slot.queued.load(Ordering::Relaxed);
+            if queued == 0 && !slot.busy.load(Ordering::Relaxed) {
+                return index;
+            }
+            if queued < best.0 {
+                best = (queued, index);
+            }
+        }
+        best.1
+    }
+
+    /// Hand one result (or, with `last`, the end of the task) to whoever waits.
+    pub(crate) fn deliver(
+        &self,
+        server: &ServerHandle,
+        running: &mut Running<T>,
+        result: Result<T::Output, TaskError>,
+        last: bool,
+    ) -> Result<(), TaskError> {
+        running.results += 1;
+        let delivered = match &mut running.reply {
+            Reply::None => return Err(TaskError::NoReceiver),
+            Reply::Wait { waiter, index } => waiter.put(*index, result),
+            Reply::Worker { worker, callback } => {
+                let worker = *worker;
+                // Results beyond a task's last are bounded: a worker that does not take them
+                // refuses more (the last message always goes, there is one per task).
+                if !last && self.finished[worker].len() >= self.capacity * self.slots.len() {
+                    running.results -= 1;
+                    return Err(TaskError::QueueFull {
+                        capacity: self.capacity,
+                    });
+                }
+                let finished = Finished {
+                    task: running.id,
+                    result: Some(result),
+                    callback: callback.take(),
+                    last,
+                };
+                let sent = self.finished[worker].send(finished).is_ok();
+                if sent {
+                    server.shared.wake_worker(worker);
+                } else {
+                    running.results -= 1;
+                }
+                sent
+            }
+        };
+        if delivered {
+            Ok(())
+        } else {
+            self.counters.late.fetch_add(1, Ordering::Relaxed);
+            Err(TaskError::Expired)
+        }
+    }
+
+    /// The task ended (ran, panicked with `error`, or was abandoned with `error`): tell its
+    /// waiter if it got nothing yet, and its worker that the task is over.
+    pub(crate) fn end(
+        &self,
+        server: &ServerHandle,
+        running: &mut Running<T>,
+        error: Option<TaskError>,
+    ) {
+        match &mut running.reply {
+            Reply::None => {}
+            Reply::Wait { .. } => {
+                if running.results == 0 {
+                    let _ = self.deliver(
+                        server,
+                        running,
+                        Err(error.unwrap_or(TaskError::NoResult)),
+                        true,
+                    );
+                }
+            }
+            Reply::Worker { worker, callback } => {
+                // A callback always hears of its task; `on_finish` hears of errors only.
+                let result = match (error, &callback) {
+                    (Some(err), _) => Some(Err(err)),
+                    (None, Some(_)) if running.results == 0 => Some(Err(TaskError::NoResult)),
+                    _ => None,
+                };
+                let finished = Finished {
+                    task: running.id,
+                    result,
+                    callback: callback.take(),
+                    last: true,
+                };
+                if self.finished[*worker].send(finished).is_ok() {
+                    server.shared.wake_worker(*worker);
+                }
+            }
+        }
+    }
+
+    /// A queued task that will not run: its waiter hears `Abandoned`.
+    pub(crate) fn abandon(&self, server: &ServerHandle, job: Job<T>) {
+        self.counters.abandoned.fetch_add(1, Ordering::Relaxed);
+        let mut running = Running {
+            id: job.task.id,
+            reply: job.reply,
+            results: 0,
+        };
+        self.end(server, &mut running, Some(TaskError::Abandoned));
+    }
+
+    /// Whether the shutdown deadline has passed.
+    pub(crate) fn past_deadline(&self) -> bool {
+        self.deadline.get().is_some_and(|d| Instant::now() >= *d)
+    }
+}
+
+/// What the server needs of a pool without knowing its task types.
+pub(crate) trait PoolControl: Send + Sync + std::fmt::Debug {
+    /// The pool, for [`ServerHandle::tasks`] to downcast.
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    fn type_name(&self) -> &'static str;
+    fn snapshot(&self) -> TaskSnapshot;
+    /// Take no new task; queued ones run until `deadline`, then are abandoned.
+    fn close(&self, deadline: Instant);
+    /// Abandon what is left in the queues (after the task workers stopped or at the
+    /// deadline). Returns how many.
+    fn abandon_queued(&self, server: &ServerHandle) -> u64;
+}
+
+/// The task figures of [`Stats`](crate::Stats).
+#[derive(Debug, Default)]
+pub(crate) struct TaskSnapshot {
+    pub(crate) task_worker_num: usize,
+    pub(crate) tasking_num: usize,
+    pub(crate) task_queue_num: usize,
+    pub(crate) submitted: u64,
+    pub(crate) completed: u64,
+    pub(crate) failed: u64,
+    pub(crate) late: u64,
+    pub(crate) rejected: u64,
+    pub(crate) abandoned: u64,
+    pub(crate) restarts: u64,
+}
+
+impl<T: TaskHandler> PoolControl for TaskPool<T> {
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+
+    fn snapshot(&self) -> TaskSnapshot {
+        let c = &self.counters;
+        TaskSnapshot {
+            task_worker_num: self.slots.len(),
+            tasking_num: self
+                .slots
+                .iter()
+                .filter(|s| s.busy.load(Ordering::Relaxed))
+                .count(),
+            task_queue_num: self
+                .slots
+                .iter()
+                .map(|s| s.queued.load(Ordering::Relaxed))
+                .sum(),
+            submitted: c.submitted.load(Ordering::Relaxed),
+            completed: c.completed.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            late: c.late.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            abandoned: c.abandoned.load(Ordering::Relaxed),
+            restarts: c.restarts.load(Ordering::Relaxed),
+        }
+    }
+
+    fn close(&self, deadline: Instant) {
+        let _ = self.deadline.set(deadline);
+        self.closed.store(true, Ordering::Release);
+        for slot in self.slots.iter() {
+            let _ = slot.tx.send(Msg::Stop);
+        }
+    }
+
+    fn abandon_queued(&self, server: &ServerHandle) -> u64 {
+        let mut count = 0;
+        for slot in self.slots.iter() {
+            while let Ok(msg) = slot.rx.try_recv() {
+                if let Msg::Job(job) = msg {
+                    slot.queued.fetch_sub(1, Ordering::AcqRel);
+                    self.abandon(server, job);
+                    count += 1;
+                }
+            }
+        }
+        count
+    }
+}

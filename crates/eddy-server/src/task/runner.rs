@@ -1,0 +1,172 @@
+//! The task worker thread: take tasks in order, run them, deliver, rebuild when told.
+
+use std::{
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::{atomic::Ordering, Arc},
+};
+
+use super::{
+    pool::{Msg, Running, IN_TASK_WORKER},
+    TaskContext, TaskHandler, TaskPool,
+};
+use crate::{panic_message, ServerHandle, TaskError};
+
+/// Makes a task worker's handler.
+pub(crate) type TaskFactory<T> = Arc<dyn Fn() -> T + Send + Sync>;
+
+/// One task worker: its handler and how many tasks it has run since it was built.
+struct TaskWorker<T: TaskHandler> {
+    id: usize,
+    pool: Arc<TaskPool<T>>,
+    factory: TaskFactory<T>,
+    server: ServerHandle,
+    handler: T,
+    handled: usize,
+    /// `task_max_request`, if set.
+    max_request: Option<usize>,
+    /// Rebuild the handler after this many tasks: `task_max_request` plus a random grace.
+    limit: Option<usize>,
+}
+
+/// `max` plus a random grace of up to half of it (when over 10), so that workers started
+/// together do not all rebuild at the same moment (Swoole's `max_request_grace`).
+pub(crate) fn jittered(max: usize) -> usize {
+    use std::hash::{BuildHasher, Hasher};
+    let grace = if max > 10 { max / 2 } else { 0 };
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_usize(max);
+    max + (hasher.finish() as usize) % (grace + 1)
+}
+
+/// The task worker thread's body: start, run tasks until told to stop, stop.
+pub(crate) fn run_task_worker<T: TaskHandler>(
+    id: usize,
+    pool: Arc<TaskPool<T>>,
+    factory: TaskFactory<T>,
+    server: ServerHandle,
+    max_request: Option<usize>,
+    started: impl FnOnce(),
+) {
+    IN_TASK_WORKER.set(true);
+    let handler = factory();
+    let mut worker = TaskWorker {
+        id,
+        pool,
+        factory,
+        server,
+        handler,
+        handled: 0,
+        max_request,
+        limit: max_request.map(jittered),
+    };
+    worker.lifecycle(true);
+    started();
+    let pool = worker.pool.clone();
+    let slot = &pool.slots[id];
+    while let Ok(Msg::Job(job)) = slot.rx.recv() {
+        slot.busy.store(true, Ordering::Relaxed);
+        slot.queued.fetch_sub(1, Ordering::AcqRel);
+        if pool.past_deadline() {
+            pool.abandon(&worker.server, job);
+        } else {
+            worker.run(job);
+        }
+        slot.busy.store(false, Ordering::Relaxed);
+    }
+    worker.lifecycle(false);
+}
+
+impl<T: TaskHandler> TaskWorker<T> {
+    fn run(&mut self, job: super::pool::Job<T>) {
+        let mut running = Running {
+            id: job.task.id,
+            reply: job.reply,
+            results: 0,
+        };
+        let outcome = {
+            let mut ctx = TaskContext {
+                server: &self.server,
+                task_worker_id: self.id,
+                pool: &self.pool,
+                current: Some(&mut running),
+            };
+            let handler = &mut self.handler;
+            catch_unwind(AssertUnwindSafe(|| handler.on_task(&mut ctx, job.task)))
+        };
+        let counters = &self.pool.counters;
+        match outcome {
+            Ok(Some(output)) => {
+                counters.completed.fetch_add(1, Ordering::Relaxed);
+                let _ = self
+                    .pool
+                    .deliver(&self.server, &mut running, Ok(output), true);
+            }
+            Ok(None) => {
+                counters.completed.fetch_add(1, Ordering::Relaxed);
+                self.pool.end(&self.server, &mut running, None);
+            }
+            Err(panic) => {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                let message = panic_message(&*panic);
+                tracing::error!(
+                    task_worker = self.id,
+                    task = running.id.as_u64(),
+                    "task panicked: {message}; rebuilding the task handler"
+                );
+                self.pool.end(
+                    &self.server,
+                    &mut running,
+                    Some(TaskError::Panicked(message)),
+                );
+                // Whatever state the handler had may be half-updated: start afresh.
+                self.rebuild();
+                return;
+            }
+        }
+        self.handled += 1;
+        if self.limit.is_some_and(|limit| self.handled >= limit) {
+            self.rebuild();
+        }
+    }
+
+    /// Replace the handler with a new one from the factory (`task_max_request`, a panic).
+    fn rebuild(&mut self) {
+        self.lifecycle(false);
+        self.handler = (self.factory)();
+        self.handled = 0;
+        self.limit = self.max_request.map(jittered);
+        self.pool.counters.restarts.fetch_add(1, Ordering::Relaxed);
+        self.lifecycle(true);
+    }
+
+    /// Run `on_task_worker_start` or `on_task_worker_stop`, catching a panic.
+    fn lifecycle(&mut self, start: bool) {
+        let mut ctx = TaskContext {
+            server: &self.server,
+            task_worker_id: self.id,
+            pool: &self.pool,
+            current: None,
+        };
+        let handler = &mut self.handler;
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            if start {
+                handler.on_task_worker_start(&mut ctx)
+            } else {
+                handler.on_task_worker_stop(&mut ctx)
+            }
+        }));
+        if let Err(panic) = result {
+            let callback = if start {
+                "on_task_worker_start"
+            } else {
+                "on_task_worker_stop"
+            };
+            tracing::error!(
+                task_worker = self.id,
+                callback,
+                "handler panicked: {}",
+                panic_message(&*panic)
+            );
+        }
+    }
+}
