@@ -11,4 +11,5 @@ mod framing;
 mod lifecycle;
 mod table;
 mod tasks;
+mod tasks_example;
 mod util;
