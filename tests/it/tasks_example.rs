@@ -88,7 +88,11 @@ fn every_command_answers_as_documented() {
 
 #[test]
 fn bad_flags_fail_with_a_message() {
-    for args in [&["--task-workers", "0"][..], &["--workers", "x"], &["--bogus"]] {
+    for args in [
+        &["--task-workers", "0"][..],
+        &["--workers", "x"],
+        &["--bogus"],
+    ] {
         let out = std::process::Command::new(example_binary("tasks"))
             .args(args)
             .output()

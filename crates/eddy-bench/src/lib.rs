@@ -26,6 +26,7 @@ pub mod listen;
 pub mod proc_cpu;
 pub mod serve;
 pub mod suite;
+pub mod tasks;
 pub mod tokio_echo;
 
 pub use frames::Framing;

@@ -126,7 +126,7 @@ pub fn run_suite(program: &Path, opts: &SuiteOptions) -> SuiteReport {
         "eddy",
         "see `cargo bench --bench table`",
     ));
-    rows.push(Row::noted("task_wait", "eddy", "n/a (not implemented yet)"));
+    rows.extend(task_rows(&settings));
     rows::fill_ratios(&mut rows);
     SuiteReport {
         profile: opts.profile,
@@ -135,6 +135,42 @@ pub fn run_suite(program: &Path, opts: &SuiteOptions) -> SuiteReport {
         machine: Machine::detect(),
         rows,
     }
+}
+
+/// Task round trips and one-way task throughput, eddy's task workers against tokio's
+/// `spawn_blocking`, two task threads each, in this process.
+fn task_rows(settings: &options::Settings) -> Vec<Row> {
+    use crate::tasks::{round_trip, throughput, Runner, TaskFigures};
+    type Measure = fn(Runner, usize, std::time::Duration) -> Result<TaskFigures, String>;
+    let cases: [(&str, &'static str, Measure); 2] = [
+        ("task_wait round trip", "round trips/s", round_trip),
+        ("one-way tasks, 1,024 in flight", "tasks/s", throughput),
+    ];
+    let mut rows = Vec::new();
+    for (scenario, unit, measure) in cases {
+        for runner in [Runner::Eddy, Runner::Tokio] {
+            eprint!("{scenario} · {} … ", runner.name());
+            let _ = io::stderr().flush();
+            let result = measure(runner, 2, settings.duration);
+            rows.push(match result {
+                Ok(f) => {
+                    eprintln!("{} {unit}", table::number(f.per_sec));
+                    Row {
+                        throughput: Some(rows::Figure::new(f.per_sec, unit)),
+                        p50_us: f.p50_us,
+                        p99_us: f.p99_us,
+                        cost: Some(rows::Figure::new(f.cpu_us, "µs CPU/task")),
+                        ..Row::new(scenario, runner.name())
+                    }
+                }
+                Err(e) => {
+                    eprintln!("FAILED: {e}");
+                    Row::failed(scenario, runner.name(), &e)
+                }
+            });
+        }
+    }
+    rows
 }
 
 /// Starts `spec`, runs `measure` against it, kills it, and reports on

@@ -3,6 +3,7 @@
 use std::{
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{atomic::Ordering, Arc},
+    time::{Duration, Instant},
 };
 
 use super::{
@@ -63,7 +64,7 @@ pub(crate) fn run_task_worker<T: TaskHandler>(
     started();
     let pool = worker.pool.clone();
     let slot = &pool.slots[id];
-    while let Ok(Msg::Job(job)) = slot.rx.recv() {
+    while let Ok(Msg::Job(job)) = next(&slot.rx) {
         slot.busy.store(true, Ordering::Relaxed);
         slot.queued.fetch_sub(1, Ordering::AcqRel);
         if pool.past_deadline() {
@@ -75,6 +76,28 @@ pub(crate) fn run_task_worker<T: TaskHandler>(
     }
     worker.lifecycle(false);
 }
+
+/// The next message, after a short spin: a task worker that just finished a task often gets
+/// the next one within microseconds (a worker's `task_wait` loop), and sleeping would add a
+/// futex wake-up to each round trip. Then it blocks (no polling while idle).
+fn next<M>(rx: &crossbeam_channel::Receiver<M>) -> Result<M, crossbeam_channel::RecvError> {
+    let spin_until = Instant::now() + SPIN;
+    loop {
+        match rx.try_recv() {
+            Ok(msg) => return Ok(msg),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                return Err(crossbeam_channel::RecvError)
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) if Instant::now() < spin_until => {
+                std::thread::yield_now()
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => return rx.recv(),
+        }
+    }
+}
+
+/// How long an idle task worker looks for its next task before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
 
 impl<T: TaskHandler> TaskWorker<T> {
     fn run(&mut self, job: super::pool::Job<T>) {
