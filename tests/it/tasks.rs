@@ -597,3 +597,22 @@ fn a_worker_takes_the_results_of_its_tasks_before_it_stops() {
     assert!(report.graceful, "{report:?}");
     assert_eq!(results.try_recv(), Ok(("on_finish", id, Ok(3))));
 }
+
+#[test]
+fn results_reach_handlers_running_on_reactors() {
+    let (server, addr, results, queued, _) = tasks_server(2, |b| {
+        b.dispatch_mode(eddy::DispatchMode::Reactor).reactor_num(2)
+    });
+    let mut client = Client::new(addr);
+    for n in 0..20 {
+        client.ask(&format!("then {n}"));
+        let id = recv(&queued);
+        assert_eq!(recv(&results), ("callback", id, Ok(n)));
+    }
+    assert_eq!(client.ask("wait 8"), "Ok(8)");
+    client.ask("slow 4");
+    let id = recv(&queued);
+    let report = server.shutdown().unwrap();
+    assert!(report.graceful, "{report:?}");
+    assert_eq!(results.try_recv(), Ok(("on_finish", id, Ok(4))));
+}

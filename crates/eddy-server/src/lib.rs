@@ -15,6 +15,9 @@
 //!            └──────────────────────────────────────────  one handler each: on_receive …
 //!                                                          send(): straight to the socket
 //!  connection table (ids → records, any thread)            when nothing is queued
+//!                                                            │ task ▲ results
+//!                                                            ▼      │
+//!                                           task worker threads (task_worker_num)
 //! ```
 //!
 //! - A reactor owns its sockets: only it reads them, and only it closes them.
@@ -24,6 +27,8 @@
 //!   reading on the connections that feed it; an output buffer over its high watermark pauses
 //!   reading on its connection.
 //! - Nothing polls on a timer: an idle server uses no CPU.
+//! - Task workers (see [`TaskHandler`]) run slow work for the workers: tasks and results move
+//!   as typed values through bounded queues; nothing is lost without an error or a count.
 //!
 //! # Example
 //!
