@@ -16,8 +16,9 @@ fn smoke_suite_fills_every_row() {
     let report = run_suite(Path::new(env!("CARGO_BIN_EXE_eddy-baseline")), &opts);
     let table = report.render();
     assert!(!report.failed(), "{table}");
-    // 4 scenarios and 3 connection rows for 4 servers, then 2 n/a rows.
-    assert_eq!(report.rows.len(), 7 * 4 + 2, "{table}");
+    // 4 scenarios and 3 connection rows for 4 servers, the broadcast pointer, then 2 task
+    // scenarios for eddy and tokio.
+    assert_eq!(report.rows.len(), 7 * 4 + 1 + 2 * 2, "{table}");
     for row in report.rows.iter().filter(|r| r.note.is_none()) {
         assert!(row.cost.is_some(), "{table}");
         if row.server.starts_with("eddy") && row.compare {
@@ -25,7 +26,7 @@ fn smoke_suite_fills_every_row() {
             assert!(ratios.cost_vs_tokio.is_some(), "{table}");
         }
     }
-    assert!(table.contains("n/a (not implemented yet)"));
+    assert!(table.contains("task_wait round trip"), "{table}");
     let json = std::env::temp_dir().join(format!("eddy-bench-smoke-{}.json", std::process::id()));
     report.write_json(&json).expect("json");
     let text = std::fs::read_to_string(&json).expect("read json");
