@@ -19,7 +19,8 @@
 //!
 //! `--idle N` closes connections that send nothing for N seconds; `--tick N` sends every
 //! logged-in user `time <unix seconds>` every N seconds. A line over 64 KiB closes the
-//! connection. SIGTERM or Ctrl-C: graceful exit, code 0.
+//! connection. SIGUSR1 reloads (rebuilds every worker's handler) with every connection kept;
+//! `/stats` counts it in `reload_count`. SIGTERM or Ctrl-C: graceful exit, code 0.
 
 use std::{
     collections::BTreeSet,

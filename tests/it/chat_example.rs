@@ -149,3 +149,21 @@ fn bad_flags_fail_with_a_message() {
         );
     }
 }
+
+#[test]
+fn sigusr1_reloads_with_every_connection_kept() {
+    let chat = Example::start("chat", &["--workers", "2"]);
+    let mut alice = User::login(&chat, "alice");
+    let mut bob = User::login(&chat, "bob");
+    chat.notify(libc::SIGUSR1);
+    wait_until("the reload to be counted", || {
+        alice.say("/stats");
+        let stats: serde_json::Value = serde_json::from_str(&alice.message()).unwrap();
+        stats["reload_count"] == 1
+    });
+    alice.say("bob:still here");
+    assert_eq!(bob.message(), "alice: still here");
+    bob.say("/who");
+    assert_eq!(bob.message(), "online alice bob");
+    assert_eq!(chat.signal(libc::SIGTERM), 0);
+}

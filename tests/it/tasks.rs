@@ -616,3 +616,22 @@ fn results_reach_handlers_running_on_reactors() {
     assert!(report.graceful, "{report:?}");
     assert_eq!(results.try_recv(), Ok(("on_finish", id, Ok(4))));
 }
+
+#[test]
+fn reloads_rebuild_task_handlers_after_their_queued_tasks() {
+    let (server, addr, _, _, built) = tasks_server(2, |b| b);
+    let handle = server.handle().clone();
+    let tasks = handle.tasks::<Work>().unwrap();
+    assert_eq!(built.load(Ordering::SeqCst), 2);
+    handle.reload_task_workers().unwrap();
+    wait_until("the task reload", || handle.stats().reload_count == 1);
+    assert_eq!(built.load(Ordering::SeqCst), 4);
+    assert_eq!(handle.stats().worker_restarts, 0, "workers untouched");
+    handle.reload().unwrap();
+    wait_until("the full reload", || handle.stats().reload_count == 2);
+    assert_eq!(built.load(Ordering::SeqCst), 6);
+    assert_eq!(handle.stats().worker_restarts, 2);
+    assert_eq!(tasks.task_wait(Job::Echo(5), WAIT), Ok(5));
+    assert_eq!(Client::new(addr).ask("wait 6"), "Ok(6)");
+    server.shutdown().unwrap();
+}

@@ -287,6 +287,12 @@ impl Example {
         Example { child, addr }
     }
 
+    /// Send a signal, without waiting.
+    pub fn notify(&self, signal: i32) {
+        // SAFETY: sends a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
     /// Send a signal and wait for the exit code.
     pub fn signal(mut self, signal: i32) -> i32 {
         // SAFETY: sends a signal to our own child process.

@@ -47,6 +47,8 @@ struct Settings {
     task_worker_num: Option<usize>,
     task_queue_capacity: usize,
     task_max_request: Option<usize>,
+    max_request: Option<usize>,
+    close_on_panic: bool,
 }
 
 impl<T: TaskHandler> fmt::Debug for ServerBuilder<T> {
@@ -101,6 +103,8 @@ impl Default for Settings {
             task_worker_num: None,
             task_queue_capacity: 1024,
             task_max_request: None,
+            max_request: None,
+            close_on_panic: true,
         }
     }
 }
@@ -322,6 +326,25 @@ impl<T: TaskHandler> ServerBuilder<T> {
         self
     }
 
+    /// Rebuild a worker's handler from the factory after it handled this many packets
+    /// (`max_request`), plus a random grace of up to half as many (when over 10,
+    /// `max_request_grace`) so workers do not all rebuild at once. Connections stay open and
+    /// no packet is lost: the swap happens between two events. Off by default. Range 1 to
+    /// 2^32.
+    pub fn max_request(mut self, n: usize) -> Self {
+        self.s.max_request = Some(n);
+        self
+    }
+
+    /// What happens to the connection whose event made a callback panic: closed with
+    /// [`CloseReason::HandlerPanic`](crate::CloseReason::HandlerPanic) (reset, output dropped;
+    /// the default), or kept open (`false`). Either way the panic is logged, the worker
+    /// rebuilds its handler and reports it to `on_worker_error`, and the server goes on.
+    pub fn close_on_panic(mut self, on: bool) -> Self {
+        self.s.close_on_panic = on;
+        self
+    }
+
     /// The task handler (Swoole's `onTask`): `factory` makes one per task worker. This types
     /// the tasks of the server: its event handler implements `EventHandler<U>`, and
     /// [`Context::task`](crate::Context::task) takes `U::Task`.
@@ -465,6 +488,9 @@ impl Settings {
         if let Some(n) = self.task_max_request {
             check("task_max_request", n, limits::MAX_REQUEST)?;
         }
+        if let Some(n) = self.max_request {
+            check("max_request", n, limits::MAX_REQUEST)?;
+        }
         let mut listeners = Vec::with_capacity(self.listeners.len());
         for (addr, codec) in self.listeners {
             let addr: ListenAddr = addr
@@ -505,6 +531,8 @@ impl Settings {
             task_worker_num,
             task_queue_capacity: self.task_queue_capacity,
             task_max_request: self.task_max_request,
+            max_request: self.max_request,
+            close_on_panic: self.close_on_panic,
         })
     }
 }

@@ -42,6 +42,10 @@ pub(crate) struct Config {
     pub(crate) task_worker_num: usize,
     pub(crate) task_queue_capacity: usize,
     pub(crate) task_max_request: Option<usize>,
+    /// Rebuild a worker's handler after this many packets.
+    pub(crate) max_request: Option<usize>,
+    /// Close the connection whose event made a callback panic.
+    pub(crate) close_on_panic: bool,
 }
 
 /// The most bytes a reactor reads from one socket per readiness event.

@@ -11,6 +11,7 @@ use crate::{
     config::Config,
     conn::Conn,
     reactor::Command,
+    reload::{Rebuild, ReloadError, ReloadScope, WorkerStatus},
     stats::Counters,
     sys::Poller,
     table::ConnTable,
@@ -41,6 +42,8 @@ pub(crate) struct Shared {
     pub(crate) tasks: Option<Arc<dyn PoolControl>>,
     /// When a graceful shutdown must be over, once one has begun.
     pub(crate) deadline: OnceLock<Instant>,
+    /// Reloads: requested, running, counted.
+    pub(crate) reload: crate::reload::ReloadState,
 }
 
 impl Shared {
@@ -308,6 +311,60 @@ impl ServerHandle {
     /// when port 0 was asked for).
     pub fn local_addrs(&self) -> &[ListenAddr] {
         &self.shared.local_addrs
+    }
+
+    /// Rebuild every worker's and task worker's handler from the factory (Swoole's
+    /// `reload`, as SIGUSR1 does). Connections stay open and no packet is lost: each worker
+    /// swaps its handler between two events, the old one finishing what it holds. The
+    /// main handler's `on_before_reload` and `on_after_reload` run around it, on the thread
+    /// that called `run`; [`Stats::reload_count`] counts completed reloads.
+    ///
+    /// Returns at once: the reload runs in the background, within `max_wait_time`. A reload
+    /// asked for while one runs is ignored ([`ReloadError::InProgress`], and logged).
+    ///
+    /// [`ReloadError::InProgress`]: crate::ReloadError::InProgress
+    pub fn reload(&self) -> Result<(), ReloadError> {
+        self.reload_scope(ReloadScope::All)
+    }
+
+    /// Rebuild only the task workers' handlers (Swoole's `reload(true)`, as SIGUSR2 does).
+    /// Tasks queued before it run on the old handlers.
+    pub fn reload_task_workers(&self) -> Result<(), ReloadError> {
+        self.reload_scope(ReloadScope::TaskWorkers)
+    }
+
+    fn reload_scope(&self, scope: ReloadScope) -> Result<(), ReloadError> {
+        if self.is_shutting_down() {
+            return Err(ReloadError::ShuttingDown);
+        }
+        self.shared.reload.request(scope)?;
+        self.shared.supervisor.notify();
+        Ok(())
+    }
+
+    /// Restart one worker (Swoole's `stop($worker_id)`): it rebuilds its handler from the
+    /// factory after its current event, keeping its connections and queued events.
+    pub fn stop_worker(&self, worker_id: usize) -> Result<(), ReloadError> {
+        let worker = self
+            .shared
+            .workers
+            .get(worker_id)
+            .ok_or(ReloadError::NoSuchWorker {
+                id: worker_id,
+                worker_num: self.shared.config.worker_num,
+            })?;
+        if self.is_shutting_down() {
+            return Err(ReloadError::ShuttingDown);
+        }
+        // A full control queue already holds rebuilds this one would repeat.
+        let _ = worker.control.0.try_send(Rebuild::Restart);
+        self.shared.wake_worker(worker_id);
+        Ok(())
+    }
+
+    /// What worker `worker_id` is doing: idle, busy, or rebuilding its handler.
+    pub fn worker_status(&self, worker_id: usize) -> Option<WorkerStatus> {
+        self.shared.workers.get(worker_id).map(|w| w.status())
     }
 
     /// Send tasks from any thread (Swoole's `task` from a user process): a typed handle to

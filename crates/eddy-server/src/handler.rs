@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use eddy_codec::FrameError;
 
-use crate::{ConnId, Context, NoTasks, ServerHandle, TaskError, TaskHandler, TaskId};
+use crate::{ConnId, Context, NoTasks, ServerHandle, TaskError, TaskHandler, TaskId, WorkerError};
 
 /// Why a connection closed. Every close has one, and every close goes through one path, so
 /// [`EventHandler::on_close`] runs exactly once per connection with its reason.
@@ -30,6 +30,9 @@ pub enum CloseReason {
     Shutdown,
     /// The peer sent nothing for `heartbeat_idle_time`; queued output was dropped.
     HeartbeatTimeout,
+    /// A callback panicked while handling this connection's event, and `close_on_panic` is
+    /// on (the default): the connection was reset, its queued output dropped.
+    HandlerPanic,
 }
 
 impl std::fmt::Display for CloseReason {
@@ -43,6 +46,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::BadPacket(err) => write!(f, "bad packet: {err}"),
             CloseReason::Shutdown => f.write_str("server shutdown"),
             CloseReason::HeartbeatTimeout => f.write_str("heartbeat timeout"),
+            CloseReason::HandlerPanic => f.write_str("handler panicked"),
         }
     }
 }
@@ -65,7 +69,8 @@ impl std::fmt::Display for CloseReason {
 /// ([`DispatchMode::is_stateful`](crate::DispatchMode::is_stateful)) all of a connection's
 /// events run on one worker, in byte order. In stateless modes packets of one connection may
 /// run on several workers at once. A panic in a callback is caught and logged; the worker
-/// carries on.
+/// carries on with a handler rebuilt from the factory (see
+/// [`on_worker_error`](EventHandler::on_worker_error)).
 pub trait EventHandler<T: TaskHandler = NoTasks>: Send + 'static {
     /// The server is up (every thread started), before the first connection is accepted.
     /// Runs on the thread that called `run`.
@@ -121,6 +126,24 @@ pub trait EventHandler<T: TaskHandler = NoTasks>: Send + 'static {
         result: Result<T::Output, TaskError>,
     ) {
         let _ = (ctx, task, result);
+    }
+
+    /// A callback of this worker panicked (Swoole's `onWorkerError`). Runs on the worker's new
+    /// handler, rebuilt from the factory after the panic, before its next event.
+    fn on_worker_error(&mut self, ctx: &mut Context<'_, T>, error: &WorkerError) {
+        let _ = (ctx, error);
+    }
+
+    /// A reload ([`ServerHandle::reload`], SIGUSR1 or SIGUSR2) begins. Runs on the thread
+    /// that called `run`, on the same instance as `on_start`; the server still serves.
+    fn on_before_reload(&mut self, server: &ServerHandle) {
+        let _ = server;
+    }
+
+    /// A reload is over: every handler it concerned was rebuilt (or `max_wait_time` passed).
+    /// Runs on the thread that called `run`.
+    fn on_after_reload(&mut self, server: &ServerHandle) {
+        let _ = server;
     }
 
     /// The server has stopped: every worker has stopped and every connection is closed. Runs

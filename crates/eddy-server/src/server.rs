@@ -45,9 +45,12 @@ trait Roles: Send {
     ) -> io::Result<Vec<JoinHandle<()>>>;
 }
 
-/// `on_start` and `on_shutdown`, whatever the task types.
-trait Lifecycle {
+/// The main handler's callbacks (`on_start`, reloads, `on_shutdown`), whatever the task
+/// types.
+pub(crate) trait Lifecycle {
     fn on_start(&mut self, server: &ServerHandle);
+    fn on_before_reload(&mut self, server: &ServerHandle);
+    fn on_after_reload(&mut self, server: &ServerHandle);
     fn on_shutdown(&mut self, server: &ServerHandle);
 }
 
@@ -56,6 +59,12 @@ struct Main<H, T>(H, PhantomData<fn() -> T>);
 impl<T: TaskHandler, H: EventHandler<T>> Lifecycle for Main<H, T> {
     fn on_start(&mut self, server: &ServerHandle) {
         self.0.on_start(server)
+    }
+    fn on_before_reload(&mut self, server: &ServerHandle) {
+        self.0.on_before_reload(server)
+    }
+    fn on_after_reload(&mut self, server: &ServerHandle) {
+        self.0.on_after_reload(server)
     }
     fn on_shutdown(&mut self, server: &ServerHandle) {
         self.0.on_shutdown(server)
@@ -92,9 +101,10 @@ where
             .tasks
             .as_ref()
             .map(|t| (t.pool.clone(), t.results[id].clone()));
+        let factory = self.factory.clone();
         Box::new(Worker::new(
             id,
-            Box::new((self.factory)()),
+            Arc::new(move || Box::new(factory()) as Box<dyn EventHandler<T>>),
             inbox,
             server.clone(),
             tasks,
@@ -172,6 +182,15 @@ impl<T: TaskHandler, H: EventHandler<T> + ?Sized> EventHandler<T> for Box<H> {
         result: Result<T::Output, crate::TaskError>,
     ) {
         (**self).on_finish(ctx, task, result)
+    }
+    fn on_worker_error(&mut self, ctx: &mut crate::Context<'_, T>, error: &crate::WorkerError) {
+        (**self).on_worker_error(ctx, error)
+    }
+    fn on_before_reload(&mut self, server: &ServerHandle) {
+        (**self).on_before_reload(server)
+    }
+    fn on_after_reload(&mut self, server: &ServerHandle) {
+        (**self).on_after_reload(server)
     }
     fn on_shutdown(&mut self, server: &ServerHandle) {
         (**self).on_shutdown(server)
@@ -300,6 +319,7 @@ impl Server {
                 .as_ref()
                 .map(|t| t.pool.clone() as Arc<dyn PoolControl>),
             deadline: OnceLock::new(),
+            reload: Default::default(),
             table: ConnTable::new(config.max_conn, config.listeners.len()),
             stats: Counters::new(config.reactor_num, config.worker_num),
             reactors: reactors.into(),
@@ -437,9 +457,9 @@ impl Server {
         }
         let mut main = self.roles.main();
         main.on_start(&handle);
-        let accepted = Acceptor::new(&shared, &self.listeners, signals);
+        let accepted = Acceptor::new(&shared, &self.listeners, signals, &mut *main);
         ready();
-        let result = accepted.run();
+        let (result, signals) = accepted.run();
         let begun = Instant::now();
         if let Err(err) = &result {
             tracing::error!("accept loop failed: {err}; shutting down");
@@ -523,6 +543,7 @@ impl Server {
             unfinished_task_workers,
         };
         tracing::info!(?report, "server stopped");
+        drop(signals);
         result.map(|()| report)
     }
 }

@@ -115,6 +115,12 @@ pub struct Stats {
     pub worker_response_count: Vec<u64>,
     /// Events dispatched to each worker.
     pub worker_dispatch_count: Vec<u64>,
+    /// What each worker is doing now.
+    pub worker_status: Vec<crate::WorkerStatus>,
+    /// Worker handlers rebuilt (reload, `stop_worker`, `max_request`, after a panic).
+    pub worker_restarts: u64,
+    /// Reloads completed.
+    pub reload_count: u64,
     /// Task worker threads (`task_worker_num`; 0 without a task handler).
     pub task_worker_num: usize,
     /// Tasks running now (task workers busy).
@@ -202,6 +208,9 @@ impl Stats {
                         .sum()
                 })
                 .collect(),
+            worker_status: shared.workers.iter().map(|w| w.status()).collect(),
+            worker_restarts: shared.reload.worker_restarts.load(Relaxed),
+            reload_count: shared.reload.count.load(Relaxed),
             task_worker_num: tasks.task_worker_num,
             tasking_num: tasks.tasking_num,
             task_queue_num: tasks.task_queue_num,

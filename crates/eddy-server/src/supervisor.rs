@@ -4,7 +4,11 @@
 use std::{
     io::Read,
     os::{fd::AsRawFd, unix::net::UnixStream},
-    sync::{atomic::Ordering, Arc},
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -13,11 +17,14 @@ use crate::{
     handle::Shared,
     net::Listener,
     reactor::Command,
+    reload::{Rebuild, ReloadScope},
+    server::Lifecycle,
     sys::{self, Events},
     ServerHandle,
 };
 
-/// Poller key of the signal pipe (listeners use their index).
+/// Poller key of the first signal pipe; the others count down from it (listeners use their
+/// index).
 const SIGNAL_KEY: usize = usize::MAX - 1;
 /// At most this many accepts per listener per wake-up, so one busy listener cannot starve
 /// signals or the other listeners.
@@ -25,37 +32,75 @@ const ACCEPT_BATCH: usize = 64;
 /// How long accepting pauses when the process runs out of file descriptors or memory.
 const EXHAUSTED_PAUSE: Duration = Duration::from_millis(200);
 
-/// SIGTERM and SIGINT, written to a pipe the accept loop watches.
+/// What a signal asks for.
+#[derive(Clone, Copy, Debug)]
+enum SignalAction {
+    Shutdown,
+    Reload(ReloadScope),
+}
+
+/// SIGTERM and SIGINT (shut down), SIGUSR1 (reload) and SIGUSR2 (reload the task workers),
+/// each kind written to a pipe the accept loop watches. Once a shutdown has begun, a second
+/// SIGINT exits the process at once (code 130).
 pub(crate) struct Signals {
-    rx: UnixStream,
+    pipes: Vec<(UnixStream, SignalAction)>,
     ids: Vec<signal_hook::SigId>,
+    shutting_down: Arc<AtomicBool>,
 }
 
 impl Signals {
     pub(crate) fn install() -> std::io::Result<Signals> {
-        let (rx, tx) = UnixStream::pair()?;
-        rx.set_nonblocking(true)?;
-        tx.set_nonblocking(true)?;
-        let mut ids = Vec::new();
-        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-            ids.push(signal_hook::low_level::pipe::register(
-                signal,
-                tx.try_clone()?,
+        use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+        let mut signals = Signals {
+            pipes: Vec::new(),
+            ids: Vec::new(),
+            shutting_down: Arc::new(AtomicBool::new(false)),
+        };
+        // Registered first, so it runs before the pipe write: exits only once shutting down.
+        signals
+            .ids
+            .push(signal_hook::flag::register_conditional_shutdown(
+                SIGINT,
+                130,
+                signals.shutting_down.clone(),
             )?);
+        let kinds: [(&[i32], SignalAction); 3] = [
+            (&[SIGTERM, SIGINT], SignalAction::Shutdown),
+            (&[SIGUSR1], SignalAction::Reload(ReloadScope::All)),
+            (&[SIGUSR2], SignalAction::Reload(ReloadScope::TaskWorkers)),
+        ];
+        for (numbers, action) in kinds {
+            let (rx, tx) = UnixStream::pair()?;
+            rx.set_nonblocking(true)?;
+            tx.set_nonblocking(true)?;
+            for &signal in numbers {
+                signals.ids.push(signal_hook::low_level::pipe::register(
+                    signal,
+                    tx.try_clone()?,
+                )?);
+            }
+            signals.pipes.push((rx, action));
         }
-        Ok(Signals { rx, ids })
+        Ok(signals)
     }
 
-    fn drain(&mut self) -> bool {
+    /// Whether the pipe at `index` had a signal in it (emptied).
+    fn drain(&mut self, index: usize) -> Option<SignalAction> {
+        let (rx, action) = self.pipes.get_mut(index)?;
         let mut buf = [0u8; 16];
         let mut got = false;
-        while let Ok(n) = self.rx.read(&mut buf) {
+        while let Ok(n) = rx.read(&mut buf) {
             if n == 0 {
                 break;
             }
             got = true;
         }
-        got
+        got.then_some(*action)
+    }
+
+    /// From now on a SIGINT exits at once.
+    pub(crate) fn shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::Release);
     }
 }
 
@@ -72,8 +117,12 @@ pub(crate) struct Acceptor<'a> {
     shared: &'a Arc<Shared>,
     listeners: &'a [Listener],
     signals: Option<Signals>,
+    /// The main handler: `on_before_reload` and `on_after_reload` run here.
+    main: &'a mut dyn Lifecycle,
     next_reactor: usize,
     last_refusal_log: Option<Instant>,
+    /// When the running reload must be over.
+    reload_deadline: Option<Instant>,
 }
 
 impl<'a> Acceptor<'a> {
@@ -81,13 +130,16 @@ impl<'a> Acceptor<'a> {
         shared: &'a Arc<Shared>,
         listeners: &'a [Listener],
         signals: Option<Signals>,
+        main: &'a mut dyn Lifecycle,
     ) -> Self {
         Acceptor {
             shared,
             listeners,
             signals,
+            main,
             next_reactor: 0,
             last_refusal_log: None,
+            reload_deadline: None,
         }
     }
 
@@ -107,12 +159,23 @@ impl<'a> Acceptor<'a> {
         }
     }
 
-    /// Run the accept loop; returns when a shutdown was requested.
-    pub(crate) fn run(mut self) -> std::io::Result<()> {
+    /// Run the accept loop; returns when a shutdown was requested, with the signal handlers
+    /// (kept until the end of the shutdown, for a second SIGINT).
+    pub(crate) fn run(mut self) -> (std::io::Result<()>, Option<Signals>) {
+        let result = self.serve();
+        if let Some(signals) = &self.signals {
+            signals.shutting_down();
+        }
+        (result, self.signals.take())
+    }
+
+    fn serve(&mut self) -> std::io::Result<()> {
         let poller = self.shared.supervisor.clone();
         if let Some(signals) = &self.signals {
-            // The pipe lives in `self`, which outlives the loop; deleted below.
-            poller.add(signals.rx.as_raw_fd(), SIGNAL_KEY, true, false)?;
+            // The pipes live in `self`, which outlives the loop; deleted below.
+            for (index, (rx, _)) in signals.pipes.iter().enumerate() {
+                poller.add(rx.as_raw_fd(), SIGNAL_KEY - index, true, false)?;
+            }
         }
         self.watch_listeners()?;
         let mut events = Events::with_capacity(64);
@@ -124,16 +187,30 @@ impl<'a> Acceptor<'a> {
         };
         while !self.shared.shutdown_requested.load(Ordering::Acquire) {
             // Sleep until something happens or a timer is due: nothing polls in between.
-            let due = [paused_until, next_heartbeat].into_iter().flatten().min();
+            let due = [paused_until, next_heartbeat, self.reload_deadline]
+                .into_iter()
+                .flatten()
+                .min();
             let timeout = due.map(|t| t.saturating_duration_since(Instant::now()));
             poller.wait(&mut events, timeout)?;
             for ev in events.iter() {
-                if ev.key == SIGNAL_KEY {
-                    if self.signals.as_mut().is_some_and(Signals::drain) {
-                        tracing::info!("signal received: shutting down");
-                        self.shared
-                            .shutdown_requested
-                            .store(true, Ordering::Release);
+                if ev.key > SIGNAL_KEY - 8 {
+                    let action = self
+                        .signals
+                        .as_mut()
+                        .and_then(|s| s.drain(SIGNAL_KEY - ev.key));
+                    match action {
+                        Some(SignalAction::Shutdown) => {
+                            tracing::info!("signal received: shutting down");
+                            self.shared
+                                .shutdown_requested
+                                .store(true, Ordering::Release);
+                        }
+                        Some(SignalAction::Reload(scope)) => {
+                            tracing::info!(?scope, "signal received: reloading");
+                            let _ = self.shared.reload.request(scope);
+                        }
+                        None => {}
                     }
                 } else if paused_until.is_none() && self.accept_batch(ev.key) {
                     tracing::warn!("out of file descriptors or memory: pausing accept");
@@ -151,14 +228,91 @@ impl<'a> Acceptor<'a> {
                     next_heartbeat = Some(Instant::now() + every);
                 }
             }
+            self.step_reload(&server);
         }
         if paused_until.is_none() {
             self.unwatch_listeners();
         }
         if let Some(signals) = &self.signals {
-            let _ = poller.delete(signals.rx.as_raw_fd());
+            for (rx, _) in &signals.pipes {
+                let _ = poller.delete(rx.as_raw_fd());
+            }
+        }
+        if self.reload_deadline.is_some() {
+            self.end_reload(&server);
         }
         Ok(())
+    }
+
+    /// Start a requested reload; end the running one once every handler concerned has been
+    /// rebuilt, or at its deadline.
+    fn step_reload(&mut self, server: &ServerHandle) {
+        let reload = &self.shared.reload;
+        if self.reload_deadline.is_none() {
+            if let Some(scope) = reload.take_request() {
+                self.begin_reload(scope, server);
+            }
+        }
+        if let Some(deadline) = self.reload_deadline {
+            if reload.pending.load(Ordering::Acquire) == 0 || Instant::now() >= deadline {
+                self.end_reload(server);
+            }
+        }
+    }
+
+    fn begin_reload(&mut self, scope: ReloadScope, server: &ServerHandle) {
+        tracing::info!(?scope, "reload: rebuilding handlers");
+        self.lifecycle("on_before_reload", |main| main.on_before_reload(server));
+        let shared = self.shared;
+        let workers = match scope {
+            ReloadScope::All => shared.workers.len(),
+            ReloadScope::TaskWorkers => 0,
+        };
+        let task_workers = shared.config.task_worker_num;
+        shared
+            .reload
+            .pending
+            .store(workers + task_workers, Ordering::Release);
+        self.reload_deadline = Some(Instant::now() + shared.config.max_wait_time);
+        for (id, worker) in shared.workers.iter().enumerate().take(workers) {
+            if worker.control.0.try_send(Rebuild::Reload).is_ok() {
+                shared.wake_worker(id);
+            } else {
+                // Its control queue is full of rebuilds already: it rebuilds anyway.
+                shared.reload.ack(&shared.supervisor);
+            }
+        }
+        if let Some(pool) = &shared.tasks {
+            pool.rebuild_all();
+        }
+    }
+
+    fn end_reload(&mut self, server: &ServerHandle) {
+        let reload = &self.shared.reload;
+        let left = reload.pending.swap(0, Ordering::AcqRel);
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "reload: max_wait_time passed before every handler was rebuilt"
+            );
+        }
+        self.reload_deadline = None;
+        self.lifecycle("on_after_reload", |main| main.on_after_reload(server));
+        reload.count.fetch_add(1, Ordering::Relaxed);
+        reload.running.store(false, Ordering::Release);
+        tracing::info!("reload: done");
+    }
+
+    /// Run a main-handler callback, catching a panic so the supervisor carries on.
+    fn lifecycle(&mut self, what: &'static str, f: impl FnOnce(&mut dyn Lifecycle)) {
+        let main = &mut *self.main;
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(main))) {
+            tracing::error!(
+                callback = what,
+                "handler panicked: {}",
+                crate::panic_message(&*panic)
+            );
+        }
     }
 
     /// Accept what is waiting on one listener. Returns true when the process ran out of a

@@ -7,14 +7,16 @@ use std::{
         Arc, OnceLock,
     },
     thread::Thread,
+    time::Duration,
 };
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::{
     conn::{inflight, Conn},
     reactor::{pause, Command},
+    reload::{jittered, Rebuild, WorkerError, WorkerStatus},
     task::{Finished, TaskPool},
     CloseReason, Context, EventHandler, ServerHandle, TaskHandler,
 };
@@ -80,9 +82,13 @@ impl Event {
 pub(crate) struct WorkerShared {
     pub(crate) busy: AtomicBool,
     pub(crate) sleeping: AtomicBool,
+    /// Rebuilding its handler, or stopping.
+    pub(crate) stopping: AtomicBool,
     thread: OnceLock<Thread>,
     pub(crate) waiters: AtomicU64,
     inbox: Receiver<Event>,
+    /// Rebuild requests (reload, `stop_worker`); a few at most are ever pending.
+    pub(crate) control: (Sender<Rebuild>, Receiver<Rebuild>),
 }
 
 impl WorkerShared {
@@ -90,9 +96,22 @@ impl WorkerShared {
         WorkerShared {
             busy: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             thread: OnceLock::new(),
             waiters: AtomicU64::new(0),
             inbox,
+            control: crossbeam_channel::bounded(8),
+        }
+    }
+
+    /// What the worker is doing now.
+    pub(crate) fn status(&self) -> WorkerStatus {
+        if self.stopping.load(Ordering::Relaxed) {
+            WorkerStatus::Stopping
+        } else if self.busy.load(Ordering::Relaxed) {
+            WorkerStatus::Busy
+        } else {
+            WorkerStatus::Idle
         }
     }
 
@@ -128,9 +147,13 @@ pub(crate) trait WorkerRun: Send {
     fn stop(&mut self);
     /// Run the callbacks of one event.
     fn handle(&mut self, event: Event, server: &ServerHandle);
-    /// Run `on_finish` (or callbacks) for the task results that have arrived.
-    fn take_results(&mut self);
+    /// Run `on_finish` (or callbacks) for the task results that have arrived, and rebuild
+    /// the handler if asked to.
+    fn take_mail(&mut self);
 }
+
+/// Makes a worker's handlers.
+pub(crate) type HandlerFactory<T> = Arc<dyn Fn() -> Box<dyn EventHandler<T>> + Send + Sync>;
 
 /// A worker's way to the task pool: the pool, and where its results arrive.
 pub(crate) type TaskLink<T> = (Arc<TaskPool<T>>, Receiver<Finished<T>>);
@@ -138,30 +161,123 @@ pub(crate) type TaskLink<T> = (Arc<TaskPool<T>>, Receiver<Finished<T>>);
 /// One worker's state.
 pub(crate) struct Worker<T: TaskHandler> {
     id: usize,
+    factory: HandlerFactory<T>,
     handler: Box<dyn EventHandler<T>>,
     inbox: Receiver<Event>,
+    control: Receiver<Rebuild>,
     server: ServerHandle,
     tasks: Option<Arc<TaskPool<T>>>,
     /// Results of the tasks this worker sent.
     results: Option<Receiver<Finished<T>>>,
+    /// Packets handled since the handler was built.
+    handled: usize,
+    /// Rebuild after this many (`max_request` plus grace), if set.
+    limit: Option<usize>,
+    /// A callback panicked: rebuild once the event is done, then report it.
+    failure: Option<WorkerError>,
 }
 
 impl<T: TaskHandler> Worker<T> {
     pub(crate) fn new(
         id: usize,
-        handler: Box<dyn EventHandler<T>>,
+        factory: HandlerFactory<T>,
         inbox: Receiver<Event>,
         server: ServerHandle,
         tasks: Option<TaskLink<T>>,
     ) -> Self {
         let (tasks, results) = tasks.unzip();
+        let handler = factory();
+        let control = server.shared.workers[id].control.1.clone();
+        let limit = server.shared.config.max_request.map(jittered);
         Worker {
             id,
+            factory,
             handler,
             inbox,
+            control,
             server,
             tasks,
             results,
+            handled: 0,
+            limit,
+            failure: None,
+        }
+    }
+
+    /// Swap in a new handler from the factory: `on_worker_stop` on the old one,
+    /// `on_worker_start` on the new one (retried with back-off while it panics), then
+    /// `on_worker_error` if a panic caused it.
+    fn rebuild(&mut self, cause: Option<Rebuild>) {
+        let server = self.server.clone();
+        let shared = &server.shared;
+        let status = &shared.workers[self.id];
+        status.stopping.store(true, Ordering::Relaxed);
+        self.guard(
+            "on_worker_stop",
+            None,
+            |h, ctx| h.on_worker_stop(ctx),
+            &server,
+        );
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match catch_unwind(AssertUnwindSafe(|| (self.factory)())) {
+                Ok(handler) => self.handler = handler,
+                Err(panic) => tracing::error!(
+                    worker = self.id,
+                    "handler factory panicked: {}; keeping the old handler",
+                    panic_message(&*panic)
+                ),
+            }
+            let started = self.guard(
+                "on_worker_start",
+                None,
+                |h, ctx| h.on_worker_start(ctx),
+                &server,
+            );
+            if started || shared.shutdown_requested.load(Ordering::Acquire) {
+                break;
+            }
+            // A handler that cannot start: wait before the next try (bounded, and never past
+            // a shutdown), so a crash loop does not eat a core.
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+        self.handled = 0;
+        self.limit = shared.config.max_request.map(jittered);
+        shared
+            .reload
+            .worker_restarts
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(error) = self.failure.take() {
+            self.guard(
+                "on_worker_error",
+                None,
+                |h, ctx| h.on_worker_error(ctx, &error),
+                &server,
+            );
+            // A panic in on_worker_error itself is logged, not rebuilt for again.
+            self.failure = None;
+        }
+        status.stopping.store(false, Ordering::Relaxed);
+        if cause == Some(Rebuild::Reload) {
+            shared.reload.ack(&shared.supervisor);
+        }
+    }
+
+    /// Between events: rebuild for a panic, `max_request` or a request.
+    fn maintain(&mut self) {
+        if self.failure.is_some() {
+            self.rebuild(None);
+        } else if self.limit.is_some_and(|limit| self.handled >= limit) {
+            tracing::debug!(
+                worker = self.id,
+                handled = self.handled,
+                "max_request reached"
+            );
+            self.rebuild(None);
+        }
+        while let Ok(cause) = self.control.try_recv() {
+            self.rebuild(Some(cause));
         }
     }
 
@@ -172,7 +288,7 @@ impl<T: TaskHandler> Worker<T> {
     /// context switch, and reactors wake sleeping workers once per loop, not once per event.
     fn next_event(&mut self, shared: &WorkerShared) -> Option<Event> {
         loop {
-            self.take_results();
+            self.take_mail();
             match self.inbox.try_recv() {
                 Ok(event) => {
                     shared.busy.store(true, Ordering::Relaxed);
@@ -184,7 +300,8 @@ impl<T: TaskHandler> Worker<T> {
             shared.busy.store(false, Ordering::Relaxed);
             shared.sleeping.store(true, Ordering::SeqCst);
             fence(Ordering::SeqCst);
-            let results_waiting = self.results.as_ref().is_some_and(|r| !r.is_empty());
+            let results_waiting =
+                self.results.as_ref().is_some_and(|r| !r.is_empty()) || !self.control.is_empty();
             match self.inbox.try_recv() {
                 Ok(event) => {
                     shared.sleeping.store(false, Ordering::Relaxed);
@@ -214,7 +331,7 @@ impl<T: TaskHandler> Worker<T> {
         }
         let Some(result) = result else { return };
         let server = self.server.clone();
-        match callback {
+        let _ = match callback {
             Some(callback) => self.guard(
                 "task callback",
                 None,
@@ -227,7 +344,7 @@ impl<T: TaskHandler> Worker<T> {
                 |h, ctx| h.on_finish(ctx, task, result),
                 &server,
             ),
-        }
+        };
     }
 }
 
@@ -281,10 +398,11 @@ impl<T: TaskHandler> WorkerRun for Worker<T> {
         );
     }
 
-    fn take_results(&mut self) {
+    fn take_mail(&mut self) {
         while let Some(finished) = self.results.as_ref().and_then(|r| r.try_recv().ok()) {
             self.finished(finished);
         }
+        self.maintain();
     }
 
     fn handle(&mut self, event: Event, server: &ServerHandle) {
@@ -324,25 +442,36 @@ impl<T: TaskHandler> WorkerRun for Worker<T> {
                     }
                     let end = start + len as usize;
                     self.receive(&conn, data.slice(start..end), server);
+                    // Between two packets: a panic, `max_request` or a reload rebuilds the
+                    // handler before the next one.
+                    self.maintain();
                     start = end;
                 }
                 conn.uncork(&server.shared);
             }
-            Event::BufferFull(_) => self.guard(
-                "on_buffer_full",
-                Some(&conn),
-                |h, ctx| h.on_buffer_full(ctx, id),
-                server,
-            ),
-            Event::BufferDrain(_) => self.guard(
-                "on_buffer_drain",
-                Some(&conn),
-                |h, ctx| h.on_buffer_drain(ctx, id),
-                server,
-            ),
-            Event::Close(_) => return self.close(&conn, server),
+            Event::BufferFull(_) => {
+                self.guard(
+                    "on_buffer_full",
+                    Some(&conn),
+                    |h, ctx| h.on_buffer_full(ctx, id),
+                    server,
+                );
+            }
+            Event::BufferDrain(_) => {
+                self.guard(
+                    "on_buffer_drain",
+                    Some(&conn),
+                    |h, ctx| h.on_buffer_drain(ctx, id),
+                    server,
+                );
+            }
+            Event::Close(_) => {
+                self.close(&conn, server);
+                return self.maintain();
+            }
         }
         self.finish(&conn, weight, server);
+        self.maintain();
     }
 }
 
@@ -351,6 +480,7 @@ impl<T: TaskHandler> Worker<T> {
         server.shared.stats.workers[self.id]
             .requests
             .fetch_add(1, Ordering::Relaxed);
+        self.handled += 1;
         let id = conn.id;
         self.guard(
             "on_receive",
@@ -393,14 +523,19 @@ impl<T: TaskHandler> Worker<T> {
         server.shared.table.remove(id);
     }
 
-    /// Run a callback with a context, catching a panic so the worker carries on.
+    /// Run a callback with a context, catching a panic so the worker carries on. Returns
+    /// whether it returned normally.
+    ///
+    /// After a panic in an event callback the handler is rebuilt once the event is done
+    /// (`maintain`), and the connection the event was about is closed with
+    /// [`CloseReason::HandlerPanic`] unless `close_on_panic` is off.
     fn guard(
         &mut self,
         what: &'static str,
         conn: Option<&Arc<Conn>>,
         f: impl FnOnce(&mut dyn EventHandler<T>, &mut Context<'_, T>),
         server: &ServerHandle,
-    ) {
+    ) -> bool {
         let mut ctx = Context::new(server, self.id, conn, self.tasks.as_deref());
         if let Some(conn) = conn {
             conn.worker.store(self.id, Ordering::Relaxed);
@@ -414,7 +549,28 @@ impl<T: TaskHandler> Worker<T> {
                 callback = what,
                 "handler panicked: {message}"
             );
+            let lifecycle = matches!(
+                what,
+                "on_worker_start" | "on_worker_stop" | "on_worker_error"
+            );
+            if !lifecycle {
+                let closed = conn.is_some_and(|conn| {
+                    server.shared.config.close_on_panic
+                        && conn
+                            .close(CloseReason::HandlerPanic, &server.shared)
+                            .is_ok()
+                });
+                self.failure = Some(WorkerError {
+                    worker_id: self.id,
+                    callback: what,
+                    conn: conn.map(|c| c.id),
+                    message,
+                    closed,
+                });
+            }
+            return false;
         }
+        true
     }
 }
 

@@ -163,7 +163,7 @@ impl Reactor {
                 self.on_command(cmd);
             }
             if let Some(inline) = &mut self.inline {
-                inline.take_results();
+                inline.take_mail();
             }
             self.flush_backlogs();
             self.wake_workers();
@@ -734,7 +734,7 @@ impl Reactor {
             out.discard()
         };
         match reason {
-            CloseReason::ServerReset => sys::reset(conn.fd),
+            CloseReason::ServerReset | CloseReason::HandlerPanic => sys::reset(conn.fd),
             CloseReason::PeerReset | CloseReason::Error(_) | CloseReason::HeartbeatTimeout => {
                 sys::shutdown(conn.fd)
             }

@@ -53,6 +53,9 @@ pub(crate) enum Msg<T: TaskHandler> {
     Job(Job<T>),
     /// Stop once the tasks queued before this one are done (shutdown).
     Stop,
+    /// Rebuild the handler once the tasks queued before this one are done (reload), then
+    /// acknowledge.
+    Rebuild,
 }
 
 /// A task being run: what `finish` needs.
@@ -341,6 +344,9 @@ pub(crate) trait PoolControl: Send + Sync + std::fmt::Debug {
     /// Abandon what is left in the queues (after the task workers stopped or at the
     /// deadline). Returns how many.
     fn abandon_queued(&self, server: &ServerHandle) -> u64;
+    /// Queue a rebuild behind the tasks of every task worker (a reload); each acknowledges it
+    /// to the reload state once done.
+    fn rebuild_all(&self);
 }
 
 /// The task figures of [`Stats`](crate::Stats).
@@ -396,6 +402,12 @@ impl<T: TaskHandler> PoolControl for TaskPool<T> {
         self.closed.store(true, Ordering::Release);
         for slot in self.slots.iter() {
             let _ = slot.tx.send(Msg::Stop);
+        }
+    }
+
+    fn rebuild_all(&self) {
+        for slot in self.slots.iter() {
+            let _ = slot.tx.send(Msg::Rebuild);
         }
     }
 

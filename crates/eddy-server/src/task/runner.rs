@@ -10,7 +10,7 @@ use super::{
     pool::{Msg, Running, IN_TASK_WORKER},
     TaskContext, TaskHandler, TaskPool,
 };
-use crate::{panic_message, ServerHandle, TaskError};
+use crate::{panic_message, reload::jittered, ServerHandle, TaskError};
 
 /// Makes a task worker's handler.
 pub(crate) type TaskFactory<T> = Arc<dyn Fn() -> T + Send + Sync>;
@@ -27,16 +27,6 @@ struct TaskWorker<T: TaskHandler> {
     max_request: Option<usize>,
     /// Rebuild the handler after this many tasks: `task_max_request` plus a random grace.
     limit: Option<usize>,
-}
-
-/// `max` plus a random grace of up to half of it (when over 10), so that workers started
-/// together do not all rebuild at the same moment (Swoole's `max_request_grace`).
-pub(crate) fn jittered(max: usize) -> usize {
-    use std::hash::{BuildHasher, Hasher};
-    let grace = if max > 10 { max / 2 } else { 0 };
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_usize(max);
-    max + (hasher.finish() as usize) % (grace + 1)
 }
 
 /// The task worker thread's body: start, run tasks until told to stop, stop.
@@ -64,7 +54,17 @@ pub(crate) fn run_task_worker<T: TaskHandler>(
     started();
     let pool = worker.pool.clone();
     let slot = &pool.slots[id];
-    while let Ok(Msg::Job(job)) = next(&slot.rx) {
+    loop {
+        let job = match next(&slot.rx) {
+            Ok(Msg::Job(job)) => job,
+            Ok(Msg::Rebuild) => {
+                worker.rebuild();
+                let shared = &worker.server.shared;
+                shared.reload.ack(&shared.supervisor);
+                continue;
+            }
+            Ok(Msg::Stop) | Err(_) => break,
+        };
         slot.busy.store(true, Ordering::Relaxed);
         slot.queued.fetch_sub(1, Ordering::AcqRel);
         if pool.past_deadline() {
