@@ -344,3 +344,38 @@ fn reload_rebuilds_handlers_running_on_reactors() {
     assert_eq!(rig.built.load(Ordering::SeqCst), 4);
     rig.server.shutdown().unwrap();
 }
+
+/// Panics in `on_worker_start` until it has been tried `fail` times.
+struct Shaky {
+    tries: Arc<AtomicUsize>,
+    fail: usize,
+}
+
+impl EventHandler for Shaky {
+    fn on_worker_start(&mut self, _ctx: &mut Context<'_>) {
+        if self.tries.fetch_add(1, Ordering::SeqCst) < self.fail {
+            panic!("not ready yet");
+        }
+    }
+
+    fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, packet: Bytes) {
+        let _ = ctx.send(conn, &packet);
+    }
+}
+
+#[test]
+fn a_handler_that_cannot_start_is_retried_with_back_off() {
+    let tries = shared(AtomicUsize::new(0));
+    let counter = tries.clone();
+    let builder = builder().codec(LengthCodec::new()).worker_num(1);
+    let (server, addr) = start(builder, move || Shaky {
+        tries: counter.clone(),
+        fail: 3,
+    });
+    // The first start and two retries panicked (10 ms, then 20 ms apart); the fourth runs.
+    assert_eq!(tries.load(Ordering::SeqCst), 4);
+    let mut client = connect(addr);
+    client.write_all(&frame(b"up")).unwrap();
+    assert_eq!(read_n(&mut client, 6), frame(b"up"));
+    server.shutdown().unwrap();
+}

@@ -63,8 +63,8 @@ impl std::error::Error for ReloadError {}
 /// Why a worker rebuilt its handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Rebuild {
-    /// Part of a server-wide reload: acknowledge it when done.
-    Reload,
+    /// Part of server-wide reload number `n`: acknowledge it when done.
+    Reload(u64),
     /// `stop_worker`: just this worker.
     Restart,
 }
@@ -113,6 +113,9 @@ pub(crate) struct ReloadState {
     pub(crate) pending: AtomicUsize,
     /// Reloads completed.
     pub(crate) count: AtomicU64,
+    /// Number of the running (or last) reload: an acknowledgement of an older one, late past
+    /// its deadline, does not count for the current one.
+    pub(crate) generation: AtomicU64,
     /// Handler rebuilds of workers, for any reason.
     pub(crate) worker_restarts: AtomicU64,
 }
@@ -134,7 +137,10 @@ impl ReloadState {
 
     /// A worker or task worker has rebuilt for the running reload: the last one wakes the
     /// supervisor. Acknowledgements after the reload's deadline ended it are ignored.
-    pub(crate) fn ack(&self, supervisor: &crate::sys::Poller) {
+    pub(crate) fn ack(&self, generation: u64, supervisor: &crate::sys::Poller) {
+        if generation != self.generation.load(Ordering::Acquire) {
+            return;
+        }
         let left = self
             .pending
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));

@@ -264,6 +264,7 @@ impl<'a> Acceptor<'a> {
         tracing::info!(?scope, "reload: rebuilding handlers");
         self.lifecycle("on_before_reload", |main| main.on_before_reload(server));
         let shared = self.shared;
+        let generation = shared.reload.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let workers = match scope {
             ReloadScope::All => shared.workers.len(),
             ReloadScope::TaskWorkers => 0,
@@ -275,15 +276,20 @@ impl<'a> Acceptor<'a> {
             .store(workers + task_workers, Ordering::Release);
         self.reload_deadline = Some(Instant::now() + shared.config.max_wait_time);
         for (id, worker) in shared.workers.iter().enumerate().take(workers) {
-            if worker.control.0.try_send(Rebuild::Reload).is_ok() {
+            if worker
+                .control
+                .0
+                .try_send(Rebuild::Reload(generation))
+                .is_ok()
+            {
                 shared.wake_worker(id);
             } else {
                 // Its control queue is full of rebuilds already: it rebuilds anyway.
-                shared.reload.ack(&shared.supervisor);
+                shared.reload.ack(generation, &shared.supervisor);
             }
         }
         if let Some(pool) = &shared.tasks {
-            pool.rebuild_all();
+            pool.rebuild_all(generation);
         }
     }
 

@@ -218,6 +218,32 @@ impl<T: TaskHandler> Worker<T> {
             |h, ctx| h.on_worker_stop(ctx),
             &server,
         );
+        self.build_until_started();
+        self.handled = 0;
+        self.limit = shared.config.max_request.map(jittered);
+        shared
+            .reload
+            .worker_restarts
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(error) = self.failure.take() {
+            self.guard(
+                "on_worker_error",
+                None,
+                |h, ctx| h.on_worker_error(ctx, &error),
+                &server,
+            );
+        }
+        status.stopping.store(false, Ordering::Relaxed);
+        if let Some(Rebuild::Reload(generation)) = cause {
+            shared.reload.ack(generation, &shared.supervisor);
+        }
+    }
+
+    /// Make handlers from the factory until one's `on_worker_start` returns, waiting between
+    /// tries (10 ms doubling to 1 s) so a crash loop does not eat a core; gives up at a
+    /// shutdown request. A factory that panics leaves the old handler in place.
+    fn build_until_started(&mut self) {
+        let server = self.server.clone();
         let mut backoff = Duration::from_millis(10);
         loop {
             match catch_unwind(AssertUnwindSafe(|| (self.factory)())) {
@@ -234,33 +260,11 @@ impl<T: TaskHandler> Worker<T> {
                 |h, ctx| h.on_worker_start(ctx),
                 &server,
             );
-            if started || shared.shutdown_requested.load(Ordering::Acquire) {
-                break;
+            if started || server.shared.shutdown_requested.load(Ordering::Acquire) {
+                return;
             }
-            // A handler that cannot start: wait before the next try (bounded, and never past
-            // a shutdown), so a crash loop does not eat a core.
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(1));
-        }
-        self.handled = 0;
-        self.limit = shared.config.max_request.map(jittered);
-        shared
-            .reload
-            .worker_restarts
-            .fetch_add(1, Ordering::Relaxed);
-        if let Some(error) = self.failure.take() {
-            self.guard(
-                "on_worker_error",
-                None,
-                |h, ctx| h.on_worker_error(ctx, &error),
-                &server,
-            );
-            // A panic in on_worker_error itself is logged, not rebuilt for again.
-            self.failure = None;
-        }
-        status.stopping.store(false, Ordering::Relaxed);
-        if cause == Some(Rebuild::Reload) {
-            shared.reload.ack(&shared.supervisor);
         }
     }
 
@@ -370,12 +374,15 @@ impl<T: TaskHandler> WorkerRun for Worker<T> {
 
     fn start(&mut self) {
         let server = self.server.clone();
-        self.guard(
+        let started = self.guard(
             "on_worker_start",
             None,
             |h, ctx| h.on_worker_start(ctx),
             &server,
         );
+        if !started {
+            self.build_until_started();
+        }
     }
 
     fn stop(&mut self) {

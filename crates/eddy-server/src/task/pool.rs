@@ -53,9 +53,9 @@ pub(crate) enum Msg<T: TaskHandler> {
     Job(Job<T>),
     /// Stop once the tasks queued before this one are done (shutdown).
     Stop,
-    /// Rebuild the handler once the tasks queued before this one are done (reload), then
-    /// acknowledge.
-    Rebuild,
+    /// Rebuild the handler once the tasks queued before this one are done (reload number
+    /// `n`), then acknowledge.
+    Rebuild(u64),
 }
 
 /// A task being run: what `finish` needs.
@@ -346,7 +346,7 @@ pub(crate) trait PoolControl: Send + Sync + std::fmt::Debug {
     fn abandon_queued(&self, server: &ServerHandle) -> u64;
     /// Queue a rebuild behind the tasks of every task worker (a reload); each acknowledges it
     /// to the reload state once done.
-    fn rebuild_all(&self);
+    fn rebuild_all(&self, generation: u64);
 }
 
 /// The task figures of [`Stats`](crate::Stats).
@@ -405,9 +405,9 @@ impl<T: TaskHandler> PoolControl for TaskPool<T> {
         }
     }
 
-    fn rebuild_all(&self) {
+    fn rebuild_all(&self, generation: u64) {
         for slot in self.slots.iter() {
-            let _ = slot.tx.send(Msg::Rebuild);
+            let _ = slot.tx.send(Msg::Rebuild(generation));
         }
     }
 

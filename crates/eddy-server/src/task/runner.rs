@@ -57,10 +57,10 @@ pub(crate) fn run_task_worker<T: TaskHandler>(
     loop {
         let job = match next(&slot.rx) {
             Ok(Msg::Job(job)) => job,
-            Ok(Msg::Rebuild) => {
+            Ok(Msg::Rebuild(generation)) => {
                 worker.rebuild();
                 let shared = &worker.server.shared;
-                shared.reload.ack(&shared.supervisor);
+                shared.reload.ack(generation, &shared.supervisor);
                 continue;
             }
             Ok(Msg::Stop) | Err(_) => break,
