@@ -13,4 +13,5 @@ mod reload;
 mod table;
 mod tasks;
 mod tasks_example;
+mod timers;
 mod util;

@@ -1,6 +1,6 @@
 //! What a callback can do: send, close, bind, look up, reach the server.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{cell::RefCell, fmt, sync::Arc, time::Duration};
 
 use crate::{
     conn::Conn,
@@ -9,8 +9,9 @@ use crate::{
         pool::{Callback, Reply},
         TaskPool,
     },
+    timer::Timers,
     ClientInfo, CloseReason, ConnId, NoTasks, SendError, SendStatus, ServerHandle, TaskError,
-    TaskHandler, TaskId, TaskSource, Uid,
+    TaskHandler, TaskId, TaskSource, TimerError, TimerId, Uid,
 };
 
 /// The context handed to every worker callback.
@@ -23,7 +24,11 @@ pub struct Context<'a, T: TaskHandler = NoTasks> {
     worker_id: usize,
     current: Option<&'a Arc<Conn>>,
     tasks: Option<&'a TaskPool<T>>,
+    timers: &'a RefCell<Timers<WorkerTimer<T>>>,
 }
+
+/// A worker's timer callback.
+pub(crate) type WorkerTimer<T> = dyn FnMut(&mut Context<'_, T>, TimerId) + Send;
 
 impl<T: TaskHandler> fmt::Debug for Context<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -40,13 +45,67 @@ impl<'a, T: TaskHandler> Context<'a, T> {
         worker_id: usize,
         current: Option<&'a Arc<Conn>>,
         tasks: Option<&'a TaskPool<T>>,
+        timers: &'a RefCell<Timers<WorkerTimer<T>>>,
     ) -> Self {
         Context {
             server,
             worker_id,
             current,
             tasks,
+            timers,
         }
+    }
+
+    /// Run `f` on this worker every `interval` (Swoole's `tick`), the first time one interval
+    /// from now, until [`clear_timer`](Self::clear_timer). Timers fire between events, on
+    /// this worker's thread; they are dropped when its handler is rebuilt (a reload) or the
+    /// worker stops, so `on_worker_start` is the place to set them. An interval under
+    /// [`MIN_TICK`](crate::MIN_TICK) is refused.
+    pub fn tick(
+        &self,
+        interval: Duration,
+        f: impl FnMut(&mut Context<'_, T>, TimerId) + Send + 'static,
+    ) -> Result<TimerId, TimerError> {
+        if interval < crate::MIN_TICK {
+            return Err(TimerError::IntervalTooShort);
+        }
+        Ok(self
+            .timers
+            .borrow_mut()
+            .add(interval, Some(interval), Box::new(f)))
+    }
+
+    /// Run `f` once on this worker after `delay` (Swoole's `after`).
+    pub fn after(
+        &self,
+        delay: Duration,
+        f: impl FnOnce(&mut Context<'_, T>) + Send + 'static,
+    ) -> TimerId {
+        let mut f = Some(f);
+        let once = move |ctx: &mut Context<'_, T>, _: TimerId| {
+            if let Some(f) = f.take() {
+                f(ctx)
+            }
+        };
+        self.timers.borrow_mut().add(delay, None, Box::new(once))
+    }
+
+    /// Run `f` on this worker once the current callback has returned, before the next event
+    /// (Swoole's `defer`).
+    pub fn defer(&self, f: impl FnOnce(&mut Context<'_, T>) + Send + 'static) {
+        self.after(Duration::ZERO, f);
+    }
+
+    /// Cancel a timer of this worker (Swoole's `clearTimer`); `false` if it is not pending
+    /// (it ran already, was cleared, or belongs to another thread's handler generation).
+    pub fn clear_timer(&self, id: TimerId) -> bool {
+        self.timers.borrow_mut().clear(id)
+    }
+
+    /// Whether this is a task worker's thread: always `false` here (see
+    /// [`TaskContext`](crate::TaskContext)).
+    pub fn is_task_worker(&self) -> bool {
+        false
     }
 
     fn pool(&self) -> Result<&'a TaskPool<T>, TaskError> {

@@ -74,6 +74,7 @@ mod supervisor;
 mod sys;
 mod table;
 mod task;
+mod timer;
 mod worker;
 
 pub use builder::ServerBuilder;
@@ -90,5 +91,6 @@ pub use routing::{Delivery, Target};
 pub use server::{RunningServer, Server, ShutdownReport};
 pub use stats::Stats;
 pub use task::{NoTasks, Task, TaskContext, TaskHandler, TaskId, TaskSource, Tasks, MAX_MULTI};
+pub use timer::{TimerError, TimerId, MIN_TICK};
 
 pub(crate) use worker::panic_message;

@@ -1,13 +1,14 @@
 //! Worker threads: take events from the inbox, run the handler.
 
 use std::{
+    cell::RefCell,
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{
         atomic::{fence, AtomicBool, AtomicU64, Ordering},
         Arc, OnceLock,
     },
     thread::Thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -15,9 +16,11 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::{
     conn::{inflight, Conn},
+    context::WorkerTimer,
     reactor::{pause, Command},
     reload::{jittered, Rebuild, WorkerError, WorkerStatus},
     task::{Finished, TaskPool},
+    timer::Timers,
     CloseReason, Context, EventHandler, ServerHandle, TaskHandler,
 };
 
@@ -147,9 +150,11 @@ pub(crate) trait WorkerRun: Send {
     fn stop(&mut self);
     /// Run the callbacks of one event.
     fn handle(&mut self, event: Event, server: &ServerHandle);
-    /// Run `on_finish` (or callbacks) for the task results that have arrived, and rebuild
-    /// the handler if asked to.
+    /// Run `on_finish` (or callbacks) for the task results that have arrived, rebuild the
+    /// handler if asked to, and run the timers that are due.
     fn take_mail(&mut self);
+    /// When the next timer is due, for a reactor running this worker inline to wake then.
+    fn next_due(&self) -> Option<Instant>;
 }
 
 /// Makes a worker's handlers.
@@ -175,6 +180,8 @@ pub(crate) struct Worker<T: TaskHandler> {
     limit: Option<usize>,
     /// A callback panicked: rebuild once the event is done, then report it.
     failure: Option<WorkerError>,
+    /// This handler generation's timers.
+    timers: RefCell<Timers<WorkerTimer<T>>>,
 }
 
 impl<T: TaskHandler> Worker<T> {
@@ -201,6 +208,22 @@ impl<T: TaskHandler> Worker<T> {
             handled: 0,
             limit,
             failure: None,
+            timers: RefCell::default(),
+        }
+    }
+
+    /// Run the timers that are due (those due when it starts: a timer that comes due again
+    /// meanwhile waits for the next pass).
+    fn run_timers(&mut self) {
+        let now = Instant::now();
+        let server = self.server.clone();
+        loop {
+            let Some(mut due) = self.timers.get_mut().pop_due(now) else {
+                return;
+            };
+            let id = due.id;
+            self.guard("timer", None, |_, ctx| (due.callback)(ctx, id), &server);
+            self.timers.get_mut().restore(due);
         }
     }
 
@@ -218,6 +241,8 @@ impl<T: TaskHandler> Worker<T> {
             |h, ctx| h.on_worker_stop(ctx),
             &server,
         );
+        // Timers belong to the handler that set them: the new one sets its own.
+        *self.timers.get_mut() = Timers::default();
         self.build_until_started();
         self.handled = 0;
         self.limit = shared.config.max_request.map(jittered);
@@ -313,7 +338,14 @@ impl<T: TaskHandler> Worker<T> {
                     return Some(event);
                 }
                 Err(TryRecvError::Disconnected) => return None,
-                Err(TryRecvError::Empty) if !results_waiting => std::thread::park(),
+                Err(TryRecvError::Empty) if !results_waiting => {
+                    match self.timers.get_mut().next_due() {
+                        Some(due) => {
+                            std::thread::park_timeout(due.saturating_duration_since(Instant::now()))
+                        }
+                        None => std::thread::park(),
+                    }
+                }
                 Err(TryRecvError::Empty) => {}
             }
             shared.sleeping.store(false, Ordering::Relaxed);
@@ -386,6 +418,8 @@ impl<T: TaskHandler> WorkerRun for Worker<T> {
     }
 
     fn stop(&mut self) {
+        // Timers end with the worker: none fires during or after the shutdown.
+        *self.timers.get_mut() = Timers::default();
         // Results of tasks this worker sent are still owed: take them until the deadline.
         if let (Some(pool), Some(results)) = (self.tasks.clone(), self.results.clone()) {
             let deadline = self.server.shared.shutdown_deadline();
@@ -410,6 +444,11 @@ impl<T: TaskHandler> WorkerRun for Worker<T> {
             self.finished(finished);
         }
         self.maintain();
+        self.run_timers();
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.timers.borrow().next_due()
     }
 
     fn handle(&mut self, event: Event, server: &ServerHandle) {
@@ -543,7 +582,7 @@ impl<T: TaskHandler> Worker<T> {
         f: impl FnOnce(&mut dyn EventHandler<T>, &mut Context<'_, T>),
         server: &ServerHandle,
     ) -> bool {
-        let mut ctx = Context::new(server, self.id, conn, self.tasks.as_deref());
+        let mut ctx = Context::new(server, self.id, conn, self.tasks.as_deref(), &self.timers);
         if let Some(conn) = conn {
             conn.worker.store(self.id, Ordering::Relaxed);
         }

@@ -144,9 +144,13 @@ impl Reactor {
     pub(crate) fn run(mut self) -> ReactorReport {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self
-                .deadline
-                .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+            // Wake for the shutdown deadline, or the inline worker's next timer.
+            let timer = self.inline.as_ref().and_then(|w| w.next_due());
+            let timeout = [self.deadline, timer]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|at| at.saturating_duration_since(Instant::now()));
             if let Err(err) = self.poller.wait(&mut events, timeout) {
                 tracing::error!(reactor = self.id, "poll failed: {err}");
                 break;

@@ -27,13 +27,13 @@ pub(crate) mod pool;
 mod runner;
 mod waiter;
 
-use std::{convert::Infallible, fmt};
+use std::{cell::RefCell, convert::Infallible, fmt, time::Duration};
 
 pub use client::Tasks;
 pub(crate) use pool::{Finished, PoolControl, TaskPool};
 pub(crate) use runner::{run_task_worker, TaskFactory};
 
-use crate::{ServerHandle, TaskError};
+use crate::{timer::Timers, ServerHandle, TaskError, TimerError, TimerId};
 
 /// The most payloads one `task_wait_multi` or `task_co` takes (Swoole's limit, 1024).
 pub const MAX_MULTI: usize = 1024;
@@ -147,7 +147,11 @@ pub struct TaskContext<'a, T: TaskHandler> {
     task_worker_id: usize,
     pool: &'a TaskPool<T>,
     current: Option<&'a mut pool::Running<T>>,
+    timers: &'a RefCell<Timers<TaskTimer<T>>>,
 }
+
+/// A task worker's timer callback.
+pub(crate) type TaskTimer<T> = dyn FnMut(&mut TaskContext<'_, T>, TimerId) + Send;
 
 impl<T: TaskHandler> fmt::Debug for TaskContext<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -185,6 +189,53 @@ impl<'a, T: TaskHandler> TaskContext<'a, T> {
     pub fn finish(&mut self, output: T::Output) -> Result<(), TaskError> {
         let running = self.current.as_deref_mut().ok_or(TaskError::NotInTask)?;
         self.pool.deliver(self.server, running, Ok(output), false)
+    }
+
+    /// Run `f` on this task worker every `interval`, between tasks, until
+    /// [`clear_timer`](Self::clear_timer). Like [`Context::tick`](crate::Context::tick):
+    /// dropped when the handler is rebuilt or the task worker stops.
+    pub fn tick(
+        &self,
+        interval: Duration,
+        f: impl FnMut(&mut TaskContext<'_, T>, TimerId) + Send + 'static,
+    ) -> Result<TimerId, TimerError> {
+        if interval < crate::MIN_TICK {
+            return Err(TimerError::IntervalTooShort);
+        }
+        Ok(self
+            .timers
+            .borrow_mut()
+            .add(interval, Some(interval), Box::new(f)))
+    }
+
+    /// Run `f` once on this task worker after `delay`, between tasks.
+    pub fn after(
+        &self,
+        delay: Duration,
+        f: impl FnOnce(&mut TaskContext<'_, T>) + Send + 'static,
+    ) -> TimerId {
+        let mut f = Some(f);
+        let once = move |ctx: &mut TaskContext<'_, T>, _: TimerId| {
+            if let Some(f) = f.take() {
+                f(ctx)
+            }
+        };
+        self.timers.borrow_mut().add(delay, None, Box::new(once))
+    }
+
+    /// Run `f` on this task worker once the current callback has returned.
+    pub fn defer(&self, f: impl FnOnce(&mut TaskContext<'_, T>) + Send + 'static) {
+        self.after(Duration::ZERO, f);
+    }
+
+    /// Cancel a timer of this task worker; `false` if it is not pending.
+    pub fn clear_timer(&self, id: TimerId) -> bool {
+        self.timers.borrow_mut().clear(id)
+    }
+
+    /// Whether this is a task worker's thread: always `true` here.
+    pub fn is_task_worker(&self) -> bool {
+        true
     }
 
     /// Whether nobody waits for this task any more: its `task_wait` timed out. A long task

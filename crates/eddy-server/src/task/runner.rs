@@ -1,6 +1,7 @@
 //! The task worker thread: take tasks in order, run them, deliver, rebuild when told.
 
 use std::{
+    cell::RefCell,
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{atomic::Ordering, Arc},
     time::{Duration, Instant},
@@ -8,9 +9,9 @@ use std::{
 
 use super::{
     pool::{Msg, Running, IN_TASK_WORKER},
-    TaskContext, TaskHandler, TaskPool,
+    TaskContext, TaskHandler, TaskPool, TaskTimer,
 };
-use crate::{panic_message, reload::jittered, ServerHandle, TaskError};
+use crate::{panic_message, reload::jittered, timer::Timers, ServerHandle, TaskError};
 
 /// Makes a task worker's handler.
 pub(crate) type TaskFactory<T> = Arc<dyn Fn() -> T + Send + Sync>;
@@ -27,6 +28,8 @@ struct TaskWorker<T: TaskHandler> {
     max_request: Option<usize>,
     /// Rebuild the handler after this many tasks: `task_max_request` plus a random grace.
     limit: Option<usize>,
+    /// This handler generation's timers.
+    timers: RefCell<Timers<TaskTimer<T>>>,
 }
 
 /// The task worker thread's body: start, run tasks until told to stop, stop.
@@ -49,21 +52,25 @@ pub(crate) fn run_task_worker<T: TaskHandler>(
         handled: 0,
         max_request,
         limit: max_request.map(jittered),
+        timers: RefCell::default(),
     };
     worker.lifecycle(true);
     started();
     let pool = worker.pool.clone();
     let slot = &pool.slots[id];
     loop {
-        let job = match next(&slot.rx) {
-            Ok(Msg::Job(job)) => job,
-            Ok(Msg::Rebuild(generation)) => {
+        worker.run_timers();
+        let due = worker.timers.get_mut().next_due();
+        let job = match next(&slot.rx, due) {
+            Next::Timer => continue,
+            Next::Msg(Msg::Job(job)) => job,
+            Next::Msg(Msg::Rebuild(generation)) => {
                 worker.rebuild();
                 let shared = &worker.server.shared;
                 shared.reload.ack(generation, &shared.supervisor);
                 continue;
             }
-            Ok(Msg::Stop) | Err(_) => break,
+            Next::Msg(Msg::Stop) | Next::Closed => break,
         };
         slot.busy.store(true, Ordering::Relaxed);
         slot.queued.fetch_sub(1, Ordering::AcqRel);
@@ -75,24 +82,48 @@ pub(crate) fn run_task_worker<T: TaskHandler>(
         slot.busy.store(false, Ordering::Relaxed);
     }
     worker.lifecycle(false);
+    // Timers end with the task worker.
+    *worker.timers.get_mut() = Timers::default();
+}
+
+/// What a task worker waits for.
+enum Next<M> {
+    Msg(M),
+    /// A timer is due.
+    Timer,
+    /// Every sender is gone.
+    Closed,
 }
 
 /// The next message, after a short spin: a task worker that just finished a task often gets
 /// the next one within microseconds (a worker's `task_wait` loop), and sleeping would add a
-/// futex wake-up to each round trip. Then it blocks (no polling while idle).
-fn next<M>(rx: &crossbeam_channel::Receiver<M>) -> Result<M, crossbeam_channel::RecvError> {
+/// futex wake-up to each round trip. Then it blocks until a message or `due` (no polling
+/// while idle).
+fn next<M>(rx: &crossbeam_channel::Receiver<M>, due: Option<Instant>) -> Next<M> {
+    use crossbeam_channel::{RecvTimeoutError, TryRecvError};
     let spin_until = Instant::now() + SPIN;
     loop {
         match rx.try_recv() {
-            Ok(msg) => return Ok(msg),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                return Err(crossbeam_channel::RecvError)
-            }
-            Err(crossbeam_channel::TryRecvError::Empty) if Instant::now() < spin_until => {
-                std::thread::yield_now()
-            }
-            Err(crossbeam_channel::TryRecvError::Empty) => return rx.recv(),
+            Ok(msg) => return Next::Msg(msg),
+            Err(TryRecvError::Disconnected) => return Next::Closed,
+            Err(TryRecvError::Empty) => {}
         }
+        let now = Instant::now();
+        if due.is_some_and(|due| due <= now) {
+            return Next::Timer;
+        }
+        if now < spin_until {
+            std::thread::yield_now();
+            continue;
+        }
+        return match due {
+            Some(due) => match rx.recv_deadline(due) {
+                Ok(msg) => Next::Msg(msg),
+                Err(RecvTimeoutError::Timeout) => Next::Timer,
+                Err(RecvTimeoutError::Disconnected) => Next::Closed,
+            },
+            None => rx.recv().map_or(Next::Closed, Next::Msg),
+        };
     }
 }
 
@@ -112,6 +143,7 @@ impl<T: TaskHandler> TaskWorker<T> {
                 task_worker_id: self.id,
                 pool: &self.pool,
                 current: Some(&mut running),
+                timers: &self.timers,
             };
             let handler = &mut self.handler;
             catch_unwind(AssertUnwindSafe(|| handler.on_task(&mut ctx, job.task)))
@@ -152,9 +184,36 @@ impl<T: TaskHandler> TaskWorker<T> {
         }
     }
 
+    /// Run the timers that are due.
+    fn run_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(mut due) = self.timers.get_mut().pop_due(now) {
+            let id = due.id;
+            let mut ctx = TaskContext {
+                server: &self.server,
+                task_worker_id: self.id,
+                pool: &self.pool,
+                current: None,
+                timers: &self.timers,
+            };
+            let result = catch_unwind(AssertUnwindSafe(|| (due.callback)(&mut ctx, id)));
+            if let Err(panic) = result {
+                tracing::error!(
+                    task_worker = self.id,
+                    timer = id.as_u64(),
+                    "timer panicked: {}",
+                    panic_message(&*panic)
+                );
+            }
+            self.timers.get_mut().restore(due);
+        }
+    }
+
     /// Replace the handler with a new one from the factory (`task_max_request`, a panic).
     fn rebuild(&mut self) {
         self.lifecycle(false);
+        // Timers belong to the handler that set them: the new one sets its own.
+        *self.timers.get_mut() = Timers::default();
         self.handler = (self.factory)();
         self.handled = 0;
         self.limit = self.max_request.map(jittered);
@@ -169,6 +228,7 @@ impl<T: TaskHandler> TaskWorker<T> {
             task_worker_id: self.id,
             pool: &self.pool,
             current: None,
+            timers: &self.timers,
         };
         let handler = &mut self.handler;
         let result = catch_unwind(AssertUnwindSafe(|| {

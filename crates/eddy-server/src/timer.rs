@@ -1,0 +1,215 @@
+//! Timers of one worker or task worker thread: `tick`, `after`, `defer`, `clear_timer`.
+//!
+//! Each thread owns its timers: they fire on that thread, between events, and are dropped
+//! when it stops (so a timer can never hold a shutdown up). A thread with no timer due sleeps
+//! until the next one is: nothing polls.
+
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
+    fmt,
+    time::{Duration, Instant},
+};
+
+/// A timer's id, unique on the thread that made it (Swoole's timer id). Clear it with
+/// `clear_timer` on that thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TimerId(pub(crate) u64);
+
+impl TimerId {
+    /// The id as a number.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for TimerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The shortest `tick` interval: a shorter one would be a busy loop.
+pub const MIN_TICK: Duration = Duration::from_millis(1);
+
+struct Entry<F: ?Sized> {
+    /// `Some` for a tick.
+    every: Option<Duration>,
+    /// Taken out while it runs.
+    callback: Option<Box<F>>,
+}
+
+/// One thread's timers, `F` being its callback type.
+pub(crate) struct Timers<F: ?Sized> {
+    next_id: u64,
+    /// Due times; entries of cleared timers are skipped when they come up.
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    entries: HashMap<u64, Entry<F>>,
+}
+
+/// A due timer, taken out to run.
+pub(crate) struct Due<F: ?Sized> {
+    pub(crate) id: TimerId,
+    pub(crate) callback: Box<F>,
+    every: Option<Duration>,
+    at: Instant,
+}
+
+impl<F: ?Sized> Default for Timers<F> {
+    fn default() -> Self {
+        Timers {
+            next_id: 1,
+            heap: BinaryHeap::new(),
+            entries: HashMap::new(),
+        }
+    }
+}
+
+impl<F: ?Sized> Timers<F> {
+    /// Add a timer first due after `delay`, then every `every` if set.
+    pub(crate) fn add(&mut self, delay: Duration, every: Option<Duration>, f: Box<F>) -> TimerId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.entries.insert(
+            id,
+            Entry {
+                every,
+                callback: Some(f),
+            },
+        );
+        self.heap.push(Reverse((Instant::now() + delay, id)));
+        TimerId(id)
+    }
+
+    /// Cancel a timer; `false` if there is no such timer (fired already, or cleared).
+    pub(crate) fn clear(&mut self, id: TimerId) -> bool {
+        let found = self.entries.remove(&id.0).is_some();
+        // Cleared timers leave their heap entries behind until they come up: keep those
+        // from piling up (many long timers made and cleared).
+        if self.heap.len() > 2 * self.entries.len() + 64 {
+            let live = &self.entries;
+            self.heap.retain(|Reverse((_, id))| live.contains_key(id));
+        }
+        found
+    }
+
+    /// When the next timer is due.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Take out a timer due at or before `now`, to run.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Due<F>> {
+        while let Some(&Reverse((at, id))) = self.heap.peek() {
+            if at > now {
+                return None;
+            }
+            self.heap.pop();
+            let Some(entry) = self.entries.get_mut(&id) else {
+                continue; // cleared
+            };
+            let Some(callback) = entry.callback.take() else {
+                continue;
+            };
+            return Some(Due {
+                id: TimerId(id),
+                callback,
+                every: entry.every,
+                at,
+            });
+        }
+        None
+    }
+
+    /// A timer has run: a tick not cleared meanwhile is due again one interval after it was
+    /// due (or one interval from now, if it fell that far behind); a one-off is gone.
+    pub(crate) fn restore(&mut self, due: Due<F>) {
+        let Due {
+            id,
+            callback,
+            every,
+            at,
+        } = due;
+        match (every, self.entries.get_mut(&id.0)) {
+            (Some(every), Some(entry)) => {
+                entry.callback = Some(callback);
+                let now = Instant::now();
+                let next = if at + every > now {
+                    at + every
+                } else {
+                    now + every
+                };
+                self.heap.push(Reverse((next, id.0)));
+            }
+            (None, _) => {
+                self.entries.remove(&id.0);
+            }
+            (Some(_), None) => {} // cleared while it ran
+        }
+    }
+}
+
+/// Why a timer was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimerError {
+    /// A `tick` interval under [`MIN_TICK`] (1 ms): it would be a busy loop.
+    IntervalTooShort,
+    /// Timers live on worker and task worker threads; this context has none (e.g. the
+    /// callbacks of `on_task_worker_stop`, after the thread's timers were dropped).
+    NoTimers,
+}
+
+impl fmt::Display for TimerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TimerError::IntervalTooShort => write!(f, "tick interval under {MIN_TICK:?}"),
+            TimerError::NoTimers => f.write_str("no timers on this thread"),
+        }
+    }
+}
+
+impl std::error::Error for TimerError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type F = dyn FnMut() -> u32;
+
+    #[test]
+    fn due_in_order_ticks_repeat_and_clears_stick() {
+        let mut timers = Timers::<F>::default();
+        let a = timers.add(Duration::ZERO, None, Box::new(|| 1));
+        let b = timers.add(
+            Duration::ZERO,
+            Some(Duration::from_secs(3600)),
+            Box::new(|| 2),
+        );
+        let c = timers.add(Duration::from_secs(3600), None, Box::new(|| 3));
+        let now = Instant::now();
+        let mut first = timers.pop_due(now).unwrap();
+        assert_eq!(((first.callback)(), first.id), (1, a));
+        timers.restore(first);
+        let mut second = timers.pop_due(now).unwrap();
+        assert_eq!(((second.callback)(), second.id), (2, b));
+        timers.restore(second);
+        assert!(
+            timers.pop_due(now).is_none(),
+            "the tick is an hour away now"
+        );
+        assert!(!timers.clear(a), "a one-off is gone once run");
+        assert!(timers.clear(b) && timers.clear(c));
+        assert!(timers.pop_due(now + Duration::from_secs(7200)).is_none());
+    }
+
+    #[test]
+    fn cleared_entries_do_not_pile_up() {
+        let mut timers = Timers::<F>::default();
+        for _ in 0..10_000 {
+            let id = timers.add(Duration::from_secs(3600), None, Box::new(|| 0));
+            timers.clear(id);
+        }
+        assert!(timers.heap.len() <= 65, "{}", timers.heap.len());
+    }
+}
