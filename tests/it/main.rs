@@ -9,6 +9,7 @@ mod dispatch;
 mod echo_example;
 mod framing;
 mod lifecycle;
+mod messages;
 mod reload;
 mod table;
 mod tasks;

@@ -4,6 +4,7 @@ use std::{cell::RefCell, fmt, sync::Arc, time::Duration};
 
 use crate::{
     conn::Conn,
+    message::{Destination, Message, MessageError, MessageSource},
     task::{
         client::{wait_all, wait_one},
         pool::{Callback, Reply},
@@ -100,6 +101,19 @@ impl<'a, T: TaskHandler> Context<'a, T> {
     /// (it ran already, was cleared, or belongs to another thread's handler generation).
     pub fn clear_timer(&self, id: TimerId) -> bool {
         self.timers.borrow_mut().clear(id)
+    }
+
+    /// Send a message to a worker's or task worker's `on_pipe_message` (Swoole's
+    /// `sendMessage`). See [`ServerHandle::send_message`].
+    pub fn send_message(
+        &self,
+        dst: Destination,
+        message: impl std::any::Any + Send,
+    ) -> Result<(), MessageError> {
+        let src = MessageSource::Worker(self.worker_id);
+        self.server
+            .shared
+            .send_message(src, dst, Message::new(message))
     }
 
     /// Whether this is a task worker's thread: always `false` here (see

@@ -10,6 +10,7 @@ use crossbeam_channel::Sender;
 use crate::{
     config::Config,
     conn::Conn,
+    message::{Destination, Message, MessageError, MessageSource},
     reactor::Command,
     reload::{Rebuild, ReloadError, ReloadScope, WorkerStatus},
     stats::Counters,
@@ -64,6 +65,38 @@ impl Shared {
         } else {
             std::sync::atomic::fence(Ordering::SeqCst);
             self.workers[id].wake();
+        }
+    }
+
+    /// Queue a message for a worker's or task worker's `on_pipe_message`, and wake it.
+    pub(crate) fn send_message(
+        &self,
+        src: MessageSource,
+        dst: Destination,
+        message: Message,
+    ) -> Result<(), MessageError> {
+        if self.shutdown_requested.load(Ordering::Acquire) {
+            return Err(MessageError::ShuttingDown);
+        }
+        match dst {
+            Destination::Worker(id) => {
+                let worker = self
+                    .workers
+                    .get(id)
+                    .ok_or(MessageError::NoSuchDestination(dst))?;
+                worker
+                    .messages
+                    .0
+                    .try_send((src, message))
+                    .map_err(|_| MessageError::QueueFull)?;
+                self.wake_worker(id);
+                Ok(())
+            }
+            Destination::TaskWorker(id) => self
+                .tasks
+                .as_ref()
+                .ok_or(MessageError::NoSuchDestination(dst))?
+                .message(id, src, message),
         }
     }
 
@@ -365,6 +398,19 @@ impl ServerHandle {
     /// What worker `worker_id` is doing: idle, busy, or rebuilding its handler.
     pub fn worker_status(&self, worker_id: usize) -> Option<WorkerStatus> {
         self.shared.workers.get(worker_id).map(|w| w.status())
+    }
+
+    /// Send a message to a worker's or task worker's `on_pipe_message` from any thread
+    /// (Swoole's `sendMessage` from a user process). It is moved, not serialised; messages
+    /// from one thread to one receiver arrive in order. Refused at once, never blocking,
+    /// when the receiver's queue is full.
+    pub fn send_message(
+        &self,
+        dst: Destination,
+        message: impl std::any::Any + Send,
+    ) -> Result<(), MessageError> {
+        self.shared
+            .send_message(MessageSource::External, dst, Message::new(message))
     }
 
     /// Send tasks from any thread (Swoole's `task` from a user process): a typed handle to

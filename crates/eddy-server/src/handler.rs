@@ -3,7 +3,10 @@
 use bytes::Bytes;
 use eddy_codec::FrameError;
 
-use crate::{ConnId, Context, NoTasks, ServerHandle, TaskError, TaskHandler, TaskId, WorkerError};
+use crate::{
+    ConnId, Context, Message, MessageSource, NoTasks, ServerHandle, TaskError, TaskHandler, TaskId,
+    WorkerError,
+};
 
 /// Why a connection closed. Every close has one, and every close goes through one path, so
 /// [`EventHandler::on_close`] runs exactly once per connection with its reason.
@@ -126,6 +129,12 @@ pub trait EventHandler<T: TaskHandler = NoTasks>: Send + 'static {
         result: Result<T::Output, TaskError>,
     ) {
         let _ = (ctx, task, result);
+    }
+
+    /// A message sent to this worker with `send_message` (Swoole's `onPipeMessage`). Messages
+    /// from one sender arrive in the order sent.
+    fn on_pipe_message(&mut self, ctx: &mut Context<'_, T>, src: MessageSource, message: Message) {
+        let _ = (ctx, src, message);
     }
 
     /// A callback of this worker panicked (Swoole's `onWorkerError`). Runs on the worker's new

@@ -183,6 +183,14 @@ impl<T: TaskHandler, H: EventHandler<T> + ?Sized> EventHandler<T> for Box<H> {
     ) {
         (**self).on_finish(ctx, task, result)
     }
+    fn on_pipe_message(
+        &mut self,
+        ctx: &mut crate::Context<'_, T>,
+        src: crate::MessageSource,
+        message: crate::Message,
+    ) {
+        (**self).on_pipe_message(ctx, src, message)
+    }
     fn on_worker_error(&mut self, ctx: &mut crate::Context<'_, T>, error: &crate::WorkerError) {
         (**self).on_worker_error(ctx, error)
     }
@@ -298,7 +306,7 @@ impl Server {
         let (mut workers, mut worker_rx, mut worker_tx) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..config.worker_num {
             let (tx, rx) = bounded(config.worker_queue_capacity);
-            workers.push(WorkerShared::new(rx.clone()));
+            workers.push(WorkerShared::new(rx.clone(), config.worker_queue_capacity));
             worker_rx.push(rx);
             worker_tx.push(tx);
         }

@@ -17,6 +17,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use crate::{
     conn::{inflight, Conn},
     context::WorkerTimer,
+    message::{Message, MessageSource},
     reactor::{pause, Command},
     reload::{jittered, Rebuild, WorkerError, WorkerStatus},
     task::{Finished, TaskPool},
@@ -92,10 +93,12 @@ pub(crate) struct WorkerShared {
     inbox: Receiver<Event>,
     /// Rebuild requests (reload, `stop_worker`); a few at most are ever pending.
     pub(crate) control: (Sender<Rebuild>, Receiver<Rebuild>),
+    /// Messages for `on_pipe_message`, bounded by `worker_queue_capacity`.
+    pub(crate) messages: (Sender<Mail>, Receiver<Mail>),
 }
 
 impl WorkerShared {
-    pub(crate) fn new(inbox: Receiver<Event>) -> Self {
+    pub(crate) fn new(inbox: Receiver<Event>, capacity: usize) -> Self {
         WorkerShared {
             busy: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
@@ -104,6 +107,7 @@ impl WorkerShared {
             waiters: AtomicU64::new(0),
             inbox,
             control: crossbeam_channel::bounded(8),
+            messages: crossbeam_channel::bounded(capacity),
         }
     }
 
@@ -157,6 +161,9 @@ pub(crate) trait WorkerRun: Send {
     fn next_due(&self) -> Option<Instant>;
 }
 
+/// A message and its sender, on its way to a worker.
+pub(crate) type Mail = (MessageSource, Message);
+
 /// Makes a worker's handlers.
 pub(crate) type HandlerFactory<T> = Arc<dyn Fn() -> Box<dyn EventHandler<T>> + Send + Sync>;
 
@@ -170,6 +177,7 @@ pub(crate) struct Worker<T: TaskHandler> {
     handler: Box<dyn EventHandler<T>>,
     inbox: Receiver<Event>,
     control: Receiver<Rebuild>,
+    messages: Receiver<Mail>,
     server: ServerHandle,
     tasks: Option<Arc<TaskPool<T>>>,
     /// Results of the tasks this worker sent.
@@ -195,6 +203,7 @@ impl<T: TaskHandler> Worker<T> {
         let (tasks, results) = tasks.unzip();
         let handler = factory();
         let control = server.shared.workers[id].control.1.clone();
+        let messages = server.shared.workers[id].messages.1.clone();
         let limit = server.shared.config.max_request.map(jittered);
         Worker {
             id,
@@ -202,6 +211,7 @@ impl<T: TaskHandler> Worker<T> {
             handler,
             inbox,
             control,
+            messages,
             server,
             tasks,
             results,
@@ -329,8 +339,9 @@ impl<T: TaskHandler> Worker<T> {
             shared.busy.store(false, Ordering::Relaxed);
             shared.sleeping.store(true, Ordering::SeqCst);
             fence(Ordering::SeqCst);
-            let results_waiting =
-                self.results.as_ref().is_some_and(|r| !r.is_empty()) || !self.control.is_empty();
+            let results_waiting = self.results.as_ref().is_some_and(|r| !r.is_empty())
+                || !self.control.is_empty()
+                || !self.messages.is_empty();
             match self.inbox.try_recv() {
                 Ok(event) => {
                     shared.sleeping.store(false, Ordering::Relaxed);
@@ -442,6 +453,20 @@ impl<T: TaskHandler> WorkerRun for Worker<T> {
     fn take_mail(&mut self) {
         while let Some(finished) = self.results.as_ref().and_then(|r| r.try_recv().ok()) {
             self.finished(finished);
+        }
+        // The messages waiting now (more may come while they run: they wait for the next
+        // pass, so a flood cannot starve the events).
+        let server = self.server.clone();
+        for _ in 0..self.messages.len() {
+            let Ok((src, message)) = self.messages.try_recv() else {
+                break;
+            };
+            self.guard(
+                "on_pipe_message",
+                None,
+                |h, ctx| h.on_pipe_message(ctx, src, message),
+                &server,
+            );
         }
         self.maintain();
         self.run_timers();

@@ -33,7 +33,11 @@ pub use client::Tasks;
 pub(crate) use pool::{Finished, PoolControl, TaskPool};
 pub(crate) use runner::{run_task_worker, TaskFactory};
 
-use crate::{timer::Timers, ServerHandle, TaskError, TimerError, TimerId};
+use crate::{
+    message::{Destination, Message, MessageError, MessageSource},
+    timer::Timers,
+    ServerHandle, TaskError, TimerError, TimerId,
+};
 
 /// The most payloads one `task_wait_multi` or `task_co` takes (Swoole's limit, 1024).
 pub const MAX_MULTI: usize = 1024;
@@ -115,6 +119,17 @@ pub trait TaskHandler: Sized + Send + 'static {
     /// A task worker starts (or has rebuilt its handler), before its next task.
     fn on_task_worker_start(&mut self, ctx: &mut TaskContext<'_, Self>) {
         let _ = ctx;
+    }
+
+    /// A message sent to this task worker with `send_message` (Swoole's `onPipeMessage`),
+    /// in order with the tasks queued around it.
+    fn on_pipe_message(
+        &mut self,
+        ctx: &mut TaskContext<'_, Self>,
+        src: MessageSource,
+        message: Message,
+    ) {
+        let _ = (ctx, src, message);
     }
 
     /// A task worker stops (at shutdown, or before its handler is rebuilt).
@@ -231,6 +246,19 @@ impl<'a, T: TaskHandler> TaskContext<'a, T> {
     /// Cancel a timer of this task worker; `false` if it is not pending.
     pub fn clear_timer(&self, id: TimerId) -> bool {
         self.timers.borrow_mut().clear(id)
+    }
+
+    /// Send a message to a worker's or task worker's `on_pipe_message`. See
+    /// [`ServerHandle::send_message`].
+    pub fn send_message(
+        &self,
+        dst: Destination,
+        message: impl std::any::Any + Send,
+    ) -> Result<(), MessageError> {
+        let src = MessageSource::TaskWorker(self.task_worker_id);
+        self.server
+            .shared
+            .send_message(src, dst, Message::new(message))
     }
 
     /// Whether this is a task worker's thread: always `true` here.

@@ -12,7 +12,10 @@ use std::{
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use super::{waiter::Waiter, Task, TaskHandler, TaskId, TaskSource};
-use crate::{Context, ServerHandle, TaskError};
+use crate::{
+    message::{Destination, Message, MessageError, MessageSource},
+    Context, ServerHandle, TaskError,
+};
 
 /// A per-call callback: runs on the sending worker instead of `on_finish`, with the first
 /// result (or the error that ended the task without one).
@@ -56,6 +59,8 @@ pub(crate) enum Msg<T: TaskHandler> {
     /// Rebuild the handler once the tasks queued before this one are done (reload number
     /// `n`), then acknowledge.
     Rebuild(u64),
+    /// A message for `on_pipe_message`.
+    Message(MessageSource, Message),
 }
 
 /// A task being run: what `finish` needs.
@@ -84,6 +89,8 @@ pub(crate) struct Slot<T: TaskHandler> {
     pub(crate) queued: AtomicUsize,
     /// Running a task now.
     pub(crate) busy: AtomicBool,
+    /// Messages in the queue (bounded like tasks, counted apart).
+    pub(crate) messages: AtomicUsize,
 }
 
 /// Counters that only go up; the gauges (queued, running) are read from the queues.
@@ -146,6 +153,7 @@ impl<T: TaskHandler> TaskPool<T> {
                     rx,
                     queued: AtomicUsize::new(0),
                     busy: AtomicBool::new(false),
+                    messages: AtomicUsize::new(0),
                 }
             })
             .collect();
@@ -347,6 +355,8 @@ pub(crate) trait PoolControl: Send + Sync + std::fmt::Debug {
     /// Queue a rebuild behind the tasks of every task worker (a reload); each acknowledges it
     /// to the reload state once done.
     fn rebuild_all(&self, generation: u64);
+    /// Queue a message for task worker `id`.
+    fn message(&self, id: usize, src: MessageSource, message: Message) -> Result<(), MessageError>;
 }
 
 /// The task figures of [`Stats`](crate::Stats).
@@ -405,6 +415,22 @@ impl<T: TaskHandler> PoolControl for TaskPool<T> {
         }
     }
 
+    fn message(&self, id: usize, src: MessageSource, message: Message) -> Result<(), MessageError> {
+        let slot = self
+            .slots
+            .get(id)
+            .ok_or(MessageError::NoSuchDestination(Destination::TaskWorker(id)))?;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(MessageError::ShuttingDown);
+        }
+        if slot.messages.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            slot.messages.fetch_sub(1, Ordering::AcqRel);
+            return Err(MessageError::QueueFull);
+        }
+        let _ = slot.tx.send(Msg::Message(src, message));
+        Ok(())
+    }
+
     fn rebuild_all(&self, generation: u64) {
         for slot in self.slots.iter() {
             let _ = slot.tx.send(Msg::Rebuild(generation));
@@ -415,10 +441,16 @@ impl<T: TaskHandler> PoolControl for TaskPool<T> {
         let mut count = 0;
         for slot in self.slots.iter() {
             while let Ok(msg) = slot.rx.try_recv() {
-                if let Msg::Job(job) = msg {
-                    slot.queued.fetch_sub(1, Ordering::AcqRel);
-                    self.abandon(server, job);
-                    count += 1;
+                match msg {
+                    Msg::Job(job) => {
+                        slot.queued.fetch_sub(1, Ordering::AcqRel);
+                        self.abandon(server, job);
+                        count += 1;
+                    }
+                    Msg::Message(..) => {
+                        slot.messages.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    Msg::Stop | Msg::Rebuild(_) => {}
                 }
             }
         }

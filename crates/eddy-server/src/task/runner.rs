@@ -70,6 +70,11 @@ pub(crate) fn run_task_worker<T: TaskHandler>(
                 shared.reload.ack(generation, &shared.supervisor);
                 continue;
             }
+            Next::Msg(Msg::Message(src, message)) => {
+                slot.messages.fetch_sub(1, Ordering::AcqRel);
+                worker.message(src, message);
+                continue;
+            }
             Next::Msg(Msg::Stop) | Next::Closed => break,
         };
         slot.busy.store(true, Ordering::Relaxed);
@@ -181,6 +186,28 @@ impl<T: TaskHandler> TaskWorker<T> {
         self.handled += 1;
         if self.limit.is_some_and(|limit| self.handled >= limit) {
             self.rebuild();
+        }
+    }
+
+    /// Run `on_pipe_message`, catching a panic.
+    fn message(&mut self, src: crate::MessageSource, message: crate::Message) {
+        let mut ctx = TaskContext {
+            server: &self.server,
+            task_worker_id: self.id,
+            pool: &self.pool,
+            current: None,
+            timers: &self.timers,
+        };
+        let handler = &mut self.handler;
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            handler.on_pipe_message(&mut ctx, src, message)
+        }));
+        if let Err(panic) = result {
+            tracing::error!(
+                task_worker = self.id,
+                "on_pipe_message panicked: {}",
+                panic_message(&*panic)
+            );
         }
     }
 
