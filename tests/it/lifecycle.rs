@@ -166,3 +166,52 @@ fn an_idle_server_starts_and_stops_cleanly() {
     assert!(report.graceful);
     assert_eq!(report.connections_closed, 0);
 }
+
+/// Echoes; `on_before_shutdown` reports, then waits for the test's go-ahead.
+#[derive(Clone)]
+struct Phases {
+    phases: Sender<&'static str>,
+    gate: crossbeam_channel::Receiver<()>,
+}
+
+impl EventHandler for Phases {
+    fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, packet: Bytes) {
+        let _ = ctx.send(conn, &packet);
+    }
+
+    fn on_worker_stop(&mut self, _ctx: &mut Context<'_>) {
+        let _ = self.phases.send("worker stop");
+    }
+
+    fn on_before_shutdown(&mut self, _server: &ServerHandle) {
+        let _ = self.phases.send("before shutdown");
+        let _ = self.gate.recv();
+    }
+
+    fn on_shutdown(&mut self, _server: &ServerHandle) {
+        let _ = self.phases.send("shutdown");
+    }
+}
+
+#[test]
+fn shutdown_phases_run_in_order_and_serve_until_the_first_returns() {
+    let (phases_tx, phases) = crossbeam_channel::unbounded();
+    let (gate_tx, gate) = crossbeam_channel::bounded::<()>(0);
+    let handler = Phases {
+        phases: phases_tx,
+        gate,
+    };
+    let (server, addr) = start(builder().worker_num(2), move || handler.clone());
+    let mut client = connect(addr);
+    let stopper = std::thread::spawn(move || server.shutdown().unwrap());
+    assert_eq!(phases.recv_timeout(WAIT), Ok("before shutdown"));
+    // Still serving while on_before_shutdown runs.
+    write_all(&mut client, b"still here");
+    assert_eq!(read_n(&mut client, 10), b"still here");
+    drop(gate_tx);
+    let report = stopper.join().unwrap();
+    assert!(report.graceful, "{report:?}");
+    assert_eq!(phases.recv_timeout(WAIT), Ok("worker stop"));
+    assert_eq!(phases.recv_timeout(WAIT), Ok("worker stop"));
+    assert_eq!(phases.recv_timeout(WAIT), Ok("shutdown"));
+}

@@ -155,6 +155,15 @@ pub trait EventHandler<T: TaskHandler = NoTasks>: Send + 'static {
         let _ = server;
     }
 
+    /// A shutdown begins (a handle's `shutdown`, SIGTERM or SIGINT), while the server still
+    /// serves: the first phase of a graceful shutdown. Then accepting stops, the workers drain
+    /// and stop (`on_worker_stop` each), the task workers finish, and `on_shutdown` runs.
+    /// Runs on the thread that called `run`; the shutdown waits for it to return (the
+    /// `max_wait_time` deadline starts after it).
+    fn on_before_shutdown(&mut self, server: &ServerHandle) {
+        let _ = server;
+    }
+
     /// The server has stopped: every worker has stopped and every connection is closed. Runs
     /// on the thread that called `run`, last of all.
     fn on_shutdown(&mut self, server: &ServerHandle) {

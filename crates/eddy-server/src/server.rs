@@ -51,6 +51,7 @@ pub(crate) trait Lifecycle {
     fn on_start(&mut self, server: &ServerHandle);
     fn on_before_reload(&mut self, server: &ServerHandle);
     fn on_after_reload(&mut self, server: &ServerHandle);
+    fn on_before_shutdown(&mut self, server: &ServerHandle);
     fn on_shutdown(&mut self, server: &ServerHandle);
 }
 
@@ -65,6 +66,9 @@ impl<T: TaskHandler, H: EventHandler<T>> Lifecycle for Main<H, T> {
     }
     fn on_after_reload(&mut self, server: &ServerHandle) {
         self.0.on_after_reload(server)
+    }
+    fn on_before_shutdown(&mut self, server: &ServerHandle) {
+        self.0.on_before_shutdown(server)
     }
     fn on_shutdown(&mut self, server: &ServerHandle) {
         self.0.on_shutdown(server)
@@ -199,6 +203,9 @@ impl<T: TaskHandler, H: EventHandler<T> + ?Sized> EventHandler<T> for Box<H> {
     }
     fn on_after_reload(&mut self, server: &ServerHandle) {
         (**self).on_after_reload(server)
+    }
+    fn on_before_shutdown(&mut self, server: &ServerHandle) {
+        (**self).on_before_shutdown(server)
     }
     fn on_shutdown(&mut self, server: &ServerHandle) {
         (**self).on_shutdown(server)

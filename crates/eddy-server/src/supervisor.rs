@@ -230,6 +230,10 @@ impl<'a> Acceptor<'a> {
             }
             self.step_reload(&server);
         }
+        // Still serving: the application's last word before the shutdown proper.
+        self.lifecycle("on_before_shutdown", |main| {
+            main.on_before_shutdown(&server)
+        });
         if paused_until.is_none() {
             self.unwatch_listeners();
         }
