@@ -10,6 +10,7 @@ mod echo_example;
 mod framing;
 mod lifecycle;
 mod messages;
+mod processes;
 mod reload;
 mod table;
 mod tasks;

@@ -6,6 +6,7 @@ use eddy_codec::{Codec, RawCodec};
 
 use crate::{
     config::{limits, Config, ListenerConfig, READ_CHUNK},
+    process::ProcessFn,
     task::TaskFactory,
     BuildError, ConfigError, DispatchMode, EventHandler, ListenAddr, NoTasks, Server, TaskHandler,
 };
@@ -19,6 +20,7 @@ use crate::{
 pub struct ServerBuilder<T: TaskHandler = NoTasks> {
     s: Settings,
     tasks: Option<TaskFactory<T>>,
+    processes: Vec<(String, ProcessFn)>,
 }
 
 /// The builder's settings, before they are checked.
@@ -72,6 +74,7 @@ impl Default for ServerBuilder {
         ServerBuilder {
             s: Settings::default(),
             tasks: None,
+            processes: Vec::new(),
         }
     }
 }
@@ -345,6 +348,23 @@ impl<T: TaskHandler> ServerBuilder<T> {
         self
     }
 
+    /// Run `body` on a thread of its own beside the server (Swoole's `addProcess`), named
+    /// `name`: long-running application code (a feed, a poller of another system) with the
+    /// server at hand through [`ProcessContext::server`](crate::ProcessContext::server). It
+    /// starts with the server, is called again (after a back-off) if it returns or panics,
+    /// and is told to stop at shutdown: [`ProcessContext::wait_stop`] paces a loop and
+    /// returns `true` then. The shutdown waits for it until `max_wait_time`.
+    ///
+    /// [`ProcessContext::wait_stop`]: crate::ProcessContext::wait_stop
+    pub fn add_process(
+        mut self,
+        name: impl Into<String>,
+        body: impl Fn(&crate::ProcessContext) + Send + Sync + 'static,
+    ) -> Self {
+        self.processes.push((name.into(), Arc::new(body)));
+        self
+    }
+
     /// The task handler (Swoole's `onTask`): `factory` makes one per task worker. This types
     /// the tasks of the server: its event handler implements `EventHandler<U>`, and
     /// [`Context::task`](crate::Context::task) takes `U::Task`.
@@ -356,6 +376,7 @@ impl<T: TaskHandler> ServerBuilder<T> {
         ServerBuilder {
             s: self.s,
             tasks: Some(Arc::new(factory)),
+            processes: self.processes,
         }
     }
 
@@ -368,7 +389,7 @@ impl<T: TaskHandler> ServerBuilder<T> {
         F: Fn() -> H + Send + Sync + 'static,
     {
         let config = self.s.config(self.tasks.is_some())?;
-        Server::new(config, Arc::new(factory), self.tasks)
+        Server::new(config, Arc::new(factory), self.tasks, self.processes)
     }
 }
 

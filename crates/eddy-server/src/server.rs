@@ -14,6 +14,7 @@ use crate::{
     config::Config,
     handle::{ReactorHandle, Shared},
     net::Listener,
+    process::{ProcessFn, Processes},
     reactor::{Command, Reactor, ReactorReport},
     stats::Counters,
     supervisor::{Acceptor, Signals},
@@ -236,6 +237,7 @@ pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<Listener>,
     roles: Box<dyn Roles>,
+    processes: Vec<(String, ProcessFn)>,
     reactor_rx: Vec<Receiver<Command>>,
     worker_rx: Vec<Receiver<Event>>,
     worker_tx: Vec<Sender<Event>>,
@@ -272,6 +274,8 @@ pub struct ShutdownReport {
     pub tasks_abandoned: u64,
     /// Task workers still running a task at the deadline (left running, detached).
     pub unfinished_task_workers: usize,
+    /// User threads (`add_process`) still running at the deadline (left running, detached).
+    pub unfinished_processes: usize,
 }
 
 impl Server {
@@ -284,6 +288,7 @@ impl Server {
         config: Config,
         factory: Arc<F>,
         task_factory: Option<TaskFactory<T>>,
+        processes: Vec<(String, ProcessFn)>,
     ) -> Result<Server, BuildError>
     where
         T: TaskHandler,
@@ -350,6 +355,7 @@ impl Server {
         Ok(Server {
             shared,
             listeners,
+            processes,
             roles: Box::new(Typed {
                 factory,
                 tasks,
@@ -472,9 +478,11 @@ impl Server {
         }
         let mut main = self.roles.main();
         main.on_start(&handle);
+        let mut processes = Processes::start(&handle, &self.processes)?;
         let accepted = Acceptor::new(&shared, &self.listeners, signals, &mut *main);
         ready();
         let (result, signals) = accepted.run();
+        processes.tell_stop();
         let begun = Instant::now();
         if let Err(err) = &result {
             tracing::error!("accept loop failed: {err}; shutting down");
@@ -536,6 +544,9 @@ impl Server {
                 "workers still busy at the shutdown deadline: detached"
             );
         }
+        // User threads were told to stop when the shutdown began; wait for them before the
+        // task workers stop, as they may still send tasks.
+        let unfinished_processes = processes.join(deadline);
         // Workers have taken the results owed to them: now the task workers finish what is
         // queued, until the deadline.
         let (tasks_abandoned, unfinished_task_workers) =
@@ -549,13 +560,15 @@ impl Server {
                 && report.abandoned_events == 0
                 && report.abandoned_bytes == 0
                 && tasks_abandoned == 0
-                && unfinished_task_workers == 0,
+                && unfinished_task_workers == 0
+                && unfinished_processes == 0,
             abandoned_events: report.abandoned_events,
             abandoned_bytes: report.abandoned_bytes,
             unfinished_workers: unfinished,
             tasks_finished: stats.task_completed + stats.task_failed,
             tasks_abandoned,
             unfinished_task_workers,
+            unfinished_processes,
         };
         tracing::info!(?report, "server stopped");
         drop(signals);

@@ -1,0 +1,74 @@
+//! User threads (add_process): started with the server, restarted when they return or panic,
+//! told to stop at shutdown, and left behind (reported) if they do not.
+
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use crossbeam_channel::unbounded;
+use eddy::Destination;
+
+use crate::util::*;
+
+#[test]
+fn user_threads_restart_and_stop_with_the_server() {
+    let (events_tx, events) = unbounded::<String>();
+    let runs = shared(AtomicUsize::new(0));
+    let counter = runs.clone();
+    let builder = builder().add_process("feeder", move |ctx| {
+        let run = counter.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(std::thread::current().name(), Some("feeder"));
+        let _ = events_tx.send(format!("run {run} of {}", ctx.name()));
+        match run {
+            0 => panic!("first run fails"),
+            1 => {} // returns: restarted too
+            _ => {
+                // Reach the workers while it runs.
+                ctx.server()
+                    .send_message(Destination::Worker(0), format!("hello from run {run}"))
+                    .unwrap();
+                while !ctx.wait_stop(Duration::from_millis(5)) {}
+                let _ = events_tx.send("stopping".into());
+            }
+        }
+    });
+    let (recorder, seen) = Recorder::new(false);
+    let (server, _) = start(builder, move || recorder.clone());
+    for run in 0..3 {
+        assert_eq!(
+            events.recv_timeout(WAIT),
+            Ok(format!("run {run} of feeder"))
+        );
+    }
+    drop(seen);
+    let report = server.shutdown().unwrap();
+    assert_eq!(events.recv_timeout(WAIT), Ok("stopping".into()));
+    assert!(report.graceful, "{report:?}");
+    assert_eq!(report.unfinished_processes, 0);
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        3,
+        "not restarted once told to stop"
+    );
+}
+
+#[test]
+fn a_user_thread_that_ignores_the_stop_is_left_behind_at_the_deadline() {
+    let builder = builder()
+        .max_wait_time(Duration::from_millis(200))
+        .add_process("stubborn", |_ctx| {
+            std::thread::sleep(Duration::from_secs(5))
+        });
+    let (recorder, _seen) = Recorder::new(false);
+    let (server, _) = start(builder, move || recorder.clone());
+    let begun = Instant::now();
+    let report = server.shutdown().unwrap();
+    assert!(
+        begun.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        begun.elapsed()
+    );
+    assert_eq!(report.unfinished_processes, 1);
+    assert!(!report.graceful);
+}
