@@ -4,6 +4,7 @@
 
 mod backpressure;
 mod chat_example;
+mod commands;
 mod connections;
 mod dispatch;
 mod echo_example;

@@ -72,3 +72,66 @@ fn a_user_thread_that_ignores_the_stop_is_left_behind_at_the_deadline() {
     assert_eq!(report.unfinished_processes, 1);
     assert!(!report.graceful);
 }
+
+struct Slow;
+
+impl eddy::TaskHandler for Slow {
+    type Task = Duration;
+    type Output = ();
+
+    fn on_task(
+        &mut self,
+        _: &mut eddy::TaskContext<'_, Self>,
+        task: eddy::Task<Duration>,
+    ) -> Option<()> {
+        std::thread::sleep(task.payload);
+        Some(())
+    }
+}
+
+#[derive(Clone)]
+struct Timed;
+
+impl eddy::EventHandler<Slow> for Timed {
+    fn on_worker_start(&mut self, ctx: &mut eddy::Context<'_, Slow>) {
+        ctx.tick(Duration::from_millis(2), |_, _| {}).unwrap();
+        ctx.after(Duration::from_secs(3600), |_| {});
+    }
+
+    fn on_receive(&mut self, _: &mut eddy::Context<'_, Slow>, _: eddy::ConnId, _: eddy::Bytes) {}
+}
+
+#[test]
+fn shutdown_with_timers_tasks_and_user_threads_alive_keeps_its_deadline() {
+    let builder = builder()
+        .worker_num(2)
+        .max_wait_time(Duration::from_millis(300))
+        .task_handler(|| Slow)
+        .task_worker_num(1)
+        .add_process(
+            "pacer",
+            |ctx| while !ctx.wait_stop(Duration::from_millis(3)) {},
+        );
+    let (server, _) = start(builder, || Timed);
+    let tasks = server.handle().tasks::<Slow>().unwrap();
+    // One task runs for 3 s; two more wait behind it.
+    for _ in 0..3 {
+        tasks.task(Duration::from_secs(3)).unwrap();
+    }
+    wait_until("the first task to run", || {
+        server.handle().stats().tasking_num == 1
+    });
+    let begun = Instant::now();
+    let report = server.shutdown().unwrap();
+    let took = begun.elapsed();
+    assert!(
+        took < Duration::from_millis(300 + 200 + 500),
+        "took {took:?}"
+    );
+    assert_eq!(
+        report.unfinished_processes, 0,
+        "the user thread stopped when told"
+    );
+    assert_eq!(report.tasks_abandoned, 2, "{report:?}");
+    assert_eq!(report.unfinished_task_workers, 1);
+}

@@ -104,3 +104,36 @@ fn bad_flags_fail_with_a_message() {
         );
     }
 }
+
+#[test]
+fn a_second_sigint_exits_at_once() {
+    let example = Example::start("tasks", &[]);
+    let mut client = Line::connect(&example);
+    // A worker busy for 5 s: the graceful shutdown would wait up to max_wait_time (3 s).
+    client.writer.write_all(b"sleep 5000 6000\n").unwrap();
+    // Ask /stats on fresh connections until one lands on a free worker and sees the task
+    // running (a probe that lands on the busy worker gets no answer in 200 ms: dropped).
+    wait_until("the task to run", || {
+        let probe = connect(example.addr);
+        probe
+            .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .unwrap();
+        let mut probe = Line {
+            reader: BufReader::new(probe.try_clone().unwrap()),
+            writer: probe,
+        };
+        probe.writer.write_all(b"/stats\n").unwrap();
+        let mut line = String::new();
+        probe.reader.read_line(&mut line).is_ok()
+            && serde_json::from_str::<serde_json::Value>(&line)
+                .is_ok_and(|stats| stats["tasking_num"] == 1)
+    });
+    example.notify(libc::SIGINT);
+    // Once accepting has stopped, the shutdown is under way.
+    wait_until("the listener to close", || {
+        TcpStream::connect(example.addr).is_err()
+    });
+    let begun = std::time::Instant::now();
+    assert_eq!(example.signal(libc::SIGINT), 130);
+    assert!(begun.elapsed() < std::time::Duration::from_secs(2));
+}

@@ -5,6 +5,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use eddy_codec::{Codec, RawCodec};
 
 use crate::{
+    command::{CommandFn, Commands},
     config::{limits, Config, ListenerConfig, READ_CHUNK},
     process::ProcessFn,
     task::TaskFactory,
@@ -21,6 +22,7 @@ pub struct ServerBuilder<T: TaskHandler = NoTasks> {
     s: Settings,
     tasks: Option<TaskFactory<T>>,
     processes: Vec<(String, ProcessFn)>,
+    commands: Vec<(String, CommandFn)>,
 }
 
 /// The builder's settings, before they are checked.
@@ -75,6 +77,7 @@ impl Default for ServerBuilder {
             s: Settings::default(),
             tasks: None,
             processes: Vec::new(),
+            commands: Vec::new(),
         }
     }
 }
@@ -365,6 +368,22 @@ impl<T: TaskHandler> ServerBuilder<T> {
         self
     }
 
+    /// Add an admin command (Swoole's `addCommand`): `body` runs where
+    /// [`ServerHandle::command`](crate::ServerHandle::command) asks (a worker between two
+    /// events, a task worker between two tasks, or the supervisor) and answers with a JSON
+    /// value. A name added twice is refused at build.
+    pub fn add_command(
+        mut self,
+        name: impl Into<String>,
+        body: impl Fn(&crate::CommandContext<'_>, serde_json::Value) -> serde_json::Value
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        self.commands.push((name.into(), Arc::new(body)));
+        self
+    }
+
     /// The task handler (Swoole's `onTask`): `factory` makes one per task worker. This types
     /// the tasks of the server: its event handler implements `EventHandler<U>`, and
     /// [`Context::task`](crate::Context::task) takes `U::Task`.
@@ -377,6 +396,7 @@ impl<T: TaskHandler> ServerBuilder<T> {
             s: self.s,
             tasks: Some(Arc::new(factory)),
             processes: self.processes,
+            commands: self.commands,
         }
     }
 
@@ -389,7 +409,21 @@ impl<T: TaskHandler> ServerBuilder<T> {
         F: Fn() -> H + Send + Sync + 'static,
     {
         let config = self.s.config(self.tasks.is_some())?;
-        Server::new(config, Arc::new(factory), self.tasks, self.processes)
+        let mut commands = Commands::default();
+        for (name, body) in self.commands {
+            if commands.0.insert(name.clone(), body).is_some() {
+                return Err(
+                    ConfigError::new("add_command", format!("`{name}` is added twice")).into(),
+                );
+            }
+        }
+        Server::new(
+            config,
+            Arc::new(factory),
+            self.tasks,
+            self.processes,
+            commands,
+        )
     }
 }
 

@@ -5,9 +5,10 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::{
+    command::{CommandCall, CommandError, CommandTarget, Commands},
     config::Config,
     conn::Conn,
     message::{Destination, Message, MessageError, MessageSource},
@@ -45,6 +46,10 @@ pub(crate) struct Shared {
     pub(crate) deadline: OnceLock<Instant>,
     /// Reloads: requested, running, counted.
     pub(crate) reload: crate::reload::ReloadState,
+    /// Admin commands, by name.
+    pub(crate) commands: Commands,
+    /// Commands for the supervisor to run.
+    pub(crate) supervisor_commands: (Sender<CommandCall>, Receiver<CommandCall>),
 }
 
 impl Shared {
@@ -398,6 +403,58 @@ impl ServerHandle {
     /// What worker `worker_id` is doing: idle, busy, or rebuilding its handler.
     pub fn worker_status(&self, worker_id: usize) -> Option<WorkerStatus> {
         self.shared.workers.get(worker_id).map(|w| w.status())
+    }
+
+    /// Run the admin command `name` (added with
+    /// [`ServerBuilder::add_command`](crate::ServerBuilder::add_command)) on `target`, and
+    /// wait up to `timeout` for its answer (Swoole's `command`). `args` is turned into JSON.
+    /// A worker asking a command of itself times out: it cannot run it while it waits.
+    pub fn command(
+        &self,
+        name: &str,
+        target: CommandTarget,
+        args: impl serde::Serialize,
+        timeout: std::time::Duration,
+    ) -> Result<serde_json::Value, CommandError> {
+        let shared = &self.shared;
+        let body = shared
+            .commands
+            .0
+            .get(name)
+            .cloned()
+            .ok_or_else(|| CommandError::Unknown(name.to_string()))?;
+        let args = serde_json::to_value(args)
+            .map_err(|err| CommandError::BadArguments(err.to_string()))?;
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let call = CommandCall { body, args, reply };
+        let dst = match target {
+            CommandTarget::Supervisor => None,
+            CommandTarget::Worker(id) => Some(Destination::Worker(id)),
+            CommandTarget::TaskWorker(id) => Some(Destination::TaskWorker(id)),
+        };
+        if let Some(dst) = dst {
+            let message = Message::new(call);
+            shared
+                .send_message(MessageSource::External, dst, message)
+                .map_err(|err| match err {
+                    MessageError::NoSuchDestination(_) => CommandError::NoSuchTarget(target),
+                    MessageError::QueueFull => CommandError::QueueFull,
+                    _ => CommandError::ShuttingDown,
+                })?;
+        } else {
+            if self.is_shutting_down() {
+                return Err(CommandError::ShuttingDown);
+            }
+            shared
+                .supervisor_commands
+                .0
+                .try_send(call)
+                .map_err(|_| CommandError::QueueFull)?;
+            shared.supervisor.notify();
+        }
+        answer
+            .recv_timeout(timeout)
+            .unwrap_or(Err(CommandError::Timeout))
     }
 
     /// Send a message to a worker's or task worker's `on_pipe_message` from any thread

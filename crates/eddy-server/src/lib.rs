@@ -54,6 +54,7 @@
 //! ```
 
 mod builder;
+mod command;
 mod config;
 mod conn;
 mod context;
@@ -80,6 +81,7 @@ mod timer;
 mod worker;
 
 pub use builder::ServerBuilder;
+pub use command::{CommandContext, CommandError, CommandTarget};
 pub use context::Context;
 pub use dispatch::{DispatchFn, DispatchInfo, DispatchMode};
 pub use error::{BuildError, ConfigError, SendError, SendStatus, TaskError};

@@ -11,6 +11,7 @@ use std::{
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
 use crate::{
+    command::Commands,
     config::Config,
     handle::{ReactorHandle, Shared},
     net::Listener,
@@ -289,6 +290,7 @@ impl Server {
         factory: Arc<F>,
         task_factory: Option<TaskFactory<T>>,
         processes: Vec<(String, ProcessFn)>,
+        commands: Commands,
     ) -> Result<Server, BuildError>
     where
         T: TaskHandler,
@@ -340,6 +342,8 @@ impl Server {
                 .map(|t| t.pool.clone() as Arc<dyn PoolControl>),
             deadline: OnceLock::new(),
             reload: Default::default(),
+            commands,
+            supervisor_commands: bounded(64),
             table: ConnTable::new(config.max_conn, config.listeners.len()),
             stats: Counters::new(config.reactor_num, config.worker_num),
             reactors: reactors.into(),

@@ -229,6 +229,9 @@ impl<'a> Acceptor<'a> {
                 }
             }
             self.step_reload(&server);
+            while let Ok(call) = self.shared.supervisor_commands.1.try_recv() {
+                call.run(&server, crate::CommandTarget::Supervisor);
+            }
         }
         // Still serving: the application's last word before the shutdown proper.
         self.lifecycle("on_before_shutdown", |main| {

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::{
+    command::{CommandCall, CommandTarget},
     conn::{inflight, Conn},
     context::WorkerTimer,
     message::{Message, MessageSource},
@@ -460,6 +461,13 @@ impl<T: TaskHandler> WorkerRun for Worker<T> {
         for _ in 0..self.messages.len() {
             let Ok((src, message)) = self.messages.try_recv() else {
                 break;
+            };
+            let message = match message.downcast::<CommandCall>() {
+                Ok(call) => {
+                    call.run(&server, CommandTarget::Worker(self.id));
+                    continue;
+                }
+                Err(message) => message,
             };
             self.guard(
                 "on_pipe_message",

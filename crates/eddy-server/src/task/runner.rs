@@ -191,6 +191,10 @@ impl<T: TaskHandler> TaskWorker<T> {
 
     /// Run `on_pipe_message`, catching a panic.
     fn message(&mut self, src: crate::MessageSource, message: crate::Message) {
+        let message = match message.downcast::<crate::command::CommandCall>() {
+            Ok(call) => return call.run(&self.server, crate::CommandTarget::TaskWorker(self.id)),
+            Err(message) => message,
+        };
         let mut ctx = TaskContext {
             server: &self.server,
             task_worker_id: self.id,
