@@ -29,6 +29,11 @@
 //! - Nothing polls on a timer: an idle server uses no CPU.
 //! - Task workers (see [`TaskHandler`]) run slow work for the workers: tasks and results move
 //!   as typed values through bounded queues; nothing is lost without an error or a count.
+//! - Handlers are disposable, connections are not: a reload (`reload`, SIGUSR1),
+//!   `max_request` or a panic rebuilds a worker's handler between two events while its
+//!   connections stay open in the reactors. Timers (`Context::tick`), messages
+//!   (`send_message`), user threads (`ServerBuilder::add_process`) and admin commands
+//!   (`ServerHandle::command`) keep a long-running server controllable.
 //!
 //! # Example
 //!
