@@ -30,7 +30,8 @@ use std::{
 };
 
 use eddy::{
-    codec::EofCodec, Bytes, ConnId, Context, Cursor, EventHandler, Server, ServerHandle, Uid,
+    codec::EofCodec, Bytes, ConnId, Context, Cursor, EventHandler, ProcessContext, Server,
+    ServerHandle, Uid,
 };
 
 /// The longest line, newline excluded.
@@ -171,13 +172,14 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     Ok(options)
 }
 
-/// Every `every`, send each logged-in user the time, until `stop` hangs up.
-fn ticker(server: ServerHandle, every: Duration, stop: crossbeam_channel::Receiver<()>) {
-    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
+/// A user thread: every `every`, send each logged-in user the time, until the server stops.
+fn ticker(ctx: &ProcessContext, every: Duration) {
+    while !ctx.wait_stop(every) {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        server.broadcast_where(format!("time {now}\n"), |target| target.is_bound());
+        ctx.server()
+            .broadcast_where(format!("time {now}\n"), |target| target.is_bound());
     }
 }
 
@@ -203,6 +205,10 @@ fn main() -> ExitCode {
     if let Some(idle) = options.idle {
         builder = builder.heartbeat_idle_time(Duration::from_secs(idle));
     }
+    if let Some(secs) = options.tick {
+        let every = Duration::from_secs(secs);
+        builder = builder.add_process("chat-ticker", move |ctx| ticker(ctx, every));
+    }
     let server = match builder.build(|| Chat) {
         Ok(server) => server,
         Err(err) => {
@@ -210,19 +216,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let ticker = options.tick.map(|secs| {
-        let server = server.handle();
-        std::thread::spawn(move || ticker(server, Duration::from_secs(secs), stop_rx))
-    });
     println!("listening on {}", server.local_addr());
     let _ = std::io::stdout().flush();
-    let result = server.run();
-    drop(stop_tx);
-    if let Some(ticker) = ticker {
-        let _ = ticker.join();
-    }
-    match result {
+    match server.run() {
         Ok(report) => {
             tracing::info!(?report, "bye");
             ExitCode::SUCCESS
