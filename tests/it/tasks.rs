@@ -635,3 +635,31 @@ fn reloads_rebuild_task_handlers_after_their_queued_tasks() {
     assert_eq!(Client::new(addr).ask("wait 6"), "Ok(6)");
     server.shutdown().unwrap();
 }
+
+#[test]
+fn a_task_handler_factory_that_panics_at_first_does_not_hold_the_server_up() {
+    let made = shared(AtomicUsize::new(0));
+    let counter = made.clone();
+    let builder = builder()
+        .worker_num(1)
+        .task_handler(move || {
+            if counter.fetch_add(1, Ordering::SeqCst) < 2 {
+                panic!("not yet");
+            }
+            Work {
+                built: shared(AtomicUsize::new(0)),
+            }
+        })
+        .task_worker_num(1);
+    let (results, _) = unbounded();
+    let (queued, _) = unbounded();
+    let (server, _) = start(builder, move || Front {
+        results: results.clone(),
+        queued: queued.clone(),
+    });
+    // Waits in the queue until the third try makes a handler.
+    let tasks = server.handle().tasks::<Work>().unwrap();
+    assert_eq!(tasks.task_wait(Job::Echo(7), Duration::MAX), Ok(7));
+    assert_eq!(made.load(Ordering::SeqCst), 3);
+    server.shutdown().unwrap();
+}

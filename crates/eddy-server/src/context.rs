@@ -158,9 +158,10 @@ impl<'a, T: TaskHandler> Context<'a, T> {
     }
 
     /// Queue a task whose first result goes to `callback`, run on this worker, instead of
-    /// `on_finish` (Swoole's `task($data, -1, $callback)`). The callback always runs once:
-    /// with the result, or with the error that ended the task without one
-    /// ([`TaskError::NoResult`], [`TaskError::Panicked`], [`TaskError::Abandoned`]).
+    /// `on_finish` (Swoole's `task($data, -1, $callback)`). The callback runs once: with the
+    /// result, or with the error that ended the task without one ([`TaskError::NoResult`],
+    /// [`TaskError::Panicked`]); only a task still unfinished when its worker stops at the
+    /// shutdown deadline never calls back (it is counted in the shutdown report instead).
     /// Further results of the task go to `on_finish`.
     pub fn task_then(
         &self,

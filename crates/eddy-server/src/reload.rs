@@ -7,8 +7,10 @@
 
 use std::{
     fmt,
-    sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering},
+    sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
 };
+
+use parking_lot::Mutex;
 
 /// `max` plus a random grace of up to half of it (when over 10), so that workers started
 /// together do not all rebuild at the same moment (Swoole's `max_request_grace`).
@@ -102,6 +104,13 @@ pub struct WorkerError {
     pub closed: bool,
 }
 
+/// A reload's number and what it still waits for.
+#[derive(Debug, Default)]
+struct Progress {
+    generation: u64,
+    pending: usize,
+}
+
 /// The state of server-wide reloads, shared by the supervisor, the workers and the handles.
 #[derive(Debug, Default)]
 pub(crate) struct ReloadState {
@@ -109,13 +118,12 @@ pub(crate) struct ReloadState {
     pub(crate) running: AtomicBool,
     /// 0: nothing asked; 1: `All`; 2: `TaskWorkers`. Taken by the supervisor.
     pub(crate) requested: AtomicU8,
-    /// Workers and task workers that have not rebuilt yet in the running reload.
-    pub(crate) pending: AtomicUsize,
-    /// Reloads completed.
+    /// The running (or last) reload's number, and how many workers and task workers have not
+    /// rebuilt for it yet. One lock, so a late acknowledgement of an older reload can never
+    /// count for a newer one.
+    progress: Mutex<Progress>,
+    /// Reloads finished (every handler rebuilt, or `max_wait_time` passed).
     pub(crate) count: AtomicU64,
-    /// Number of the running (or last) reload: an acknowledgement of an older one, late past
-    /// its deadline, does not count for the current one.
-    pub(crate) generation: AtomicU64,
     /// Handler rebuilds of workers, for any reason.
     pub(crate) worker_restarts: AtomicU64,
 }
@@ -138,15 +146,32 @@ impl ReloadState {
     /// A worker or task worker has rebuilt for the running reload: the last one wakes the
     /// supervisor. Acknowledgements after the reload's deadline ended it are ignored.
     pub(crate) fn ack(&self, generation: u64, supervisor: &crate::sys::Poller) {
-        if generation != self.generation.load(Ordering::Acquire) {
+        let mut progress = self.progress.lock();
+        if progress.generation != generation || progress.pending == 0 {
             return;
         }
-        let left = self
-            .pending
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-        if left == Ok(1) {
+        progress.pending -= 1;
+        if progress.pending == 0 {
             supervisor.notify();
         }
+    }
+
+    /// Start reload number n+1, waiting for `pending` acknowledgements; returns its number.
+    pub(crate) fn begin(&self, pending: usize) -> u64 {
+        let mut progress = self.progress.lock();
+        progress.generation += 1;
+        progress.pending = pending;
+        progress.generation
+    }
+
+    /// Acknowledgements the running reload still waits for.
+    pub(crate) fn pending(&self) -> usize {
+        self.progress.lock().pending
+    }
+
+    /// End the running reload; returns how many never acknowledged it.
+    pub(crate) fn end(&self) -> usize {
+        std::mem::take(&mut self.progress.lock().pending)
     }
 
     /// The supervisor takes a request, if there is one.

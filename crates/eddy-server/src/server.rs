@@ -28,9 +28,9 @@ use crate::{
 
 /// Makes the threads' handlers, with the handler types erased (so `Server` is not generic).
 trait Roles: Send {
-    /// Worker `id`, with its inbox.
+    /// Worker `id`, with its inbox (called once per worker).
     fn worker(
-        &self,
+        &mut self,
         id: usize,
         inbox: Receiver<Event>,
         server: &ServerHandle,
@@ -81,8 +81,9 @@ impl<T: TaskHandler, H: EventHandler<T>> Lifecycle for Main<H, T> {
 struct TaskRoles<T: TaskHandler> {
     pool: Arc<TaskPool<T>>,
     factory: TaskFactory<T>,
-    /// Per worker: where results of its tasks arrive.
-    results: Vec<Receiver<Finished<T>>>,
+    /// Per worker: where results of its tasks arrive, handed to the worker when it is made
+    /// (so once it is gone, results sent to it fail and are counted late).
+    results: Vec<Option<Receiver<Finished<T>>>>,
 }
 
 struct Typed<H, F, T: TaskHandler> {
@@ -98,15 +99,15 @@ where
     F: Fn() -> H + Send + Sync + 'static,
 {
     fn worker(
-        &self,
+        &mut self,
         id: usize,
         inbox: Receiver<Event>,
         server: &ServerHandle,
     ) -> Box<dyn WorkerRun> {
-        let tasks = self
-            .tasks
-            .as_ref()
-            .map(|t| (t.pool.clone(), t.results[id].clone()));
+        let tasks = self.tasks.as_mut().and_then(|t| {
+            let results = t.results.get_mut(id)?.take()?;
+            Some((t.pool.clone(), results))
+        });
         let factory = self.factory.clone();
         Box::new(Worker::new(
             id,
@@ -333,7 +334,7 @@ impl Server {
             TaskRoles {
                 pool: Arc::new(pool),
                 factory,
-                results,
+                results: results.into_iter().map(Some).collect(),
             }
         });
         let shared = Arc::new(Shared {

@@ -119,7 +119,7 @@ pub struct Stats {
     pub worker_status: Vec<crate::WorkerStatus>,
     /// Worker handlers rebuilt (reload, `stop_worker`, `max_request`, after a panic).
     pub worker_restarts: u64,
-    /// Reloads completed.
+    /// Reloads finished (every handler rebuilt, or `max_wait_time` passed).
     pub reload_count: u64,
     /// Task worker threads (`task_worker_num`; 0 without a task handler).
     pub task_worker_num: usize,

@@ -261,7 +261,7 @@ impl<'a> Acceptor<'a> {
             }
         }
         if let Some(deadline) = self.reload_deadline {
-            if reload.pending.load(Ordering::Acquire) == 0 || Instant::now() >= deadline {
+            if reload.pending() == 0 || Instant::now() >= deadline {
                 self.end_reload(server);
             }
         }
@@ -271,16 +271,12 @@ impl<'a> Acceptor<'a> {
         tracing::info!(?scope, "reload: rebuilding handlers");
         self.lifecycle("on_before_reload", |main| main.on_before_reload(server));
         let shared = self.shared;
-        let generation = shared.reload.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let workers = match scope {
             ReloadScope::All => shared.workers.len(),
             ReloadScope::TaskWorkers => 0,
         };
         let task_workers = shared.config.task_worker_num;
-        shared
-            .reload
-            .pending
-            .store(workers + task_workers, Ordering::Release);
+        let generation = shared.reload.begin(workers + task_workers);
         self.reload_deadline = Some(Instant::now() + shared.config.max_wait_time);
         for (id, worker) in shared.workers.iter().enumerate().take(workers) {
             if worker
@@ -302,7 +298,7 @@ impl<'a> Acceptor<'a> {
 
     fn end_reload(&mut self, server: &ServerHandle) {
         let reload = &self.shared.reload;
-        let left = reload.pending.swap(0, Ordering::AcqRel);
+        let left = reload.end();
         if left > 0 {
             tracing::warn!(
                 left,

@@ -29,6 +29,15 @@ impl fmt::Display for TimerId {
     }
 }
 
+/// `delay` from now; for a delay too long to represent, a time decades away (never, in
+/// practice) rather than an overflow.
+pub(crate) fn deadline_after(delay: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
 /// The shortest `tick` interval: a shorter one would be a busy loop.
 pub const MIN_TICK: Duration = Duration::from_millis(1);
 
@@ -77,8 +86,15 @@ impl<F: ?Sized> Timers<F> {
                 callback: Some(f),
             },
         );
-        self.heap.push(Reverse((Instant::now() + delay, id)));
+        self.heap.push(Reverse((deadline_after(delay), id)));
         TimerId(id)
+    }
+
+    /// Drop every timer (a handler rebuilt, a thread stopping). Ids keep counting, so an id
+    /// of a dropped timer never names a later one.
+    pub(crate) fn clear_all(&mut self) {
+        self.heap.clear();
+        self.entries.clear();
     }
 
     /// Cancel a timer; `false` if there is no such timer (fired already, or cleared).
@@ -134,11 +150,8 @@ impl<F: ?Sized> Timers<F> {
             (Some(every), Some(entry)) => {
                 entry.callback = Some(callback);
                 let now = Instant::now();
-                let next = if at + every > now {
-                    at + every
-                } else {
-                    now + every
-                };
+                let next = at.checked_add(every).filter(|next| *next > now);
+                let next = next.unwrap_or_else(|| deadline_after(every));
                 self.heap.push(Reverse((next, id.0)));
             }
             (None, _) => {
@@ -155,16 +168,12 @@ impl<F: ?Sized> Timers<F> {
 pub enum TimerError {
     /// A `tick` interval under [`MIN_TICK`] (1 ms): it would be a busy loop.
     IntervalTooShort,
-    /// Timers live on worker and task worker threads; this context has none (e.g. the
-    /// callbacks of `on_task_worker_stop`, after the thread's timers were dropped).
-    NoTimers,
 }
 
 impl fmt::Display for TimerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TimerError::IntervalTooShort => write!(f, "tick interval under {MIN_TICK:?}"),
-            TimerError::NoTimers => f.write_str("no timers on this thread"),
         }
     }
 }
@@ -201,6 +210,17 @@ mod tests {
         assert!(!timers.clear(a), "a one-off is gone once run");
         assert!(timers.clear(b) && timers.clear(c));
         assert!(timers.pop_due(now + Duration::from_secs(7200)).is_none());
+    }
+
+    #[test]
+    fn ids_do_not_repeat_after_clear_all_and_huge_delays_do_not_overflow() {
+        let mut timers = Timers::<F>::default();
+        let old = timers.add(Duration::MAX, Some(Duration::MAX), Box::new(|| 0));
+        timers.clear_all();
+        let new = timers.add(Duration::ZERO, None, Box::new(|| 1));
+        assert_ne!(old, new);
+        assert!(!timers.clear(old), "an old id names nothing");
+        assert!(timers.next_due().is_some());
     }
 
     #[test]

@@ -148,8 +148,13 @@ impl WorkerShared {
 pub(crate) trait WorkerRun: Send {
     /// The worker thread's body: start, handle events until every reactor has hung up, stop.
     fn run(self: Box<Self>, started: Box<dyn FnOnce() + Send>);
-    /// Run `on_worker_start`.
-    fn start(&mut self);
+    /// Run `on_worker_start`; `false` if it panicked (then call
+    /// [`finish_start`](Self::finish_start) once the server is up).
+    fn start(&mut self) -> bool;
+    /// After a failed `start`: rebuild until a handler starts (back-off), or the server shuts
+    /// down. Done after the start-up handshake, so a handler that cannot start never holds the
+    /// server's start (or a shutdown signal) up.
+    fn finish_start(&mut self);
     /// Take the results owed to this worker (until the shutdown deadline), then run
     /// `on_worker_stop`.
     fn stop(&mut self);
@@ -253,7 +258,7 @@ impl<T: TaskHandler> Worker<T> {
             &server,
         );
         // Timers belong to the handler that set them: the new one sets its own.
-        *self.timers.get_mut() = Timers::default();
+        self.timers.get_mut().clear_all();
         self.build_until_started();
         self.handled = 0;
         self.limit = shared.config.max_request.map(jittered);
@@ -401,8 +406,11 @@ impl<T: TaskHandler> WorkerRun for Worker<T> {
         let server = self.server.clone();
         let shared = &server.shared.workers[self.id];
         let _ = shared.thread.set(std::thread::current());
-        self.start();
+        let ok = self.start();
         started();
+        if !ok {
+            self.finish_start();
+        }
         while let Some(event) = self.next_event(shared) {
             self.handle(event, &server);
             fence(Ordering::SeqCst);
@@ -416,22 +424,23 @@ impl<T: TaskHandler> WorkerRun for Worker<T> {
         self.stop();
     }
 
-    fn start(&mut self) {
+    fn start(&mut self) -> bool {
         let server = self.server.clone();
-        let started = self.guard(
+        self.guard(
             "on_worker_start",
             None,
             |h, ctx| h.on_worker_start(ctx),
             &server,
-        );
-        if !started {
-            self.build_until_started();
-        }
+        )
+    }
+
+    fn finish_start(&mut self) {
+        self.build_until_started();
     }
 
     fn stop(&mut self) {
         // Timers end with the worker: none fires during or after the shutdown.
-        *self.timers.get_mut() = Timers::default();
+        self.timers.get_mut().clear_all();
         // Results of tasks this worker sent are still owed: take them until the deadline.
         if let (Some(pool), Some(results)) = (self.tasks.clone(), self.results.clone()) {
             let deadline = self.server.shared.shutdown_deadline();

@@ -79,6 +79,8 @@ pub(crate) struct Reactor {
     server: ServerHandle,
     /// `DispatchMode::Reactor`: this thread is the worker of its connections.
     inline: Option<Box<dyn WorkerRun>>,
+    /// The inline worker's `on_worker_start` panicked: retry once the server is up.
+    start_failed: bool,
     poller: Arc<Poller>,
     commands: Receiver<Command>,
     inboxes: Vec<Sender<Event>>,
@@ -130,18 +132,30 @@ impl Reactor {
             deadline: None,
             report: ReactorReport::default(),
             inline,
+            start_failed: false,
             server: ServerHandle { shared },
         }
     }
 
     /// Run `on_worker_start` if this reactor is also a worker; returns whether it is.
     pub(crate) fn start_worker(&mut self) -> bool {
-        self.inline.as_mut().map(|w| w.start()).is_some()
+        match self.inline.as_mut().map(|w| w.start()) {
+            Some(ok) => {
+                self.start_failed = !ok;
+                true
+            }
+            None => false,
+        }
     }
 
     /// The event loop. Returns once shut down and every connection is closed (or the
     /// shutdown deadline passed).
     pub(crate) fn run(mut self) -> ReactorReport {
+        if self.start_failed {
+            if let Some(inline) = &mut self.inline {
+                inline.finish_start();
+            }
+        }
         let mut events = Events::with_capacity(1024);
         loop {
             // Wake for the shutdown deadline, or the inline worker's next timer.

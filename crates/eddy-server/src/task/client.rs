@@ -1,14 +1,10 @@
 //! Sending tasks: the typed handle for any thread, and the blocking waits it shares with
 //! worker contexts.
 
-use std::{
-    fmt,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{fmt, sync::Arc, time::Duration};
 
 use super::{pool::Reply, waiter::Waiter, TaskHandler, TaskId, TaskPool, TaskSource, MAX_MULTI};
-use crate::TaskError;
+use crate::{timer::deadline_after, TaskError};
 
 /// Sends tasks to a server's task workers from any thread: Swoole's `task` from a user
 /// process, and `taskwait` without a worker. Got from
@@ -95,7 +91,7 @@ pub(crate) fn wait_one<T: TaskHandler>(
     payload: T::Task,
     timeout: Duration,
 ) -> Result<T::Output, TaskError> {
-    let deadline = Instant::now() + timeout;
+    let deadline = deadline_after(timeout);
     let waiter = Arc::new(Waiter::new(1));
     let reply = Reply::Wait {
         waiter: waiter.clone(),
@@ -116,7 +112,7 @@ pub(crate) fn wait_all<T: TaskHandler>(
     payloads: impl IntoIterator<Item = T::Task>,
     timeout: Duration,
 ) -> Result<Vec<Result<T::Output, TaskError>>, TaskError> {
-    let deadline = Instant::now() + timeout;
+    let deadline = deadline_after(timeout);
     if super::pool::IN_TASK_WORKER.get() {
         return Err(TaskError::InTaskWorker);
     }

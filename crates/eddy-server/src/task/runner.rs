@@ -42,7 +42,62 @@ pub(crate) fn run_task_worker<T: TaskHandler>(
     started: impl FnOnce(),
 ) {
     IN_TASK_WORKER.set(true);
-    let handler = factory();
+    // The first handler: if the factory panics, the server still starts (this thread retries
+    // with back-off; its queue fills and refuses, QueueFull) and can still be shut down.
+    let first = catch_unwind(AssertUnwindSafe(|| factory()));
+    let handler = match first {
+        Ok(handler) => handler,
+        Err(panic) => {
+            tracing::error!(
+                task_worker = id,
+                "task handler factory panicked: {}; retrying",
+                panic_message(&*panic)
+            );
+            started();
+            let Some(handler) = build_with_backoff(id, &factory, &server) else {
+                return; // shut down before a handler could be made
+            };
+            return run_with_handler(id, pool, factory, server, max_request, handler, || {});
+        }
+    };
+    run_with_handler(id, pool, factory, server, max_request, handler, started)
+}
+
+/// Call the factory until it returns a handler, waiting 10 ms doubling to 1 s between
+/// panics; `None` if the server shuts down first.
+fn build_with_backoff<T: TaskHandler>(
+    id: usize,
+    factory: &TaskFactory<T>,
+    server: &ServerHandle,
+) -> Option<T> {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        if server.shared.shutdown_requested.load(Ordering::Acquire) {
+            return None;
+        }
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+        match catch_unwind(AssertUnwindSafe(|| factory())) {
+            Ok(handler) => return Some(handler),
+            Err(panic) => tracing::error!(
+                task_worker = id,
+                "task handler factory panicked: {}; retrying",
+                panic_message(&*panic)
+            ),
+        }
+    }
+}
+
+/// The task worker's loop, once it has a handler.
+fn run_with_handler<T: TaskHandler>(
+    id: usize,
+    pool: Arc<TaskPool<T>>,
+    factory: TaskFactory<T>,
+    server: ServerHandle,
+    max_request: Option<usize>,
+    handler: T,
+    started: impl FnOnce(),
+) {
     let mut worker = TaskWorker {
         id,
         pool,
@@ -88,7 +143,7 @@ pub(crate) fn run_task_worker<T: TaskHandler>(
     }
     worker.lifecycle(false);
     // Timers end with the task worker.
-    *worker.timers.get_mut() = Timers::default();
+    worker.timers.get_mut().clear_all();
 }
 
 /// What a task worker waits for.
@@ -240,12 +295,20 @@ impl<T: TaskHandler> TaskWorker<T> {
         }
     }
 
-    /// Replace the handler with a new one from the factory (`task_max_request`, a panic).
+    /// Replace the handler with a new one from the factory (`task_max_request`, a panic, a
+    /// reload). A factory that panics leaves the old handler in place.
     fn rebuild(&mut self) {
         self.lifecycle(false);
         // Timers belong to the handler that set them: the new one sets its own.
-        *self.timers.get_mut() = Timers::default();
-        self.handler = (self.factory)();
+        self.timers.get_mut().clear_all();
+        match catch_unwind(AssertUnwindSafe(|| (self.factory)())) {
+            Ok(handler) => self.handler = handler,
+            Err(panic) => tracing::error!(
+                task_worker = self.id,
+                "task handler factory panicked: {}; keeping the old handler",
+                panic_message(&*panic)
+            ),
+        }
         self.handled = 0;
         self.limit = self.max_request.map(jittered);
         self.pool.counters.restarts.fetch_add(1, Ordering::Relaxed);
