@@ -19,15 +19,17 @@ fn user_threads_restart_and_stop_with_the_server() {
     let builder = builder().add_process("feeder", move |ctx| {
         let run = counter.fetch_add(1, Ordering::SeqCst);
         assert_eq!(std::thread::current().name(), Some("feeder"));
+        if run >= 2 {
+            // Reach the workers while it runs (before saying so: the test then shuts down).
+            ctx.server()
+                .send_message(Destination::Worker(0), format!("hello from run {run}"))
+                .unwrap();
+        }
         let _ = events_tx.send(format!("run {run} of {}", ctx.name()));
         match run {
             0 => panic!("first run fails"),
             1 => {} // returns: restarted too
             _ => {
-                // Reach the workers while it runs.
-                ctx.server()
-                    .send_message(Destination::Worker(0), format!("hello from run {run}"))
-                    .unwrap();
                 while !ctx.wait_stop(Duration::from_millis(5)) {}
                 let _ = events_tx.send("stopping".into());
             }
