@@ -109,6 +109,8 @@ fn slow_reader(kind: Kind) {
         let sent = sent.clone();
         thread::spawn(move || stream.write_all(&sent))
     };
+    // The slow reader: it reads nothing for a while, so the server's output backs up (a
+    // simulated client, not a wait for the server; correctness does not depend on how long).
     thread::sleep(Duration::from_millis(300));
     let mut got = vec![0u8; sent.len()];
     stream.read_exact(&mut got).expect("echo");

@@ -67,13 +67,7 @@ impl<'a, T: TaskHandler> Context<'a, T> {
         interval: Duration,
         f: impl FnMut(&mut Context<'_, T>, TimerId) + Send + 'static,
     ) -> Result<TimerId, TimerError> {
-        if interval < crate::MIN_TICK {
-            return Err(TimerError::IntervalTooShort);
-        }
-        Ok(self
-            .timers
-            .borrow_mut()
-            .add(interval, Some(interval), Box::new(f)))
+        self.timers.borrow_mut().tick(interval, Box::new(f))
     }
 
     /// Run `f` once on this worker after `delay` (Swoole's `after`).

@@ -90,6 +90,14 @@ impl<F: ?Sized> Timers<F> {
         TimerId(id)
     }
 
+    /// Add a tick: every `interval` (at least [`MIN_TICK`]), the first one interval from now.
+    pub(crate) fn tick(&mut self, interval: Duration, f: Box<F>) -> Result<TimerId, TimerError> {
+        if interval < MIN_TICK {
+            return Err(TimerError::IntervalTooShort);
+        }
+        Ok(self.add(interval, Some(interval), f))
+    }
+
     /// Drop every timer (a handler rebuilt, a thread stopping). Ids keep counting, so an id
     /// of a dropped timer never names a later one.
     pub(crate) fn clear_all(&mut self) {

@@ -231,6 +231,10 @@ impl<T: TaskHandler> Worker<T> {
     /// Run the timers that are due (those due when it starts: a timer that comes due again
     /// meanwhile waits for the next pass).
     fn run_timers(&mut self) {
+        // No clock read on the way to the next event unless a timer exists.
+        if self.timers.get_mut().next_due().is_none() {
+            return;
+        }
         let now = Instant::now();
         let server = self.server.clone();
         loop {
@@ -369,6 +373,29 @@ impl<T: TaskHandler> Worker<T> {
         }
     }
 
+    /// Run `on_pipe_message` (or, for a command, the command) for `count` waiting messages.
+    fn take_messages(&mut self, count: usize) {
+        let server = self.server.clone();
+        for _ in 0..count {
+            let Ok((src, message)) = self.messages.try_recv() else {
+                break;
+            };
+            let message = match message.downcast::<CommandCall>() {
+                Ok(call) => {
+                    call.run(&server, CommandTarget::Worker(self.id));
+                    continue;
+                }
+                Err(message) => message,
+            };
+            self.guard(
+                "on_pipe_message",
+                None,
+                |h, ctx| h.on_pipe_message(ctx, src, message),
+                &server,
+            );
+        }
+    }
+
     /// Handle one task result.
     fn finished(&mut self, finished: Finished<T>) {
         let Finished {
@@ -466,24 +493,9 @@ impl<T: TaskHandler> WorkerRun for Worker<T> {
         }
         // The messages waiting now (more may come while they run: they wait for the next
         // pass, so a flood cannot starve the events).
-        let server = self.server.clone();
-        for _ in 0..self.messages.len() {
-            let Ok((src, message)) = self.messages.try_recv() else {
-                break;
-            };
-            let message = match message.downcast::<CommandCall>() {
-                Ok(call) => {
-                    call.run(&server, CommandTarget::Worker(self.id));
-                    continue;
-                }
-                Err(message) => message,
-            };
-            self.guard(
-                "on_pipe_message",
-                None,
-                |h, ctx| h.on_pipe_message(ctx, src, message),
-                &server,
-            );
+        let waiting = self.messages.len();
+        if waiting > 0 {
+            self.take_messages(waiting);
         }
         self.maintain();
         self.run_timers();

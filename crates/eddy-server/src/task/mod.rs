@@ -214,13 +214,7 @@ impl<'a, T: TaskHandler> TaskContext<'a, T> {
         interval: Duration,
         f: impl FnMut(&mut TaskContext<'_, T>, TimerId) + Send + 'static,
     ) -> Result<TimerId, TimerError> {
-        if interval < crate::MIN_TICK {
-            return Err(TimerError::IntervalTooShort);
-        }
-        Ok(self
-            .timers
-            .borrow_mut()
-            .add(interval, Some(interval), Box::new(f)))
+        self.timers.borrow_mut().tick(interval, Box::new(f))
     }
 
     /// Run `f` once on this task worker after `delay`, between tasks.

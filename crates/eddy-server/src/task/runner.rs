@@ -191,23 +191,44 @@ fn next<M>(rx: &crossbeam_channel::Receiver<M>, due: Option<Instant>) -> Next<M>
 const SPIN: Duration = Duration::from_micros(50);
 
 impl<T: TaskHandler> TaskWorker<T> {
+    /// Run a callback of the handler with a context, catching a panic (logged with the task
+    /// worker, the callback and the task); returns its value or the panic's message.
+    fn guard<R>(
+        &mut self,
+        what: &'static str,
+        current: Option<&mut Running<T>>,
+        f: impl FnOnce(&mut T, &mut TaskContext<'_, T>) -> R,
+    ) -> Result<R, String> {
+        let task = current.as_ref().map(|running| running.id.as_u64());
+        let mut ctx = TaskContext {
+            server: &self.server,
+            task_worker_id: self.id,
+            pool: &self.pool,
+            current,
+            timers: &self.timers,
+        };
+        let handler = &mut self.handler;
+        catch_unwind(AssertUnwindSafe(|| f(handler, &mut ctx))).map_err(|panic| {
+            let message = panic_message(&*panic);
+            tracing::error!(
+                task_worker = self.id,
+                callback = what,
+                task,
+                "handler panicked: {message}"
+            );
+            message
+        })
+    }
+
     fn run(&mut self, job: super::pool::Job<T>) {
         let mut running = Running {
             id: job.task.id,
             reply: job.reply,
             results: 0,
         };
-        let outcome = {
-            let mut ctx = TaskContext {
-                server: &self.server,
-                task_worker_id: self.id,
-                pool: &self.pool,
-                current: Some(&mut running),
-                timers: &self.timers,
-            };
-            let handler = &mut self.handler;
-            catch_unwind(AssertUnwindSafe(|| handler.on_task(&mut ctx, job.task)))
-        };
+        let outcome = self.guard("on_task", Some(&mut running), |h, ctx| {
+            h.on_task(ctx, job.task)
+        });
         let counters = &self.pool.counters;
         match outcome {
             Ok(Some(output)) => {
@@ -220,14 +241,8 @@ impl<T: TaskHandler> TaskWorker<T> {
                 counters.completed.fetch_add(1, Ordering::Relaxed);
                 self.pool.end(&self.server, &mut running, None);
             }
-            Err(panic) => {
+            Err(message) => {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
-                let message = panic_message(&*panic);
-                tracing::error!(
-                    task_worker = self.id,
-                    task = running.id.as_u64(),
-                    "task panicked: {message}; rebuilding the task handler"
-                );
                 self.pool.end(
                     &self.server,
                     &mut running,
@@ -244,53 +259,27 @@ impl<T: TaskHandler> TaskWorker<T> {
         }
     }
 
-    /// Run `on_pipe_message`, catching a panic.
+    /// Run `on_pipe_message` (or, for a command, the command).
     fn message(&mut self, src: crate::MessageSource, message: crate::Message) {
         let message = match message.downcast::<crate::command::CommandCall>() {
             Ok(call) => return call.run(&self.server, crate::CommandTarget::TaskWorker(self.id)),
             Err(message) => message,
         };
-        let mut ctx = TaskContext {
-            server: &self.server,
-            task_worker_id: self.id,
-            pool: &self.pool,
-            current: None,
-            timers: &self.timers,
-        };
-        let handler = &mut self.handler;
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            handler.on_pipe_message(&mut ctx, src, message)
-        }));
-        if let Err(panic) = result {
-            tracing::error!(
-                task_worker = self.id,
-                "on_pipe_message panicked: {}",
-                panic_message(&*panic)
-            );
-        }
+        let _ = self.guard("on_pipe_message", None, |h, ctx| {
+            h.on_pipe_message(ctx, src, message)
+        });
     }
 
     /// Run the timers that are due.
     fn run_timers(&mut self) {
+        // No clock read on the way to the next event unless a timer exists.
+        if self.timers.get_mut().next_due().is_none() {
+            return;
+        }
         let now = Instant::now();
         while let Some(mut due) = self.timers.get_mut().pop_due(now) {
             let id = due.id;
-            let mut ctx = TaskContext {
-                server: &self.server,
-                task_worker_id: self.id,
-                pool: &self.pool,
-                current: None,
-                timers: &self.timers,
-            };
-            let result = catch_unwind(AssertUnwindSafe(|| (due.callback)(&mut ctx, id)));
-            if let Err(panic) = result {
-                tracing::error!(
-                    task_worker = self.id,
-                    timer = id.as_u64(),
-                    "timer panicked: {}",
-                    panic_message(&*panic)
-                );
-            }
+            let _ = self.guard("timer", None, |_, ctx| (due.callback)(ctx, id));
             self.timers.get_mut().restore(due);
         }
     }
@@ -315,35 +304,16 @@ impl<T: TaskHandler> TaskWorker<T> {
         self.lifecycle(true);
     }
 
-    /// Run `on_task_worker_start` or `on_task_worker_stop`, catching a panic.
+    /// Run `on_task_worker_start` or `on_task_worker_stop`.
     fn lifecycle(&mut self, start: bool) {
-        let mut ctx = TaskContext {
-            server: &self.server,
-            task_worker_id: self.id,
-            pool: &self.pool,
-            current: None,
-            timers: &self.timers,
+        let _ = if start {
+            self.guard("on_task_worker_start", None, |h, ctx| {
+                h.on_task_worker_start(ctx)
+            })
+        } else {
+            self.guard("on_task_worker_stop", None, |h, ctx| {
+                h.on_task_worker_stop(ctx)
+            })
         };
-        let handler = &mut self.handler;
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            if start {
-                handler.on_task_worker_start(&mut ctx)
-            } else {
-                handler.on_task_worker_stop(&mut ctx)
-            }
-        }));
-        if let Err(panic) = result {
-            let callback = if start {
-                "on_task_worker_start"
-            } else {
-                "on_task_worker_stop"
-            };
-            tracing::error!(
-                task_worker = self.id,
-                callback,
-                "handler panicked: {}",
-                panic_message(&*panic)
-            );
-        }
     }
 }
