@@ -38,8 +38,8 @@ pub(crate) struct Shared {
     /// Which connections each uid is bound to.
     pub(crate) uids: crate::routing::UidIndex,
     pub(crate) start_time: SystemTime,
-    /// The origin of the coarse clock connections record activity with.
-    pub(crate) epoch: std::time::Instant,
+    /// The origin of the coarse clock connections record activity with (`sys::coarse_ms`).
+    pub(crate) epoch_ms: u64,
     /// The task pool, if the server has task workers.
     pub(crate) tasks: Option<Arc<dyn PoolControl>>,
     /// When a graceful shutdown must be over, once one has begun.
@@ -53,9 +53,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Milliseconds since `epoch`, from 1 (so 0 can mean "never").
+    /// Milliseconds since `epoch_ms` on the coarse clock, from 1 (so 0 can mean "never").
     pub(crate) fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64 + 1
+        crate::sys::coarse_ms().saturating_sub(self.epoch_ms) + 1
     }
 
     pub(crate) fn reactor(&self, id: usize) -> &ReactorHandle {

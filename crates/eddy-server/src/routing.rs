@@ -148,7 +148,10 @@ impl ServerHandle {
 
     fn count(&self, delivery: &Delivery, len: usize) {
         let sends = delivery.delivered();
-        self.shared.stats.other.count_responses(sends, sends * len);
+        self.shared
+            .stats
+            .other
+            .count_shared_responses(sends, sends * len);
     }
 }
 

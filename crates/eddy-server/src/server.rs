@@ -354,7 +354,7 @@ impl Server {
             shutdown_requested: Default::default(),
             uids: Default::default(),
             start_time: SystemTime::now(),
-            epoch: Instant::now(),
+            epoch_ms: crate::sys::coarse_ms(),
             config,
         });
         Ok(Server {

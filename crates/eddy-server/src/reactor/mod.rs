@@ -9,7 +9,7 @@ use std::{
     collections::VecDeque,
     io,
     sync::{atomic::Ordering, Arc},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use bytes::{Bytes, BytesMut};
@@ -52,6 +52,19 @@ pub(crate) struct ReactorReport {
     pub(crate) abandoned_events: u64,
     pub(crate) abandoned_bytes: u64,
 }
+
+/// How many times a reactor that just had work polls again, yielding in between, before it
+/// sleeps in the poller.
+///
+/// Sleeping and being woken costs two context switches, about 5 µs of CPU each on the
+/// benchmark machine (a 2-core VM); with two reactors and a client sharing two cores, a reactor
+/// slept after almost every other packet, and that was a fifth of its CPU. The yield lets a
+/// thread waiting for this core (often the peer about to send the next request) run first. So
+/// the next events are usually found without sleeping: 0.34 context switches per packet
+/// became 0.02, for 20–40% more ping-pong throughput at less CPU per packet. A poll and a
+/// yield cost well under a microsecond each, and the spin only follows work: an idle reactor
+/// sleeps at once.
+const SPIN_POLLS: u32 = 4;
 
 /// The most unread input a graceful close reads and drops to avoid a reset.
 const DISCARD_LIMIT: usize = 256 * 1024;
@@ -157,6 +170,7 @@ impl Reactor {
             }
         }
         let mut events = Events::with_capacity(1024);
+        let mut busy = false;
         loop {
             // Wake for the shutdown deadline, or the inline worker's next timer.
             let timer = self.inline.as_ref().and_then(|w| w.next_due());
@@ -165,10 +179,21 @@ impl Reactor {
                 .flatten()
                 .min()
                 .map(|at| at.saturating_duration_since(Instant::now()));
-            if let Err(err) = self.poller.wait(&mut events, timeout) {
+            let polled = if busy {
+                self.poll_briefly(&mut events)
+            } else {
+                Ok(false)
+            };
+            let waited = match polled {
+                Ok(true) => Ok(()),
+                Ok(false) => self.poller.wait(&mut events, timeout),
+                Err(err) => Err(err),
+            };
+            if let Err(err) = waited {
                 tracing::error!(reactor = self.id, "poll failed: {err}");
                 break;
             }
+            busy = !events.is_empty();
             for ev in events.iter() {
                 if ev.writable {
                     self.on_writable(ev.key);
@@ -206,6 +231,19 @@ impl Reactor {
             worker.wake();
         }
         self.report
+    }
+
+    /// Look for events without sleeping, [`SPIN_POLLS`] times with a yield of the CPU in
+    /// between. Returns whether some came.
+    fn poll_briefly(&self, events: &mut Events) -> io::Result<bool> {
+        for _ in 0..SPIN_POLLS {
+            self.poller.wait(events, Some(Duration::ZERO))?;
+            if !events.is_empty() {
+                return Ok(true);
+            }
+            std::thread::yield_now();
+        }
+        Ok(false)
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -376,7 +414,7 @@ impl Reactor {
                     .store(self.server.shared.now_ms(), Ordering::Relaxed);
                 self.server.shared.stats.reactors[self.id]
                     .received_bytes
-                    .fetch_add(n as u64, Ordering::Relaxed);
+                    .add(n as u64);
                 self.cut_packets(key, from_scratch);
                 self.account_buffer(key);
             }
@@ -393,8 +431,8 @@ impl Reactor {
         let now = lc.rbuf.capacity();
         if now != lc.held {
             let counter = &self.server.shared.stats.reactors[self.id].buffered;
-            counter.fetch_add(now as u64, Ordering::Relaxed);
-            counter.fetch_sub(lc.held as u64, Ordering::Relaxed);
+            counter.add(now as u64);
+            counter.sub(lc.held as u64);
             lc.held = now;
         }
     }
@@ -520,8 +558,8 @@ impl Reactor {
         conn.inflight.fetch_add(event.weight(), Ordering::AcqRel);
         let id = conn.id;
         let counters = &self.server.shared.stats.reactors[self.id];
-        counters.dispatched.fetch_add(1, Ordering::Relaxed);
-        counters.per_worker[worker].fetch_add(1, Ordering::Relaxed);
+        counters.dispatched.add(1);
+        counters.per_worker[worker].add(1);
         let backlogged = self.push(worker, event);
         if let Some(lc) = self.conns.get_mut(key).filter(|_| backlogged) {
             if lc.paused & pause::INBOX == 0 {
@@ -743,7 +781,7 @@ impl Reactor {
         };
         self.server.shared.stats.reactors[self.id]
             .buffered
-            .fetch_sub(lc.held as u64, Ordering::Relaxed);
+            .sub(lc.held as u64);
         let conn = lc.conn;
         let _ = self.poller.delete(conn.fd);
         let dropped = {
@@ -763,9 +801,7 @@ impl Reactor {
                 sys::shutdown(conn.fd);
             }
         }
-        self.server.shared.stats.reactors[self.id]
-            .closed
-            .fetch_add(1, Ordering::Relaxed);
+        self.server.shared.stats.reactors[self.id].closed.add(1);
         tracing::debug!(conn = conn.id.as_u64(), %reason, dropped, "connection closed");
         let _ = conn.close_reason.set(reason);
         let before = conn.inflight.fetch_or(inflight::CLOSED, Ordering::AcqRel);

@@ -9,6 +9,21 @@ use std::{io, os::fd::RawFd, sync::OnceLock};
 
 use bytes::BytesMut;
 
+/// Milliseconds on the kernel's coarse monotonic clock (`CLOCK_MONOTONIC_COARSE`).
+///
+/// It advances once per scheduler tick (1 to 4 ms) and costs a few nanoseconds to read, as it
+/// reads no hardware counter: connections stamp their activity with it on every read and
+/// send, where `Instant::now` cost about 7% of the server's CPU on the pipelined benchmark.
+pub(crate) fn coarse_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write; this clock exists on every Linux since 2.6.32.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
 /// `send(2)` with `MSG_NOSIGNAL`: a peer that went away is an `EPIPE` error, never a signal.
 pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     loop {
@@ -114,4 +129,32 @@ pub(crate) fn is_resource_exhaustion(err: &io::Error) -> bool {
         err.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::coarse_ms;
+
+    #[test]
+    fn coarse_clock_keeps_pace_with_the_monotonic_clock() {
+        let (start, coarse_start) = (Instant::now(), coarse_ms());
+        let mut last = coarse_start;
+        // Spin until 50 ms have passed on the precise clock; the coarse one never goes back.
+        while start.elapsed() < Duration::from_millis(50) {
+            let now = coarse_ms();
+            assert!(now >= last, "coarse clock went back: {last} -> {now}");
+            last = now;
+        }
+        // Bracketed by two precise reads, so a preemption in between cannot fail the test.
+        let before = start.elapsed().as_millis() as u64;
+        let coarse = coarse_ms() - coarse_start;
+        let after = start.elapsed().as_millis() as u64;
+        // Within a tick or two of resolution (a tick is at most 4 ms, at HZ=250).
+        assert!(
+            coarse + 10 >= before && coarse <= after + 10,
+            "coarse {coarse} ms, precise between {before} and {after} ms"
+        );
+    }
 }

@@ -42,6 +42,11 @@ impl Events {
         }
     }
 
+    /// Whether the last wait returned nothing: no event, no wake-up.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The events of the last wait (the wake-up itself is not one).
     pub(crate) fn iter(&self) -> impl Iterator<Item = Event> + '_ {
         self.list[..self.len]
