@@ -338,9 +338,11 @@ impl<T: TaskHandler> Worker<T> {
     /// The next event, parking while there is none; `None` once every reactor has hung up.
     /// Task results that arrive meanwhile are handled here.
     ///
-    /// It parks at once rather than spinning or yielding first: on a busy machine a yield is a
-    /// context switch, and reactors wake sleeping workers once per loop, not once per event.
+    /// Before it parks it looks again a few times, yielding the CPU in between, as a reactor
+    /// does before it sleeps ([`crate::reactor::SPIN_POLLS`]): parking and being unparked
+    /// cost two context switches.
     fn next_event(&mut self, shared: &WorkerShared) -> Option<Event> {
+        let mut spun = false;
         loop {
             self.take_mail();
             match self.inbox.try_recv() {
@@ -352,11 +354,19 @@ impl<T: TaskHandler> Worker<T> {
                 Err(TryRecvError::Empty) => {}
             }
             shared.busy.store(false, Ordering::Relaxed);
+            if !spun {
+                spun = true;
+                for _ in 0..crate::reactor::SPIN_POLLS {
+                    std::thread::yield_now();
+                    if !self.inbox.is_empty() || self.mail_waiting() {
+                        break;
+                    }
+                }
+                continue;
+            }
             shared.sleeping.store(true, Ordering::SeqCst);
             fence(Ordering::SeqCst);
-            let results_waiting = self.results.as_ref().is_some_and(|r| !r.is_empty())
-                || !self.control.is_empty()
-                || !self.messages.is_empty();
+            let results_waiting = self.mail_waiting();
             match self.inbox.try_recv() {
                 Ok(event) => {
                     shared.sleeping.store(false, Ordering::Relaxed);
@@ -376,6 +386,13 @@ impl<T: TaskHandler> Worker<T> {
             }
             shared.sleeping.store(false, Ordering::Relaxed);
         }
+    }
+
+    /// Whether task results, control requests or messages are waiting.
+    fn mail_waiting(&self) -> bool {
+        self.results.as_ref().is_some_and(|r| !r.is_empty())
+            || !self.control.is_empty()
+            || !self.messages.is_empty()
     }
 
     /// Run `on_pipe_message` (or, for a command, the command) for `count` waiting messages.

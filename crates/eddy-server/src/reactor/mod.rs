@@ -64,7 +64,7 @@ pub(crate) struct ReactorReport {
 /// became 0.02, for 20–40% more ping-pong throughput at less CPU per packet. A poll and a
 /// yield cost well under a microsecond each, and the spin only follows work: an idle reactor
 /// sleeps at once.
-const SPIN_POLLS: u32 = 4;
+pub(crate) const SPIN_POLLS: u32 = 4;
 
 /// The most unread input a graceful close reads and drops to avoid a reset.
 const DISCARD_LIMIT: usize = 256 * 1024;
