@@ -349,7 +349,7 @@ impl Reactor {
         }
         // The connection was in the table before this reactor knew it: catch up with a close
         // or output requested in between (their commands found no key and were dropped).
-        let requested = conn.out.lock().requested_close.clone();
+        let requested = conn.out.lock().requested_close.as_deref().cloned();
         match requested {
             Some(reason) => self.apply_close(key, reason),
             None => self.check_output(key),
