@@ -170,7 +170,11 @@ fn watermark_events_for_a_stalled_worker_are_coalesced_not_piled_up() {
     let handle = server.handle().clone();
     let mut blocker = connect(addr);
     let mut target = connect(addr);
-    wait_until("both connections", || handle.connection_count() == 2);
+    // Both connects handed over and taken, so neither lands in the queue filled below.
+    wait_until("both connects to reach the worker", || {
+        let stats = handle.stats();
+        stats.dispatch_count == 2 && stats.worker_queue[0] == 0
+    });
     let local = target.local_addr().unwrap();
     let id = handle
         .connections()

@@ -354,7 +354,8 @@ fn activity_times_and_per_worker_counts_are_reported() {
     assert_eq!(read_n(&mut client, 4), b"ping");
     let after = handle.client_info(id).unwrap();
     assert!(after.last_send_time.is_some() && after.last_dispatch_time.is_some());
-    assert!(after.last_recv_time >= before.connect_time - Duration::from_millis(5));
+    // Activity is stamped on the kernel's coarse clock: up to a tick (10 ms at HZ=100) early.
+    assert!(after.last_recv_time >= before.connect_time - Duration::from_millis(25));
     let stats = handle.stats();
     let worker = after.worker_id;
     assert!(

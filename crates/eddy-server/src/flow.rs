@@ -71,6 +71,7 @@ impl ServerHandle {
             let Some(idle) = idle.get(conn.listener).copied().flatten() else {
                 continue;
             };
+            // Both stamps are on the coarse clock: idleness is known to within a tick (1–10 ms).
             let quiet = now.saturating_sub(conn.last_recv.load(Ordering::Relaxed));
             // Closing connections count too: a flush its peer never reads is ended here.
             if quiet < idle || conn.protected.load(Ordering::Relaxed) || conn.is_closed() {

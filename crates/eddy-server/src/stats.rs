@@ -17,11 +17,13 @@ pub(crate) struct Counter(AtomicU64);
 
 impl Counter {
     /// Add `n`. Only the counter's one writer thread may call this.
+    #[inline]
     pub(crate) fn add(&self, n: u64) {
         self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
     /// Subtract `n`. Only the counter's one writer thread may call this.
+    #[inline]
     pub(crate) fn sub(&self, n: u64) {
         self.0.store(self.0.load(Relaxed).wrapping_sub(n), Relaxed);
     }
