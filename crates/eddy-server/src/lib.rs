@@ -69,6 +69,7 @@ mod flow;
 mod handle;
 mod handler;
 mod id;
+mod idle;
 mod listing;
 mod message;
 mod net;

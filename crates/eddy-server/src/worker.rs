@@ -339,8 +339,8 @@ impl<T: TaskHandler> Worker<T> {
     /// Task results that arrive meanwhile are handled here.
     ///
     /// Before it parks it looks again a few times, yielding the CPU in between, as a reactor
-    /// does before it sleeps ([`crate::reactor::SPIN_POLLS`]): parking and being unparked
-    /// cost two context switches.
+    /// does before it sleeps ([`crate::idle`]): parking and being unparked cost two context
+    /// switches.
     fn next_event(&mut self, shared: &WorkerShared) -> Option<Event> {
         let mut spun = false;
         loop {
@@ -356,12 +356,9 @@ impl<T: TaskHandler> Worker<T> {
             shared.busy.store(false, Ordering::Relaxed);
             if !spun {
                 spun = true;
-                for _ in 0..crate::reactor::SPIN_POLLS {
-                    std::thread::yield_now();
-                    if !self.inbox.is_empty() || self.mail_waiting() {
-                        break;
-                    }
-                }
+                let _ = crate::idle::look_again(|| {
+                    Ok::<_, ()>(!self.inbox.is_empty() || self.mail_waiting())
+                });
                 continue;
             }
             shared.sleeping.store(true, Ordering::SeqCst);

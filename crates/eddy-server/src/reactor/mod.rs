@@ -53,19 +53,6 @@ pub(crate) struct ReactorReport {
     pub(crate) abandoned_bytes: u64,
 }
 
-/// How many times a reactor that just had work polls again, yielding in between, before it
-/// sleeps in the poller.
-///
-/// Sleeping and being woken costs two context switches, about 5 µs of CPU each on the
-/// benchmark machine (a 2-core VM); with two reactors and a client sharing two cores, a reactor
-/// slept after almost every other packet, and that was a fifth of its CPU. The yield lets a
-/// thread waiting for this core (often the peer about to send the next request) run first. So
-/// the next events are usually found without sleeping: 0.34 context switches per packet
-/// became 0.02, for 20–40% more ping-pong throughput at less CPU per packet. A poll and a
-/// yield cost well under a microsecond each, and the spin only follows work: an idle reactor
-/// sleeps at once.
-pub(crate) const SPIN_POLLS: u32 = 4;
-
 /// The most unread input a graceful close reads and drops to avoid a reset.
 const DISCARD_LIMIT: usize = 256 * 1024;
 
@@ -233,17 +220,13 @@ impl Reactor {
         self.report
     }
 
-    /// Look for events without sleeping, [`SPIN_POLLS`] times with a yield of the CPU in
-    /// between. Returns whether some came.
+    /// Look for events without sleeping, a few times (see [`crate::idle`]). Returns whether
+    /// some came.
     fn poll_briefly(&self, events: &mut Events) -> io::Result<bool> {
-        for _ in 0..SPIN_POLLS {
+        crate::idle::look_again(|| {
             self.poller.wait(events, Some(Duration::ZERO))?;
-            if !events.is_empty() {
-                return Ok(true);
-            }
-            std::thread::yield_now();
-        }
-        Ok(false)
+            Ok(!events.is_empty())
+        })
     }
 
     fn on_command(&mut self, cmd: Command) {
