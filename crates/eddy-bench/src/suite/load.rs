@@ -68,20 +68,31 @@ impl LoadFigures {
         self.server_cpu.as_secs_f64() * 1e6 / self.report.all_packets.max(1) as f64
     }
 
-    /// The table row of this run.
-    pub fn row(&self, scenario: &str, server: &str) -> Row {
-        let r = &self.report;
+    /// The table row of one or more rounds: each figure is its median over the rounds (the
+    /// upper median for an even count), and the details hold every round.
+    pub fn row(rounds: &[LoadFigures], scenario: &str, server: &str) -> Row {
+        let median = |f: fn(&LoadFigures) -> f64| {
+            let mut values: Vec<f64> = rounds.iter().map(f).collect();
+            values.sort_by(f64::total_cmp);
+            values.get(values.len() / 2).copied()
+        };
+        let rounds_json: Vec<_> = rounds
+            .iter()
+            .map(|r| {
+                json!({
+                    "load": r.report,
+                    "server_cpu_secs": r.server_cpu.as_secs_f64(),
+                    "cpu_us_per_packet": r.cpu_us_per_packet(),
+                })
+            })
+            .collect();
         Row {
-            throughput: Some(Figure::new(r.packets_per_sec, "packets/s")),
-            mb_per_sec: Some(r.mb_per_sec),
-            p50_us: Some(r.p50_us),
-            p99_us: Some(r.p99_us),
-            cost: Some(Figure::new(self.cpu_us_per_packet(), "µs CPU/packet")),
-            details: json!({
-                "load": r,
-                "server_cpu_secs": self.server_cpu.as_secs_f64(),
-                "cpu_us_per_packet": self.cpu_us_per_packet(),
-            }),
+            throughput: median(|r| r.report.packets_per_sec).map(|v| Figure::new(v, "packets/s")),
+            mb_per_sec: median(|r| r.report.mb_per_sec),
+            p50_us: median(|r| r.report.p50_us),
+            p99_us: median(|r| r.report.p99_us),
+            cost: median(LoadFigures::cpu_us_per_packet).map(|v| Figure::new(v, "µs CPU/packet")),
+            details: json!({ "rounds": rounds_json }),
             ..Row::new(scenario, server)
         }
     }
@@ -123,4 +134,56 @@ pub fn measure(
         report,
         server_cpu: after.saturating_sub(before),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(per_sec: f64, p99_us: f64, cpu_ms: u64, packets: u64) -> LoadFigures {
+        LoadFigures {
+            report: LoadReport {
+                addr: "127.0.0.1:1".into(),
+                framing: Framing::Length,
+                connections: 1,
+                depth: 1,
+                size: 64,
+                packet_len: 68,
+                threads: 1,
+                packets,
+                bytes: packets * 68,
+                all_packets: packets,
+                elapsed: Duration::from_secs(1),
+                packets_per_sec: per_sec,
+                mb_per_sec: per_sec * 68e-6,
+                mean_us: p99_us / 2.0,
+                p50_us: p99_us / 2.0,
+                p99_us,
+                p999_us: p99_us,
+                max_us: p99_us,
+            },
+            server_cpu: Duration::from_millis(cpu_ms),
+        }
+    }
+
+    #[test]
+    fn a_row_shows_each_figures_median_over_the_rounds() {
+        // Three rounds: a slow spell hit the second one.
+        let rounds = [
+            round(100.0, 40.0, 10, 1000),
+            round(20.0, 900.0, 30, 1000),
+            round(90.0, 50.0, 12, 1000),
+        ];
+        let row = LoadFigures::row(&rounds, "s", "eddy");
+        assert_eq!(row.throughput.map(|f| f.value), Some(90.0));
+        assert_eq!(row.p99_us, Some(50.0));
+        assert_eq!(
+            row.cost.map(|f| f.value),
+            Some(12.0),
+            "12 ms over 1,000 packets"
+        );
+        assert_eq!(row.details["rounds"].as_array().map(Vec::len), Some(3));
+        let one = LoadFigures::row(&rounds[1..2], "s", "eddy");
+        assert_eq!(one.throughput.map(|f| f.value), Some(20.0));
+    }
 }

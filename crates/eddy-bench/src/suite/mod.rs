@@ -60,12 +60,14 @@ impl SuiteReport {
         let m = &self.machine;
         let s = &self.settings;
         format!(
-            "{} cores, {}, Linux {}; {:?} profile: {:.1} s per run after {:.1} s warm-up, \
-             eddy-load with {} thread(s), length framing\n\n{}",
+            "{} cores, {}, Linux {}; {:?} profile: load rows are medians of {} interleaved \
+             rounds of {:.1} s per server, each after {:.1} s of warm-up; eddy-load with {} \
+             thread(s), length framing\n\n{}",
             m.cores,
             m.cpu_model,
             m.kernel,
             self.profile,
+            s.rounds,
             s.duration.as_secs_f64(),
             s.warmup.as_secs_f64(),
             self.load_threads,
@@ -91,12 +93,7 @@ pub fn run_suite(program: &Path, opts: &SuiteOptions) -> SuiteReport {
     let nofile = probe::raise_nofile();
     let mut rows = Vec::new();
     for scenario in &load::SCENARIOS {
-        for spec in &SERVERS {
-            rows.push(run_one(program, spec, scenario.name, |child| {
-                let figures = load::measure(child, scenario, &settings, opts.load_threads)?;
-                Ok(figures.row(scenario.name, spec.name))
-            }));
-        }
+        rows.extend(load_rows(program, scenario, &settings, opts.load_threads));
     }
     let idle_name = format!(
         "idle RSS, {} conn",
@@ -173,24 +170,74 @@ fn task_rows(settings: &options::Settings) -> Vec<Row> {
     rows
 }
 
-/// Starts `spec`, runs `measure` against it, kills it, and reports on
-/// stderr. Any error becomes a failed row.
+/// One load scenario's rows: `settings.rounds` rounds, each running every server in turn on a
+/// fresh child, then each server's medians. A server that fails a round gets a failed row and
+/// sits out the later rounds.
+fn load_rows(
+    program: &Path,
+    scenario: &load::Scenario,
+    settings: &Settings,
+    load_threads: usize,
+) -> Vec<Row> {
+    let mut results: Vec<Result<Vec<load::LoadFigures>, String>> =
+        SERVERS.iter().map(|_| Ok(Vec::new())).collect();
+    for round in 1..=settings.rounds {
+        let label = format!("{} (round {round}/{})", scenario.name, settings.rounds);
+        for (spec, result) in SERVERS.iter().zip(&mut results) {
+            let Ok(rounds) = result else { continue };
+            let measured = in_child(program, spec, &label, |child| {
+                load::measure(child, scenario, settings, load_threads)
+            });
+            match measured {
+                Ok(figures) => {
+                    eprintln!(
+                        "{} packets/s, {:.2} µs CPU/packet",
+                        table::number(figures.report.packets_per_sec),
+                        figures.cpu_us_per_packet()
+                    );
+                    rounds.push(figures);
+                }
+                Err(e) => {
+                    eprintln!("FAILED: {e}");
+                    *result = Err(e.to_string());
+                }
+            }
+        }
+    }
+    SERVERS
+        .iter()
+        .zip(results)
+        .map(|(spec, result)| match result {
+            Ok(rounds) => load::LoadFigures::row(&rounds, scenario.name, spec.name),
+            Err(e) => Row::failed(scenario.name, spec.name, &e),
+        })
+        .collect()
+}
+
+/// Starts `spec`, runs `measure` against it and kills it, announcing it on stderr.
+fn in_child<T>(
+    program: &Path,
+    spec: &ServerSpec,
+    label: &str,
+    measure: impl FnOnce(&ServerChild) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    eprint!("{label} · {} … ", spec.name);
+    let _ = io::stderr().flush();
+    let child = servers::spawn(program, spec)?;
+    let measured = measure(&child);
+    child.kill()?;
+    measured
+}
+
+/// Runs `measure` against a fresh child of `spec` and reports on stderr. Any error becomes a
+/// failed row.
 fn run_one(
     program: &Path,
     spec: &ServerSpec,
     scenario: &str,
     measure: impl FnOnce(&ServerChild) -> Result<Row, Failure>,
 ) -> Row {
-    eprint!("{scenario} · {} … ", spec.name);
-    let _ = io::stderr().flush();
-    let result = servers::spawn(program, spec)
-        .map_err(Failure::from)
-        .and_then(|child| {
-            let row = measure(&child);
-            child.kill()?;
-            row
-        });
-    match result {
+    match in_child(program, spec, scenario, measure) {
         Ok(row) => {
             let show = |f: Option<rows::Figure>| {
                 f.map(|f| format!("{} {}", table::number(f.value), f.unit))

@@ -10,7 +10,8 @@ use serde::{Serialize, Serializer};
 pub const USAGE: &str = "\
 usage: cargo bench --bench echo [-- [--quick] [--json FILE] [--load-threads N]]
 
-  --quick           2 s per scenario after 0.5 s of warm-up (full: 8 s after 1 s)
+  --quick           3 rounds of 1 s per server and scenario, after 0.3 s of
+                    warm-up each (full: 5 rounds of 2 s after 1 s)
   --json FILE       also write every figure to FILE as JSON
   --load-threads N  load-generator threads (default 1)
 
@@ -24,9 +25,9 @@ not) it runs a smoke check with tiny runs instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
-    /// The reference run: 8 s per scenario.
+    /// The reference run: 5 interleaved rounds of 2 s per server and scenario.
     Full,
-    /// `--quick`: 2 s per scenario, same shape.
+    /// `--quick`: 3 rounds of 1 s, same shape.
     Quick,
     /// Not run by `cargo bench`: a few seconds in all, to check it works.
     Smoke,
@@ -38,9 +39,13 @@ pub struct Settings {
     /// Unmeasured load before each measured run.
     #[serde(rename = "warmup_secs", serialize_with = "secs")]
     pub warmup: Duration,
-    /// Measured load per scenario and server.
+    /// Measured load per round, scenario and server (and per task row).
     #[serde(rename = "duration_secs", serialize_with = "secs")]
     pub duration: Duration,
+    /// Rounds of each load scenario: every round runs each server once, in turn, and the table
+    /// shows each figure's median over the rounds, so a slow spell of a shared machine hits
+    /// every server alike instead of one.
+    pub rounds: usize,
     /// Idle connections for the RSS-per-connection row.
     pub idle_conns: usize,
     /// Connections for the accept-rate row.
@@ -61,7 +66,8 @@ impl Profile {
     pub fn settings(self) -> Settings {
         let full = Settings {
             warmup: Duration::from_secs(1),
-            duration: Duration::from_secs(8),
+            duration: Duration::from_secs(2),
+            rounds: 5,
             idle_conns: 10_000,
             accepts: 5_000,
             accept_threads: 4,
@@ -70,13 +76,15 @@ impl Profile {
         match self {
             Profile::Full => full,
             Profile::Quick => Settings {
-                warmup: Duration::from_millis(500),
-                duration: Duration::from_secs(2),
+                warmup: Duration::from_millis(300),
+                duration: Duration::from_secs(1),
+                rounds: 3,
                 ..full
             },
             Profile::Smoke => Settings {
                 warmup: Duration::from_millis(50),
                 duration: Duration::from_millis(200),
+                rounds: 2,
                 idle_conns: 200,
                 accepts: 200,
                 accept_threads: 2,
@@ -166,7 +174,7 @@ mod tests {
     #[test]
     fn quick_is_short_enough() {
         let s = Profile::Quick.settings();
-        assert_eq!(s.duration, Duration::from_secs(2));
+        assert_eq!((s.duration, s.rounds), (Duration::from_secs(1), 3));
         assert_eq!(s.idle_conns, 10_000);
     }
 }
