@@ -17,4 +17,5 @@ mod table;
 mod tasks;
 mod tasks_example;
 mod timers;
+mod user_code;
 mod util;

@@ -1,18 +1,22 @@
-//! What a callback can do: send, close, bind, look up, reach the server.
+//! What a worker callback can do: send, close, bind, look up, queue tasks, set timers, reach
+//! the server.
+//!
+//! Layer 11: above `handle` (it forwards to the handle's methods) and `task`; used by the
+//! worker, which makes one `Context` per callback.
 
 use std::{cell::RefCell, fmt, sync::Arc, time::Duration};
 
 use crate::{
-    conn::Conn,
+    conn::{CloseReason, Conn, ConnId, Uid},
+    error::{SendError, SendStatus, TaskError},
+    handle::ClientInfo,
     message::{Destination, Message, MessageError, MessageSource},
+    shared::ServerHandle,
     task::{
         client::{wait_all, wait_one},
-        pool::{Callback, Reply},
-        TaskPool,
+        NoTasks, Reply, TaskHandler, TaskId, TaskPool, TaskSource,
     },
-    timer::Timers,
-    ClientInfo, CloseReason, ConnId, NoTasks, SendError, SendStatus, ServerHandle, TaskError,
-    TaskHandler, TaskId, TaskSource, TimerError, TimerId, Uid,
+    timer::{TimerError, TimerId, Timers},
 };
 
 /// The context handed to every worker callback.
@@ -30,6 +34,13 @@ pub struct Context<'a, T: TaskHandler = NoTasks> {
 
 /// A worker's timer callback.
 pub(crate) type WorkerTimer<T> = dyn FnMut(&mut Context<'_, T>, TimerId) + Send;
+
+/// A `task_then` callback: runs on the worker that sent the task, instead of `on_finish`,
+/// with the first result (or the error that ended the task without one). The pool carries
+/// it type-erased and the worker downcasts it back to this type.
+pub(crate) type WorkerCallback<T> = Box<
+    dyn FnOnce(&mut Context<'_, T>, TaskId, Result<<T as TaskHandler>::Output, TaskError>) + Send,
+>;
 
 impl<T: TaskHandler> fmt::Debug for Context<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -124,11 +135,11 @@ impl<'a, T: TaskHandler> Context<'a, T> {
         &self,
         target: Option<usize>,
         payload: T::Task,
-        callback: Option<Callback<T>>,
+        callback: Option<WorkerCallback<T>>,
     ) -> Result<TaskId, TaskError> {
         let reply = Reply::Worker {
             worker: self.worker_id,
-            callback,
+            callback: callback.map(|c| Box::new(c) as crate::task::Callback),
         };
         let src = TaskSource::Worker(self.worker_id);
         let pool = self.pool()?;
@@ -223,6 +234,11 @@ impl<'a, T: TaskHandler> Context<'a, T> {
         }
     }
 
+    /// The record of `conn`, or `NotFound`.
+    fn known(&self, conn: ConnId) -> Result<Arc<Conn>, SendError> {
+        self.conn(conn).ok_or(SendError::NotFound)
+    }
+
     /// This worker's id, `0..worker_num`.
     pub fn worker_id(&self) -> usize {
         self.worker_id
@@ -236,55 +252,56 @@ impl<'a, T: TaskHandler> Context<'a, T> {
     /// Send bytes to a connection. See [`ServerHandle::send`].
     pub fn send(&self, conn: ConnId, data: impl AsRef<[u8]>) -> Result<SendStatus, SendError> {
         let data = data.as_ref();
+        let shared = &self.server.shared;
         let result = match self.current {
-            Some(current) if current.id == conn => current.send(data, &self.server.shared),
-            _ => {
-                let conn = self
-                    .server
-                    .shared
-                    .table
-                    .get(conn)
-                    .ok_or(SendError::NotFound)?;
-                conn.send(data, &self.server.shared)
-            }
+            // The connection of this event needs no table lookup.
+            Some(current) if current.id == conn => shared.outlet.send(current, data),
+            _ => shared.outlet.send(&self.known(conn)?, data),
         };
         if result.is_ok() {
-            self.server.shared.stats.workers[self.worker_id].count_response(data.len());
+            shared.stats.workers[self.worker_id].count_response(data.len());
         }
         result
     }
 
-    /// Frame `body` with the listener's codec and send it. See [`ServerHandle::send_framed`].
+    /// Frame `body` with the listener's protocol and send it. See
+    /// [`ServerHandle::send_framed`].
     pub fn send_framed(
         &self,
         conn: ConnId,
         body: impl AsRef<[u8]>,
     ) -> Result<SendStatus, SendError> {
         let body = body.as_ref();
-        let conn = self.conn(conn).ok_or(SendError::NotFound)?;
-        let result = conn.send_framed(body, &self.server.shared);
+        let shared = &self.server.shared;
+        let result = shared.outlet.send_framed(&self.known(conn)?, body);
         if result.is_ok() {
-            self.server.shared.stats.workers[self.worker_id].count_response(body.len());
+            shared.stats.workers[self.worker_id].count_response(body.len());
         }
         result
     }
 
     /// Close a connection after flushing its queued output. See [`ServerHandle::close`].
     pub fn close(&self, conn: ConnId) -> Result<(), SendError> {
-        let conn = self.conn(conn).ok_or(SendError::NotFound)?;
-        conn.close(CloseReason::ServerClosed, &self.server.shared)
+        let conn = self.known(conn)?;
+        self.server
+            .shared
+            .outlet
+            .close(&conn, CloseReason::ServerClosed)
     }
 
     /// Close a connection at once with a reset, dropping queued output.
     pub fn close_reset(&self, conn: ConnId) -> Result<(), SendError> {
-        let conn = self.conn(conn).ok_or(SendError::NotFound)?;
-        conn.close(CloseReason::ServerReset, &self.server.shared)
+        let conn = self.known(conn)?;
+        self.server
+            .shared
+            .outlet
+            .close(&conn, CloseReason::ServerReset)
     }
 
     /// Bind a connection to a user id. See [`ServerHandle::bind`].
     pub fn bind(&self, conn: ConnId, uid: impl Into<Uid>) -> Result<(), SendError> {
-        let conn = self.conn(conn).ok_or(SendError::NotFound)?;
-        conn.bind(Some(uid.into()), &self.server.shared.uids)
+        let conn = self.known(conn)?;
+        self.server.shared.uids.bind(&conn, Some(uid.into()))
     }
 
     /// Whether the connection is open. See [`ServerHandle::exists`].

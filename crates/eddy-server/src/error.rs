@@ -2,6 +2,8 @@
 
 use std::{fmt, io};
 
+use crate::message::CommandTarget;
+
 /// What `send` did with the bytes.
 ///
 /// Workerman's three-way answer, made a type: the bytes are either in the kernel's socket
@@ -232,3 +234,49 @@ impl fmt::Display for TaskError {
 }
 
 impl std::error::Error for TaskError {}
+
+/// Why a command gave no answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// No command of that name was added with `add_command`.
+    Unknown(String),
+    /// No such worker or task worker.
+    NoSuchTarget(CommandTarget),
+    /// The target's queue is full.
+    QueueFull,
+    /// No answer within the timeout (the target is busy; a worker asking itself always
+    /// times out).
+    Timeout,
+    /// The command panicked; the message is the panic's.
+    Panicked(String),
+    /// The arguments could not be turned into JSON.
+    BadArguments(String),
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::Unknown(name) => write!(f, "no command named `{name}`"),
+            CommandError::NoSuchTarget(target) => write!(f, "no such target: {target:?}"),
+            CommandError::QueueFull => f.write_str("the target's queue is full"),
+            CommandError::Timeout => f.write_str("no answer in time"),
+            CommandError::Panicked(message) => write!(f, "command panicked: {message}"),
+            CommandError::BadArguments(err) => write!(f, "bad arguments: {err}"),
+            CommandError::ShuttingDown => f.write_str("the server is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+/// The message a panic was raised with.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".into())
+}

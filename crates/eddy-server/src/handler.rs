@@ -1,58 +1,17 @@
-//! The event-handler trait users implement, and why a connection closed.
+//! The event-handler trait users implement.
+//!
+//! Layer 12: above `context`, which every callback gets.
 
 use bytes::Bytes;
-use eddy_codec::FrameError;
 
 use crate::{
-    ConnId, Context, Message, MessageSource, NoTasks, ServerHandle, TaskError, TaskHandler, TaskId,
-    WorkerError,
+    conn::{CloseReason, ConnId},
+    context::Context,
+    error::TaskError,
+    message::{Message, MessageSource},
+    shared::{ServerHandle, WorkerError},
+    task::{NoTasks, TaskHandler, TaskId},
 };
-
-/// Why a connection closed. Every close has one, and every close goes through one path, so
-/// [`EventHandler::on_close`] runs exactly once per connection with its reason.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CloseReason {
-    /// The peer closed its side (end of stream). What it sent before is still handled, and
-    /// the replies flushed, before the connection closes (a half-closing client gets its
-    /// answer).
-    PeerClosed,
-    /// The peer reset the connection, or the socket failed (`ECONNRESET`, `EPIPE`, …).
-    PeerReset,
-    /// Another socket error.
-    Error(std::io::ErrorKind),
-    /// The server closed it with `close`, after flushing what was queued.
-    ServerClosed,
-    /// The server closed it with `close_reset`: queued output was dropped.
-    ServerReset,
-    /// The peer's bytes broke the listener's framing (malformed, or a packet over
-    /// `package_max_length`); the body of an oversized packet was never buffered. The packets
-    /// before the bad one are still handled and answered.
-    BadPacket(FrameError),
-    /// The server shut down.
-    Shutdown,
-    /// The peer sent nothing for `heartbeat_idle_time`; queued output was dropped.
-    HeartbeatTimeout,
-    /// A callback panicked while handling this connection's event, and `close_on_panic` is
-    /// on (the default): the connection was reset, its queued output dropped.
-    HandlerPanic,
-}
-
-impl std::fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CloseReason::PeerClosed => f.write_str("closed by peer"),
-            CloseReason::PeerReset => f.write_str("reset by peer"),
-            CloseReason::Error(kind) => write!(f, "socket error: {kind}"),
-            CloseReason::ServerClosed => f.write_str("closed by server"),
-            CloseReason::ServerReset => f.write_str("reset by server"),
-            CloseReason::BadPacket(err) => write!(f, "bad packet: {err}"),
-            CloseReason::Shutdown => f.write_str("server shutdown"),
-            CloseReason::HeartbeatTimeout => f.write_str("heartbeat timeout"),
-            CloseReason::HandlerPanic => f.write_str("handler panicked"),
-        }
-    }
-}
 
 /// What a server does on each event: Swoole's `on('receive', …)` and friends as one trait.
 ///
@@ -168,5 +127,59 @@ pub trait EventHandler<T: TaskHandler = NoTasks>: Send + 'static {
     /// on the thread that called `run`, last of all.
     fn on_shutdown(&mut self, server: &ServerHandle) {
         let _ = server;
+    }
+}
+
+/// A boxed handler is a handler (the workers hold theirs boxed).
+impl<T: TaskHandler, H: EventHandler<T> + ?Sized> EventHandler<T> for Box<H> {
+    fn on_start(&mut self, server: &ServerHandle) {
+        (**self).on_start(server)
+    }
+    fn on_worker_start(&mut self, ctx: &mut Context<'_, T>) {
+        (**self).on_worker_start(ctx)
+    }
+    fn on_worker_stop(&mut self, ctx: &mut Context<'_, T>) {
+        (**self).on_worker_stop(ctx)
+    }
+    fn on_connect(&mut self, ctx: &mut Context<'_, T>, conn: ConnId) {
+        (**self).on_connect(ctx, conn)
+    }
+    fn on_receive(&mut self, ctx: &mut Context<'_, T>, conn: ConnId, packet: Bytes) {
+        (**self).on_receive(ctx, conn, packet)
+    }
+    fn on_close(&mut self, ctx: &mut Context<'_, T>, conn: ConnId, reason: CloseReason) {
+        (**self).on_close(ctx, conn, reason)
+    }
+    fn on_buffer_full(&mut self, ctx: &mut Context<'_, T>, conn: ConnId) {
+        (**self).on_buffer_full(ctx, conn)
+    }
+    fn on_buffer_drain(&mut self, ctx: &mut Context<'_, T>, conn: ConnId) {
+        (**self).on_buffer_drain(ctx, conn)
+    }
+    fn on_finish(
+        &mut self,
+        ctx: &mut Context<'_, T>,
+        task: TaskId,
+        result: Result<T::Output, TaskError>,
+    ) {
+        (**self).on_finish(ctx, task, result)
+    }
+    fn on_pipe_message(&mut self, ctx: &mut Context<'_, T>, src: MessageSource, message: Message) {
+        (**self).on_pipe_message(ctx, src, message)
+    }
+    fn on_worker_error(&mut self, ctx: &mut Context<'_, T>, error: &WorkerError) {
+        (**self).on_worker_error(ctx, error)
+    }
+    fn on_before_reload(&mut self, server: &ServerHandle) {
+        (**self).on_before_reload(server)
+    }
+    fn on_after_reload(&mut self, server: &ServerHandle) {
+        (**self).on_after_reload(server)
+    }
+    fn on_before_shutdown(&mut self, server: &ServerHandle) {
+        (**self).on_before_shutdown(server)
+    }
+    fn on_shutdown(&mut self, server: &ServerHandle) {
+        (**self).on_shutdown(server)
     }
 }

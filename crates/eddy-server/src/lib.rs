@@ -35,6 +35,40 @@
 //!   (`send_message`), user threads (`ServerBuilder::add_process`) and admin commands
 //!   (`ServerHandle::command`) keep a long-running server controllable.
 //!
+//! # Layers
+//!
+//! The modules form layers: each imports only modules of lower layers, never through a
+//! crate-root re-export, and files inside a folder import each other without a circle
+//! (`tests/layers.rs` reads this table and checks the code against it). A packet travels up
+//! the table from `sys` to `worker`; a reply goes back down through `shared::send`.
+//! `ARCHITECTURE.md` at the repository root walks both ways file by file.
+//!
+//! | layer | module | what it is | runs on |
+//! |---|---|---|---|
+//! | 0 | `sys` | system calls on borrowed descriptors, the epoll poller, the coarse clock, the idle rule | any |
+//! | 1 | `message` | messages between threads, command targets | any |
+//! | 2 | `error` | the error types | any |
+//! | 3 | `timer` | per-thread timers | workers, task workers |
+//! | 4 | `net` | addresses, listeners, accepted streams | supervisor |
+//! | 5 | `conn` | connection ids, the record any thread may hold, its output buffer and transport, close reasons | any |
+//! | 6 | `dispatch` | dispatch modes and each reactor's picker | reactors |
+//! | 7 | `config` | validated settings, each listener's protocol | read by all |
+//! | 8 | `shared` | what threads share, split by owner: table, uid index, the send path, reactor and worker mailboxes, counters, reload state, `ServerHandle`'s state | any |
+//! | 9 | `task` | the task pool, task worker threads, `TaskHandler`, `TaskContext` | task workers |
+//! | 10 | `handle` | `ServerHandle`'s methods: send, broadcast, listing, flow, stats, control | any |
+//! | 11 | `context` | the `Context` every worker callback gets | workers |
+//! | 12 | `handler` | the `EventHandler` trait | workers |
+//! | 13 | `reactor` | reactor threads: read, cut packets through the protocol, dispatch, flush, close | `eddy-reactor-N` |
+//! | 14 | `worker` | worker threads: events to callbacks, task results, rebuilds | `eddy-worker-N` |
+//! | 15 | `lifecycle` | supervisor (accept, heartbeat), signals, reload, user threads, shutdown | the thread in `run` |
+//! | 16 | `server` | `Server`: the shared state and mailboxes built, run, report | the thread in `run` |
+//! | 17 | `builder` | `ServerBuilder`: settings, checked at `build` | the caller |
+//!
+//! A connection's bytes pass two seams on their way to dispatch, each an enum whose variants
+//! are the implementations: the transport (`conn::Transport`: plain today, TLS next) and the
+//! listener's protocol (`config::Protocol` with the reactor's per-connection state: framing
+//! codecs today, WebSocket next).
+//!
 //! # Example
 //!
 //! ```no_run
@@ -59,50 +93,37 @@
 //! ```
 
 mod builder;
-mod command;
 mod config;
 mod conn;
 mod context;
 mod dispatch;
 mod error;
-mod flow;
 mod handle;
 mod handler;
-mod id;
-mod idle;
-mod listing;
+mod lifecycle;
 mod message;
 mod net;
-mod process;
 mod reactor;
-mod reload;
-mod routing;
 mod server;
-mod stats;
-mod supervisor;
+mod shared;
 mod sys;
-mod table;
 mod task;
 mod timer;
 mod worker;
 
 pub use builder::ServerBuilder;
-pub use command::{CommandContext, CommandError, CommandTarget};
+pub use conn::{CloseReason, ConnId, Uid};
 pub use context::Context;
 pub use dispatch::{DispatchFn, DispatchInfo, DispatchMode};
-pub use error::{BuildError, ConfigError, SendError, SendStatus, TaskError};
-pub use handle::{ClientInfo, ServerHandle};
-pub use handler::{CloseReason, EventHandler};
-pub use id::{ConnId, Uid};
-pub use listing::{Connections, Cursor};
-pub use message::{Destination, Message, MessageError, MessageSource};
+pub use error::{BuildError, CommandError, ConfigError, SendError, SendStatus, TaskError};
+pub use handle::{ClientInfo, Connections, Cursor, Delivery, Stats, Target};
+pub use handler::EventHandler;
+pub use lifecycle::{ProcessContext, ShutdownReport};
+pub use message::{CommandTarget, Destination, Message, MessageError, MessageSource};
 pub use net::{ListenAddr, PeerAddr};
-pub use process::ProcessContext;
-pub use reload::{ReloadError, ReloadScope, WorkerError, WorkerStatus};
-pub use routing::{Delivery, Target};
-pub use server::{RunningServer, Server, ShutdownReport};
-pub use stats::Stats;
+pub use server::{RunningServer, Server};
+pub use shared::{
+    CommandContext, ReloadError, ReloadScope, ServerHandle, WorkerError, WorkerStatus,
+};
 pub use task::{NoTasks, Task, TaskContext, TaskHandler, TaskId, TaskSource, Tasks, MAX_MULTI};
 pub use timer::{TimerError, TimerId, MIN_TICK};
-
-pub(crate) use worker::panic_message;

@@ -93,3 +93,15 @@ impl fmt::Display for MessageError {
 }
 
 impl std::error::Error for MessageError {}
+
+/// Where a command runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandTarget {
+    /// The thread that called `run`.
+    Supervisor,
+    /// Worker `id`, between two events.
+    Worker(usize),
+    /// Task worker `id`, between two tasks.
+    TaskWorker(usize),
+}

@@ -1,219 +1,29 @@
-//! `Server`: spawns the threads, runs the accept loop, and shuts down.
+//! `Server`: builds the shared state and the threads' mailboxes, runs the server, and
+//! returns how its shutdown went.
+//!
+//! Layer 16, above `lifecycle` (which runs the threads) and below `builder`.
 
 use std::{
     fmt, io,
-    marker::PhantomData,
-    sync::{atomic::Ordering, Arc, OnceLock},
+    sync::{Arc, OnceLock},
     thread::JoinHandle,
-    time::{Duration, Instant, SystemTime},
+    time::SystemTime,
 };
 
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, unbounded};
 
 use crate::{
-    command::Commands,
     config::Config,
-    handle::{ReactorHandle, Shared},
-    net::Listener,
-    process::{ProcessFn, Processes},
-    reactor::{Command, Reactor, ReactorReport},
-    stats::Counters,
-    supervisor::{Acceptor, Signals},
-    sys::Poller,
-    table::ConnTable,
-    task::{run_task_worker, Finished, PoolControl, TaskFactory, TaskPool},
-    worker::{Event, Worker, WorkerRun, WorkerShared},
-    BuildError, DispatchMode, EventHandler, ListenAddr, ServerBuilder, ServerHandle, TaskHandler,
+    error::BuildError,
+    handler::EventHandler,
+    lifecycle::{self, Mailboxes, ProcessFn, Roles, ShutdownReport, TaskRoles, Typed},
+    net::{ListenAddr, Listener},
+    shared::{
+        Commands, ConnTable, Counters, Outlet, ReactorHandle, ServerHandle, Shared, WorkerShared,
+    },
+    sys::{Clock, Poller},
+    task::{TaskFactory, TaskHandler},
 };
-
-/// Makes the threads' handlers, with the handler types erased (so `Server` is not generic).
-trait Roles: Send {
-    /// Worker `id`, with its inbox (called once per worker).
-    fn worker(
-        &mut self,
-        id: usize,
-        inbox: Receiver<Event>,
-        server: &ServerHandle,
-    ) -> Box<dyn WorkerRun>;
-    /// The handler that runs `on_start` and `on_shutdown`.
-    fn main(&self) -> Box<dyn Lifecycle>;
-    /// Start the task workers; each sends on `started` when ready and its id on `done` when
-    /// it has stopped.
-    fn spawn_task_workers(
-        &self,
-        server: &ServerHandle,
-        started: &Sender<()>,
-        done: &Sender<usize>,
-    ) -> io::Result<Vec<JoinHandle<()>>>;
-}
-
-/// The main handler's callbacks (`on_start`, reloads, `on_shutdown`), whatever the task
-/// types.
-pub(crate) trait Lifecycle {
-    fn on_start(&mut self, server: &ServerHandle);
-    fn on_before_reload(&mut self, server: &ServerHandle);
-    fn on_after_reload(&mut self, server: &ServerHandle);
-    fn on_before_shutdown(&mut self, server: &ServerHandle);
-    fn on_shutdown(&mut self, server: &ServerHandle);
-}
-
-struct Main<H, T>(H, PhantomData<fn() -> T>);
-
-impl<T: TaskHandler, H: EventHandler<T>> Lifecycle for Main<H, T> {
-    fn on_start(&mut self, server: &ServerHandle) {
-        self.0.on_start(server)
-    }
-    fn on_before_reload(&mut self, server: &ServerHandle) {
-        self.0.on_before_reload(server)
-    }
-    fn on_after_reload(&mut self, server: &ServerHandle) {
-        self.0.on_after_reload(server)
-    }
-    fn on_before_shutdown(&mut self, server: &ServerHandle) {
-        self.0.on_before_shutdown(server)
-    }
-    fn on_shutdown(&mut self, server: &ServerHandle) {
-        self.0.on_shutdown(server)
-    }
-}
-
-/// A pool with what its task workers are made of.
-struct TaskRoles<T: TaskHandler> {
-    pool: Arc<TaskPool<T>>,
-    factory: TaskFactory<T>,
-    /// Per worker: where results of its tasks arrive, handed to the worker when it is made
-    /// (so once it is gone, results sent to it fail and are counted late).
-    results: Vec<Option<Receiver<Finished<T>>>>,
-}
-
-struct Typed<H, F, T: TaskHandler> {
-    factory: Arc<F>,
-    tasks: Option<TaskRoles<T>>,
-    _handler: PhantomData<fn() -> H>,
-}
-
-impl<T, H, F> Roles for Typed<H, F, T>
-where
-    T: TaskHandler,
-    H: EventHandler<T>,
-    F: Fn() -> H + Send + Sync + 'static,
-{
-    fn worker(
-        &mut self,
-        id: usize,
-        inbox: Receiver<Event>,
-        server: &ServerHandle,
-    ) -> Box<dyn WorkerRun> {
-        let tasks = self.tasks.as_mut().and_then(|t| {
-            let results = t.results.get_mut(id)?.take()?;
-            Some((t.pool.clone(), results))
-        });
-        let factory = self.factory.clone();
-        Box::new(Worker::new(
-            id,
-            Arc::new(move || Box::new(factory()) as Box<dyn EventHandler<T>>),
-            inbox,
-            server.clone(),
-            tasks,
-        ))
-    }
-
-    fn main(&self) -> Box<dyn Lifecycle> {
-        Box::new(Main((self.factory)(), PhantomData))
-    }
-
-    fn spawn_task_workers(
-        &self,
-        server: &ServerHandle,
-        started: &Sender<()>,
-        done: &Sender<usize>,
-    ) -> io::Result<Vec<JoinHandle<()>>> {
-        let Some(tasks) = &self.tasks else {
-            return Ok(Vec::new());
-        };
-        let max_request = server.shared.config.task_max_request;
-        (0..tasks.pool.task_worker_num())
-            .map(|id| {
-                let (pool, factory) = (tasks.pool.clone(), tasks.factory.clone());
-                let (server, started, done) = (server.clone(), started.clone(), done.clone());
-                spawn(format!("eddy-task-{id}"), move || {
-                    run_task_worker(id, pool, factory, server, max_request, || {
-                        let _ = started.send(());
-                    });
-                    let _ = done.send(id);
-                })
-            })
-            .collect()
-    }
-}
-
-impl<T: TaskHandler, H: EventHandler<T> + ?Sized> EventHandler<T> for Box<H> {
-    fn on_start(&mut self, server: &ServerHandle) {
-        (**self).on_start(server)
-    }
-    fn on_worker_start(&mut self, ctx: &mut crate::Context<'_, T>) {
-        (**self).on_worker_start(ctx)
-    }
-    fn on_worker_stop(&mut self, ctx: &mut crate::Context<'_, T>) {
-        (**self).on_worker_stop(ctx)
-    }
-    fn on_connect(&mut self, ctx: &mut crate::Context<'_, T>, conn: crate::ConnId) {
-        (**self).on_connect(ctx, conn)
-    }
-    fn on_receive(
-        &mut self,
-        ctx: &mut crate::Context<'_, T>,
-        conn: crate::ConnId,
-        packet: bytes::Bytes,
-    ) {
-        (**self).on_receive(ctx, conn, packet)
-    }
-    fn on_close(
-        &mut self,
-        ctx: &mut crate::Context<'_, T>,
-        conn: crate::ConnId,
-        reason: crate::CloseReason,
-    ) {
-        (**self).on_close(ctx, conn, reason)
-    }
-    fn on_buffer_full(&mut self, ctx: &mut crate::Context<'_, T>, conn: crate::ConnId) {
-        (**self).on_buffer_full(ctx, conn)
-    }
-    fn on_buffer_drain(&mut self, ctx: &mut crate::Context<'_, T>, conn: crate::ConnId) {
-        (**self).on_buffer_drain(ctx, conn)
-    }
-    fn on_finish(
-        &mut self,
-        ctx: &mut crate::Context<'_, T>,
-        task: crate::TaskId,
-        result: Result<T::Output, crate::TaskError>,
-    ) {
-        (**self).on_finish(ctx, task, result)
-    }
-    fn on_pipe_message(
-        &mut self,
-        ctx: &mut crate::Context<'_, T>,
-        src: crate::MessageSource,
-        message: crate::Message,
-    ) {
-        (**self).on_pipe_message(ctx, src, message)
-    }
-    fn on_worker_error(&mut self, ctx: &mut crate::Context<'_, T>, error: &crate::WorkerError) {
-        (**self).on_worker_error(ctx, error)
-    }
-    fn on_before_reload(&mut self, server: &ServerHandle) {
-        (**self).on_before_reload(server)
-    }
-    fn on_after_reload(&mut self, server: &ServerHandle) {
-        (**self).on_after_reload(server)
-    }
-    fn on_before_shutdown(&mut self, server: &ServerHandle) {
-        (**self).on_before_shutdown(server)
-    }
-    fn on_shutdown(&mut self, server: &ServerHandle) {
-        (**self).on_shutdown(server)
-    }
-}
 
 /// A built server: listeners bound, threads not started yet.
 ///
@@ -240,9 +50,8 @@ pub struct Server {
     listeners: Vec<Listener>,
     roles: Box<dyn Roles>,
     processes: Vec<(String, ProcessFn)>,
-    reactor_rx: Vec<Receiver<Command>>,
-    worker_rx: Vec<Receiver<Event>>,
-    worker_tx: Vec<Sender<Event>>,
+    /// The receiving ends of the mailboxes, handed to the threads when they start.
+    mailboxes: Mailboxes,
 }
 
 impl fmt::Debug for Server {
@@ -253,39 +62,7 @@ impl fmt::Debug for Server {
     }
 }
 
-/// How a shutdown went.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ShutdownReport {
-    /// From the shutdown request to the end of `run`.
-    pub elapsed: Duration,
-    /// Connections closed over the server's life.
-    pub connections_closed: u64,
-    /// Whether everything finished within `max_wait_time`.
-    pub graceful: bool,
-    /// Events no worker took before the deadline.
-    pub abandoned_events: u64,
-    /// Bytes of output not flushed, or of packets not handled, before the deadline.
-    pub abandoned_bytes: u64,
-    /// Threads running handlers that were still busy at the deadline (left running, detached).
-    pub unfinished_workers: usize,
-    /// Tasks completed over the server's life (their `on_task` returned or panicked).
-    pub tasks_finished: u64,
-    /// Tasks still queued at the deadline: each ended with `TaskError::Abandoned` to its
-    /// waiter.
-    pub tasks_abandoned: u64,
-    /// Task workers still running a task at the deadline (left running, detached).
-    pub unfinished_task_workers: usize,
-    /// User threads (`add_process`) still running at the deadline (left running, detached).
-    pub unfinished_processes: usize,
-}
-
 impl Server {
-    /// Start configuring a server.
-    pub fn builder() -> ServerBuilder {
-        ServerBuilder::default()
-    }
-
     pub(crate) fn new<T, H, F>(
         config: Config,
         factory: Arc<F>,
@@ -298,77 +75,50 @@ impl Server {
         H: EventHandler<T>,
         F: Fn() -> H + Send + Sync + 'static,
     {
-        let mut listeners = Vec::with_capacity(config.listeners.len());
-        let mut local_addrs = Vec::with_capacity(config.listeners.len());
-        for listener in &config.listeners {
-            let bound = Listener::bind(&listener.addr, config.backlog, config.reuse_port).map_err(
-                |source| BuildError::Bind {
-                    addr: listener.addr.to_string(),
-                    source,
-                },
-            )?;
-            local_addrs.push(bound.local_addr().map_err(BuildError::Io)?);
-            listeners.push(bound);
-        }
-        let mut reactors = Vec::new();
-        let mut reactor_rx = Vec::new();
-        for _ in 0..config.reactor_num {
-            let (tx, rx) = unbounded();
-            let poller = Arc::new(Poller::new().map_err(BuildError::Io)?);
-            reactors.push(ReactorHandle { tx, poller });
-            reactor_rx.push(rx);
-        }
-        let (mut workers, mut worker_rx, mut worker_tx) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..config.worker_num {
-            let (tx, rx) = bounded(config.worker_queue_capacity);
-            workers.push(WorkerShared::new(rx.clone(), config.worker_queue_capacity));
-            worker_rx.push(rx);
-            worker_tx.push(tx);
-        }
+        let (listeners, local_addrs) = bind_listeners(&config)?;
+        let (reactors, mailboxes, workers) = mailboxes(&config)?;
         let tasks = task_factory.map(|factory| {
-            let (pool, results) = TaskPool::new(
+            TaskRoles::new(
+                factory,
                 config.task_worker_num,
                 config.task_queue_capacity,
                 config.worker_num,
-            );
-            TaskRoles {
-                pool: Arc::new(pool),
-                factory,
-                results: results.into_iter().map(Some).collect(),
-            }
+            )
         });
+        let outlet = Outlet::new(
+            reactors.into(),
+            Clock::start(),
+            config.socket_buffer_size,
+            config.buffer_high_watermark,
+            config
+                .listeners
+                .iter()
+                .map(|l| l.protocol.clone())
+                .collect(),
+        );
         let shared = Arc::new(Shared {
-            tasks: tasks
-                .as_ref()
-                .map(|t| t.pool.clone() as Arc<dyn PoolControl>),
+            tasks: tasks.as_ref().map(TaskRoles::control),
             deadline: OnceLock::new(),
             reload: Default::default(),
             commands,
             supervisor_commands: bounded(64),
             table: ConnTable::new(config.max_conn, config.listeners.len()),
             stats: Counters::new(config.reactor_num, config.worker_num),
-            reactors: reactors.into(),
+            outlet,
             workers: workers.into(),
             local_addrs,
             supervisor: Arc::new(Poller::new().map_err(BuildError::Io)?),
             shutdown_requested: Default::default(),
             uids: Default::default(),
             start_time: SystemTime::now(),
-            epoch_ms: crate::sys::coarse_ms(),
             config,
         });
         Ok(Server {
             shared,
             listeners,
             processes,
-            roles: Box::new(Typed {
-                factory,
-                tasks,
-                _handler: PhantomData,
-            }),
-            reactor_rx,
-            worker_rx,
-            worker_tx,
+            roles: Box::new(Typed::<H, F, T>::new(factory, tasks)),
+            mailboxes,
         })
     }
 
@@ -420,208 +170,61 @@ impl Server {
         }
     }
 
-    fn run_with(mut self, ready: impl FnOnce()) -> io::Result<ShutdownReport> {
-        let handle = self.handle();
-        let shared = self.shared.clone();
-        let signals = if shared.config.handle_signals {
-            Some(Signals::install()?)
-        } else {
-            None
-        };
-        let (done_tx, done_rx) = unbounded::<usize>();
-        let mut workers = Vec::new();
-        let (started_tx, started_rx) = unbounded::<()>();
-        let inline = matches!(shared.config.dispatch_mode, DispatchMode::Reactor);
-        let mut inline_workers = Vec::new();
-        for (id, inbox) in self.worker_rx.drain(..).enumerate() {
-            let worker = self.roles.worker(id, inbox, &handle);
-            if inline {
-                // Reactor `id` runs this worker's handler itself.
-                inline_workers.push(Some(worker));
-                continue;
-            }
-            let (done_tx, started_tx) = (done_tx.clone(), started_tx.clone());
-            workers.push(spawn(format!("eddy-worker-{id}"), move || {
-                worker.run(Box::new(move || {
-                    let _ = started_tx.send(());
-                }));
-                let _ = done_tx.send(id);
-            })?);
-        }
-        let mut reactors = Vec::new();
-        let (reports_tx, reports_rx) = unbounded::<(usize, ReactorReport)>();
-        for (id, commands) in self.reactor_rx.drain(..).enumerate() {
-            let worker = inline_workers.get_mut(id).and_then(Option::take);
-            let mut reactor =
-                Reactor::new(id, shared.clone(), commands, self.worker_tx.clone(), worker);
-            let (done_tx, started_tx) = (done_tx.clone(), started_tx.clone());
-            let reports_tx = reports_tx.clone();
-            reactors.push(spawn(format!("eddy-reactor-{id}"), move || {
-                let is_worker = reactor.start_worker();
-                if is_worker {
-                    let _ = started_tx.send(());
-                }
-                let report = reactor.run();
-                if is_worker {
-                    let _ = done_tx.send(id);
-                }
-                let _ = reports_tx.send((id, report));
-            })?);
-        }
-        let (task_done_tx, task_done_rx) = unbounded::<usize>();
-        let task_workers = self
-            .roles
-            .spawn_task_workers(&handle, &started_tx, &task_done_tx)?;
-        let task_worker_num = task_workers.len();
-        drop((done_tx, started_tx, reports_tx, task_done_tx));
-        // Only reactors hold worker queue senders now: workers stop when every reactor has.
-        self.worker_tx.clear();
-        for _ in 0..shared.config.worker_num + task_worker_num {
-            if started_rx.recv().is_err() {
-                break;
-            }
-        }
-        let mut main = self.roles.main();
-        main.on_start(&handle);
-        let mut processes = Processes::start(&handle, &self.processes)?;
-        let accepted = Acceptor::new(&shared, &self.listeners, signals, &mut *main);
-        ready();
-        let (result, signals) = accepted.run();
-        processes.tell_stop();
-        let begun = Instant::now();
-        if let Err(err) = &result {
-            tracing::error!("accept loop failed: {err}; shutting down");
-        }
-        shared.shutdown_requested.store(true, Ordering::Release);
-        for listener in self.listeners.drain(..) {
-            listener.cleanup();
-        }
-        let deadline = *shared
-            .deadline
-            .get_or_init(|| begun + shared.config.max_wait_time);
-        for reactor in shared.reactors.iter() {
-            reactor.command(Command::Shutdown(deadline));
-        }
-        // Reactors stop by the deadline on their own, unless a handler running inline on one
-        // (`DispatchMode::Reactor`) blocks: wait until the deadline and a little more, then
-        // leave such a thread behind rather than hang.
-        let mut report = ReactorReport::default();
-        let reactor_grace = deadline.max(Instant::now()) + Duration::from_millis(100);
-        let mut reactors: Vec<Option<JoinHandle<()>>> = reactors.into_iter().map(Some).collect();
-        let mut reactors_left = reactors.len();
-        while reactors_left > 0 {
-            let Ok((id, part)) = reports_rx.recv_deadline(reactor_grace) else {
-                break;
-            };
-            report.abandoned_events += part.abandoned_events;
-            report.abandoned_bytes += part.abandoned_bytes;
-            if let Some(thread) = reactors[id].take() {
-                let _ = thread.join();
-            }
-            reactors_left -= 1;
-        }
-        // Workers finish what reactors handed them, then stop. Wait until the deadline (and
-        // a little more, for the close events of connections closed at the deadline).
-        let grace = deadline.max(Instant::now()) + Duration::from_millis(100);
-        let mut finished = vec![false; shared.config.worker_num];
-        while finished.iter().any(|done| !done) {
-            match done_rx.recv_deadline(grace) {
-                Ok(id) => finished[id] = true,
-                Err(_) => break,
-            }
-        }
-        // In `DispatchMode::Reactor` a stuck reactor is also its worker: count it once.
-        let unfinished = finished
-            .iter()
-            .filter(|done| !**done)
-            .count()
-            .max(reactors_left);
-        if !inline {
-            for (worker, done) in workers.into_iter().zip(&finished) {
-                if *done {
-                    let _ = worker.join();
-                }
-            }
-        }
-        if unfinished > 0 {
-            tracing::warn!(
-                unfinished,
-                "workers still busy at the shutdown deadline: detached"
-            );
-        }
-        // User threads were told to stop when the shutdown began; wait for them before the
-        // task workers stop, as they may still send tasks.
-        let unfinished_processes = processes.join(deadline);
-        // Workers have taken the results owed to them: now the task workers finish what is
-        // queued, until the deadline.
-        let (tasks_abandoned, unfinished_task_workers) =
-            stop_task_workers(&handle, task_workers, &task_done_rx, deadline);
-        main.on_shutdown(&handle);
-        let stats = handle.stats();
-        let report = ShutdownReport {
-            elapsed: begun.elapsed(),
-            connections_closed: stats.close_count,
-            graceful: unfinished == 0
-                && report.abandoned_events == 0
-                && report.abandoned_bytes == 0
-                && tasks_abandoned == 0
-                && unfinished_task_workers == 0
-                && unfinished_processes == 0,
-            abandoned_events: report.abandoned_events,
-            abandoned_bytes: report.abandoned_bytes,
-            unfinished_workers: unfinished,
-            tasks_finished: stats.task_completed + stats.task_failed,
-            tasks_abandoned,
-            unfinished_task_workers,
-            unfinished_processes,
-        };
-        tracing::info!(?report, "server stopped");
-        drop(signals);
-        result.map(|()| report)
+    fn run_with(self, ready: impl FnOnce()) -> io::Result<ShutdownReport> {
+        let Server {
+            shared,
+            listeners,
+            roles,
+            processes,
+            mailboxes,
+        } = self;
+        lifecycle::run(shared, listeners, roles, &processes, mailboxes, ready)
     }
 }
 
-/// Close the task queues and wait for the task workers until the deadline (and a little
-/// more); abandon what is left. Returns the tasks abandoned and the task workers left running.
-fn stop_task_workers(
-    server: &ServerHandle,
-    threads: Vec<JoinHandle<()>>,
-    done: &Receiver<usize>,
-    deadline: Instant,
-) -> (u64, usize) {
-    let Some(pool) = &server.shared.tasks else {
-        return (0, 0);
+/// Bind every listener; returns them with their bound addresses.
+fn bind_listeners(config: &Config) -> Result<(Vec<Listener>, Vec<ListenAddr>), BuildError> {
+    let mut listeners = Vec::with_capacity(config.listeners.len());
+    let mut local_addrs = Vec::with_capacity(config.listeners.len());
+    for listener in &config.listeners {
+        let bound = Listener::bind(&listener.addr, config.backlog, config.reuse_port).map_err(
+            |source| BuildError::Bind {
+                addr: listener.addr.to_string(),
+                source,
+            },
+        )?;
+        local_addrs.push(bound.local_addr().map_err(BuildError::Io)?);
+        listeners.push(bound);
+    }
+    Ok((listeners, local_addrs))
+}
+
+/// Every reactor's mailbox (command channel and poller), every worker's inbox and what
+/// other threads see of it.
+fn mailboxes(
+    config: &Config,
+) -> Result<(Vec<ReactorHandle>, Mailboxes, Vec<WorkerShared>), BuildError> {
+    let mut reactors = Vec::new();
+    let mut reactor_rx = Vec::new();
+    for _ in 0..config.reactor_num {
+        let (tx, rx) = unbounded();
+        let poller = Arc::new(Poller::new().map_err(BuildError::Io)?);
+        reactors.push(ReactorHandle::new(tx, poller));
+        reactor_rx.push(rx);
+    }
+    let (mut workers, mut worker_rx, mut worker_tx) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..config.worker_num {
+        let (tx, rx) = bounded(config.worker_queue_capacity);
+        workers.push(WorkerShared::new(rx.clone(), config.worker_queue_capacity));
+        worker_rx.push(rx);
+        worker_tx.push(tx);
+    }
+    let mailboxes = Mailboxes {
+        reactor_rx,
+        worker_rx,
+        worker_tx,
     };
-    pool.close(deadline);
-    let grace = deadline.max(Instant::now()) + Duration::from_millis(100);
-    let mut threads: Vec<Option<JoinHandle<()>>> = threads.into_iter().map(Some).collect();
-    let mut left = threads.len();
-    while left > 0 {
-        let Ok(id) = done.recv_deadline(grace) else {
-            break;
-        };
-        if let Some(thread) = threads[id].take() {
-            let _ = thread.join();
-        }
-        left -= 1;
-    }
-    // Tasks still queued behind a task worker that is stuck, or sent after the queues closed.
-    pool.abandon_queued(server);
-    if left > 0 {
-        tracing::warn!(
-            left,
-            "task workers still busy at the shutdown deadline: detached"
-        );
-    }
-    let abandoned = pool.snapshot().abandoned;
-    (abandoned, left)
-}
-
-fn spawn<T: Send + 'static>(
-    name: String,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> io::Result<JoinHandle<T>> {
-    std::thread::Builder::new().name(name).spawn(f)
+    Ok((reactors, mailboxes, workers))
 }
 
 /// A server running on a thread of its own (from [`Server::start`]). Dropping it shuts the

@@ -3,26 +3,26 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use eddy_codec::DecodeState;
 
-use crate::{conn::Conn, CloseReason};
+use super::protocol::ProtocolState;
+use crate::conn::{CloseReason, Conn};
 
 /// Reasons a connection is not being read. Reading happens only when none is set.
-pub(crate) mod pause {
+pub(super) mod pause {
     /// The worker queue its packets go to is full.
-    pub(crate) const INBOX: u8 = 1;
+    pub(in crate::reactor) const INBOX: u8 = 1;
     /// Its output buffer is above the high watermark.
-    pub(crate) const WATERMARK: u8 = 2;
+    pub(in crate::reactor) const WATERMARK: u8 = 2;
     /// `on_connect` has not returned yet (stateless dispatch modes).
-    pub(crate) const GATE: u8 = 4;
+    pub(in crate::reactor) const GATE: u8 = 4;
     /// It is closing (by the server, or at shutdown).
-    pub(crate) const CLOSING: u8 = 8;
+    pub(in crate::reactor) const CLOSING: u8 = 8;
     /// Its packets waiting for workers weigh `max_queued_bytes` or more.
-    pub(crate) const QUEUED: u8 = 16;
+    pub(in crate::reactor) const QUEUED: u8 = 16;
     /// The application paused it (`pause`).
-    pub(crate) const USER: u8 = 32;
+    pub(in crate::reactor) const USER: u8 = 32;
     /// Accepted with `enable_delay_receive`: not read until `confirm`.
-    pub(crate) const DELAY: u8 = 64;
+    pub(in crate::reactor) const DELAY: u8 = 64;
 }
 
 /// Watermark events waiting for a backed-up worker, coalesced: a full and a drain that both
@@ -68,7 +68,8 @@ pub(crate) struct LocalConn {
     pub(crate) held: usize,
     /// The full length of the pending packet, when the codec knows it.
     pub(crate) expect: Option<usize>,
-    pub(crate) decode: DecodeState,
+    /// The listener's protocol's decoder state.
+    pub(crate) protocol: ProtocolState,
     /// The worker its latest event went to.
     pub(crate) worker: Option<usize>,
     /// Bits of [`pause`].
@@ -86,13 +87,13 @@ pub(crate) struct LocalConn {
 }
 
 impl LocalConn {
-    pub(crate) fn new(conn: Arc<Conn>, paused: u8) -> Self {
+    pub(crate) fn new(conn: Arc<Conn>, protocol: ProtocolState, paused: u8) -> Self {
         LocalConn {
             conn,
             rbuf: BytesMut::new(),
             held: 0,
             expect: None,
-            decode: DecodeState::default(),
+            protocol,
             worker: None,
             paused,
             registered: (paused == 0, false),

@@ -1,11 +1,20 @@
 //! System calls std does not offer: an epoll poller, `send` without `SIGPIPE`, reads into spare
-//! capacity, and a reset close that keeps the descriptor number reserved.
+//! capacity, and a reset close that keeps the descriptor number reserved; the coarse clock;
+//! and the idle rule threads follow before they sleep.
+//!
+//! The bottom layer: it imports nothing of the crate. Every function takes a `BorrowedFd`, so a
+//! caller can only name a descriptor it holds open.
 
+pub(crate) mod idle;
 mod poller;
 
 pub(crate) use poller::{Events, Poller};
 
-use std::{io, os::fd::RawFd, sync::OnceLock};
+use std::{
+    io,
+    os::fd::{AsRawFd, BorrowedFd, RawFd},
+    sync::OnceLock,
+};
 
 use bytes::BytesMut;
 
@@ -33,8 +42,31 @@ pub(crate) fn coarse_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
+/// A server's clock for activity stamps: milliseconds on the coarse clock since the server
+/// was built, from 1 (so that 0 can mean "never").
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    epoch_ms: u64,
+}
+
+impl Clock {
+    /// A clock whose time starts now.
+    pub(crate) fn start() -> Clock {
+        Clock {
+            epoch_ms: coarse_ms(),
+        }
+    }
+
+    /// Milliseconds since the start, from 1.
+    #[inline]
+    pub(crate) fn now_ms(&self) -> u64 {
+        coarse_ms().saturating_sub(self.epoch_ms) + 1
+    }
+}
+
 /// `send(2)` with `MSG_NOSIGNAL`: a peer that went away is an `EPIPE` error, never a signal.
-pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    let fd = fd.as_raw_fd();
     loop {
         // SAFETY: `buf` is a valid readable slice for its whole length.
         let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
@@ -50,7 +82,8 @@ pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 
 /// Read at most `max` bytes into the spare capacity of `buf`, growing it first if needed.
 /// Returns the number of bytes read (0 at end of stream).
-pub(crate) fn read_into(fd: RawFd, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
+pub(crate) fn read_into(fd: BorrowedFd<'_>, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
+    let fd = fd.as_raw_fd();
     if buf.capacity() - buf.len() < max {
         buf.reserve(max);
     }
@@ -75,7 +108,8 @@ pub(crate) fn read_into(fd: RawFd, buf: &mut BytesMut, max: usize) -> io::Result
 /// Close the connection behind `fd` with a TCP reset, now, while the descriptor number stays
 /// valid (it is pointed at `/dev/null`) until its owner drops it. So no other thread can ever
 /// write to a later socket that reused the number.
-pub(crate) fn reset(fd: RawFd) {
+pub(crate) fn reset(fd: BorrowedFd<'_>) {
+    let fd = fd.as_raw_fd();
     let linger = libc::linger {
         l_onoff: 1,
         l_linger: 0,
@@ -102,7 +136,8 @@ pub(crate) fn reset(fd: RawFd) {
 }
 
 /// Read and drop up to `limit` bytes of unread input (stops at would-block or end of stream).
-pub(crate) fn discard_input(fd: RawFd, limit: usize) {
+pub(crate) fn discard_input(fd: BorrowedFd<'_>, limit: usize) {
+    let fd = fd.as_raw_fd();
     let mut buf = [0u8; 16 * 1024];
     let mut total = 0;
     while total < limit {
@@ -116,7 +151,8 @@ pub(crate) fn discard_input(fd: RawFd, limit: usize) {
 }
 
 /// Send FIN and stop both directions; the descriptor stays open until its owner drops it.
-pub(crate) fn shutdown(fd: RawFd) {
+pub(crate) fn shutdown(fd: BorrowedFd<'_>) {
+    let fd = fd.as_raw_fd();
     // SAFETY: shutdown on a descriptor we own; an error (already disconnected) is harmless.
     unsafe {
         libc::shutdown(fd, libc::SHUT_RDWR);
@@ -125,7 +161,6 @@ pub(crate) fn shutdown(fd: RawFd) {
 
 fn dev_null() -> Option<RawFd> {
     static NULL: OnceLock<Option<std::fs::File>> = OnceLock::new();
-    use std::os::fd::AsRawFd;
     NULL.get_or_init(|| std::fs::File::open("/dev/null").ok())
         .as_ref()
         .map(|file| file.as_raw_fd())

@@ -7,7 +7,7 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd},
     sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
@@ -130,19 +130,42 @@ impl Poller {
         Ok(())
     }
 
-    /// Watch `fd` (level-triggered) under `key`. The caller keeps `fd` open until it deletes it.
-    pub(crate) fn add(&self, fd: RawFd, key: usize, read: bool, write: bool) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, key as u64, interest(read, write))
+    /// Watch `fd` (level-triggered) under `key`. The caller deletes it before it closes `fd`:
+    /// epoll would otherwise keep reporting the open file under a key that is reused.
+    pub(crate) fn add(
+        &self,
+        fd: BorrowedFd<'_>,
+        key: usize,
+        read: bool,
+        write: bool,
+    ) -> io::Result<()> {
+        self.ctl(
+            libc::EPOLL_CTL_ADD,
+            fd.as_raw_fd(),
+            key as u64,
+            interest(read, write),
+        )
     }
 
     /// Change what `fd` is watched for.
-    pub(crate) fn modify(&self, fd: RawFd, key: usize, read: bool, write: bool) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd, key as u64, interest(read, write))
+    pub(crate) fn modify(
+        &self,
+        fd: BorrowedFd<'_>,
+        key: usize,
+        read: bool,
+        write: bool,
+    ) -> io::Result<()> {
+        self.ctl(
+            libc::EPOLL_CTL_MOD,
+            fd.as_raw_fd(),
+            key as u64,
+            interest(read, write),
+        )
     }
 
     /// Stop watching `fd`.
-    pub(crate) fn delete(&self, fd: RawFd) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
+    pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0)
     }
 
     /// Wait until something is ready, `notify` is called, or the timeout passes (`None`: no
@@ -200,7 +223,7 @@ impl Poller {
 
 #[cfg(test)]
 mod tests {
-    use std::{io::Write, os::unix::net::UnixStream, sync::Arc, time::Instant};
+    use std::{io::Write, os::fd::AsFd, os::unix::net::UnixStream, sync::Arc, time::Instant};
 
     use super::*;
 
@@ -209,7 +232,7 @@ mod tests {
         let poller = Arc::new(Poller::new().unwrap());
         let mut events = Events::with_capacity(8);
         let (mut a, b) = UnixStream::pair().unwrap();
-        poller.add(b.as_raw_fd(), 7, true, false).unwrap();
+        poller.add(b.as_fd(), 7, true, false).unwrap();
         poller.wait(&mut events, Some(Duration::ZERO)).unwrap();
         assert_eq!(events.iter().count(), 0);
         a.write_all(b"x").unwrap();
@@ -219,7 +242,7 @@ mod tests {
         let ev: Vec<_> = events.iter().collect();
         assert_eq!(ev.len(), 1);
         assert!(ev[0].key == 7 && ev[0].readable && !ev[0].hangup);
-        poller.modify(b.as_raw_fd(), 7, false, false).unwrap();
+        poller.modify(b.as_fd(), 7, false, false).unwrap();
         let waker = poller.clone();
         let t = std::thread::spawn(move || {
             waker.notify();
@@ -244,7 +267,7 @@ mod tests {
             ev.len() == 1 && ev[0].hangup,
             "hang-up is reported without interest"
         );
-        poller.delete(b.as_raw_fd()).unwrap();
+        poller.delete(b.as_fd()).unwrap();
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use super::{pool::Reply, waiter::Waiter, TaskHandler, TaskId, TaskPool, TaskSource, MAX_MULTI};
-use crate::{timer::deadline_after, TaskError};
+use crate::{error::TaskError, timer::deadline_after};
 
 /// Sends tasks to a server's task workers from any thread: Swoole's `task` from a user
 /// process, and `taskwait` without a worker. Got from

@@ -30,13 +30,14 @@ mod waiter;
 use std::{cell::RefCell, convert::Infallible, fmt, time::Duration};
 
 pub use client::Tasks;
-pub(crate) use pool::{Finished, PoolControl, TaskPool};
+pub(crate) use pool::{Callback, Finished, Reply, TaskPool};
 pub(crate) use runner::{run_task_worker, TaskFactory};
 
 use crate::{
+    error::TaskError,
     message::{Destination, Message, MessageError, MessageSource},
-    timer::Timers,
-    ServerHandle, TaskError, TimerError, TimerId,
+    shared::ServerHandle,
+    timer::{TimerError, TimerId, Timers},
 };
 
 /// The most payloads one `task_wait_multi` or `task_co` takes (Swoole's limit, 1024).

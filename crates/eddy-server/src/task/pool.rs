@@ -13,15 +13,15 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use super::{waiter::Waiter, Task, TaskHandler, TaskId, TaskSource};
 use crate::{
+    error::TaskError,
     message::{Destination, Message, MessageError, MessageSource},
-    Context, ServerHandle, TaskError,
+    shared::{PoolControl, TaskSnapshot, WakeWorker},
 };
 
-/// A per-call callback: runs on the sending worker instead of `on_finish`, with the first
-/// result (or the error that ended the task without one).
-pub(crate) type Callback<T> = Box<
-    dyn FnOnce(&mut Context<'_, T>, TaskId, Result<<T as TaskHandler>::Output, TaskError>) + Send,
->;
+/// A per-call callback (`task_then`), carried through the pool untouched and back to the
+/// worker that sent the task, which alone knows its type (it names the worker's `Context`,
+/// a layer above the pool) and runs it instead of `on_finish`.
+pub(crate) type Callback = Box<dyn Any + Send>;
 
 /// Where a task's results go.
 pub(crate) enum Reply<T: TaskHandler> {
@@ -30,7 +30,7 @@ pub(crate) enum Reply<T: TaskHandler> {
     /// To worker `worker`'s `on_finish`, or first to the callback.
     Worker {
         worker: usize,
-        callback: Option<Callback<T>>,
+        callback: Option<Callback>,
     },
     /// Into slot `index` of a blocking wait.
     Wait {
@@ -75,7 +75,7 @@ pub(crate) struct Running<T: TaskHandler> {
 pub(crate) struct Finished<T: TaskHandler> {
     pub(crate) task: TaskId,
     pub(crate) result: Option<Result<T::Output, TaskError>>,
-    pub(crate) callback: Option<Callback<T>>,
+    pub(crate) callback: Option<Callback>,
     /// The task's last message: the worker stops counting it as outstanding.
     pub(crate) last: bool,
 }
@@ -242,7 +242,7 @@ impl<T: TaskHandler> TaskPool<T> {
     /// Hand one result (or, with `last`, the end of the task) to whoever waits.
     pub(crate) fn deliver(
         &self,
-        server: &ServerHandle,
+        waker: &dyn WakeWorker,
         running: &mut Running<T>,
         result: Result<T::Output, TaskError>,
         last: bool,
@@ -269,7 +269,7 @@ impl<T: TaskHandler> TaskPool<T> {
                 };
                 let sent = self.finished[worker].send(finished).is_ok();
                 if sent {
-                    server.shared.wake_worker(worker);
+                    waker.wake_worker(worker);
                 } else {
                     running.results -= 1;
                 }
@@ -288,7 +288,7 @@ impl<T: TaskHandler> TaskPool<T> {
     /// waiter if it got nothing yet, and its worker that the task is over.
     pub(crate) fn end(
         &self,
-        server: &ServerHandle,
+        waker: &dyn WakeWorker,
         running: &mut Running<T>,
         error: Option<TaskError>,
     ) {
@@ -297,7 +297,7 @@ impl<T: TaskHandler> TaskPool<T> {
             Reply::Wait { .. } => {
                 if running.results == 0 {
                     let _ = self.deliver(
-                        server,
+                        waker,
                         running,
                         Err(error.unwrap_or(TaskError::NoResult)),
                         true,
@@ -318,60 +318,27 @@ impl<T: TaskHandler> TaskPool<T> {
                     last: true,
                 };
                 if self.finished[*worker].send(finished).is_ok() {
-                    server.shared.wake_worker(*worker);
+                    waker.wake_worker(*worker);
                 }
             }
         }
     }
 
     /// A queued task that will not run: its waiter hears `Abandoned`.
-    pub(crate) fn abandon(&self, server: &ServerHandle, job: Job<T>) {
+    pub(crate) fn abandon(&self, waker: &dyn WakeWorker, job: Job<T>) {
         self.counters.abandoned.fetch_add(1, Ordering::Relaxed);
         let mut running = Running {
             id: job.task.id,
             reply: job.reply,
             results: 0,
         };
-        self.end(server, &mut running, Some(TaskError::Abandoned));
+        self.end(waker, &mut running, Some(TaskError::Abandoned));
     }
 
     /// Whether the shutdown deadline has passed.
     pub(crate) fn past_deadline(&self) -> bool {
         self.deadline.get().is_some_and(|d| Instant::now() >= *d)
     }
-}
-
-/// What the server needs of a pool without knowing its task types.
-pub(crate) trait PoolControl: Send + Sync + std::fmt::Debug {
-    /// The pool, for [`ServerHandle::tasks`] to downcast.
-    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
-    fn type_name(&self) -> &'static str;
-    fn snapshot(&self) -> TaskSnapshot;
-    /// Take no new task; queued ones run until `deadline`, then are abandoned.
-    fn close(&self, deadline: Instant);
-    /// Abandon what is left in the queues (after the task workers stopped or at the
-    /// deadline). Returns how many.
-    fn abandon_queued(&self, server: &ServerHandle) -> u64;
-    /// Queue a rebuild behind the tasks of every task worker (a reload); each acknowledges it
-    /// to the reload state once done.
-    fn rebuild_all(&self, generation: u64);
-    /// Queue a message for task worker `id`.
-    fn message(&self, id: usize, src: MessageSource, message: Message) -> Result<(), MessageError>;
-}
-
-/// The task figures of [`Stats`](crate::Stats).
-#[derive(Debug, Default)]
-pub(crate) struct TaskSnapshot {
-    pub(crate) task_worker_num: usize,
-    pub(crate) tasking_num: usize,
-    pub(crate) task_queue_num: usize,
-    pub(crate) submitted: u64,
-    pub(crate) completed: u64,
-    pub(crate) failed: u64,
-    pub(crate) late: u64,
-    pub(crate) rejected: u64,
-    pub(crate) abandoned: u64,
-    pub(crate) restarts: u64,
 }
 
 impl<T: TaskHandler> PoolControl for TaskPool<T> {
@@ -437,14 +404,14 @@ impl<T: TaskHandler> PoolControl for TaskPool<T> {
         }
     }
 
-    fn abandon_queued(&self, server: &ServerHandle) -> u64 {
+    fn abandon_queued(&self, waker: &dyn WakeWorker) -> u64 {
         let mut count = 0;
         for slot in self.slots.iter() {
             while let Ok(msg) = slot.rx.try_recv() {
                 match msg {
                     Msg::Job(job) => {
                         slot.queued.fetch_sub(1, Ordering::AcqRel);
-                        self.abandon(server, job);
+                        self.abandon(waker, job);
                         count += 1;
                     }
                     Msg::Message(..) => {

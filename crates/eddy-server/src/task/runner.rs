@@ -11,7 +11,12 @@ use super::{
     pool::{Msg, Running, IN_TASK_WORKER},
     TaskContext, TaskHandler, TaskPool, TaskTimer,
 };
-use crate::{panic_message, reload::jittered, timer::Timers, ServerHandle, TaskError};
+use crate::{
+    error::{panic_message, TaskError},
+    message::{CommandTarget, Message, MessageSource},
+    shared::{jittered, CommandCall, ServerHandle, FIRST_BACKOFF, MAX_BACKOFF},
+    timer::Timers,
+};
 
 /// Makes a task worker's handler.
 pub(crate) type TaskFactory<T> = Arc<dyn Fn() -> T + Send + Sync>;
@@ -70,13 +75,13 @@ fn build_with_backoff<T: TaskHandler>(
     factory: &TaskFactory<T>,
     server: &ServerHandle,
 ) -> Option<T> {
-    let mut backoff = Duration::from_millis(10);
+    let mut backoff = FIRST_BACKOFF;
     loop {
         if server.shared.shutdown_requested.load(Ordering::Acquire) {
             return None;
         }
         std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(Duration::from_secs(1));
+        backoff = (backoff * 2).min(MAX_BACKOFF);
         match catch_unwind(AssertUnwindSafe(|| factory())) {
             Ok(handler) => return Some(handler),
             Err(panic) => tracing::error!(
@@ -260,9 +265,9 @@ impl<T: TaskHandler> TaskWorker<T> {
     }
 
     /// Run `on_pipe_message` (or, for a command, the command).
-    fn message(&mut self, src: crate::MessageSource, message: crate::Message) {
-        let message = match message.downcast::<crate::command::CommandCall>() {
-            Ok(call) => return call.run(&self.server, crate::CommandTarget::TaskWorker(self.id)),
+    fn message(&mut self, src: MessageSource, message: Message) {
+        let message = match message.downcast::<CommandCall>() {
+            Ok(call) => return call.run(&self.server, CommandTarget::TaskWorker(self.id)),
             Err(message) => message,
         };
         let _ = self.guard("on_pipe_message", None, |h, ctx| {

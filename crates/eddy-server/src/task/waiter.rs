@@ -7,7 +7,7 @@ use std::{
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::TaskError;
+use crate::error::TaskError;
 
 /// The results of one blocking wait, one slot per task, filled by task workers.
 ///

@@ -1,0 +1,91 @@
+//! Flow control and the heartbeat: pause, resume, confirm, protect, idle connections.
+
+use std::sync::atomic::Ordering;
+
+use crate::{
+    conn::{CloseReason, Conn, ConnId},
+    error::SendError,
+    shared::ServerHandle,
+};
+
+impl ServerHandle {
+    fn open_conn(&self, conn: ConnId) -> Result<std::sync::Arc<Conn>, SendError> {
+        let conn = self.shared.table.get(conn).ok_or(SendError::NotFound)?;
+        if !conn.is_open() {
+            return Err(SendError::Closed);
+        }
+        Ok(conn)
+    }
+
+    /// Stop reading from a connection (Swoole's `pause`). Packets already read are still
+    /// handled and output still flows; nothing more is read until [`resume`](Self::resume).
+    pub fn pause(&self, conn: ConnId) -> Result<(), SendError> {
+        let conn = self.open_conn(conn)?;
+        self.shared.outlet.pause(conn);
+        Ok(())
+    }
+
+    /// Read from a connection again after [`pause`](Self::pause), or for the first time
+    /// after `enable_delay_receive` (Swoole's `resume`; [`confirm`](Self::confirm) is the same).
+    pub fn resume(&self, conn: ConnId) -> Result<(), SendError> {
+        let conn = self.open_conn(conn)?;
+        self.shared.outlet.resume(conn);
+        Ok(())
+    }
+
+    /// Start reading a connection accepted with `enable_delay_receive` (Swoole's `confirm`).
+    pub fn confirm(&self, conn: ConnId) -> Result<(), SendError> {
+        self.resume(conn)
+    }
+
+    /// Exempt a connection from the heartbeat (`true`) or subject it again (`false`).
+    pub fn protect(&self, conn: ConnId, protected: bool) -> Result<(), SendError> {
+        let conn = self.open_conn(conn)?;
+        conn.protected.store(protected, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The open, unprotected connections that sent nothing for their listener's heartbeat
+    /// idle time, and, with `close`, close them through the normal close path (Swoole's
+    /// `heartbeat`). Empty when no idle time is configured.
+    pub fn heartbeat(&self, close: bool) -> Vec<ConnId> {
+        let idle: Vec<Option<u64>> = self
+            .shared
+            .config
+            .heartbeat_idle_time
+            .iter()
+            .map(|idle| idle.map(|d| d.as_millis() as u64))
+            .collect();
+        if idle.iter().all(Option::is_none) {
+            return Vec::new();
+        }
+        let now = self.shared.now_ms();
+        let mut expired = Vec::new();
+        let mut next = 0;
+        while let Some((slot, conn)) = self.shared.table.next_from(next) {
+            next = slot + 1;
+            let Some(idle) = idle.get(conn.listener).copied().flatten() else {
+                continue;
+            };
+            // Both stamps are on the coarse clock: idleness is known to within a tick (1–10 ms).
+            let quiet = now.saturating_sub(conn.last_recv.load(Ordering::Relaxed));
+            // Closing connections count too: a flush its peer never reads is ended here.
+            if quiet < idle || conn.protected.load(Ordering::Relaxed) || conn.is_closed() {
+                continue;
+            }
+            if !close
+                || self
+                    .shared
+                    .outlet
+                    .close(&conn, CloseReason::HeartbeatTimeout)
+                    .is_ok()
+            {
+                expired.push(conn.id);
+            }
+        }
+        if close && !expired.is_empty() {
+            tracing::info!(closed = expired.len(), "heartbeat: closed idle connections");
+        }
+        expired
+    }
+}

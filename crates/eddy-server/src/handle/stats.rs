@@ -1,0 +1,150 @@
+//! `stats()`: a snapshot of the server's counters and gauges.
+
+use std::{sync::atomic::Ordering::Relaxed, time::SystemTime};
+
+use crate::shared::{Counter, ReactorCounters, ServerHandle, Shared, WorkerStatus};
+
+/// A snapshot of a server's counters (Swoole's `stats()`, the fields this version has).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Stats {
+    /// When the server started (unix seconds when serialised).
+    #[serde(serialize_with = "crate::handle::info::unix_seconds")]
+    pub start_time: SystemTime,
+    /// Connections open or closing now.
+    pub connection_num: usize,
+    /// Connections accepted.
+    pub accept_count: u64,
+    /// Connections closed (every reason).
+    pub close_count: u64,
+    /// Connections refused at accept because `max_conn` were open.
+    pub abort_count: u64,
+    /// Events dispatched to workers (connect, packets, close, buffer events).
+    pub dispatch_count: u64,
+    /// Packets handled by `on_receive`.
+    pub request_count: u64,
+    /// Successful sends.
+    pub response_count: u64,
+    /// Bytes read from sockets.
+    pub total_recv_bytes: u64,
+    /// Bytes reactors hold for packets not yet whole. Buffers are allocated only while a
+    /// packet is incomplete (never above `package_max_length` plus one read per connection)
+    /// and freed as soon as it is whole: an idle server holds 0.
+    pub recv_buffer_bytes: u64,
+    /// Bytes accepted by successful sends.
+    pub total_send_bytes: u64,
+    /// Worker threads.
+    pub worker_num: usize,
+    /// Workers waiting for work right now.
+    pub idle_worker_num: usize,
+    /// Reactor threads.
+    pub reactor_num: usize,
+    /// Events waiting in each worker's queue.
+    pub worker_queue: Vec<usize>,
+    /// Packets each worker has handled.
+    pub worker_request_count: Vec<u64>,
+    /// Successful sends from each worker.
+    pub worker_response_count: Vec<u64>,
+    /// Events dispatched to each worker.
+    pub worker_dispatch_count: Vec<u64>,
+    /// What each worker is doing now.
+    pub worker_status: Vec<WorkerStatus>,
+    /// Worker handlers rebuilt (reload, `stop_worker`, `max_request`, after a panic).
+    pub worker_restarts: u64,
+    /// Reloads finished (every handler rebuilt, or `max_wait_time` passed).
+    pub reload_count: u64,
+    /// Task worker threads (`task_worker_num`; 0 without a task handler).
+    pub task_worker_num: usize,
+    /// Tasks running now (task workers busy).
+    pub tasking_num: usize,
+    /// Tasks queued, not started yet.
+    pub task_queue_num: usize,
+    /// Task workers with no task running.
+    pub task_idle_worker_num: usize,
+    /// Tasks queued over the server's life (accepted by `task` and the waits).
+    pub task_count: u64,
+    /// Tasks whose `on_task` returned.
+    pub task_completed: u64,
+    /// Tasks whose `on_task` panicked.
+    pub task_failed: u64,
+    /// Results dropped because nobody waited for them any more (after a timeout, or a
+    /// second result to a wait).
+    pub task_late: u64,
+    /// Tasks refused because a queue was full.
+    pub task_rejected: u64,
+    /// Queued tasks abandoned at the shutdown deadline.
+    pub task_abandoned: u64,
+    /// Task handlers rebuilt (`task_max_request`, or after a panic).
+    pub task_worker_restarts: u64,
+}
+
+impl Stats {
+    pub(crate) fn collect(shared: &Shared) -> Stats {
+        let counters = &shared.stats;
+        let tasks = shared
+            .tasks
+            .as_ref()
+            .map(|pool| pool.snapshot())
+            .unwrap_or_default();
+        let sum = |f: fn(&ReactorCounters) -> &Counter| {
+            counters.reactors.iter().map(|r| f(r).get()).sum::<u64>()
+        };
+        let workers = counters
+            .workers
+            .iter()
+            .chain(std::iter::once(&counters.other));
+        Stats {
+            start_time: shared.start_time,
+            connection_num: shared.table.len(),
+            accept_count: counters.accepted.load(Relaxed),
+            close_count: sum(|r| &r.closed),
+            abort_count: counters.aborted.load(Relaxed),
+            dispatch_count: sum(|r| &r.dispatched),
+            request_count: counters.workers.iter().map(|w| w.requests.get()).sum(),
+            response_count: workers.clone().map(|w| w.responses.get()).sum(),
+            total_recv_bytes: sum(|r| &r.received_bytes),
+            recv_buffer_bytes: sum(|r| &r.buffered),
+            total_send_bytes: workers.map(|w| w.sent_bytes.get()).sum(),
+            worker_num: shared.config.worker_num,
+            idle_worker_num: shared
+                .workers
+                .iter()
+                .filter(|w| !w.busy.load(Relaxed))
+                .count(),
+            reactor_num: shared.config.reactor_num,
+            worker_queue: shared.workers.iter().map(|w| w.queue_len()).collect(),
+            worker_request_count: counters.workers.iter().map(|w| w.requests.get()).collect(),
+            worker_response_count: counters.workers.iter().map(|w| w.responses.get()).collect(),
+            worker_dispatch_count: (0..shared.config.worker_num)
+                .map(|w| {
+                    counters
+                        .reactors
+                        .iter()
+                        .map(|r| r.per_worker[w].get())
+                        .sum()
+                })
+                .collect(),
+            worker_status: shared.workers.iter().map(|w| w.status()).collect(),
+            worker_restarts: shared.reload.worker_restarts.load(Relaxed),
+            reload_count: shared.reload.count.load(Relaxed),
+            task_worker_num: tasks.task_worker_num,
+            tasking_num: tasks.tasking_num,
+            task_queue_num: tasks.task_queue_num,
+            task_idle_worker_num: tasks.task_worker_num - tasks.tasking_num,
+            task_count: tasks.submitted,
+            task_completed: tasks.completed,
+            task_failed: tasks.failed,
+            task_late: tasks.late,
+            task_rejected: tasks.rejected,
+            task_abandoned: tasks.abandoned,
+            task_worker_restarts: tasks.restarts,
+        }
+    }
+}
+
+impl ServerHandle {
+    /// Counters and gauges of the whole server; the same answer from any thread.
+    pub fn stats(&self) -> Stats {
+        Stats::collect(&self.shared)
+    }
+}

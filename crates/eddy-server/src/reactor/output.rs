@@ -1,0 +1,135 @@
+//! Output: flushing what workers could not write, watermark crossings and their events,
+//! closes waiting for a flush, and the poller interest that follows from all of it.
+
+use std::sync::atomic::Ordering;
+
+use super::{
+    close::close_reason,
+    local::{pause, Held},
+    Reactor,
+};
+use crate::{
+    conn::{inflight, CloseReason, OutState},
+    shared::Event,
+};
+
+impl Reactor {
+    pub(super) fn on_writable(&mut self, key: usize) {
+        let Some(lc) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !lc.want_write {
+            return;
+        }
+        let flushed = {
+            let mut out = lc.conn.out.lock();
+            let result = out.flush(&lc.conn.transport, lc.conn.fd());
+            if matches!(result, Ok(0)) {
+                out.flush_requested = false;
+            }
+            result
+        };
+        match flushed {
+            Ok(_) => self.check_output(key),
+            Err(err) => self.finalize(key, close_reason(&err)),
+        }
+    }
+
+    /// Look at a connection's output: watermark crossings, a close waiting for the flush,
+    /// poller interest.
+    pub(super) fn check_output(&mut self, key: usize) {
+        let config = &self.shared.config;
+        let Some(lc) = self.conns.get_mut(key) else {
+            return;
+        };
+        let conn = lc.conn.clone();
+        let mut full = false;
+        let mut drained = false;
+        let idle = conn.inflight.load(Ordering::Acquire) & inflight::WEIGHT == 0;
+        let mut done = false;
+        let pending = {
+            let mut out = conn.out.lock();
+            let pending = out.pending();
+            // Decide a pending close under the same lock senders take, so no send can be
+            // reported queued and then dropped.
+            if let Some(reason) = &lc.closing {
+                if pending == 0 && (*reason == CloseReason::ServerClosed || idle) {
+                    out.state = OutState::Closed;
+                    done = true;
+                }
+            }
+            if !lc.full_reported && conn.high_crossed.load(Ordering::Acquire) {
+                lc.full_reported = true;
+                full = true;
+            }
+            if lc.full_reported && pending <= config.buffer_low_watermark {
+                lc.full_reported = false;
+                conn.high_crossed.store(false, Ordering::Release);
+                drained = true;
+            }
+            pending
+        };
+        lc.want_write = pending > 0;
+        if full && config.output_backpressure {
+            lc.paused |= pause::WATERMARK;
+        }
+        if drained {
+            lc.paused &= !pause::WATERMARK;
+        }
+        if done {
+            let reason = lc.closing.clone().unwrap_or(CloseReason::ServerClosed);
+            return self.finalize(key, reason);
+        }
+        if lc.paused & pause::QUEUED != 0 && idle {
+            lc.paused &= !pause::QUEUED;
+            if lc.closing.is_none() {
+                conn.inflight
+                    .fetch_and(!inflight::NOTIFY_IDLE, Ordering::AcqRel);
+            }
+        }
+        let was_held = lc.held_events != Held::None;
+        if full {
+            lc.held_events = lc.held_events.then_full();
+        }
+        if drained {
+            lc.held_events = lc.held_events.then_drain();
+        }
+        if lc.held_events != Held::None {
+            match lc.worker.filter(|&w| !self.backlog[w].is_empty()) {
+                // The worker is backed up: hold the events (bounded) and look again when its
+                // queue drains.
+                Some(worker) => {
+                    if !was_held {
+                        self.stalled[worker].push((key, conn.id));
+                    }
+                }
+                None => {
+                    let held = std::mem::take(&mut lc.held_events);
+                    if matches!(held, Held::Full | Held::FullDrain) {
+                        self.deliver(key, Event::BufferFull(conn.clone()));
+                    }
+                    if matches!(held, Held::Drain | Held::FullDrain) {
+                        self.deliver(key, Event::BufferDrain(conn));
+                    }
+                }
+            }
+        }
+        self.sync_interest(key);
+    }
+
+    pub(super) fn sync_interest(&mut self, key: usize) {
+        let Some(lc) = self.conns.get_mut(key) else {
+            return;
+        };
+        let want = lc.interest();
+        if want != lc.registered {
+            match self.poller.modify(lc.conn.fd(), key, want.0, want.1) {
+                Ok(()) => lc.registered = want,
+                Err(err) => {
+                    tracing::error!(conn = lc.conn.id.as_u64(), "cannot watch socket: {err}");
+                    self.finalize(key, CloseReason::Error(err.kind()));
+                }
+            }
+        }
+    }
+}

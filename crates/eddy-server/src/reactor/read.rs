@@ -1,0 +1,143 @@
+//! Reading: a readable socket's bytes, through its transport, cut into packets by its
+//! listener's protocol, then handed to `deliver`.
+
+use std::{io, sync::atomic::Ordering};
+
+use bytes::BytesMut;
+
+use super::{close::close_reason, local::pause, Reactor};
+use crate::{
+    config::READ_CHUNK,
+    conn::{inflight, CloseReason},
+};
+
+/// Scratch blocks are this big; reads land in them and packets are cut from them without a copy.
+const SCRATCH_BLOCK: usize = 256 * 1024;
+
+impl Reactor {
+    pub(super) fn on_readable(&mut self, key: usize, hangup: bool) {
+        let Some(lc) = self.conns.get_mut(key) else {
+            return;
+        };
+        if lc.paused != 0 {
+            if hangup {
+                // The peer is gone (reset, or both directions shut) while we were not
+                // reading: nothing more can be answered. Close now, or the level-triggered
+                // hang-up would wake this loop again and again.
+                self.finalize(key, CloseReason::PeerReset);
+            }
+            return;
+        }
+        if self.shared.config.output_backpressure && lc.conn.high_crossed.load(Ordering::Acquire) {
+            return self.check_output(key);
+        }
+        let max_queued = self.shared.config.max_queued_bytes as u64;
+        if lc.conn.inflight.load(Ordering::Acquire) & inflight::WEIGHT >= max_queued {
+            // Wait for the workers: the one that takes the weight to zero tells us.
+            let before = lc
+                .conn
+                .inflight
+                .fetch_or(inflight::NOTIFY_IDLE, Ordering::AcqRel);
+            if before & inflight::WEIGHT != 0 {
+                lc.paused |= pause::QUEUED;
+                return self.sync_interest(key);
+            }
+            // The workers caught up in between: nobody needs telling.
+            lc.conn
+                .inflight
+                .fetch_and(!inflight::NOTIFY_IDLE, Ordering::AcqRel);
+        }
+        let from_scratch = lc.rbuf.is_empty();
+        let conn = &lc.conn;
+        let result = if from_scratch {
+            if self.scratch.capacity() - self.scratch.len() < READ_CHUNK {
+                self.scratch.reserve(SCRATCH_BLOCK);
+            }
+            conn.transport
+                .read(conn.fd(), &mut self.scratch, READ_CHUNK)
+        } else {
+            let want = lc
+                .expect
+                .map_or(READ_CHUNK, |total| total.saturating_sub(lc.rbuf.len()))
+                .clamp(1, READ_CHUNK);
+            conn.transport.read(conn.fd(), &mut lc.rbuf, want)
+        };
+        match result {
+            // The peer has sent everything: answer what it sent, flush, then close (a client
+            // that half-closes after its request still gets the whole reply).
+            Ok(0) => self.close_after_drain(key, CloseReason::PeerClosed),
+            Ok(n) => {
+                lc.conn
+                    .last_recv
+                    .store(self.shared.now_ms(), Ordering::Relaxed);
+                self.shared.stats.reactors[self.id]
+                    .received_bytes
+                    .add(n as u64);
+                self.cut_packets(key, from_scratch);
+                self.account_buffer(key);
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) => self.finalize(key, close_reason(&err)),
+        }
+    }
+
+    /// Keep `Stats::recv_buffer_bytes` equal to what this connection's partial packet holds.
+    fn account_buffer(&mut self, key: usize) {
+        let Some(lc) = self.conns.get_mut(key) else {
+            return;
+        };
+        let now = lc.rbuf.capacity();
+        if now != lc.held {
+            let counter = &self.shared.stats.reactors[self.id].buffered;
+            counter.add(now as u64);
+            counter.sub(lc.held as u64);
+            lc.held = now;
+        }
+    }
+
+    /// Cut every whole packet from the bytes just read and dispatch them; keep the rest.
+    fn cut_packets(&mut self, key: usize, from_scratch: bool) {
+        let max = self.shared.config.package_max_length;
+        let lc = &mut self.conns[key];
+        let protocol = &self.protocols[lc.conn.listener];
+        let buf = if from_scratch {
+            &mut self.scratch
+        } else {
+            &mut lc.rbuf
+        };
+        let mut lens = std::mem::take(&mut self.lens);
+        let cut = lc.protocol.cut(protocol, buf, max, &mut lens);
+        lc.expect = cut.expect;
+        let (whole, failure) = (cut.whole, cut.failure);
+        // Every whole packet, back to back, shared with no copy.
+        let packets = buf.split_to(whole).freeze();
+        if failure.is_none() && !buf.is_empty() && (from_scratch || whole > 0) {
+            // Keep the partial packet in a buffer of its own, sized for the whole packet,
+            // so it does not pin a shared scratch block or a large old buffer.
+            let mut own = BytesMut::with_capacity(lc.expect.unwrap_or(0).max(buf.len()));
+            own.extend_from_slice(buf);
+            buf.clear();
+            lc.rbuf = own;
+        } else if buf.is_empty() && !from_scratch {
+            lc.rbuf = BytesMut::new();
+        }
+        if from_scratch {
+            self.scratch.clear();
+        }
+        self.deliver_packets(key, packets, &lens);
+        lens.clear();
+        self.lens = lens;
+        if let Some(err) = failure {
+            if let Some(lc) = self.conns.get(key) {
+                let conn = &lc.conn;
+                tracing::warn!(
+                    conn = conn.id.as_u64(),
+                    peer = %conn.peer,
+                    "closing connection: {err}"
+                );
+            }
+            // The packets before the bad one are answered and flushed; nothing after it is read.
+            self.close_after_drain(key, err);
+        }
+    }
+}

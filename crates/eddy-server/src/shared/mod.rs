@@ -1,0 +1,27 @@
+//! What the threads of a server share, split by owner: the connection table and uid index,
+//! the send path, each reactor's and worker's mailbox, the counters, the reload state, and
+//! the `Shared` root that ties them together behind a [`ServerHandle`].
+//!
+//! Layer 8: above `config`, below `task`. Nothing here runs a loop of its own; the threads
+//! that do (reactor, worker, supervisor) import it, never the other way.
+
+mod counters;
+mod reactor_mail;
+mod reload;
+mod send;
+mod server;
+mod table;
+mod tasks;
+mod uids;
+mod worker_mail;
+
+pub(crate) use counters::{Counter, Counters, ReactorCounters};
+pub(crate) use reactor_mail::{Command, ReactorHandle};
+pub(crate) use reload::{jittered, Rebuild, FIRST_BACKOFF, MAX_BACKOFF};
+pub use reload::{ReloadError, ReloadScope, WorkerError, WorkerStatus};
+pub(crate) use send::Outlet;
+pub(crate) use server::{CommandCall, CommandFn, Commands, Shared};
+pub use server::{CommandContext, ServerHandle};
+pub(crate) use table::ConnTable;
+pub(crate) use tasks::{PoolControl, TaskSnapshot};
+pub(crate) use worker_mail::{Event, Mail, WakeWorker, WorkerRun, WorkerShared};

@@ -1,0 +1,54 @@
+//! A reactor's mailbox: what other threads ask of it, and the poller to wake it with.
+
+use std::{sync::Arc, time::Instant};
+
+use crossbeam_channel::Sender;
+
+use crate::{
+    conn::{CloseReason, Conn},
+    sys::Poller,
+};
+
+/// What other threads ask of a reactor, by intent. The reactor alone knows how it carries
+/// them out (its pause bits, its slab keys).
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Take ownership of a freshly accepted connection.
+    Register(Arc<Conn>),
+    /// Output was queued, or the high watermark crossed: look at the output buffer.
+    Output(Arc<Conn>),
+    /// The events in flight for this connection reached zero, and the reactor asked to hear
+    /// of it (reading paused at `max_queued_bytes`, or a close waiting for the workers).
+    Idle(Arc<Conn>),
+    /// `on_connect` returned (stateless dispatch modes read nothing before it does).
+    OpenGate(Arc<Conn>),
+    /// Close for this reason: after flushing (`ServerClosed`) or at once (the others).
+    Close(Arc<Conn>, CloseReason),
+    /// The application paused reading (`pause`).
+    Pause(Arc<Conn>),
+    /// The application resumed reading (`resume`, `confirm`).
+    Resume(Arc<Conn>),
+    /// Stop reading, let in-flight work finish and output flush, close everything, exit by
+    /// the deadline.
+    Shutdown(Instant),
+}
+
+/// A reactor's command channel, and the poller to wake it with.
+#[derive(Debug)]
+pub(crate) struct ReactorHandle {
+    tx: Sender<Command>,
+    pub(crate) poller: Arc<Poller>,
+}
+
+impl ReactorHandle {
+    pub(crate) fn new(tx: Sender<Command>, poller: Arc<Poller>) -> Self {
+        ReactorHandle { tx, poller }
+    }
+
+    /// Queue a command and wake the reactor (wake-ups coalesce while it is busy).
+    pub(crate) fn command(&self, cmd: Command) {
+        if self.tx.send(cmd).is_ok() {
+            self.poller.notify();
+        }
+    }
+}

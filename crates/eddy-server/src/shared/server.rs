@@ -1,0 +1,196 @@
+//! The state every thread of one server reaches, and [`ServerHandle`], the public way to it.
+//!
+//! The admin-command types live here too: a command's body gets a [`CommandContext`], which
+//! holds a handle, and the handle's state holds the commands, so these few types are one knot
+//! by nature; kept in one file, they tie no two files together. `ServerHandle`'s methods are
+//! a layer up, in `handle/`.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::{atomic::AtomicBool, atomic::Ordering, Arc, OnceLock},
+    time::{Instant, SystemTime},
+};
+
+use crossbeam_channel::{Receiver, Sender};
+use serde_json::Value;
+
+use super::{
+    counters::Counters,
+    reactor_mail::ReactorHandle,
+    reload::ReloadState,
+    send::Outlet,
+    table::ConnTable,
+    tasks::PoolControl,
+    uids::UidIndex,
+    worker_mail::{WakeWorker, WorkerShared},
+};
+use crate::{
+    config::Config,
+    dispatch::DispatchMode,
+    error::{panic_message, CommandError},
+    message::{CommandTarget, Destination, Message, MessageError, MessageSource},
+    net::ListenAddr,
+    sys::Poller,
+};
+
+/// Everything the threads of one server share. Immutable but for atomics, locks and the
+/// table; each part is written by the thread that owns it (see the field docs).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    /// Ids to records; written by the supervisor (insert) and the workers (remove).
+    pub(crate) table: ConnTable,
+    /// The reactors' mailboxes, the clock and the send limits: the send path.
+    pub(crate) outlet: Outlet,
+    /// What other threads see of each worker (written by that worker).
+    pub(crate) workers: Box<[WorkerShared]>,
+    /// Counters, each written by one thread.
+    pub(crate) stats: Counters,
+    pub(crate) local_addrs: Vec<ListenAddr>,
+    /// Wakes the supervisor (accept loop) for shutdown, reloads and commands.
+    pub(crate) supervisor: Arc<Poller>,
+    pub(crate) shutdown_requested: AtomicBool,
+    /// Which connections each uid is bound to.
+    pub(crate) uids: UidIndex,
+    pub(crate) start_time: SystemTime,
+    /// The task pool, if the server has task workers.
+    pub(crate) tasks: Option<Arc<dyn PoolControl>>,
+    /// When a graceful shutdown must be over, once one has begun.
+    pub(crate) deadline: OnceLock<Instant>,
+    /// Reloads: requested, running, counted (the supervisor leads them).
+    pub(crate) reload: ReloadState,
+    /// Admin commands, by name.
+    pub(crate) commands: Commands,
+    /// Commands for the supervisor to run.
+    pub(crate) supervisor_commands: (Sender<CommandCall>, Receiver<CommandCall>),
+}
+
+impl Shared {
+    /// Milliseconds since the server was built, on the coarse clock, from 1.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.outlet.clock.now_ms()
+    }
+
+    /// Reactor `id`'s mailbox.
+    pub(crate) fn reactor(&self, id: usize) -> &ReactorHandle {
+        self.outlet.reactor(id)
+    }
+
+    /// Queue a message for a worker's or task worker's `on_pipe_message`, and wake it.
+    pub(crate) fn send_message(
+        &self,
+        src: MessageSource,
+        dst: Destination,
+        message: Message,
+    ) -> Result<(), MessageError> {
+        if self.shutdown_requested.load(Ordering::Acquire) {
+            return Err(MessageError::ShuttingDown);
+        }
+        match dst {
+            Destination::Worker(id) => {
+                let worker = self
+                    .workers
+                    .get(id)
+                    .ok_or(MessageError::NoSuchDestination(dst))?;
+                worker
+                    .messages
+                    .0
+                    .try_send((src, message))
+                    .map_err(|_| MessageError::QueueFull)?;
+                self.wake_worker(id);
+                Ok(())
+            }
+            Destination::TaskWorker(id) => self
+                .tasks
+                .as_ref()
+                .ok_or(MessageError::NoSuchDestination(dst))?
+                .message(id, src, message),
+        }
+    }
+
+    /// The shutdown deadline; `max_wait_time` from now if no shutdown has begun.
+    pub(crate) fn shutdown_deadline(&self) -> Instant {
+        *self
+            .deadline
+            .get_or_init(|| Instant::now() + self.config.max_wait_time)
+    }
+}
+
+impl WakeWorker for Shared {
+    fn wake_worker(&self, id: usize) {
+        if matches!(self.config.dispatch_mode, DispatchMode::Reactor) {
+            // The worker is reactor `id`'s thread, asleep in its poller.
+            self.reactor(id).poller.notify();
+        } else {
+            std::sync::atomic::fence(Ordering::SeqCst);
+            self.workers[id].wake();
+        }
+    }
+}
+
+/// A handle to a server: send to and close any connection, look connections up, shut down.
+///
+/// Cheap to clone, `Send + Sync`: give it to any thread. It is also what callbacks reach
+/// through [`Context::server`](crate::Context::server).
+#[derive(Clone, Debug)]
+pub struct ServerHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl WakeWorker for ServerHandle {
+    fn wake_worker(&self, id: usize) {
+        self.shared.wake_worker(id)
+    }
+}
+
+/// What a command gets besides its arguments.
+#[derive(Debug)]
+pub struct CommandContext<'a> {
+    server: &'a ServerHandle,
+    target: CommandTarget,
+}
+
+impl CommandContext<'_> {
+    /// The server.
+    pub fn server(&self) -> &ServerHandle {
+        self.server
+    }
+
+    /// Where it runs.
+    pub fn target(&self) -> CommandTarget {
+        self.target
+    }
+}
+
+/// A command's body.
+pub(crate) type CommandFn = Arc<dyn Fn(&CommandContext<'_>, Value) -> Value + Send + Sync>;
+
+/// The commands added at build time, by name.
+#[derive(Default)]
+pub(crate) struct Commands(pub(crate) HashMap<String, CommandFn>);
+
+impl fmt::Debug for Commands {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// A command on its way to its target, with where to answer.
+pub(crate) struct CommandCall {
+    pub(crate) body: CommandFn,
+    pub(crate) args: Value,
+    pub(crate) reply: Sender<Result<Value, CommandError>>,
+}
+
+impl CommandCall {
+    /// Run it here (its target's thread) and answer.
+    pub(crate) fn run(self, server: &ServerHandle, target: CommandTarget) {
+        let ctx = CommandContext { server, target };
+        let (body, args) = (self.body, self.args);
+        let answer = catch_unwind(AssertUnwindSafe(|| body(&ctx, args)))
+            .map_err(|panic| CommandError::Panicked(panic_message(&*panic)));
+        let _ = self.reply.send(answer);
+    }
+}

@@ -1,0 +1,115 @@
+//! One event of a connection, from the inbox to its callbacks; and `on_close` once the last
+//! one is done.
+
+use std::sync::{atomic::Ordering, Arc};
+
+use bytes::Bytes;
+
+use super::{callback::Callback, Worker};
+use crate::{
+    conn::{inflight, CloseReason, Conn},
+    shared::{Command, Event},
+    task::TaskHandler,
+};
+
+impl<T: TaskHandler> Worker<T> {
+    /// Run the callbacks of one event.
+    pub(super) fn handle_event(&mut self, event: Event) {
+        let conn = event.conn().clone();
+        let id = conn.id;
+        let weight = event.weight();
+        conn.last_dispatch
+            .store(self.server.shared.now_ms(), Ordering::Relaxed);
+        match event {
+            Event::Connect { gated, .. } => {
+                self.guard(Callback::Connect, Some(&conn), |h, ctx| {
+                    h.on_connect(ctx, id)
+                });
+                if gated {
+                    let reactor = self.server.shared.reactor(conn.reactor);
+                    reactor.command(Command::OpenGate(conn.clone()));
+                }
+            }
+            Event::Receive(_, packet) => {
+                // Input the server has decided to close on is dropped (as Swoole does).
+                if !conn.closing.load(Ordering::Acquire) {
+                    self.receive(&conn, packet);
+                }
+            }
+            Event::Batch(_, data, lens) => self.receive_batch(&conn, &data, &lens),
+            Event::BufferFull(_) => {
+                self.guard(Callback::BufferFull, Some(&conn), |h, ctx| {
+                    h.on_buffer_full(ctx, id)
+                });
+            }
+            Event::BufferDrain(_) => {
+                self.guard(Callback::BufferDrain, Some(&conn), |h, ctx| {
+                    h.on_buffer_drain(ctx, id)
+                });
+            }
+            Event::Close(_) => {
+                self.close(&conn);
+                return self.maintain();
+            }
+        }
+        self.finish(&conn, weight);
+        self.maintain();
+    }
+
+    /// The packets of one read, answered with one write: held in the output buffer until the
+    /// last is handled.
+    fn receive_batch(&mut self, conn: &Arc<Conn>, data: &Bytes, lens: &[u32]) {
+        let outlet = &self.server.shared.outlet;
+        outlet.cork(conn);
+        let mut start = 0;
+        for &len in lens {
+            if conn.closing.load(Ordering::Acquire) {
+                break;
+            }
+            let end = start + len as usize;
+            self.receive(conn, data.slice(start..end));
+            // Between two packets: a panic, `max_request` or a reload rebuilds the handler
+            // before the next one.
+            self.maintain();
+            start = end;
+        }
+        self.server.shared.outlet.uncork(conn);
+    }
+
+    fn receive(&mut self, conn: &Arc<Conn>, packet: Bytes) {
+        self.server.shared.stats.workers[self.id].requests.add(1);
+        self.handled += 1;
+        let id = conn.id;
+        self.guard(Callback::Receive, Some(conn), |h, ctx| {
+            h.on_receive(ctx, id, packet)
+        });
+    }
+
+    /// One counted event of `conn` is done: whoever finishes the last one after the reactor
+    /// closed the connection runs `on_close`.
+    fn finish(&mut self, conn: &Arc<Conn>, weight: u64) {
+        let before = conn.inflight.fetch_sub(weight, Ordering::AcqRel);
+        if before & inflight::WEIGHT == weight {
+            if before & inflight::CLOSED != 0 {
+                self.close(conn);
+            } else if before & inflight::NOTIFY_IDLE != 0 {
+                let reactor = self.server.shared.reactor(conn.reactor);
+                reactor.command(Command::Idle(conn.clone()));
+            }
+        }
+    }
+
+    fn close(&mut self, conn: &Arc<Conn>) {
+        let id = conn.id;
+        let reason = conn
+            .close_reason
+            .get()
+            .cloned()
+            .unwrap_or(CloseReason::PeerClosed);
+        self.server.shared.uids.release(conn);
+        self.guard(Callback::Close, Some(conn), |h, ctx| {
+            h.on_close(ctx, id, reason)
+        });
+        self.server.shared.table.remove(id);
+    }
+}
