@@ -19,3 +19,4 @@ mod tasks_example;
 mod timers;
 mod user_code;
 mod util;
+mod websocket;

@@ -1,7 +1,7 @@
 //! What a worker callback can do: send, close, bind, look up, queue tasks, set timers, reach
 //! the server.
 //!
-//! Layer 11: above `handle` (it forwards to the handle's methods) and `task`; used by the
+//! Above `handle` (it forwards to the handle's methods) and `task`; used by the
 //! worker, which makes one `Context` per callback.
 
 use std::{cell::RefCell, fmt, sync::Arc, time::Duration};
@@ -11,12 +11,13 @@ use crate::{
     error::{SendError, SendStatus, TaskError},
     handle::ClientInfo,
     message::{Destination, Message, MessageError, MessageSource},
-    shared::ServerHandle,
+    shared::{Outlet, ServerHandle},
     task::{
         client::{wait_all, wait_one},
         NoTasks, Reply, TaskHandler, TaskId, TaskPool, TaskSource,
     },
     timer::{TimerError, TimerId, Timers},
+    ws::Opcode,
 };
 
 /// The context handed to every worker callback.
@@ -249,17 +250,74 @@ impl<'a, T: TaskHandler> Context<'a, T> {
         self.server
     }
 
-    /// Send bytes to a connection. See [`ServerHandle::send`].
+    /// Send bytes to a connection (one message on a WebSocket). See [`ServerHandle::send`].
     pub fn send(&self, conn: ConnId, data: impl AsRef<[u8]>) -> Result<SendStatus, SendError> {
         let data = data.as_ref();
+        self.send_with(conn, data.len(), |outlet, conn| outlet.send(conn, data))
+    }
+
+    /// Send one WebSocket text message. See [`ServerHandle::send_text`].
+    pub fn send_text(&self, conn: ConnId, text: impl AsRef<str>) -> Result<SendStatus, SendError> {
+        self.send_opcode(conn, Opcode::Text, text.as_ref().as_bytes())
+    }
+
+    /// Send one WebSocket binary message. See [`ServerHandle::send_binary`].
+    pub fn send_binary(
+        &self,
+        conn: ConnId,
+        data: impl AsRef<[u8]>,
+    ) -> Result<SendStatus, SendError> {
+        self.send_opcode(conn, Opcode::Binary, data.as_ref())
+    }
+
+    /// Send one WebSocket message of `opcode`. See [`ServerHandle::send_opcode`].
+    pub fn send_opcode(
+        &self,
+        conn: ConnId,
+        opcode: Opcode,
+        data: &[u8],
+    ) -> Result<SendStatus, SendError> {
+        self.send_with(conn, data.len(), |outlet, conn| {
+            outlet.send_ws(conn, opcode, data)
+        })
+    }
+
+    /// Swoole's name for [`send`](Self::send) on a WebSocket.
+    pub fn push(&self, conn: ConnId, data: impl AsRef<[u8]>) -> Result<SendStatus, SendError> {
+        self.send(conn, data)
+    }
+
+    /// Send bytes as they are, past the protocol. See [`ServerHandle::send_raw`].
+    pub fn send_raw(&self, conn: ConnId, data: impl AsRef<[u8]>) -> Result<SendStatus, SendError> {
+        let data = data.as_ref();
+        self.send_with(conn, data.len(), |outlet, conn| outlet.send_raw(conn, data))
+    }
+
+    /// Close a WebSocket with a close frame. See [`ServerHandle::disconnect`].
+    pub fn disconnect(&self, conn: ConnId, code: u16, reason: &str) -> Result<(), SendError> {
+        self.server.disconnect(conn, code, reason)
+    }
+
+    /// Whether a WebSocket is open. See [`ServerHandle::is_established`].
+    pub fn is_established(&self, conn: ConnId) -> bool {
+        self.server.is_established(conn)
+    }
+
+    /// Send through `send` to `conn` (the event's own connection needs no table lookup),
+    /// counting `len` bytes on this worker when it went.
+    fn send_with(
+        &self,
+        conn: ConnId,
+        len: usize,
+        send: impl FnOnce(&Outlet, &Arc<Conn>) -> Result<SendStatus, SendError>,
+    ) -> Result<SendStatus, SendError> {
         let shared = &self.server.shared;
         let result = match self.current {
-            // The connection of this event needs no table lookup.
-            Some(current) if current.id == conn => shared.outlet.send(current, data),
-            _ => shared.outlet.send(&self.known(conn)?, data),
+            Some(current) if current.id == conn => send(&shared.outlet, current),
+            _ => send(&shared.outlet, &self.known(conn)?),
         };
         if result.is_ok() {
-            shared.stats.workers[self.worker_id].count_response(data.len());
+            shared.stats.workers[self.worker_id].count_response(len);
         }
         result
     }

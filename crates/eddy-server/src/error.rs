@@ -47,8 +47,16 @@ pub enum SendError {
     /// An empty message (there is nothing to send).
     Empty,
     /// The listener's codec cannot frame this message (`send_framed`), e.g. its length does
-    /// not fit the length field.
+    /// not fit the length field; or a WebSocket text message that is not UTF-8.
     Unframable,
+    /// A WebSocket call (`send_text`, `disconnect`, …) on a connection that is not a
+    /// WebSocket.
+    NotWebSocket,
+    /// The WebSocket handshake is not done yet (or the connection is closing): no message
+    /// may go out.
+    NotEstablished,
+    /// A close code a server may not send (it must be 1000 or 3000 to 4999).
+    InvalidCloseCode(u16),
 }
 
 impl fmt::Display for SendError {
@@ -66,6 +74,11 @@ impl fmt::Display for SendError {
             ),
             SendError::Empty => f.write_str("empty message"),
             SendError::Unframable => f.write_str("the listener's codec cannot frame this message"),
+            SendError::NotWebSocket => f.write_str("not a WebSocket connection"),
+            SendError::NotEstablished => f.write_str("the WebSocket handshake is not done"),
+            SendError::InvalidCloseCode(code) => {
+                write!(f, "close code {code} is not 1000 or 3000 to 4999")
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The event-handler trait users implement.
 //!
-//! Layer 12: above `context`, which every callback gets.
+//! Above `context`, which every callback gets.
 
 use bytes::Bytes;
 
@@ -11,6 +11,7 @@ use crate::{
     message::{Message, MessageSource},
     shared::{ServerHandle, WorkerError},
     task::{NoTasks, TaskHandler, TaskId},
+    ws::{Handshake, HttpRequest, HttpResponse, WsMessage},
 };
 
 /// What a server does on each event: Swoole's `on('receive', …)` and friends as one trait.
@@ -58,6 +59,47 @@ pub trait EventHandler<T: TaskHandler = NoTasks>: Send + 'static {
     /// A whole packet arrived, framing included (the length header or delimiter, as in
     /// Swoole). The bytes are shared with no copy; keep them as long as needed.
     fn on_receive(&mut self, ctx: &mut Context<'_, T>, conn: ConnId, packet: Bytes);
+
+    /// A WebSocket client asks to upgrade (Swoole's `onHandshake`): look at its path,
+    /// headers, origin and subprotocols, and accept (with a subprotocol it offered, or none)
+    /// or reject with an HTTP status. Default: accept, with no subprotocol. Nothing is read
+    /// from the connection until this returns; after an accept, `on_open` runs, then
+    /// messages come.
+    fn on_handshake(
+        &mut self,
+        ctx: &mut Context<'_, T>,
+        conn: ConnId,
+        request: &HttpRequest,
+    ) -> Handshake {
+        let _ = (ctx, conn, request);
+        Handshake::accept()
+    }
+
+    /// A WebSocket connection is open (Swoole's `onOpen`): the 101 went out, `send` sends
+    /// messages from now on.
+    fn on_open(&mut self, ctx: &mut Context<'_, T>, conn: ConnId) {
+        let _ = (ctx, conn);
+    }
+
+    /// A whole WebSocket message (Swoole's `onMessage`). Default: its payload goes to
+    /// [`on_receive`](Self::on_receive), so one handler serves TCP and WebSocket listeners
+    /// alike (as Workerman's `onMessage` does).
+    fn on_message(&mut self, ctx: &mut Context<'_, T>, conn: ConnId, message: WsMessage) {
+        self.on_receive(ctx, conn, message.data);
+    }
+
+    /// A plain HTTP request (no upgrade) on a WebSocket listener (Swoole's `onRequest`), so
+    /// one port serves a page and its socket. The answer is sent, then the connection closes.
+    /// Default: `426 Upgrade Required`.
+    fn on_request(
+        &mut self,
+        ctx: &mut Context<'_, T>,
+        conn: ConnId,
+        request: &HttpRequest,
+    ) -> HttpResponse {
+        let _ = (ctx, conn, request);
+        HttpResponse::upgrade_required()
+    }
 
     /// The connection closed. [`Context::client_info`] still answers for it here; its id
     /// stops resolving once this returns.
@@ -149,6 +191,28 @@ impl<T: TaskHandler, H: EventHandler<T> + ?Sized> EventHandler<T> for Box<H> {
     }
     fn on_close(&mut self, ctx: &mut Context<'_, T>, conn: ConnId, reason: CloseReason) {
         (**self).on_close(ctx, conn, reason)
+    }
+    fn on_handshake(
+        &mut self,
+        ctx: &mut Context<'_, T>,
+        conn: ConnId,
+        request: &HttpRequest,
+    ) -> Handshake {
+        (**self).on_handshake(ctx, conn, request)
+    }
+    fn on_open(&mut self, ctx: &mut Context<'_, T>, conn: ConnId) {
+        (**self).on_open(ctx, conn)
+    }
+    fn on_message(&mut self, ctx: &mut Context<'_, T>, conn: ConnId, message: WsMessage) {
+        (**self).on_message(ctx, conn, message)
+    }
+    fn on_request(
+        &mut self,
+        ctx: &mut Context<'_, T>,
+        conn: ConnId,
+        request: &HttpRequest,
+    ) -> HttpResponse {
+        (**self).on_request(ctx, conn, request)
     }
     fn on_buffer_full(&mut self, ctx: &mut Context<'_, T>, conn: ConnId) {
         (**self).on_buffer_full(ctx, conn)

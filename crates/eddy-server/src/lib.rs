@@ -48,21 +48,22 @@
 //! | 0 | `sys` | system calls on borrowed descriptors, the epoll poller, the coarse clock, the idle rule | any |
 //! | 1 | `message` | messages between threads, command targets | any |
 //! | 2 | `error` | the error types | any |
-//! | 3 | `timer` | per-thread timers | workers, task workers |
-//! | 4 | `net` | addresses, listeners, accepted streams | supervisor |
-//! | 5 | `conn` | connection ids, the record any thread may hold, its output buffer and transport, close reasons | any |
-//! | 6 | `dispatch` | dispatch modes and each reactor's picker | reactors |
-//! | 7 | `config` | validated settings, each listener's protocol | read by all |
-//! | 8 | `shared` | what threads share, split by owner: table, uid index, the send path, reactor and worker mailboxes, counters, reload state, `ServerHandle`'s state | any |
-//! | 9 | `task` | the task pool, task worker threads, `TaskHandler`, `TaskContext` | task workers |
-//! | 10 | `handle` | `ServerHandle`'s methods: send, broadcast, listing, flow, stats, control | any |
-//! | 11 | `context` | the `Context` every worker callback gets | workers |
-//! | 12 | `handler` | the `EventHandler` trait | workers |
-//! | 13 | `reactor` | reactor threads: read, cut packets through the protocol, dispatch, flush, close | `eddy-reactor-N` |
-//! | 14 | `worker` | worker threads: events to callbacks, task results, rebuilds | `eddy-worker-N` |
-//! | 15 | `lifecycle` | supervisor (accept, heartbeat), signals, reload, user threads, shutdown | the thread in `run` |
-//! | 16 | `server` | `Server`: the shared state and mailboxes built, run, report | the thread in `run` |
-//! | 17 | `builder` | `ServerBuilder`: settings, checked at `build` | the caller |
+//! | 3 | `ws` | WebSocket types for handlers and settings: messages, the handshake decision, HTTP answers | any |
+//! | 4 | `timer` | per-thread timers | workers, task workers |
+//! | 5 | `net` | addresses, listeners, accepted streams | supervisor |
+//! | 6 | `conn` | connection ids, the record any thread may hold, its output buffer and transport, close reasons | any |
+//! | 7 | `dispatch` | dispatch modes and each reactor's picker | reactors |
+//! | 8 | `config` | validated settings, each listener's protocol | read by all |
+//! | 9 | `shared` | what threads share, split by owner: table, uid index, the send path, reactor and worker mailboxes, counters, reload state, `ServerHandle`'s state | any |
+//! | 10 | `task` | the task pool, task worker threads, `TaskHandler`, `TaskContext` | task workers |
+//! | 11 | `handle` | `ServerHandle`'s methods: send, broadcast, listing, flow, stats, control | any |
+//! | 12 | `context` | the `Context` every worker callback gets | workers |
+//! | 13 | `handler` | the `EventHandler` trait | workers |
+//! | 14 | `reactor` | reactor threads: read, cut packets through the protocol, dispatch, flush, close | `eddy-reactor-N` |
+//! | 15 | `worker` | worker threads: events to callbacks, task results, rebuilds | `eddy-worker-N` |
+//! | 16 | `lifecycle` | supervisor (accept, heartbeat), signals, reload, user threads, shutdown | the thread in `run` |
+//! | 17 | `server` | `Server`: the shared state and mailboxes built, run, report | the thread in `run` |
+//! | 18 | `builder` | `ServerBuilder`: settings, checked at `build` | the caller |
 //!
 //! A connection's bytes pass two seams on their way to dispatch, each an enum whose variants
 //! are the implementations: the transport (`conn::Transport`: plain today, TLS next) and the
@@ -110,6 +111,7 @@ mod sys;
 mod task;
 mod timer;
 mod worker;
+mod ws;
 
 pub use builder::ServerBuilder;
 pub use conn::{CloseReason, ConnId, Uid};
@@ -127,3 +129,7 @@ pub use shared::{
 };
 pub use task::{NoTasks, Task, TaskContext, TaskHandler, TaskId, TaskSource, Tasks, MAX_MULTI};
 pub use timer::{TimerError, TimerId, MIN_TICK};
+pub use ws::{
+    DeflateConfig, Handshake, HttpRequest, HttpResponse, Opcode, WebSocketConfig, WsMessage,
+    WsStatus,
+};

@@ -1,7 +1,7 @@
 //! `Server`: builds the shared state and the threads' mailboxes, runs the server, and
 //! returns how its shutdown went.
 //!
-//! Layer 16, above `lifecycle` (which runs the threads) and below `builder`.
+//! Above `lifecycle` (which runs the threads) and below `builder`.
 
 use std::{
     fmt, io,

@@ -1,13 +1,13 @@
 //! `Server::builder()`: every setting with its default and range, checked at `build`.
 //!
-//! Layer 17, the top: it builds a `Server`. `settings` holds the unchecked values and the
+//! The top layer: it builds a `Server`. `settings` holds the unchecked values and the
 //! checks.
 
 use std::{fmt, sync::Arc, time::Duration};
 
 use eddy_codec::Codec;
 
-use self::settings::Settings;
+use self::settings::{Settings, Speaks};
 use crate::{
     dispatch::DispatchMode,
     error::{BuildError, ConfigError},
@@ -16,6 +16,7 @@ use crate::{
     server::Server,
     shared::{CommandContext, CommandFn, Commands},
     task::{NoTasks, TaskFactory, TaskHandler},
+    ws::WebSocketConfig,
 };
 
 mod settings;
@@ -72,13 +73,35 @@ impl<T: TaskHandler> ServerBuilder<T> {
     /// read it back with [`Server::local_addr`]) or `"unix:/path/to.sock"`. Call it once per
     /// listener; at least one is required. Uses the builder's [`codec`](Self::codec).
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
-        self.s.listeners.push((addr.into(), None));
+        self.s.listeners.push((addr.into(), Speaks::Framed(None)));
         self
     }
 
     /// Listen on an address with its own framing.
     pub fn listen_with(mut self, addr: impl Into<String>, codec: impl Codec) -> Self {
-        self.s.listeners.push((addr.into(), Some(Arc::new(codec))));
+        let codec = Arc::new(codec);
+        self.s
+            .listeners
+            .push((addr.into(), Speaks::Framed(Some(codec))));
+        self
+    }
+
+    /// Listen on an address for WebSocket clients (Swoole's `WebSocket\Server`, Workerman's
+    /// `websocket://`), with the settings of [`websocket`](Self::websocket). Handlers get
+    /// [`on_handshake`](crate::EventHandler::on_handshake),
+    /// [`on_open`](crate::EventHandler::on_open), one
+    /// [`on_message`](crate::EventHandler::on_message) per whole message, and
+    /// [`on_request`](crate::EventHandler::on_request) for plain HTTP on the same port;
+    /// `send` on such a connection sends one message. Mixes freely with TCP listeners.
+    pub fn listen_ws(mut self, addr: impl Into<String>) -> Self {
+        self.s.listeners.push((addr.into(), Speaks::WebSocket));
+        self
+    }
+
+    /// The settings of every WebSocket listener (limits, handshake timeout,
+    /// permessage-deflate, default opcode). See [`WebSocketConfig`] for the defaults.
+    pub fn websocket(mut self, config: WebSocketConfig) -> Self {
+        self.s.websocket = config;
         self
     }
 

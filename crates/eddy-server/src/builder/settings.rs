@@ -10,11 +10,22 @@ use crate::{
     dispatch::DispatchMode,
     error::ConfigError,
     net::ListenAddr,
+    ws::WebSocketConfig,
 };
+
+/// What a listener added to the builder speaks.
+pub(super) enum Speaks {
+    /// Framed by its own codec, or the builder's.
+    Framed(Option<Arc<dyn Codec>>),
+    /// WebSocket, with the builder's WebSocket settings.
+    WebSocket,
+}
 
 /// The builder's settings, before they are checked.
 pub(super) struct Settings {
-    pub(super) listeners: Vec<(String, Option<Arc<dyn Codec>>)>,
+    pub(super) listeners: Vec<(String, Speaks)>,
+    /// The settings of the WebSocket listeners.
+    pub(super) websocket: WebSocketConfig,
     pub(super) codec: Arc<dyn Codec>,
     pub(super) reactor_num: Option<usize>,
     pub(super) worker_num: Option<usize>,
@@ -46,6 +57,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             listeners: Vec::new(),
+            websocket: WebSocketConfig::default(),
             codec: Arc::new(RawCodec),
             reactor_num: None,
             worker_num: None,
@@ -278,15 +290,24 @@ impl Settings {
     /// Each listener's address and protocol, checked against `package_max_length`.
     fn listener_configs(&self) -> Result<Vec<ListenerConfig>, ConfigError> {
         let mut listeners = Vec::with_capacity(self.listeners.len());
-        for (addr, codec) in &self.listeners {
+        let websocket = Arc::new(self.websocket.clone());
+        for (addr, speaks) in &self.listeners {
             let addr: ListenAddr = addr
                 .parse()
                 .map_err(|reason: String| ConfigError::new("listen", reason))?;
-            let codec = codec.clone().unwrap_or_else(|| self.codec.clone());
-            codec
-                .validate()
-                .map_err(|err| ConfigError::new(err.setting, err.reason))?;
-            let protocol = Protocol::Framed(codec);
+            let protocol = match speaks {
+                Speaks::Framed(codec) => {
+                    let codec = codec.clone().unwrap_or_else(|| self.codec.clone());
+                    codec
+                        .validate()
+                        .map_err(|err| ConfigError::new(err.setting, err.reason))?;
+                    Protocol::Framed(codec)
+                }
+                Speaks::WebSocket => {
+                    websocket.validate()?;
+                    Protocol::WebSocket(websocket.clone())
+                }
+            };
             check(
                 "package_max_length",
                 self.package_max_length,

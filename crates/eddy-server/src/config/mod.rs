@@ -1,7 +1,7 @@
 //! Validated settings, as the threads read them: `Config`, each listener's `Protocol`, and
 //! the ranges the builder enforces (`limits`).
 //!
-//! Layer 7, above `dispatch` and `net`. Read by every thread, written by none once built.
+//! Above `dispatch` and `net`. Read by every thread, written by none once built.
 
 pub(crate) mod limits;
 mod protocol;

@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use eddy_codec::{Codec, FrameError};
+use eddy_codec::Codec;
+
+use crate::ws::WebSocketConfig;
 
 /// What a listener's connections speak.
 #[derive(Clone, Debug)]
@@ -14,6 +16,8 @@ use eddy_codec::{Codec, FrameError};
 pub(crate) enum Protocol {
     /// A byte stream cut into packets by a codec (length field, delimiter, line, raw…).
     Framed(Arc<dyn Codec>),
+    /// WebSocket (RFC 6455, with RFC 7692 deflate): an HTTP upgrade, then messages.
+    WebSocket(Arc<WebSocketConfig>),
 }
 
 impl Protocol {
@@ -21,13 +25,24 @@ impl Protocol {
     pub(crate) fn min_packet(&self) -> usize {
         match self {
             Protocol::Framed(codec) => codec.min_packet(),
+            Protocol::WebSocket(_) => 1,
         }
     }
 
-    /// Frame `body` as one message of this protocol, appended to `out` (`send_framed`).
-    pub(crate) fn frame(&self, body: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+    /// The codec of a framed listener; `None` for WebSocket, whose framing is per connection
+    /// (the send path does it).
+    pub(crate) fn codec(&self) -> Option<&dyn Codec> {
         match self {
-            Protocol::Framed(codec) => codec.encode(body, out),
+            Protocol::Framed(codec) => Some(&**codec),
+            Protocol::WebSocket(_) => None,
+        }
+    }
+
+    /// The WebSocket settings, for a WebSocket listener.
+    pub(crate) fn websocket(&self) -> Option<&Arc<WebSocketConfig>> {
+        match self {
+            Protocol::WebSocket(config) => Some(config),
+            Protocol::Framed(_) => None,
         }
     }
 }

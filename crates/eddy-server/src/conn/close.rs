@@ -34,6 +34,50 @@ pub enum CloseReason {
     /// reactor caught it and closed only this connection, after flushing the replies to the
     /// packets before.
     CodecPanic,
+    /// A WebSocket connection ended with this close code and reason: the peer's close frame
+    /// (`by_peer`; code 1005 if it had none), the server's `disconnect`, or a protocol
+    /// error the server failed the connection for (1002 protocol error, 1007 invalid
+    /// UTF-8, 1009 message too big), whose reason says why.
+    WebSocket {
+        /// The close code.
+        code: u16,
+        /// The reason text.
+        reason: String,
+        /// Whether the peer sent the close first.
+        by_peer: bool,
+    },
+    /// A WebSocket listener's client sent no complete upgrade request within
+    /// `handshake_timeout`.
+    HandshakeTimeout,
+    /// A WebSocket listener answered the request with this HTTP status and closed: a
+    /// broken or refused upgrade, an oversized request head, or a plain HTTP request
+    /// answered by `on_request`.
+    Http {
+        /// The status sent.
+        status: u16,
+    },
+}
+
+impl CloseReason {
+    /// Whether a close for this reason flushes what is queued first (a close the server
+    /// asked for that is not a reset).
+    pub(crate) fn flushes_first(&self) -> bool {
+        matches!(
+            self,
+            CloseReason::ServerClosed | CloseReason::WebSocket { .. } | CloseReason::Http { .. }
+        )
+    }
+
+    /// Whether such a close drops the packets no worker has taken yet (a close the server
+    /// decided on, as Swoole's `close` does), rather than letting them be handled and
+    /// answered first (the peer's end of stream, a shutdown).
+    pub(crate) fn drops_unhandled(&self) -> bool {
+        match self {
+            CloseReason::ServerClosed | CloseReason::Http { .. } => true,
+            CloseReason::WebSocket { by_peer, .. } => !by_peer,
+            _ => false,
+        }
+    }
 }
 
 impl std::fmt::Display for CloseReason {
@@ -49,6 +93,20 @@ impl std::fmt::Display for CloseReason {
             CloseReason::HeartbeatTimeout => f.write_str("heartbeat timeout"),
             CloseReason::HandlerPanic => f.write_str("handler panicked"),
             CloseReason::CodecPanic => f.write_str("codec panicked"),
+            CloseReason::WebSocket {
+                code,
+                reason,
+                by_peer,
+            } => {
+                let who = if *by_peer { "peer" } else { "server" };
+                write!(f, "websocket closed by {who} ({code}")?;
+                if !reason.is_empty() {
+                    write!(f, ": {reason}")?;
+                }
+                f.write_str(")")
+            }
+            CloseReason::HandshakeTimeout => f.write_str("websocket handshake timeout"),
+            CloseReason::Http { status } => write!(f, "answered HTTP {status}"),
         }
     }
 }

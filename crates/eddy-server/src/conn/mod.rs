@@ -1,7 +1,7 @@
 //! Connections: their ids, the record every thread may hold, its output buffer, its
 //! transport, and why it closed.
 //!
-//! Layer 5, above `net`. Any thread may hold a record (`Arc<Conn>`); only its reactor reads
+//! Above `net`. Any thread may hold a record (`Arc<Conn>`); only its reactor reads
 //! the socket and closes it. Writing through a record (the send path) is one layer up, in
 //! `shared::send`, because it must be able to wake the owning reactor.
 
@@ -14,5 +14,5 @@ mod transport;
 pub use close::CloseReason;
 pub(crate) use id::FnvHasher;
 pub use id::{ConnId, Uid};
-pub(crate) use output::OutState;
+pub(crate) use output::{OutState, Output, WsOut};
 pub(crate) use record::{inflight, Conn};

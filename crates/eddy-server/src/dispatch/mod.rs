@@ -1,7 +1,7 @@
 //! Dispatch: which worker each event goes to. `mode` is the public setting
 //! ([`DispatchMode`]), `picker` the per-reactor choice made for every event.
 //!
-//! Layer 6, above `conn` and `net`. Runs on the reactor threads.
+//! Above `conn` and `net`. Runs on the reactor threads.
 
 mod mode;
 mod picker;

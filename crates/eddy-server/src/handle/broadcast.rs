@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::{
     conn::{Conn, ConnId, Uid},
     error::{SendError, SendStatus},
-    shared::ServerHandle,
+    shared::{ServerHandle, SharedMessage},
 };
 
 /// How a message to many connections went: one count per connection.
@@ -81,9 +81,10 @@ impl ServerHandle {
     pub fn send_to_uid(&self, uid: &Uid, data: impl AsRef<[u8]>) -> Delivery {
         let data = data.as_ref();
         let mut delivery = Delivery::default();
+        let mut message = SharedMessage::new(data);
         for id in self.shared.uids.get(uid) {
             let result = match self.shared.table.get(id) {
-                Some(conn) => self.shared.outlet.send(&conn, data),
+                Some(conn) => self.shared.outlet.send_shared(&conn, &mut message),
                 None => Err(SendError::NotFound),
             };
             delivery.record(&result);
@@ -97,7 +98,9 @@ impl ServerHandle {
         self.broadcast_where(data, |_| true)
     }
 
-    /// Send to every open connection `filter` accepts, from any thread.
+    /// Send to every open connection `filter` accepts, from any thread: as it is to framed
+    /// listeners' connections, as one message of the default opcode to WebSocket ones (their
+    /// frame encoded once for the whole broadcast, except for connections that compress).
     ///
     /// The bytes are written straight to each socket whose output buffer is empty (no copy)
     /// and queued behind the others; a slow client never blocks the broadcast, it only counts
@@ -109,11 +112,12 @@ impl ServerHandle {
     ) -> Delivery {
         let data = data.as_ref();
         let mut delivery = Delivery::default();
+        let mut message = SharedMessage::new(data);
         let mut next = 0;
         while let Some((slot, conn)) = self.shared.table.next_from(next) {
             next = slot + 1;
             if filter(&Target { conn: &conn }) {
-                delivery.record(&self.shared.outlet.send(&conn, data));
+                delivery.record(&self.shared.outlet.send_shared(&conn, &mut message));
             }
         }
         self.count(&delivery, data.len());

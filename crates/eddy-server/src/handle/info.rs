@@ -6,6 +6,7 @@ use crate::{
     conn::{inflight, Conn, ConnId, Uid},
     net::{ListenAddr, PeerAddr},
     shared::Shared,
+    ws::WsStatus,
 };
 
 /// What is known of one connection (Swoole's `getClientInfo`). Serialises (serde) with times
@@ -50,6 +51,10 @@ pub struct ClientInfo {
     pub recv_queued_bytes: u64,
     /// Bytes waiting in the connection's output buffer (`send_queued_bytes`).
     pub send_queued_bytes: usize,
+    /// For a WebSocket connection, where its handshake is (Swoole's `websocket_status`).
+    pub websocket_status: Option<WsStatus>,
+    /// For a WebSocket connection, whether permessage-deflate was agreed.
+    pub websocket_deflate: bool,
     /// Exempt from the heartbeat (`protect`).
     pub protected: bool,
     /// Why it closed, once it has (inside `on_close`).
@@ -97,6 +102,7 @@ impl ClientInfo {
         let now = SystemTime::now();
         let at = |ms: u64| now - std::time::Duration::from_millis(now_ms.saturating_sub(ms));
         let ever = |ms: u64| (ms != 0).then(|| at(ms));
+        let out = conn.out.lock();
         ClientInfo {
             id: conn.id,
             listener: conn.listener,
@@ -113,7 +119,9 @@ impl ClientInfo {
             last_dispatch_time: ever(conn.last_dispatch.load(Ordering::Relaxed)),
             uid: conn.uid(),
             recv_queued_bytes: conn.inflight.load(Ordering::Relaxed) & inflight::WEIGHT,
-            send_queued_bytes: conn.out.lock().pending(),
+            send_queued_bytes: out.pending(),
+            websocket_status: out.ws.as_ref().map(|ws| ws.status),
+            websocket_deflate: out.ws.as_ref().is_some_and(|ws| ws.deflate),
             protected: conn.protected.load(Ordering::Relaxed),
             close_reason: conn.close_reason.get().map(ToString::to_string),
         }

@@ -1,8 +1,8 @@
 //! [`ServerHandle`]'s methods, by topic: this file the connections (send, close, bind, look
 //! up); `control` the server (reload, commands, messages, tasks, shutdown); `broadcast`,
-//! `listing`, `flow`, `info` and `stats` the rest.
+//! `listing`, `flow`, `info`, `stats` and `websocket` the rest.
 //!
-//! Layer 10: the public surface over `shared`, used by the worker's `Context` and by any
+//! The public surface over `shared`, used by the worker's `Context` and by any
 //! thread that holds a handle.
 
 mod broadcast;
@@ -11,6 +11,7 @@ mod flow;
 pub(crate) mod info;
 mod listing;
 mod stats;
+mod websocket;
 
 pub use broadcast::{Delivery, Target};
 pub use info::ClientInfo;

@@ -1,7 +1,7 @@
 //! The server's life on the thread that called `run`: start every thread, accept until a
 //! shutdown is asked for, then shut down in phases and report.
 //!
-//! Layer 15, above `reactor` and `worker` (whose threads it starts) and below `server`.
+//! Above `reactor` and `worker` (whose threads it starts) and below `server`.
 //! `supervisor` is the accept loop (with the heartbeat, reloads and supervisor commands),
 //! `signals` the signal pipes, `reloader` a reload's phases, `roles` the handler types
 //! erased, `process` user threads, `shutdown` the phases after the accept loop.

@@ -13,7 +13,7 @@ use super::{
     signals::{SignalAction, Signals},
 };
 use crate::{
-    conn::Conn,
+    conn::{Conn, WsOut},
     error::panic_message,
     message::CommandTarget,
     net::Listener,
@@ -199,6 +199,11 @@ impl<'a> Acceptor<'a> {
                         .insert(|id| Conn::new(id, stream, reactor, index, peer, now));
                     match conn {
                         Some(conn) => {
+                            let listener = &self.shared.config.listeners[index];
+                            if let Some(ws) = listener.protocol.websocket() {
+                                let out = WsOut::new(ws.default_opcode);
+                                conn.out.lock().ws = Some(Box::new(out));
+                            }
                             self.next_reactor = (reactor + 1) % self.shared.outlet.reactors().len();
                             self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
                             self.shared

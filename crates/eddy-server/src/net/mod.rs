@@ -1,6 +1,6 @@
 //! Networking: listening addresses, listeners, accepted streams, socket options.
 //!
-//! Layer 4, above `sys`. The supervisor owns the listeners; each accepted stream is owned by
+//! Above `sys`. The supervisor owns the listeners; each accepted stream is owned by
 //! its connection record (`conn`), which closes it when the last holder lets go.
 
 mod addr;

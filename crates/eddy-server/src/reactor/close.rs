@@ -15,7 +15,7 @@ const DISCARD_LIMIT: usize = 256 * 1024;
 impl Reactor {
     /// A close the application asked for: `ServerClosed` flushes first, the others now.
     pub(super) fn apply_close(&mut self, key: usize, reason: CloseReason) {
-        if reason == CloseReason::ServerClosed {
+        if reason.flushes_first() {
             self.close_after_drain(key, reason);
         } else {
             self.finalize(key, reason);
@@ -31,7 +31,7 @@ impl Reactor {
         };
         lc.paused |= pause::CLOSING;
         let reason = lc.closing.get_or_insert(reason);
-        if *reason != CloseReason::ServerClosed {
+        if !reason.drops_unhandled() {
             lc.conn
                 .inflight
                 .fetch_or(inflight::NOTIFY_IDLE, Ordering::AcqRel);

@@ -23,6 +23,8 @@ pub(super) mod pause {
     pub(in crate::reactor) const USER: u8 = 32;
     /// Accepted with `enable_delay_receive`: not read until `confirm`.
     pub(in crate::reactor) const DELAY: u8 = 64;
+    /// A WebSocket request waits for the handler's answer (`on_handshake`, `on_request`).
+    pub(in crate::reactor) const HANDSHAKE: u8 = 128;
 }
 
 /// Watermark events waiting for a backed-up worker, coalesced: a full and a drain that both

@@ -1,7 +1,7 @@
 //! Reactor threads: each owns a share of the sockets, reads them, cuts packets, dispatches
 //! them to workers, and flushes output the workers could not write directly.
 //!
-//! Layer 13: runs on the `eddy-reactor-N` threads. It owns its sockets' read side
+//! Runs on the `eddy-reactor-N` threads. It owns its sockets' read side
 //! (`local`), imports `shared` (mailboxes, counters, the table's records), `dispatch` and
 //! `config`, and never a worker: in `DispatchMode::Reactor` it runs its worker through the
 //! `WorkerRun` trait object it was given. The loop is here; reading and cutting packets is in
@@ -14,6 +14,8 @@ mod local;
 mod output;
 mod protocol;
 mod read;
+mod websocket;
+mod ws_read;
 
 use std::{
     collections::VecDeque,
@@ -72,6 +74,9 @@ pub(crate) struct Reactor {
     /// Lengths of the packets cut from one read (kept to reuse its allocation).
     lens: Vec<u32>,
     deadline: Option<Instant>,
+    /// WebSocket connections that must finish their handshake by then: (deadline, key, id),
+    /// in deadline order.
+    handshakes: VecDeque<(Instant, usize, ConnId)>,
     report: ReactorReport,
 }
 
@@ -104,6 +109,7 @@ impl Reactor {
             wake_list: Vec::with_capacity(workers),
             to_wake: vec![false; workers],
             deadline: None,
+            handshakes: VecDeque::new(),
             report: ReactorReport::default(),
             inline,
             start_failed: false,
@@ -133,9 +139,11 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         let mut busy = false;
         loop {
-            // Wake for the shutdown deadline, or the inline worker's next timer.
+            // Wake for the shutdown deadline, a handshake deadline, or the inline worker's
+            // next timer.
             let timer = self.inline.as_ref().and_then(|w| w.next_due());
-            let timeout = [self.deadline, timer]
+            let handshake = self.handshakes.front().map(|h| h.0);
+            let timeout = [self.deadline, timer, handshake]
                 .into_iter()
                 .flatten()
                 .min()
@@ -168,6 +176,9 @@ impl Reactor {
             }
             if let Some(inline) = &mut self.inline {
                 inline.take_mail();
+            }
+            if !self.handshakes.is_empty() {
+                self.expire_handshakes();
             }
             self.flush_backlogs();
             self.wake_workers();
@@ -217,6 +228,11 @@ impl Reactor {
                 }
             }
             Command::OpenGate(conn) => self.unpause(&conn, pause::GATE),
+            Command::Upgraded(conn) => {
+                if let Some(key) = self.key_of(&conn) {
+                    self.upgraded(key);
+                }
+            }
             Command::Pause(conn) => {
                 if let Some(key) = self.key_of(&conn) {
                     self.conns[key].paused |= pause::USER;
@@ -279,6 +295,7 @@ impl Reactor {
                 gated,
             },
         );
+        self.watch_handshake(key, conn.id);
         if let Err(err) = added {
             tracing::error!(conn = conn.id.as_u64(), "cannot watch socket: {err}");
             return self.finalize(key, CloseReason::Error(err.kind()));

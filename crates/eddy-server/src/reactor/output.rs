@@ -9,7 +9,7 @@ use super::{
     Reactor,
 };
 use crate::{
-    conn::{inflight, CloseReason, OutState},
+    conn::{inflight, CloseReason, Conn, OutState, Output},
     shared::Event,
 };
 
@@ -53,7 +53,8 @@ impl Reactor {
             // Decide a pending close under the same lock senders take, so no send can be
             // reported queued and then dropped.
             if let Some(reason) = &lc.closing {
-                if pending == 0 && (*reason == CloseReason::ServerClosed || idle) {
+                if pending == 0 && (reason.drops_unhandled() || idle) {
+                    say_goodbye(&conn, &mut out, reason);
                     out.state = OutState::Closed;
                     done = true;
                 }
@@ -131,5 +132,22 @@ impl Reactor {
                 }
             }
         }
+    }
+}
+
+/// A WebSocket that closes without having sent its close frame (a shutdown: 1001, a plain
+/// `close`: 1000) sends it now, after everything queued: its output is empty, so the kernel
+/// takes these few bytes unless its own buffer is full (then the peer sees the TCP close).
+fn say_goodbye(conn: &Conn, out: &mut Output, reason: &CloseReason) {
+    let code = match reason {
+        CloseReason::Shutdown => eddy_ws::close_code::GOING_AWAY,
+        _ => eddy_ws::close_code::NORMAL,
+    };
+    if let Some(frame) = out
+        .ws
+        .as_deref_mut()
+        .and_then(|ws| ws.close_frame(code, ""))
+    {
+        let _ = conn.transport.write(conn.fd(), &frame);
     }
 }

@@ -8,6 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use eddy_codec::{Codec, DecodeState, Decoded, FrameError, IMPOSSIBLE_LENGTH};
 
+use super::ws_read::WsRead;
 use crate::{config::Protocol, conn::CloseReason};
 
 /// One connection's decoder state for its listener's protocol.
@@ -16,6 +17,8 @@ use crate::{config::Protocol, conn::CloseReason};
 pub(super) enum ProtocolState {
     /// A codec's memory between reads.
     Framed(DecodeState),
+    /// A WebSocket's handshake or frame decoder.
+    WebSocket(Box<WsRead>),
 }
 
 /// What one cut found: the whole packets' total length (their lengths pushed on the list),
@@ -32,7 +35,16 @@ impl ProtocolState {
     pub(super) fn new(protocol: &Protocol) -> Self {
         match protocol {
             Protocol::Framed(_) => ProtocolState::Framed(DecodeState::default()),
+            Protocol::WebSocket(config) => {
+                ProtocolState::WebSocket(Box::new(WsRead::new(config.clone())))
+            }
         }
+    }
+
+    /// Whether packets are cut from the reactor's shared scratch buffer (`cut`), rather than
+    /// decoded from the connection's own buffer (WebSocket: `Reactor::ws_process`).
+    pub(super) fn is_framed(&self) -> bool {
+        matches!(self, ProtocolState::Framed(_))
     }
 
     /// Cut every whole packet at the front of `buf` (none longer than `max`), pushing each
@@ -48,6 +60,12 @@ impl ProtocolState {
             (Protocol::Framed(codec), ProtocolState::Framed(state)) => {
                 cut_framed(&**codec, state, buf, max, lens)
             }
+            // Decoded by `Reactor::ws_process`, never cut.
+            _ => Cut {
+                whole: 0,
+                expect: None,
+                failure: None,
+            },
         }
     }
 }

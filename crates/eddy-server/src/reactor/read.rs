@@ -47,7 +47,7 @@ impl Reactor {
                 .inflight
                 .fetch_and(!inflight::NOTIFY_IDLE, Ordering::AcqRel);
         }
-        let from_scratch = lc.rbuf.is_empty();
+        let from_scratch = lc.rbuf.is_empty() && lc.protocol.is_framed();
         let conn = &lc.conn;
         let result = if from_scratch {
             if self.scratch.capacity() - self.scratch.len() < READ_CHUNK {
@@ -73,7 +73,10 @@ impl Reactor {
                 self.shared.stats.reactors[self.id]
                     .received_bytes
                     .add(n as u64);
-                self.cut_packets(key, from_scratch);
+                match self.conns.get(key).map(|lc| lc.protocol.is_framed()) {
+                    Some(true) => self.cut_packets(key, from_scratch),
+                    _ => self.ws_process(key),
+                }
                 self.account_buffer(key);
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}

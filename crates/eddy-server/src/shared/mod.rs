@@ -2,7 +2,7 @@
 //! the send path, each reactor's and worker's mailbox, the counters, the reload state, and
 //! the `Shared` root that ties them together behind a [`ServerHandle`].
 //!
-//! Layer 8: above `config`, below `task`. Nothing here runs a loop of its own; the threads
+//! Above `config`, below `task`. Nothing here runs a loop of its own; the threads
 //! that do (reactor, worker, supervisor) import it, never the other way.
 
 mod counters;
@@ -19,9 +19,9 @@ pub(crate) use counters::{Counter, Counters, ReactorCounters};
 pub(crate) use reactor_mail::{Command, ReactorHandle};
 pub(crate) use reload::{jittered, Rebuild, FIRST_BACKOFF, MAX_BACKOFF};
 pub use reload::{ReloadError, ReloadScope, WorkerError, WorkerStatus};
-pub(crate) use send::Outlet;
+pub(crate) use send::{Outlet, SharedMessage};
 pub(crate) use server::{CommandCall, CommandFn, Commands, Shared};
 pub use server::{CommandContext, ServerHandle};
 pub(crate) use table::ConnTable;
 pub(crate) use tasks::{PoolControl, TaskSnapshot};
-pub(crate) use worker_mail::{Event, Mail, WakeWorker, WorkerRun, WorkerShared};
+pub(crate) use worker_mail::{Event, Mail, PendingHandshake, WakeWorker, WorkerRun, WorkerShared};

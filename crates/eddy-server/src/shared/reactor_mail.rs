@@ -22,6 +22,9 @@ pub(crate) enum Command {
     Idle(Arc<Conn>),
     /// `on_connect` returned (stateless dispatch modes read nothing before it does).
     OpenGate(Arc<Conn>),
+    /// The WebSocket handshake was accepted (the 101 went out, `on_open` returned): read
+    /// frames.
+    Upgraded(Arc<Conn>),
     /// Close for this reason: after flushing (`ServerClosed`) or at once (the others).
     Close(Arc<Conn>, CloseReason),
     /// The application paused reading (`pause`).

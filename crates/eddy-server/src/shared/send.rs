@@ -5,15 +5,103 @@
 //! reactor through its mailbox when the reactor has something to do: flush, report a
 //! watermark crossing, or close.
 
-use std::sync::{atomic::Ordering, Arc};
+use std::{
+    cell::RefCell,
+    sync::{atomic::Ordering, Arc},
+};
+
+use bytes::Bytes;
+use eddy_ws::deflate::DeflateParams;
+use parking_lot::MutexGuard;
 
 use super::reactor_mail::{Command, ReactorHandle};
 use crate::{
     config::Protocol,
-    conn::{CloseReason, Conn, OutState},
+    conn::{CloseReason, Conn, OutState, Output},
     error::{SendError, SendStatus},
     sys::Clock,
+    ws::{Opcode, WsStatus},
 };
+
+thread_local! {
+    /// Where a sender frames a message (kept, so framing allocates nothing per message).
+    static FRAME: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How a message is framed on its way out.
+#[derive(Clone, Copy, Debug)]
+enum Framing {
+    /// As the connection's protocol frames a message.
+    Protocol,
+    /// As it is.
+    Raw,
+    /// One WebSocket message of this opcode.
+    WebSocket(Opcode),
+}
+
+/// Give a large frame buffer back, so one big message does not pin its memory.
+fn shrink(frame: &mut Vec<u8>) {
+    if frame.capacity() > 64 * 1024 {
+        *frame = Vec::new();
+    }
+}
+
+/// Encode one WebSocket message for the connection whose output is `out`, with its deflate
+/// context, into `frame`.
+fn encode_ws(
+    out: &mut Output,
+    opcode: Opcode,
+    data: &[u8],
+    frame: &mut Vec<u8>,
+) -> Result<(), SendError> {
+    let ws = out.ws.as_deref_mut().ok_or(SendError::NotWebSocket)?;
+    match ws.status {
+        WsStatus::Open => {}
+        WsStatus::Handshaking => return Err(SendError::NotEstablished),
+        WsStatus::Closing => return Err(SendError::Closed),
+    }
+    if opcode == Opcode::Text && std::str::from_utf8(data).is_err() {
+        return Err(SendError::Unframable);
+    }
+    ws.encoder
+        .encode(opcode.kind(), data, frame)
+        .map_err(|_| SendError::Unframable)
+}
+
+/// One message on its way to many connections (`broadcast`, `send_to_uid`): its
+/// uncompressed WebSocket frames, made once, the first time a connection needs one.
+#[derive(Debug)]
+pub(crate) struct SharedMessage<'a> {
+    data: &'a [u8],
+    /// By opcode: text, binary.
+    frames: [Option<Bytes>; 2],
+    utf8: Option<bool>,
+}
+
+impl<'a> SharedMessage<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        SharedMessage {
+            data,
+            frames: [None, None],
+            utf8: None,
+        }
+    }
+
+    /// The message as one uncompressed frame of `opcode`.
+    fn frame(&mut self, opcode: Opcode) -> Result<Bytes, SendError> {
+        if opcode == Opcode::Text
+            && !*self
+                .utf8
+                .get_or_insert_with(|| std::str::from_utf8(self.data).is_ok())
+        {
+            return Err(SendError::Unframable);
+        }
+        let slot = &mut self.frames[opcode as usize];
+        Ok(slot
+            .get_or_insert_with(|| eddy_ws::encode_message(opcode.kind(), self.data))
+            .clone())
+    }
+}
 
 /// What a sender needs besides the connection: the reactors' mailboxes, the clock the
 /// records are stamped with, the send limits, and each listener's framing.
@@ -61,29 +149,197 @@ impl Outlet {
         self.reactors[conn.reactor].command(cmd);
     }
 
-    /// Write `data` now if nothing is queued, else (or for what the kernel did not take) queue
-    /// it behind what is. Never reorders, never partially accepts a message it refuses.
+    /// Send `data` as one message of `conn`'s protocol: the bytes as they are on a framed
+    /// listener, one message of the connection's default opcode on a WebSocket.
     pub(crate) fn send(&self, conn: &Arc<Conn>, data: &[u8]) -> Result<SendStatus, SendError> {
-        let limit = self.buffer_limit;
-        if data.is_empty() {
-            return Err(SendError::Empty);
+        self.send_as(conn, data, Framing::Protocol)
+    }
+
+    /// Send `data` as it is, whatever the protocol (Workerman's `send($data, true)`).
+    pub(crate) fn send_raw(&self, conn: &Arc<Conn>, data: &[u8]) -> Result<SendStatus, SendError> {
+        self.send_as(conn, data, Framing::Raw)
+    }
+
+    /// Send one WebSocket message of this opcode.
+    pub(crate) fn send_ws(
+        &self,
+        conn: &Arc<Conn>,
+        opcode: Opcode,
+        data: &[u8],
+    ) -> Result<SendStatus, SendError> {
+        self.send_as(conn, data, Framing::WebSocket(opcode))
+    }
+
+    fn send_as(
+        &self,
+        conn: &Arc<Conn>,
+        data: &[u8],
+        framing: Framing,
+    ) -> Result<SendStatus, SendError> {
+        self.check_size(data.len())?;
+        let out = conn.out.lock();
+        if out.state != OutState::Open {
+            return Err(SendError::Closed);
         }
-        if data.len() > limit {
-            return Err(SendError::TooLarge {
-                len: data.len(),
-                limit,
-            });
+        let opcode = match (framing, out.ws.as_deref()) {
+            (Framing::Raw, _) | (Framing::Protocol, None) => {
+                return self.write_locked(conn, out, data);
+            }
+            (Framing::Protocol, Some(ws)) => ws.default_opcode,
+            (Framing::WebSocket(opcode), Some(_)) => opcode,
+            (Framing::WebSocket(_), None) => return Err(SendError::NotWebSocket),
+        };
+        self.write_ws_locked(conn, out, opcode, data)
+    }
+
+    /// Encode one WebSocket message with the connection's encoder and write it, all under
+    /// the output lock (a deflate context must see messages in the order they go out).
+    fn write_ws_locked(
+        &self,
+        conn: &Arc<Conn>,
+        mut out: MutexGuard<'_, Output>,
+        opcode: Opcode,
+        data: &[u8],
+    ) -> Result<SendStatus, SendError> {
+        FRAME.with_borrow_mut(|frame| {
+            frame.clear();
+            encode_ws(&mut out, opcode, data, frame)?;
+            self.check_size(frame.len())?;
+            let result = self.write_locked(conn, out, frame);
+            shrink(frame);
+            result
+        })
+    }
+
+    /// Send one message to one of many connections: a WebSocket frame is encoded once per
+    /// broadcast for every connection that does not compress.
+    pub(crate) fn send_shared(
+        &self,
+        conn: &Arc<Conn>,
+        message: &mut SharedMessage<'_>,
+    ) -> Result<SendStatus, SendError> {
+        let data = message.data;
+        self.check_size(data.len())?;
+        let out = conn.out.lock();
+        if out.state != OutState::Open {
+            return Err(SendError::Closed);
         }
+        let Some(ws) = out.ws.as_deref() else {
+            return self.write_locked(conn, out, data);
+        };
+        let opcode = ws.default_opcode;
+        if ws.deflate || ws.status != WsStatus::Open {
+            // Compressed per connection (its own deflate context), or refused.
+            return self.write_ws_locked(conn, out, opcode, data);
+        }
+        let frame = message.frame(opcode)?;
+        self.check_size(frame.len())?;
+        self.write_locked(conn, out, &frame)
+    }
+
+    /// The WebSocket handshake was accepted: write the 101 `response` and open the connection
+    /// for messages, both under the output lock so that no message can go before the 101.
+    pub(crate) fn open_ws(
+        &self,
+        conn: &Arc<Conn>,
+        response: &[u8],
+        deflate: Option<DeflateParams>,
+    ) -> Result<SendStatus, SendError> {
         let mut out = conn.out.lock();
         if out.state != OutState::Open {
             return Err(SendError::Closed);
         }
+        let (status, wake) = self.push_locked(conn, &mut out, response)?;
+        match out.ws.as_deref_mut() {
+            Some(ws) => ws.open(deflate),
+            None => return Err(SendError::NotWebSocket),
+        }
+        drop(out);
+        if wake {
+            self.post(conn, Command::Output(conn.clone()));
+        }
+        Ok(status)
+    }
+
+    /// Write a WebSocket control frame (a pong), unless the connection is closing.
+    pub(crate) fn send_control(
+        &self,
+        conn: &Arc<Conn>,
+        frame: &[u8],
+    ) -> Result<SendStatus, SendError> {
+        let out = conn.out.lock();
+        if out.state != OutState::Open {
+            return Err(SendError::Closed);
+        }
+        match out.ws.as_deref() {
+            Some(ws) if ws.status == WsStatus::Open => self.write_locked(conn, out, frame),
+            Some(_) => Err(SendError::Closed),
+            None => Err(SendError::NotWebSocket),
+        }
+    }
+
+    /// Write a WebSocket close frame with `code` and `reason`, unless one was sent already;
+    /// from then on no message goes out. Returns whether it was written or queued.
+    pub(crate) fn send_close_frame(&self, conn: &Arc<Conn>, code: u16, reason: &str) -> bool {
+        let mut out = conn.out.lock();
+        if out.state != OutState::Open {
+            return false;
+        }
+        let Some(frame) = out
+            .ws
+            .as_deref_mut()
+            .and_then(|ws| ws.close_frame(code, reason))
+        else {
+            return false;
+        };
+        self.write_locked(conn, out, &frame).is_ok()
+    }
+
+    /// Refuse a message the output buffer could never hold.
+    fn check_size(&self, len: usize) -> Result<(), SendError> {
+        if len == 0 {
+            return Err(SendError::Empty);
+        }
+        if len > self.buffer_limit {
+            return Err(SendError::TooLarge {
+                len,
+                limit: self.buffer_limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Write or queue `data` under the output lock, then tell the reactor if it must know.
+    fn write_locked(
+        &self,
+        conn: &Arc<Conn>,
+        mut out: MutexGuard<'_, Output>,
+        data: &[u8],
+    ) -> Result<SendStatus, SendError> {
+        let (status, wake) = self.push_locked(conn, &mut out, data)?;
+        drop(out);
+        if wake {
+            self.post(conn, Command::Output(conn.clone()));
+        }
+        Ok(status)
+    }
+
+    /// Write `data` now if nothing is queued, else (or for what the kernel did not take) queue
+    /// it behind what is. Never reorders, never partially accepts a message it refuses.
+    /// Returns the status, and whether the reactor must be told.
+    fn push_locked(
+        &self,
+        conn: &Conn,
+        out: &mut Output,
+        data: &[u8],
+    ) -> Result<(SendStatus, bool), SendError> {
+        let limit = self.buffer_limit;
         // Stamped before the bytes can reach the peer, so whoever sees the reply sees the time.
         conn.last_send.store(self.clock.now_ms(), Ordering::Relaxed);
         let mut rest = data;
         if out.pending() == 0 && !out.corked {
             match conn.transport.write(conn.fd(), data) {
-                Ok(n) if n == data.len() => return Ok(SendStatus::Sent),
+                Ok(n) if n == data.len() => return Ok((SendStatus::Sent, false)),
                 Ok(n) => rest = &data[n..],
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(_) => {
@@ -107,33 +363,26 @@ impl Outlet {
         if pending >= self.high_watermark && !conn.high_crossed.swap(true, Ordering::AcqRel) {
             wake = true;
         }
-        drop(out);
-        if wake {
-            self.post(conn, Command::Output(conn.clone()));
-        }
-        Ok(SendStatus::Queued { pending })
+        Ok((SendStatus::Queued { pending }, wake))
     }
 
-    /// Frame `body` with the protocol of the listener that accepted `conn`, then send it
-    /// (Workerman's `send($data)`; `send` is its `send($data, true)`).
+    /// Frame `body` with the codec of the listener that accepted `conn`, then send it
+    /// (Workerman's `send($data)` on a framed listener); on a WebSocket, one message.
     pub(crate) fn send_framed(
         &self,
         conn: &Arc<Conn>,
         body: &[u8],
     ) -> Result<SendStatus, SendError> {
-        thread_local! {
-            static FRAME: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        let protocol = &self.framing[conn.listener];
+        let Some(codec) = self.framing[conn.listener].codec() else {
+            return self.send(conn, body);
+        };
         FRAME.with_borrow_mut(|frame| {
             frame.clear();
-            protocol
-                .frame(body, frame)
+            codec
+                .encode(body, frame)
                 .map_err(|_| SendError::Unframable)?;
-            let result = self.send(conn, frame);
-            if frame.capacity() > 64 * 1024 {
-                *frame = Vec::new();
-            }
+            let result = self.send_raw(conn, frame);
+            shrink(frame);
             result
         })
     }
@@ -172,7 +421,7 @@ impl Outlet {
     pub(crate) fn close(&self, conn: &Arc<Conn>, reason: CloseReason) -> Result<(), SendError> {
         {
             let mut out = conn.out.lock();
-            let graceful = reason == CloseReason::ServerClosed;
+            let graceful = reason.flushes_first();
             match out.state {
                 OutState::Closed => return Err(SendError::Closed),
                 OutState::Closing if graceful => return Err(SendError::Closed),

@@ -14,9 +14,12 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::reload::{Rebuild, WorkerStatus};
+use eddy_ws::deflate::DeflateParams;
+
 use crate::{
     conn::Conn,
     message::{Message, MessageSource},
+    ws::{HttpRequest, Opcode},
 };
 
 /// What a reactor hands a worker.
@@ -37,6 +40,23 @@ pub(crate) enum Event {
     /// The connection closed and no other event of it is in flight. Not counted in
     /// `Conn::inflight`.
     Close(Arc<Conn>),
+    /// A WebSocket upgrade request, for `on_handshake` (then `on_open`).
+    Handshake(Arc<Conn>, Box<PendingHandshake>),
+    /// A plain HTTP request on a WebSocket listener, for `on_request`.
+    Request(Arc<Conn>, Box<HttpRequest>),
+    /// A whole WebSocket message.
+    Message(Arc<Conn>, Opcode, Bytes),
+}
+
+/// A WebSocket upgrade request waiting for the handler's decision, with what the reactor
+/// negotiated for it.
+#[derive(Debug)]
+pub(crate) struct PendingHandshake {
+    pub(crate) request: HttpRequest,
+    /// The `Sec-WebSocket-Extensions` answer, when permessage-deflate was agreed.
+    pub(crate) extension: Option<String>,
+    /// The deflate parameters agreed (the reactor inflates with them, the sender deflates).
+    pub(crate) deflate: Option<DeflateParams>,
 }
 
 impl Event {
@@ -47,14 +67,19 @@ impl Event {
             | Event::Batch(conn, ..)
             | Event::BufferFull(conn)
             | Event::BufferDrain(conn)
-            | Event::Close(conn) => conn,
+            | Event::Close(conn)
+            | Event::Handshake(conn, _)
+            | Event::Request(conn, _)
+            | Event::Message(conn, ..) => conn,
         }
     }
 
     /// Payload bytes carried.
     pub(crate) fn len(&self) -> usize {
         match self {
-            Event::Receive(_, data) | Event::Batch(_, data, _) => data.len(),
+            Event::Receive(_, data) | Event::Batch(_, data, _) | Event::Message(_, _, data) => {
+                data.len()
+            }
             _ => 0,
         }
     }

@@ -15,6 +15,10 @@ pub(super) enum Callback {
     TaskThen,
     PipeMessage,
     Timer,
+    Handshake,
+    Open,
+    Message,
+    Request,
 }
 
 impl Callback {
@@ -33,6 +37,10 @@ impl Callback {
             Callback::TaskThen => "task callback",
             Callback::PipeMessage => "on_pipe_message",
             Callback::Timer => "timer",
+            Callback::Handshake => "on_handshake",
+            Callback::Open => "on_open",
+            Callback::Message => "on_message",
+            Callback::Request => "on_request",
         }
     }
 

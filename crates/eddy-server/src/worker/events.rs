@@ -6,10 +6,13 @@ use std::sync::{atomic::Ordering, Arc};
 use bytes::Bytes;
 
 use super::{callback::Callback, Worker};
+use eddy_ws::handshake;
+
 use crate::{
     conn::{inflight, CloseReason, Conn},
-    shared::{Command, Event},
+    shared::{Command, Event, PendingHandshake},
     task::TaskHandler,
+    ws::{Handshake, HttpRequest, HttpResponse, WsMessage},
 };
 
 impl<T: TaskHandler> Worker<T> {
@@ -51,6 +54,13 @@ impl<T: TaskHandler> Worker<T> {
                 self.close(&conn);
                 return self.maintain();
             }
+            Event::Handshake(_, pending) => self.handshake(&conn, *pending),
+            Event::Request(_, request) => self.request(&conn, &request),
+            Event::Message(_, opcode, data) => {
+                if !conn.closing.load(Ordering::Acquire) {
+                    self.message(&conn, WsMessage { opcode, data });
+                }
+            }
         }
         self.finish(&conn, weight);
         self.maintain();
@@ -74,6 +84,67 @@ impl<T: TaskHandler> Worker<T> {
             start = end;
         }
         self.server.shared.outlet.uncork(conn);
+    }
+
+    fn message(&mut self, conn: &Arc<Conn>, message: WsMessage) {
+        self.server.shared.stats.workers[self.id].requests.add(1);
+        self.handled += 1;
+        let id = conn.id;
+        self.guard(Callback::Message, Some(conn), |h, ctx| {
+            h.on_message(ctx, id, message)
+        });
+    }
+
+    /// `on_handshake`, then (accepted) the 101, `on_open`, and reading frames; or
+    /// (rejected) the HTTP answer and a close.
+    fn handshake(&mut self, conn: &Arc<Conn>, pending: PendingHandshake) {
+        let id = conn.id;
+        let mut decision = None;
+        let request = &pending.request;
+        self.guard(Callback::Handshake, Some(conn), |h, ctx| {
+            decision = Some(h.on_handshake(ctx, id, request))
+        });
+        let outlet = &self.server.shared.outlet;
+        match decision {
+            Some(Handshake::Accept { subprotocol }) => {
+                let key = request.key().unwrap_or_default();
+                let extension = pending.extension.as_deref();
+                let response = handshake::response_101(key, subprotocol.as_deref(), extension);
+                if outlet.open_ws(conn, &response, pending.deflate).is_err() {
+                    return;
+                }
+                self.guard(Callback::Open, Some(conn), |h, ctx| h.on_open(ctx, id));
+                let reactor = self.server.shared.reactor(conn.reactor);
+                reactor.command(Command::Upgraded(conn.clone()));
+            }
+            Some(Handshake::Reject { status, body }) => {
+                let response = HttpResponse::text(status, body);
+                self.answer_http(conn, &response);
+            }
+            // `on_handshake` panicked (and closed the connection, unless `close_on_panic`
+            // is off).
+            None => self.answer_http(conn, &HttpResponse::text(500, "handshake failed\n")),
+        }
+    }
+
+    /// `on_request`, its answer, and a close.
+    fn request(&mut self, conn: &Arc<Conn>, request: &HttpRequest) {
+        let id = conn.id;
+        let mut response = None;
+        self.guard(Callback::Request, Some(conn), |h, ctx| {
+            response = Some(h.on_request(ctx, id, request))
+        });
+        let response = response.unwrap_or_else(|| HttpResponse::text(500, "request failed\n"));
+        self.answer_http(conn, &response);
+    }
+
+    /// Send an HTTP response as it is, then close after flushing it.
+    fn answer_http(&self, conn: &Arc<Conn>, response: &HttpResponse) {
+        let outlet = &self.server.shared.outlet;
+        if outlet.send_raw(conn, &response.to_bytes()).is_ok() {
+            let status = response.status;
+            let _ = outlet.close(conn, CloseReason::Http { status });
+        }
     }
 
     fn receive(&mut self, conn: &Arc<Conn>, packet: Bytes) {

@@ -1,6 +1,6 @@
 //! Worker threads: take events from the inbox, run the handler.
 //!
-//! Layer 14: runs on the `eddy-worker-N` threads (or inline on a reactor in
+//! Runs on the `eddy-worker-N` threads (or inline on a reactor in
 //! `DispatchMode::Reactor`, through the `WorkerRun` trait). It owns its handler, its timers
 //! and its task results; it reaches connections through `shared` (the send path, the table)
 //! and tells reactors what it needs through their mailboxes. `events` runs one event's

@@ -1,0 +1,167 @@
+//! The read side of a WebSocket connection: its upgrade request, then its frames.
+//!
+//! The request is parsed here (its head capped, a broken upgrade answered 400 or 426, plain
+//! HTTP handed to `on_request`), deflate negotiated, and the request handed to the worker's
+//! `on_handshake`; reading waits for the worker's answer (`Command::Upgraded`). Frames are then
+//! decoded into whole messages for dispatch; pings are answered here, a close frame is echoed,
+//! and a protocol error fails only its connection with the RFC's close code.
+
+use std::time::Instant;
+
+use eddy_ws::ProtocolError;
+
+use super::{
+    local::pause,
+    protocol::ProtocolState,
+    ws_read::{Phase, Step},
+    Reactor,
+};
+use crate::{
+    conn::{CloseReason, ConnId},
+    shared::Event,
+};
+
+impl Reactor {
+    /// Act on what a WebSocket connection's buffer holds, until it holds nothing whole.
+    pub(super) fn ws_process(&mut self, key: usize) {
+        loop {
+            let Some(lc) = self.conns.get_mut(key) else {
+                return;
+            };
+            let ProtocolState::WebSocket(ws) = &mut lc.protocol else {
+                return;
+            };
+            let step = ws.step(&mut lc.rbuf);
+            let conn = lc.conn.clone();
+            match step {
+                Step::Wait => break,
+                Step::Upgrade(pending) => {
+                    self.hold_for_handler(key);
+                    return self.deliver(key, Event::Handshake(conn, pending));
+                }
+                Step::Http(request) => {
+                    self.hold_for_handler(key);
+                    return self.deliver(key, Event::Request(conn, request));
+                }
+                Step::Refuse(status, response) => {
+                    self.set_done(key);
+                    let _ = self.shared.outlet.send_raw(&conn, &response);
+                    return self.close_after_drain(key, CloseReason::Http { status });
+                }
+                Step::Message(opcode, data) => {
+                    self.deliver(key, Event::Message(conn, opcode, data));
+                }
+                Step::Ping(payload) => {
+                    let mut pong = Vec::with_capacity(payload.len() + 2);
+                    eddy_ws::encode_control(eddy_ws::OpCode::Pong, &payload, &mut pong);
+                    let _ = self.shared.outlet.send_control(&conn, &pong);
+                }
+                Step::Pong => {}
+                Step::Close(code, reason) => {
+                    self.set_done(key);
+                    // Echo the peer's code (RFC 6455 §5.5.1); 1000 when it gave none.
+                    let echo = if code == eddy_ws::close_code::NO_STATUS {
+                        eddy_ws::close_code::NORMAL
+                    } else {
+                        code
+                    };
+                    self.shared.outlet.send_close_frame(&conn, echo, "");
+                    let by_peer = true;
+                    let reason = CloseReason::WebSocket {
+                        code,
+                        reason,
+                        by_peer,
+                    };
+                    return self.close_after_drain(key, reason);
+                }
+                Step::Fail(err) => return self.ws_fail(key, &err),
+            }
+        }
+        if let Some(lc) = self.conns.get_mut(key) {
+            if lc.rbuf.is_empty() && lc.rbuf.capacity() > 0 {
+                // An idle connection keeps no buffer.
+                lc.rbuf = bytes::BytesMut::new();
+            }
+        }
+    }
+
+    /// Fail the connection for a protocol error: a close frame with the RFC's code and the
+    /// error as its reason, then close after flushing.
+    fn ws_fail(&mut self, key: usize, err: &ProtocolError) {
+        self.set_done(key);
+        let Some(lc) = self.conns.get(key) else {
+            return;
+        };
+        let conn = lc.conn.clone();
+        let (code, reason) = (err.close_code(), err.to_string());
+        tracing::warn!(conn = conn.id.as_u64(), peer = %conn.peer, code, "websocket: {reason}");
+        self.shared.outlet.send_close_frame(&conn, code, &reason);
+        let by_peer = false;
+        self.close_after_drain(
+            key,
+            CloseReason::WebSocket {
+                code,
+                reason,
+                by_peer,
+            },
+        );
+    }
+
+    /// Stop reading until the handler has answered the request.
+    fn hold_for_handler(&mut self, key: usize) {
+        if let Some(lc) = self.conns.get_mut(key) {
+            lc.paused |= pause::HANDSHAKE;
+            self.sync_interest(key);
+        }
+    }
+
+    fn set_done(&mut self, key: usize) {
+        if let Some(ProtocolState::WebSocket(ws)) =
+            self.conns.get_mut(key).map(|lc| &mut lc.protocol)
+        {
+            ws.phase = Phase::Done;
+        }
+    }
+
+    /// `on_handshake` accepted and `on_open` returned: read frames, starting with those that
+    /// came with the request.
+    pub(super) fn upgraded(&mut self, key: usize) {
+        let Some(lc) = self.conns.get_mut(key) else {
+            return;
+        };
+        let ProtocolState::WebSocket(ws) = &mut lc.protocol else {
+            return;
+        };
+        if ws.open() {
+            lc.paused &= !pause::HANDSHAKE;
+            self.sync_interest(key);
+            self.ws_process(key);
+        }
+    }
+
+    /// Remember when a new WebSocket connection must have finished its handshake.
+    pub(super) fn watch_handshake(&mut self, key: usize, id: ConnId) {
+        if let Some(ProtocolState::WebSocket(ws)) = self.conns.get(key).map(|lc| &lc.protocol) {
+            let deadline = Instant::now() + ws.config.handshake_timeout;
+            self.handshakes.push_back((deadline, key, id));
+        }
+    }
+
+    /// Close the connections whose handshake deadline passed before they upgraded.
+    pub(super) fn expire_handshakes(&mut self) {
+        let now = Instant::now();
+        while let Some(&(deadline, key, id)) = self.handshakes.front() {
+            if deadline > now {
+                break;
+            }
+            self.handshakes.pop_front();
+            let late = self.conns.get(key).is_some_and(|lc| {
+                lc.conn.id == id
+                    && matches!(&lc.protocol, ProtocolState::WebSocket(ws) if ws.is_handshaking())
+            });
+            if late {
+                self.finalize(key, CloseReason::HandshakeTimeout);
+            }
+        }
+    }
+}

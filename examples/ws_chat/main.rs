@@ -1,0 +1,217 @@
+//! The seeds' chat as one WebSocket server: uid login, messages to a uid, broadcast, a
+//! timer, and a web page on the same port.
+//!
+//! Run it:
+//!
+//! ```text
+//! cargo run --release --example ws_chat -- [--listen 127.0.0.1:9505] [--workers 4] [--tick SECS]
+//! ```
+//!
+//! It prints `listening on ADDR` when ready. Open `http://127.0.0.1:9505/` in two browser tabs
+//! (a small page, no external assets), log in as `alice` and `bob`, and type `bob:hello` in
+//! alice's tab. Or use any WebSocket client on `ws://127.0.0.1:9505/`, one text message each:
+//!
+//! ```text
+//! alice                 → welcome alice           (the first message is your uid)
+//! bob:hello             → bob gets "alice: hello" (or you get "offline bob")
+//! all:hi everyone       → every logged-in user gets "alice: hi everyone"
+//! /who                  → online alice bob
+//! ```
+//!
+//! `--tick N` sends every logged-in user `time <unix seconds>` every N seconds. SIGTERM or
+//! Ctrl-C: graceful exit (close frames 1001), code 0.
+
+use std::{
+    collections::BTreeSet,
+    io::Write,
+    process::ExitCode,
+    time::{Duration, SystemTime},
+};
+
+use eddy::{
+    Bytes, ConnId, Context, Cursor, EventHandler, HttpRequest, HttpResponse, ProcessContext,
+    Server, ServerHandle, Uid,
+};
+
+/// The page, served on `GET /`.
+const PAGE: &str = include_str!("page.html");
+
+struct Chat;
+
+impl Chat {
+    fn reply(ctx: &Context<'_>, conn: ConnId, text: &str) {
+        if let Err(err) = ctx.send_text(conn, text) {
+            tracing::debug!(conn = conn.as_u64(), "reply failed: {err}");
+        }
+    }
+
+    fn login(ctx: &Context<'_>, conn: ConnId, uid: &str) {
+        let valid = !uid.is_empty()
+            && uid.len() <= 64
+            && uid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            Self::reply(ctx, conn, "error: a uid is letters, digits, _ and -");
+            let _ = ctx.disconnect(conn, 4000, "bad uid");
+            return;
+        }
+        if ctx.bind(conn, uid).is_ok() {
+            Self::reply(ctx, conn, &format!("welcome {uid}"));
+        }
+    }
+
+    /// Every distinct uid online, sorted.
+    fn who(server: &ServerHandle) -> String {
+        let mut uids = BTreeSet::new();
+        let mut cursor = Cursor::START;
+        loop {
+            let (page, next) = server.client_list(cursor, 100);
+            if page.is_empty() {
+                break;
+            }
+            for conn in page {
+                if let Some(uid) = server.client_info(conn).and_then(|info| info.uid) {
+                    uids.insert(uid.to_string());
+                }
+            }
+            cursor = next;
+        }
+        let mut line = String::from("online");
+        for uid in uids {
+            line.push(' ');
+            line.push_str(&uid);
+        }
+        line
+    }
+
+    fn command(ctx: &Context<'_>, conn: ConnId, from: &Uid, text: &str) {
+        let server = ctx.server();
+        if text == "/who" {
+            return Self::reply(ctx, conn, &Self::who(server));
+        }
+        match text.split_once(':') {
+            Some(("all", text)) => {
+                server.broadcast_where(format!("{from}: {text}"), |target| target.is_bound());
+            }
+            Some((to, text)) => {
+                let delivery = server.send_to_uid(&to.into(), format!("{from}: {text}"));
+                if delivery.delivered() == 0 {
+                    Self::reply(ctx, conn, &format!("offline {to}"));
+                }
+            }
+            None => Self::reply(ctx, conn, "error: try <uid>:<text>, all:<text> or /who"),
+        }
+    }
+}
+
+impl EventHandler for Chat {
+    fn on_request(
+        &mut self,
+        _: &mut Context<'_>,
+        _: ConnId,
+        request: &HttpRequest,
+    ) -> HttpResponse {
+        match (request.method(), request.path()) {
+            ("GET", "/" | "/index.html") => HttpResponse::html(PAGE),
+            ("GET", _) => HttpResponse::text(404, "not found\n"),
+            _ => HttpResponse::text(405, "GET only\n"),
+        }
+    }
+
+    fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, message: Bytes) {
+        let Ok(text) = std::str::from_utf8(&message) else {
+            return Self::reply(ctx, conn, "error: messages are text");
+        };
+        match ctx.client_info(conn).and_then(|info| info.uid) {
+            None => Self::login(ctx, conn, text.trim()),
+            Some(from) => Self::command(ctx, conn, &from, text),
+        }
+    }
+}
+
+struct Options {
+    listen: String,
+    workers: usize,
+    tick: Option<u64>,
+}
+
+const USAGE: &str = "usage: ws_chat [--listen ADDR] [--workers N] [--tick SECS]";
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let mut options = Options {
+        listen: "127.0.0.1:9505".into(),
+        workers: 4,
+        tick: None,
+    };
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        let number = |v: String| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("{flag}: `{v}` is not a positive number"))
+        };
+        match flag.as_str() {
+            "--listen" => options.listen = value()?,
+            "--workers" => options.workers = number(value()?)? as usize,
+            "--tick" => options.tick = Some(number(value()?)?),
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown flag `{other}` ({USAGE})")),
+        }
+    }
+    Ok(options)
+}
+
+/// A user thread: every `every`, send each logged-in user the time, until the server stops.
+fn ticker(ctx: &ProcessContext, every: Duration) {
+    while !ctx.wait_stop(every) {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        ctx.server()
+            .broadcast_where(format!("time {now}"), |target| target.is_bound());
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let options = match parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(err) => {
+            eprintln!("ws_chat: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut builder = Server::builder()
+        .listen_ws(options.listen)
+        .worker_num(options.workers);
+    if let Some(secs) = options.tick {
+        let every = Duration::from_secs(secs);
+        builder = builder.add_process("chat-ticker", move |ctx| ticker(ctx, every));
+    }
+    let server = match builder.build(|| Chat) {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!("ws_chat: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("listening on {}", server.local_addr());
+    let _ = std::io::stdout().flush();
+    match server.run() {
+        Ok(report) => {
+            tracing::info!(?report, "bye");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("ws_chat: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

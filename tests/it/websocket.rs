@@ -1,0 +1,503 @@
+//! WebSocket listeners against a real client library (tungstenite) and hand-made frames:
+//! the handshake, messages both ways, control frames, the close handshake, bad input, limits,
+//! plain HTTP, broadcast, and shutdown.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
+use crossbeam_channel::{Receiver, Sender};
+use eddy::{
+    Bytes, CloseReason, ConnId, Context, EventHandler, Handshake, HttpRequest, HttpResponse,
+    Opcode, RunningServer, SendError, ServerBuilder, Uid, WebSocketConfig, WsMessage, WsStatus,
+};
+use tungstenite::{
+    protocol::{frame::coding::CloseCode, CloseFrame},
+    stream::MaybeTlsStream,
+    Message, WebSocket,
+};
+
+use crate::util::*;
+
+/// What a WebSocket handler saw.
+#[derive(Clone, Debug, PartialEq)]
+enum Ws {
+    Handshake(String),
+    Open(ConnId),
+    Message(ConnId, Opcode, Bytes),
+    Close(ConnId, CloseReason),
+}
+
+/// Echoes messages with their opcode; `/uid NAME` binds; rejects the path `/private`;
+/// picks the subprotocol `chat` when offered; serves `GET /page`.
+#[derive(Clone)]
+struct WsEcho {
+    tx: Sender<Ws>,
+}
+
+impl EventHandler for WsEcho {
+    fn on_handshake(&mut self, _: &mut Context<'_>, _: ConnId, request: &HttpRequest) -> Handshake {
+        let _ = self.tx.send(Ws::Handshake(request.path().to_string()));
+        if request.path() == "/private" {
+            return Handshake::reject(403, "no entry");
+        }
+        if request.subprotocols().contains(&"chat") {
+            return Handshake::accept_protocol("chat");
+        }
+        Handshake::accept()
+    }
+
+    fn on_open(&mut self, _: &mut Context<'_>, conn: ConnId) {
+        let _ = self.tx.send(Ws::Open(conn));
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, message: WsMessage) {
+        let _ = self
+            .tx
+            .send(Ws::Message(conn, message.opcode, message.data.clone()));
+        if let Some(uid) = message.text().and_then(|t| t.strip_prefix("/uid ")) {
+            ctx.bind(conn, uid).unwrap();
+            return;
+        }
+        ctx.send_opcode(conn, message.opcode, &message.data)
+            .unwrap();
+    }
+
+    fn on_request(
+        &mut self,
+        _: &mut Context<'_>,
+        _: ConnId,
+        request: &HttpRequest,
+    ) -> HttpResponse {
+        match request.path() {
+            "/page" => HttpResponse::html("<p>hi</p>"),
+            _ => HttpResponse::upgrade_required(),
+        }
+    }
+
+    fn on_receive(&mut self, _: &mut Context<'_>, _: ConnId, _: Bytes) {
+        unreachable!("WebSocket messages go to on_message")
+    }
+
+    fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, reason: CloseReason) {
+        let _ = self.tx.send(Ws::Close(conn, reason));
+    }
+}
+
+fn ws_builder(config: WebSocketConfig) -> ServerBuilder {
+    eddy::Server::builder()
+        .listen_ws("127.0.0.1:0")
+        .websocket(config)
+        .worker_num(2)
+        .handle_signals(false)
+}
+
+fn ws_server(config: WebSocketConfig) -> (RunningServer, SocketAddr, Receiver<Ws>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let (server, addr) = start(ws_builder(config), move || WsEcho { tx: tx.clone() });
+    (server, addr, rx)
+}
+
+type Client = WebSocket<MaybeTlsStream<TcpStream>>;
+
+fn client(addr: SocketAddr, path: &str) -> Client {
+    let stream = connect(addr);
+    let url = format!("ws://{addr}{path}");
+    let (socket, _) = tungstenite::client::client(url, MaybeTlsStream::Plain(stream))
+        .expect("the handshake succeeds");
+    socket
+}
+
+#[track_caller]
+fn next_ws(rx: &Receiver<Ws>, pred: impl Fn(&Ws) -> bool) -> Ws {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let seen = rx
+            .recv_deadline(deadline)
+            .expect("a WebSocket event in time");
+        if pred(&seen) {
+            return seen;
+        }
+    }
+}
+
+fn opened(rx: &Receiver<Ws>) -> ConnId {
+    match next_ws(rx, |w| matches!(w, Ws::Open(_))) {
+        Ws::Open(conn) => conn,
+        _ => unreachable!(),
+    }
+}
+
+fn close_of(rx: &Receiver<Ws>, conn: ConnId) -> CloseReason {
+    match next_ws(rx, |w| matches!(w, Ws::Close(c, _) if *c == conn)) {
+        Ws::Close(_, reason) => reason,
+        _ => unreachable!(),
+    }
+}
+
+/// A masked client frame, written by hand.
+fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut out = vec![first];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// A raw TCP client after a successful upgrade (the 101 read and checked).
+fn raw_client(addr: SocketAddr) -> TcpStream {
+    let mut stream = connect(addr);
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let head = read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    stream
+}
+
+/// An HTTP response head, byte by byte up to the blank line.
+fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("a response head");
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+/// The server's close frame on a raw client: its code and reason, then the TCP close.
+fn read_close(stream: &mut TcpStream) -> (u16, String) {
+    let (bytes, _) = read_to_close(stream);
+    let at = bytes
+        .windows(1)
+        .position(|w| w[0] == 0x88)
+        .expect("a close frame");
+    let len = (bytes[at + 1] & 0x7f) as usize;
+    let payload = &bytes[at + 2..at + 2 + len];
+    let code = u16::from_be_bytes([payload[0], payload[1]]);
+    (code, String::from_utf8_lossy(&payload[2..]).into_owned())
+}
+
+#[test]
+fn text_and_binary_messages_echo_with_their_opcode_in_order() {
+    let (server, addr, rx) = ws_server(WebSocketConfig::default());
+    let mut socket = client(addr, "/");
+    assert_eq!(
+        next_ws(&rx, |w| matches!(w, Ws::Handshake(_))),
+        Ws::Handshake("/".into())
+    );
+    let conn = opened(&rx);
+    let info = server.handle().client_info(conn).unwrap();
+    assert_eq!(info.websocket_status, Some(WsStatus::Open));
+    assert!(server.handle().is_established(conn));
+    for i in 0..50 {
+        socket.send(Message::text(format!("text {i}"))).unwrap();
+        socket
+            .send(Message::binary(vec![i as u8, 0xff, 0]))
+            .unwrap();
+    }
+    for i in 0..50 {
+        assert_eq!(socket.read().unwrap(), Message::text(format!("text {i}")));
+        assert_eq!(
+            socket.read().unwrap(),
+            Message::binary(vec![i as u8, 0xff, 0])
+        );
+    }
+    // A large message, in many frames from the client's side of the wire.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    socket.send(Message::binary(big.clone())).unwrap();
+    assert_eq!(socket.read().unwrap(), Message::binary(big));
+    socket.close(None).unwrap();
+    while socket.read().is_ok() {}
+    match close_of(&rx, conn) {
+        CloseReason::WebSocket { code, by_peer, .. } => assert_eq!((code, by_peer), (1005, true)),
+        other => panic!("closed for {other:?}"),
+    }
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn fragments_and_pings_between_them_make_one_message_and_pongs() {
+    let (server, addr, rx) = ws_server(WebSocketConfig::default());
+    let mut stream = raw_client(addr);
+    let conn = opened(&rx);
+    let mut bytes = frame(0x01, b"hel"); // text, not final
+    bytes.extend(frame(0x89, b"ping!")); // a ping in between
+    bytes.extend(frame(0x00, b"lo ")); // continuation
+    bytes.extend(frame(0x80, "wörld".as_bytes())); // final continuation
+                                                   // Any split of the stream: here one byte at a time.
+    for b in &bytes {
+        stream.write_all(&[*b]).unwrap();
+    }
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(
+        reply, *b"\x8a\x05ping!",
+        "the pong carries the ping's payload"
+    );
+    let seen = next_ws(&rx, |w| matches!(w, Ws::Message(..)));
+    assert_eq!(
+        seen,
+        Ws::Message(conn, Opcode::Text, Bytes::from("hello wörld"))
+    );
+    let echo = read_n(&mut stream, 2 + "hello wörld".len());
+    assert_eq!(&echo[..2], &[0x81, "hello wörld".len() as u8]);
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn bad_frames_close_only_their_connection_with_the_rfc_code() {
+    let (server, addr, rx) = ws_server(WebSocketConfig::default().max_message_size(1000));
+    let mut good = client(addr, "/");
+    opened(&rx);
+    let unmasked = vec![0x81, 0x02, b'h', b'i'];
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (unmasked, 1002, "masked"),
+        (frame(0x81, &[0xff, 0xfe]), 1007, "UTF-8"),
+        (frame(0x82, &[0; 1001]), 1009, "1000"),
+        (frame(0x89, &[0; 126]), 1002, "control"),
+        (frame(0x09, b"x"), 1002, "fragmented"),
+        (frame(0xc1, b"x"), 1002, "reserved"),
+        (frame(0x83, b"x"), 1002, "opcode"),
+        (frame(0x80, b"x"), 1002, "continuation"),
+        (frame(0x88, &[0x03, 0xed]), 1002, "1005"),
+    ];
+    for (bytes, want, says) in cases {
+        let mut stream = raw_client(addr);
+        let conn = opened(&rx);
+        stream.write_all(&bytes).unwrap();
+        let (code, reason) = read_close(&mut stream);
+        assert_eq!(code, want, "{reason}");
+        assert!(reason.contains(says), "`{reason}` should say `{says}`");
+        match close_of(&rx, conn) {
+            CloseReason::WebSocket { code, by_peer, .. } => {
+                assert_eq!((code, by_peer), (want, false))
+            }
+            other => panic!("closed for {other:?}"),
+        }
+    }
+    // The first client never noticed.
+    good.send(Message::text("still here")).unwrap();
+    assert_eq!(good.read().unwrap(), Message::text("still here"));
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn the_close_handshake_echoes_the_peers_code() {
+    let (server, addr, rx) = ws_server(WebSocketConfig::default());
+    let mut socket = client(addr, "/");
+    let conn = opened(&rx);
+    socket
+        .close(Some(CloseFrame {
+            code: CloseCode::Library(4321),
+            reason: "done".into(),
+        }))
+        .unwrap();
+    let echoed = loop {
+        match socket.read() {
+            Ok(Message::Close(frame)) => break frame,
+            Ok(_) => continue,
+            Err(err) => panic!("no close frame: {err}"),
+        }
+    };
+    assert_eq!(echoed.map(|f| u16::from(f.code)), Some(4321));
+    assert_eq!(
+        close_of(&rx, conn),
+        CloseReason::WebSocket {
+            code: 4321,
+            reason: "done".into(),
+            by_peer: true
+        }
+    );
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn disconnect_sends_a_close_frame_after_queued_messages_and_checks_the_code() {
+    let (server, addr, rx) = ws_server(WebSocketConfig::default());
+    let handle = server.handle();
+    let mut socket = client(addr, "/");
+    let conn = opened(&rx);
+    assert_eq!(
+        handle.disconnect(conn, 1001, "x"),
+        Err(SendError::InvalidCloseCode(1001))
+    );
+    assert_eq!(
+        handle.disconnect(conn, 2999, "x"),
+        Err(SendError::InvalidCloseCode(2999))
+    );
+    handle.send_text(conn, "first").unwrap();
+    handle.send_binary(conn, [1, 2, 3]).unwrap();
+    handle.disconnect(conn, 4000, "bye now").unwrap();
+    assert_eq!(handle.send_text(conn, "late"), Err(SendError::Closed));
+    assert_eq!(socket.read().unwrap(), Message::text("first"));
+    assert_eq!(socket.read().unwrap(), Message::binary(vec![1, 2, 3]));
+    match socket.read().unwrap() {
+        Message::Close(Some(frame)) => {
+            assert_eq!(
+                (u16::from(frame.code), frame.reason.as_str()),
+                (4000, "bye now")
+            )
+        }
+        other => panic!("expected the close frame, got {other:?}"),
+    }
+    assert_eq!(
+        close_of(&rx, conn),
+        CloseReason::WebSocket {
+            code: 4000,
+            reason: "bye now".into(),
+            by_peer: false
+        }
+    );
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn handshakes_can_be_rejected_pick_a_subprotocol_and_plain_http_gets_an_answer() {
+    let (server, addr, rx) = ws_server(WebSocketConfig::default());
+    // Rejected by on_handshake.
+    let stream = connect(addr);
+    let refused = tungstenite::client::client(
+        format!("ws://{addr}/private"),
+        MaybeTlsStream::Plain(stream),
+    );
+    match refused {
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("expected 403, got {:?}", other.map(|_| ())),
+    }
+    // A subprotocol chosen from the client's offers.
+    let stream = connect(addr);
+    let request =
+        tungstenite::client::IntoClientRequest::into_client_request(format!("ws://{addr}/chat"))
+            .unwrap();
+    let mut request = request;
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "superchat, chat".parse().unwrap());
+    let (_socket, response) =
+        tungstenite::client::client(request, MaybeTlsStream::Plain(stream)).unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "chat");
+    // Plain HTTP: on_request answers, then the connection closes.
+    let mut stream = connect(addr);
+    stream
+        .write_all(b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (answer, _) = read_to_close(&mut stream);
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("<p>hi</p>"), "{answer}");
+    let mut stream = connect(addr);
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (answer, _) = read_to_close(&mut stream);
+    assert!(String::from_utf8(answer)
+        .unwrap()
+        .starts_with("HTTP/1.1 426 "));
+    // A broken upgrade (wrong version) is answered 426 with the version we speak.
+    let mut stream = connect(addr);
+    stream
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+        )
+        .unwrap();
+    let (answer, _) = read_to_close(&mut stream);
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 426 "), "{answer}");
+    assert!(answer.contains("Sec-WebSocket-Version: 13"), "{answer}");
+    drop(rx);
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn an_oversized_or_unfinished_handshake_is_closed() {
+    let config = WebSocketConfig::default()
+        .max_handshake_bytes(1024)
+        .handshake_timeout(Duration::from_millis(200));
+    let (server, addr, _rx) = ws_server(config);
+    let mut stream = connect(addr);
+    let mut request = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+    request.extend(std::iter::repeat_n(b"X-Pad: aaaaaaaaaaaaaaaaaaaa\r\n", 100).flatten());
+    stream.write_all(&request).unwrap();
+    let (answer, _) = read_to_close(&mut stream);
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 431 "));
+    // Half a request, then silence: closed by the handshake timeout (a bounded wait).
+    let mut slow = connect(addr);
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let (answer, _) = read_to_close(&mut slow);
+    assert!(answer.is_empty());
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn broadcast_and_send_to_uid_reach_websocket_and_tcp_connections_alike() {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let builder = ws_builder(WebSocketConfig::default()).listen("127.0.0.1:0");
+    let (server, addr) = start(builder, move || WsEcho { tx: tx.clone() });
+    let tcp_addr = match &server.handle().local_addrs()[1] {
+        eddy::ListenAddr::Tcp(addr) => *addr,
+        other => panic!("{other}"),
+    };
+    let mut sockets: Vec<Client> = (0..3).map(|_| client(addr, "/")).collect();
+    for _ in 0..3 {
+        opened(&rx);
+    }
+    let mut tcp = connect(tcp_addr);
+    wait_until("four connections", || {
+        server.handle().connection_count() == 4
+    });
+    let delivery = server.handle().broadcast("to everyone");
+    assert_eq!(delivery.delivered(), 4);
+    for socket in &mut sockets {
+        assert_eq!(socket.read().unwrap(), Message::text("to everyone"));
+    }
+    assert_eq!(read_n(&mut tcp, 11), b"to everyone");
+    sockets[1].send(Message::text("/uid bob")).unwrap();
+    next_ws(
+        &rx,
+        |w| matches!(w, Ws::Message(_, _, data) if &data[..] == b"/uid bob"),
+    );
+    let delivery = server.handle().send_to_uid(&Uid::from("bob"), "hi bob");
+    assert_eq!(delivery.delivered(), 1);
+    assert_eq!(sockets[1].read().unwrap(), Message::text("hi bob"));
+    // A text send of bytes that are not UTF-8 is refused on WebSockets, delivered raw on TCP.
+    let delivery = server.handle().broadcast([0xff, 0xfe]);
+    assert_eq!((delivery.delivered(), delivery.failed), (1, 3));
+    assert_eq!(read_n(&mut tcp, 2), [0xff, 0xfe]);
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn a_graceful_shutdown_sends_going_away_after_the_queued_messages() {
+    let (server, addr, rx) = ws_server(WebSocketConfig::default());
+    let mut socket = client(addr, "/");
+    let conn = opened(&rx);
+    server.handle().send_text(conn, "last words").unwrap();
+    let report = server.shutdown().unwrap();
+    assert!(report.graceful, "{report:?}");
+    assert_eq!(socket.read().unwrap(), Message::text("last words"));
+    match socket.read().unwrap() {
+        Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("expected going away, got {other:?}"),
+    }
+}
