@@ -20,3 +20,4 @@ mod timers;
 mod user_code;
 mod util;
 mod websocket;
+mod ws_peers;

@@ -501,3 +501,80 @@ fn a_graceful_shutdown_sends_going_away_after_the_queued_messages() {
         other => panic!("expected going away, got {other:?}"),
     }
 }
+
+#[test]
+fn the_heartbeat_pings_quiet_websockets_and_closes_those_that_do_not_answer() {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let builder =
+        ws_builder(WebSocketConfig::default()).heartbeat_idle_time(Duration::from_millis(400));
+    let (server, addr) = start(builder, move || WsEcho { tx: tx.clone() });
+    let mut alive = raw_client(addr);
+    opened(&rx);
+    let mut dead = raw_client(addr);
+    let dead_id = opened(&rx);
+    // Each ping is answered with a pong: three pings in a row means the connection outlived
+    // its idle time more than once because it answered.
+    for _ in 0..3 {
+        assert_eq!(read_n(&mut alive, 2), [0x89, 0x00], "a ping");
+        alive.write_all(&frame(0x8a, b"")).unwrap();
+    }
+    // The silent one got a ping too, and was closed.
+    let (bytes, _) = read_to_close(&mut dead);
+    assert!(bytes.starts_with(&[0x89, 0x00]), "{bytes:?}");
+    assert_eq!(close_of(&rx, dead_id), CloseReason::HeartbeatTimeout);
+    alive.write_all(&frame(0x81, b"still")).unwrap();
+    assert_eq!(read_n(&mut alive, 7), b"\x81\x05still");
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn a_slow_reader_gets_every_echo_in_order_and_a_reload_keeps_websockets_open() {
+    let (server, addr, rx) = ws_server(WebSocketConfig::default());
+    let mut socket = client(addr, "/");
+    opened(&rx);
+    // The writer sends far more than the buffers between us hold while this thread reads
+    // nothing: the server stops reading at its high watermark, then catches up.
+    const MESSAGES: u32 = 2000;
+    let writer_stream = match socket.get_ref() {
+        MaybeTlsStream::Plain(stream) => stream.try_clone().unwrap(),
+        _ => unreachable!(),
+    };
+    let (written, wrote) = crossbeam_channel::bounded(1);
+    let writer = std::thread::spawn(move || {
+        let mut stream = writer_stream;
+        for i in 0..MESSAGES {
+            let mut body = i.to_be_bytes().to_vec();
+            body.resize(10_000, (i % 251) as u8);
+            stream.write_all(&frame(0x82, &body)).unwrap();
+            if i == 100 {
+                let _ = written.send(());
+            }
+        }
+    });
+    wrote.recv_timeout(WAIT).expect("the writer got going");
+    for i in 0..MESSAGES {
+        let Message::Binary(body) = socket.read().unwrap() else {
+            panic!("a binary echo")
+        };
+        assert_eq!(body.len(), 10_000);
+        assert_eq!(
+            u32::from_be_bytes(body[..4].try_into().unwrap()),
+            i,
+            "in order"
+        );
+        assert!(
+            body[4..].iter().all(|b| *b == (i % 251) as u8),
+            "byte-exact"
+        );
+    }
+    writer.join().unwrap();
+    // A reload rebuilds the handlers; the WebSocket stays open and keeps echoing.
+    let before = server.handle().stats().reload_count;
+    server.handle().reload().unwrap();
+    wait_until("the reload", || {
+        server.handle().stats().reload_count > before
+    });
+    socket.send(Message::text("after reload")).unwrap();
+    assert_eq!(socket.read().unwrap(), Message::text("after reload"));
+    server.shutdown().unwrap();
+}

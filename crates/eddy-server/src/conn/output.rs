@@ -47,16 +47,22 @@ pub(crate) struct WsOut {
     pub(crate) encoder: eddy_ws::Encoder,
     /// permessage-deflate was negotiated.
     pub(crate) deflate: bool,
+    /// The heartbeat pings it when it is quiet.
+    pub(crate) ping_idle: bool,
+    /// When the heartbeat last pinged it (milliseconds on the server's clock; 0: never).
+    pub(crate) pinged_at: u64,
 }
 
 impl WsOut {
     /// A connection whose upgrade has not been answered yet.
-    pub(crate) fn new(default_opcode: Opcode) -> Self {
+    pub(crate) fn new(default_opcode: Opcode, ping_idle: bool) -> Self {
         WsOut {
             status: WsStatus::Handshaking,
             default_opcode,
             encoder: eddy_ws::Encoder::new(None),
             deflate: false,
+            ping_idle,
+            pinged_at: 0,
         }
     }
 

@@ -48,6 +48,10 @@ impl ServerHandle {
     /// The open, unprotected connections that sent nothing for their listener's heartbeat
     /// idle time, and, with `close`, close them through the normal close path (Swoole's
     /// `heartbeat`). Empty when no idle time is configured.
+    ///
+    /// With `close`, a WebSocket connection (of a listener whose `ping_idle` is on) quiet for
+    /// half its idle time is sent a ping, once: its pong counts as activity, so only a peer
+    /// that does not answer is closed.
     pub fn heartbeat(&self, close: bool) -> Vec<ConnId> {
         let idle: Vec<Option<u64>> = self
             .shared
@@ -68,7 +72,13 @@ impl ServerHandle {
                 continue;
             };
             // Both stamps are on the coarse clock: idleness is known to within a tick (1–10 ms).
-            let quiet = now.saturating_sub(conn.last_recv.load(Ordering::Relaxed));
+            let last_recv = conn.last_recv.load(Ordering::Relaxed);
+            let quiet = now.saturating_sub(last_recv);
+            if close && quiet >= idle / 2 && quiet < idle && !conn.protected.load(Ordering::Relaxed)
+            {
+                // A WebSocket half-way to its idle time is pinged; its pong is activity.
+                self.shared.outlet.keepalive(&conn, now, last_recv);
+            }
             // Closing connections count too: a flush its peer never reads is ended here.
             if quiet < idle || conn.protected.load(Ordering::Relaxed) || conn.is_closed() {
                 continue;

@@ -201,7 +201,7 @@ impl<'a> Acceptor<'a> {
                         Some(conn) => {
                             let listener = &self.shared.config.listeners[index];
                             if let Some(ws) = listener.protocol.websocket() {
-                                let out = WsOut::new(ws.default_opcode);
+                                let out = WsOut::new(ws.default_opcode, ws.ping_idle);
                                 conn.out.lock().ws = Some(Box::new(out));
                             }
                             self.next_reactor = (reactor + 1) % self.shared.outlet.reactors().len();

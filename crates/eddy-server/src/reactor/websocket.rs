@@ -59,13 +59,13 @@ impl Reactor {
                 Step::Pong => {}
                 Step::Close(code, reason) => {
                     self.set_done(key);
-                    // Echo the peer's code (RFC 6455 §5.5.1); 1000 when it gave none.
+                    // Echo the peer's code and reason (RFC 6455 §5.5.1); 1000 when it gave none.
                     let echo = if code == eddy_ws::close_code::NO_STATUS {
                         eddy_ws::close_code::NORMAL
                     } else {
                         code
                     };
-                    self.shared.outlet.send_close_frame(&conn, echo, "");
+                    self.shared.outlet.send_close_frame(&conn, echo, &reason);
                     let by_peer = true;
                     let reason = CloseReason::WebSocket {
                         code,

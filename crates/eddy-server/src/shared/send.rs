@@ -295,6 +295,23 @@ impl Outlet {
         self.write_locked(conn, out, &frame).is_ok()
     }
 
+    /// Ping a quiet WebSocket (the heartbeat's keep-alive), unless it was pinged since it
+    /// last sent anything (`last_recv`) or its listener does not ping.
+    pub(crate) fn keepalive(&self, conn: &Arc<Conn>, now: u64, last_recv: u64) {
+        let mut out = conn.out.lock();
+        if out.state != OutState::Open {
+            return;
+        }
+        let Some(ws) = out.ws.as_deref_mut() else {
+            return;
+        };
+        if ws.status != WsStatus::Open || !ws.ping_idle || ws.pinged_at > last_recv {
+            return;
+        }
+        ws.pinged_at = now;
+        let _ = self.write_locked(conn, out, &[0x89, 0x00]);
+    }
+
     /// Refuse a message the output buffer could never hold.
     fn check_size(&self, len: usize) -> Result<(), SendError> {
         if len == 0 {

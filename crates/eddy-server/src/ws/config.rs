@@ -28,6 +28,7 @@ pub struct WebSocketConfig {
     pub(crate) handshake_timeout: Duration,
     pub(crate) deflate: DeflateConfig,
     pub(crate) default_opcode: Opcode,
+    pub(crate) ping_idle: bool,
 }
 
 impl Default for WebSocketConfig {
@@ -42,6 +43,7 @@ impl Default for WebSocketConfig {
                 ..DeflateConfig::default()
             },
             default_opcode: Opcode::Text,
+            ping_idle: true,
         }
     }
 }
@@ -94,6 +96,14 @@ impl WebSocketConfig {
     /// `SendError::Unframable` (use `send_binary`).
     pub fn default_opcode(mut self, opcode: Opcode) -> Self {
         self.default_opcode = opcode;
+        self
+    }
+
+    /// With a heartbeat (`heartbeat_idle_time`), ping a connection that has been quiet for
+    /// half its idle time, so a live client's pong keeps it open and a dead one is closed at
+    /// the idle time. Default on.
+    pub fn ping_idle(mut self, on: bool) -> Self {
+        self.ping_idle = on;
         self
     }
 
