@@ -578,3 +578,29 @@ fn a_slow_reader_gets_every_echo_in_order_and_a_reload_keeps_websockets_open() {
     assert_eq!(socket.read().unwrap(), Message::text("after reload"));
     server.shutdown().unwrap();
 }
+
+#[test]
+fn every_dispatch_mode_serves_websockets() {
+    for mode in ["fd", "round-robin", "idle", "ip", "uid", "reactor"] {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let builder = ws_builder(WebSocketConfig::default())
+            .dispatch_mode(mode.parse().unwrap())
+            .worker_num(2)
+            .reactor_num(2);
+        let (server, addr) = start(builder, move || WsEcho { tx: tx.clone() });
+        let mut sockets: Vec<Client> = (0..4).map(|_| client(addr, "/")).collect();
+        for round in 0..20 {
+            for (n, socket) in sockets.iter_mut().enumerate() {
+                socket
+                    .send(Message::text(format!("{mode} {n} {round}")))
+                    .unwrap();
+            }
+            for (n, socket) in sockets.iter_mut().enumerate() {
+                let want = Message::text(format!("{mode} {n} {round}"));
+                assert_eq!(socket.read().unwrap(), want, "{mode}");
+            }
+        }
+        drop(rx);
+        server.shutdown().unwrap();
+    }
+}

@@ -1,5 +1,5 @@
-//! eddy's runtime: listeners, reactor threads, dispatch, worker threads, the send path and
-//! graceful shutdown. Most users reach it through the `eddy` crate.
+//! eddy's runtime: listeners (TCP, unix, WebSocket), reactor threads, dispatch, worker
+//! threads, the send path and graceful shutdown. Most users reach it through the `eddy` crate.
 //!
 //! # Architecture
 //!
@@ -34,6 +34,27 @@
 //!   connections stay open in the reactors. Timers (`Context::tick`), messages
 //!   (`send_message`), user threads (`ServerBuilder::add_process`) and admin commands
 //!   (`ServerHandle::command`) keep a long-running server controllable.
+//! - WebSocket listeners ([`ServerBuilder::listen_ws`]) speak RFC 6455 with permessage-deflate
+//!   in the reactor: workers see [`EventHandler::on_handshake`], `on_open`, one
+//!   [`EventHandler::on_message`] per whole message and `on_request` for plain HTTP; `send`
+//!   on such a connection sends one message, encoded once per broadcast.
+//!
+//! ```no_run
+//! use eddy_server::{ConnId, Context, EventHandler, Server, WsMessage};
+//!
+//! struct Echo;
+//!
+//! impl EventHandler for Echo {
+//!     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, message: WsMessage) {
+//!         let _ = ctx.send_opcode(conn, message.opcode, &message.data);
+//!     }
+//!     fn on_receive(&mut self, _: &mut Context<'_>, _: ConnId, _: bytes::Bytes) {}
+//! }
+//!
+//! let server = Server::builder().listen_ws("127.0.0.1:9504").build(|| Echo)?;
+//! server.run()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! # Layers
 //!

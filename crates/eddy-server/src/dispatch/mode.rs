@@ -12,7 +12,8 @@ pub struct DispatchInfo<'a> {
     pub conn: ConnId,
     /// Its peer.
     pub peer: &'a PeerAddr,
-    /// The packet, for `on_receive` events; `None` for connect and buffer events.
+    /// The packet (or WebSocket message), for `on_receive` and `on_message` events; `None` for
+    /// connect, handshake and buffer events.
     pub data: Option<&'a [u8]>,
     /// The worker the connection's previous event went to (`None` before its first).
     pub last_worker: Option<usize>,
@@ -21,7 +22,8 @@ pub struct DispatchInfo<'a> {
 }
 
 /// A user dispatch function: returns the worker, or `None` to fall back to [`DispatchMode::Fd`].
-/// A worker id out of range also falls back. It is called from every reactor thread at once.
+/// A worker id out of range also falls back, and so does a panic (caught, logged once per
+/// reactor). It is called from every reactor thread at once.
 pub type DispatchFn = Arc<dyn Fn(&DispatchInfo<'_>) -> Option<usize> + Send + Sync>;
 
 /// How a packet picks its worker (Swoole's `dispatch_mode`).

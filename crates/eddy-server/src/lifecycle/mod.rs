@@ -39,8 +39,8 @@ pub(crate) struct Mailboxes {
     pub(crate) worker_tx: Vec<Sender<Event>>,
 }
 
-/// How started threads report back: started (once ready), done (by id), and each
-/// reactor's report.
+/// How started threads report back: started (once ready), done (workers, by id), each
+/// reactor's report, and task workers done (by id).
 struct Reports {
     started: Channel<()>,
     done: Channel<usize>,

@@ -60,7 +60,7 @@ impl Reactor {
         let conn = &lc.conn;
         let weight = conn.inflight.load(Ordering::Acquire) & inflight::WEIGHT;
         let data = match &event {
-            Event::Receive(_, data) => Some(&data[..]),
+            Event::Receive(_, data) | Event::Message(_, _, data) => Some(&data[..]),
             _ => None,
         };
         let subject = Subject {
