@@ -6,7 +6,7 @@
 //! cargo run --release --example echo -- [--listen 127.0.0.1:9501] [--reactors N] [--workers N]
 //!     [--dispatch fd|round-robin|idle|ip|uid|reactor] [--codec length|eof|eof-check|line|raw]
 //!     [--length-type u32be] [--length-offset 0] [--body-offset 4] [--eof '\r\n']
-//!     [--max-packet BYTES]
+//!     [--max-packet BYTES] [--udp] [--unix-dgram PATH]
 //! ```
 //!
 //! `--length-type` is one of `i8 u8 i16be u16be i16le u16le i32be u32be i32le u32le i64be u64be
@@ -20,14 +20,17 @@
 //! printf '\x00\x00\x00\x05hello' | nc 127.0.0.1 9501 | xxd     # the same 9 bytes come back
 //! ```
 //!
-//! or start it with `--codec line` and type lines into `nc 127.0.0.1 9501`. SIGTERM or Ctrl-C
-//! shuts it down gracefully (exit code 0).
+//! or start it with `--codec line` and type lines into `nc 127.0.0.1 9501`. With `--udp` it
+//! listens for UDP datagrams at `--listen` instead and echoes each to its sender
+//! (`nc -u 127.0.0.1 9501`, then type lines); with `--unix-dgram PATH`, on a unix datagram
+//! socket at PATH (`socat - UNIX-DATAGRAM:PATH,bind=/tmp/me.sock`). SIGTERM or Ctrl-C shuts
+//! it down gracefully (exit code 0).
 
 use std::{io::Write, process::ExitCode};
 
 use eddy::{
     codec::{Codec, Endian, EofCodec, LengthCodec, LengthType, RawCodec},
-    Bytes, ConnId, Context, DispatchMode, EventHandler, Server, ServerBuilder,
+    Bytes, ConnId, Context, DispatchMode, EventHandler, PacketInfo, Server, ServerBuilder,
 };
 
 struct Echo;
@@ -36,6 +39,12 @@ impl EventHandler for Echo {
     fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, packet: Bytes) {
         if let Err(err) = ctx.send(conn, &packet) {
             tracing::warn!(conn = conn.as_u64(), "echo failed: {err}");
+        }
+    }
+
+    fn on_packet(&mut self, ctx: &mut Context<'_>, packet: Bytes, from: PacketInfo) {
+        if let Err(err) = ctx.sendto(from.listener, &from.peer, &packet) {
+            tracing::debug!(peer = %from.peer, "echo failed: {err}");
         }
     }
 }
@@ -51,12 +60,14 @@ struct Options {
     body_offset: usize,
     eof: Vec<u8>,
     max_packet: usize,
+    /// Listen for UDP (`--udp`) or unix datagrams (`--unix-dgram PATH`) instead of TCP.
+    datagram: Option<String>,
 }
 
 const USAGE: &str = "usage: echo [--listen ADDR] [--reactors N] [--workers N] \
     [--dispatch fd|round-robin|idle|ip|uid|reactor] \
     [--codec length|eof|eof-check|line|raw] [--length-type TYPE] [--length-offset N] \
-    [--body-offset N] [--eof DELIM] [--max-packet BYTES]";
+    [--body-offset N] [--eof DELIM] [--max-packet BYTES] [--udp] [--unix-dgram PATH]";
 
 /// `\r`, `\n`, `\t`, `\0` and `\\` in a delimiter given on the command line.
 fn unescape(text: &str) -> Result<Vec<u8>, String> {
@@ -94,7 +105,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         body_offset: 4,
         eof: b"\r\n".to_vec(),
         max_packet: 2 * 1024 * 1024,
+        datagram: None,
     };
+    let mut udp = false;
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         let number = |v: String| {
@@ -112,9 +125,17 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--length-offset" => options.length_offset = number(value()?)?,
             "--body-offset" => options.body_offset = number(value()?)?,
             "--eof" => options.eof = unescape(&value()?)?,
+            "--udp" => udp = true,
+            "--unix-dgram" => options.datagram = Some(format!("unix-dgram:{}", value()?)),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag `{other}` (try --help)")),
         }
+    }
+    if udp {
+        if options.datagram.is_some() {
+            return Err("--udp and --unix-dgram exclude each other".into());
+        }
+        options.datagram = Some(format!("udp:{}", options.listen));
     }
     Ok(options)
 }
@@ -167,8 +188,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let listen = options.datagram.clone().unwrap_or(options.listen.clone());
     let mut builder = Server::builder()
-        .listen(options.listen)
+        .listen(listen)
         .dispatch_mode(options.dispatch)
         .package_max_length(options.max_packet)
         .socket_buffer_size(buffer);

@@ -3,9 +3,11 @@
 #![allow(unreachable_pub, missing_docs)]
 
 mod backpressure;
+mod browser;
 mod chat_example;
 mod commands;
 mod connections;
+mod datagram;
 mod dispatch;
 mod echo_example;
 mod framing;

@@ -8,9 +8,10 @@ use std::{cell::RefCell, fmt, sync::Arc, time::Duration};
 
 use crate::{
     conn::{CloseReason, Conn, ConnId, Uid},
-    error::{SendError, SendStatus, TaskError},
+    error::{SendError, SendStatus, SendToError, TaskError},
     handle::ClientInfo,
     message::{Destination, Message, MessageError, MessageSource},
+    net::{PacketInfo, PacketPeer},
     shared::{Outlet, ServerHandle},
     task::{
         client::{wait_all, wait_one},
@@ -120,6 +121,22 @@ impl<'a, T: TaskHandler> Context<'a, T> {
         self.server
             .shared
             .send_message(src, dst, Message::new(message))
+    }
+
+    /// Send one datagram to `peer` from datagram listener `listener` (Swoole's `sendto`).
+    /// See [`ServerHandle::sendto`].
+    pub fn sendto(
+        &self,
+        listener: usize,
+        peer: &PacketPeer,
+        data: impl AsRef<[u8]>,
+    ) -> Result<SendStatus, SendToError> {
+        self.server.sendto(listener, peer, data)
+    }
+
+    /// What the default `on_packet` does: count the datagram, and log the first.
+    pub(crate) fn unhandled_packet(&self, packet: &[u8], from: &PacketInfo) {
+        self.server.unhandled_packet(packet.len(), from);
     }
 
     /// Whether this is a task worker's thread: always `false` here (see

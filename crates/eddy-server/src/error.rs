@@ -85,6 +85,60 @@ impl fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
+/// Why a `sendto` could not be done. Nothing was sent or queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendToError {
+    /// No listener has this index.
+    UnknownListener(usize),
+    /// The listener is not a datagram listener (UDP or unix datagram).
+    NotDatagram(usize),
+    /// Larger than one datagram can carry.
+    TooLarge {
+        /// The datagram's length.
+        len: usize,
+        /// The most it may carry.
+        max: usize,
+    },
+    /// The peer is not of the socket's family (IPv4 vs IPv6, or unix vs IP, or an unnamed
+    /// unix peer, which cannot be answered).
+    FamilyMismatch,
+    /// The socket's send queue is full (`socket_buffer_size`).
+    QueueFull {
+        /// Bytes already queued.
+        pending: usize,
+        /// The queue's cap.
+        limit: usize,
+    },
+    /// An empty datagram.
+    Empty,
+    /// The kernel refused it.
+    Io(io::ErrorKind),
+}
+
+impl fmt::Display for SendToError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendToError::UnknownListener(i) => write!(f, "no listener {i}"),
+            SendToError::NotDatagram(i) => write!(f, "listener {i} is not a datagram listener"),
+            SendToError::TooLarge { len, max } => {
+                write!(
+                    f,
+                    "a datagram of {len} bytes is over the {max} one can carry"
+                )
+            }
+            SendToError::FamilyMismatch => f.write_str("the peer is not of the socket's family"),
+            SendToError::QueueFull { pending, limit } => {
+                write!(f, "send queue full ({pending} bytes queued, limit {limit})")
+            }
+            SendToError::Empty => f.write_str("empty datagram"),
+            SendToError::Io(kind) => write!(f, "sendto failed: {kind}"),
+        }
+    }
+}
+
+impl std::error::Error for SendToError {}
+
 /// A setting that is out of range or contradicts another, refused when the server is built.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {

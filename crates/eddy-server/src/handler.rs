@@ -9,6 +9,7 @@ use crate::{
     context::Context,
     error::TaskError,
     message::{Message, MessageSource},
+    net::PacketInfo,
     shared::{ServerHandle, WorkerError},
     task::{NoTasks, TaskHandler, TaskId},
     ws::{Handshake, HttpRequest, HttpResponse, WsMessage},
@@ -99,6 +100,14 @@ pub trait EventHandler<T: TaskHandler = NoTasks>: Send + 'static {
     ) -> HttpResponse {
         let _ = (ctx, conn, request);
         HttpResponse::upgrade_required()
+    }
+
+    /// A datagram arrived on a UDP or unix datagram listener (Swoole's `onPacket`): one
+    /// datagram is one packet. Answer with [`Context::sendto`] to `from.peer` on
+    /// `from.listener`. Default: logged (the first time on each worker) and counted in
+    /// [`Stats::packet_unhandled`](crate::Stats::packet_unhandled), never silently dropped.
+    fn on_packet(&mut self, ctx: &mut Context<'_, T>, packet: Bytes, from: PacketInfo) {
+        ctx.unhandled_packet(&packet, &from);
     }
 
     /// The connection closed. [`Context::client_info`] still answers for it here; its id
@@ -202,6 +211,9 @@ impl<T: TaskHandler, H: EventHandler<T> + ?Sized> EventHandler<T> for Box<H> {
     }
     fn on_open(&mut self, ctx: &mut Context<'_, T>, conn: ConnId) {
         (**self).on_open(ctx, conn)
+    }
+    fn on_packet(&mut self, ctx: &mut Context<'_, T>, packet: Bytes, from: PacketInfo) {
+        (**self).on_packet(ctx, packet, from)
     }
     fn on_message(&mut self, ctx: &mut Context<'_, T>, conn: ConnId, message: WsMessage) {
         (**self).on_message(ctx, conn, message)

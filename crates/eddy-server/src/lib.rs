@@ -138,12 +138,14 @@ pub use builder::ServerBuilder;
 pub use conn::{CloseReason, ConnId, Uid};
 pub use context::Context;
 pub use dispatch::{DispatchFn, DispatchInfo, DispatchMode};
-pub use error::{BuildError, CommandError, ConfigError, SendError, SendStatus, TaskError};
+pub use error::{
+    BuildError, CommandError, ConfigError, SendError, SendStatus, SendToError, TaskError,
+};
 pub use handle::{ClientInfo, Connections, Cursor, Delivery, Stats, Target};
 pub use handler::EventHandler;
 pub use lifecycle::{ProcessContext, ShutdownReport};
 pub use message::{CommandTarget, Destination, Message, MessageError, MessageSource};
-pub use net::{ListenAddr, PeerAddr};
+pub use net::{ListenAddr, PacketInfo, PacketPeer, PeerAddr};
 pub use server::{RunningServer, Server};
 pub use shared::{
     CommandContext, ReloadError, ReloadScope, ServerHandle, WorkerError, WorkerStatus,

@@ -17,9 +17,10 @@ use crate::{
     error::BuildError,
     handler::EventHandler,
     lifecycle::{self, Mailboxes, ProcessFn, Roles, ShutdownReport, TaskRoles, Typed},
-    net::{ListenAddr, Listener},
+    net::{DatagramSocket, ListenAddr, Listener},
     shared::{
-        Commands, ConnTable, Counters, Outlet, ReactorHandle, ServerHandle, Shared, WorkerShared,
+        Commands, ConnTable, Counters, DatagramPort, Outlet, ReactorHandle, ServerHandle, Shared,
+        WorkerShared,
     },
     sys::{Clock, Poller},
     task::{TaskFactory, TaskHandler},
@@ -47,7 +48,8 @@ use crate::{
 #[must_use = "a server does nothing until it is run"]
 pub struct Server {
     shared: Arc<Shared>,
-    listeners: Vec<Listener>,
+    /// The stream listeners, by listener index (`None` for datagram listeners).
+    listeners: Vec<Option<Listener>>,
     roles: Box<dyn Roles>,
     processes: Vec<(String, ProcessFn)>,
     /// The receiving ends of the mailboxes, handed to the threads when they start.
@@ -75,7 +77,7 @@ impl Server {
         H: EventHandler<T>,
         F: Fn() -> H + Send + Sync + 'static,
     {
-        let (listeners, local_addrs) = bind_listeners(&config)?;
+        let (listeners, datagrams, local_addrs) = bind_listeners(&config)?;
         let (reactors, mailboxes, workers) = mailboxes(&config)?;
         let tasks = task_factory.map(|factory| {
             TaskRoles::new(
@@ -102,6 +104,7 @@ impl Server {
             reload: Default::default(),
             commands,
             supervisor_commands: bounded(64),
+            datagrams,
             table: ConnTable::new(config.max_conn, config.listeners.len()),
             stats: Counters::new(config.reactor_num, config.worker_num),
             outlet,
@@ -182,21 +185,41 @@ impl Server {
     }
 }
 
-/// Bind every listener; returns them with their bound addresses.
-fn bind_listeners(config: &Config) -> Result<(Vec<Listener>, Vec<ListenAddr>), BuildError> {
+/// The stream listeners and the datagram ports, by listener index.
+type Bound = (
+    Vec<Option<Listener>>,
+    Box<[Option<Arc<DatagramPort>>]>,
+    Vec<ListenAddr>,
+);
+
+/// Bind every listener; returns them with their bound addresses. Datagram listeners go to
+/// the reactors in turn.
+fn bind_listeners(config: &Config) -> Result<Bound, BuildError> {
     let mut listeners = Vec::with_capacity(config.listeners.len());
+    let mut datagrams = Vec::with_capacity(config.listeners.len());
     let mut local_addrs = Vec::with_capacity(config.listeners.len());
-    for listener in &config.listeners {
-        let bound = Listener::bind(&listener.addr, config.backlog, config.reuse_port).map_err(
-            |source| BuildError::Bind {
-                addr: listener.addr.to_string(),
-                source,
-            },
-        )?;
-        local_addrs.push(bound.local_addr().map_err(BuildError::Io)?);
-        listeners.push(bound);
+    let bind_error = |addr: &ListenAddr| {
+        let addr = addr.to_string();
+        move |source| BuildError::Bind { addr, source }
+    };
+    for (index, listener) in config.listeners.iter().enumerate() {
+        let addr = &listener.addr;
+        if addr.is_datagram() {
+            let socket = DatagramSocket::bind(addr, config.reuse_port).map_err(bind_error(addr))?;
+            local_addrs.push(socket.local_addr().map_err(BuildError::Io)?);
+            let reactor = datagrams.iter().flatten().count() % config.reactor_num;
+            let port = DatagramPort::new(index, socket, reactor, config.socket_buffer_size);
+            datagrams.push(Some(Arc::new(port)));
+            listeners.push(None);
+        } else {
+            let bound = Listener::bind(addr, config.backlog, config.reuse_port)
+                .map_err(bind_error(addr))?;
+            local_addrs.push(bound.local_addr().map_err(BuildError::Io)?);
+            listeners.push(Some(bound));
+            datagrams.push(None);
+        }
     }
-    Ok((listeners, local_addrs))
+    Ok((listeners, datagrams.into(), local_addrs))
 }
 
 /// Every reactor's mailbox (command channel and poller), every worker's inbox and what

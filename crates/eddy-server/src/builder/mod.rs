@@ -86,6 +86,23 @@ impl<T: TaskHandler> ServerBuilder<T> {
         self
     }
 
+    /// Listen for UDP datagrams (IPv4 or IPv6) on `addr` (`"127.0.0.1:9501"`): each datagram
+    /// goes to [`on_packet`](crate::EventHandler::on_packet), answered with `sendto`. The
+    /// same as `listen("udp:ADDR")`.
+    pub fn listen_udp(mut self, addr: impl Into<String>) -> Self {
+        let addr = format!("udp:{}", addr.into());
+        self.s.listeners.push((addr, Speaks::Framed(None)));
+        self
+    }
+
+    /// Listen for unix datagrams on a socket at `path`; the same as
+    /// `listen("unix-dgram:PATH")`.
+    pub fn listen_unix_dgram(mut self, path: impl Into<String>) -> Self {
+        let addr = format!("unix-dgram:{}", path.into());
+        self.s.listeners.push((addr, Speaks::Framed(None)));
+        self
+    }
+
     /// Listen on an address for WebSocket clients (Swoole's `WebSocket\Server`, Workerman's
     /// `websocket://`), with the settings of [`websocket`](Self::websocket). Handlers get
     /// [`on_handshake`](crate::EventHandler::on_handshake),

@@ -296,6 +296,15 @@ impl Settings {
                 .parse()
                 .map_err(|reason: String| ConfigError::new("listen", reason))?;
             let protocol = match speaks {
+                _ if addr.is_datagram() => {
+                    if matches!(speaks, Speaks::WebSocket) {
+                        return Err(ConfigError::new(
+                            "listen_ws",
+                            format!("{addr} is a datagram address: WebSocket needs a stream"),
+                        ));
+                    }
+                    Protocol::Datagram
+                }
                 Speaks::Framed(codec) => {
                     let codec = codec.clone().unwrap_or_else(|| self.codec.clone());
                     codec

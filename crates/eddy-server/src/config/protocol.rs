@@ -18,6 +18,8 @@ pub(crate) enum Protocol {
     Framed(Arc<dyn Codec>),
     /// WebSocket (RFC 6455, with RFC 7692 deflate): an HTTP upgrade, then messages.
     WebSocket(Arc<WebSocketConfig>),
+    /// Datagrams (UDP, unix datagram): each datagram is one packet, no framing.
+    Datagram,
 }
 
 impl Protocol {
@@ -25,7 +27,7 @@ impl Protocol {
     pub(crate) fn min_packet(&self) -> usize {
         match self {
             Protocol::Framed(codec) => codec.min_packet(),
-            Protocol::WebSocket(_) => 1,
+            Protocol::WebSocket(_) | Protocol::Datagram => 1,
         }
     }
 
@@ -34,7 +36,7 @@ impl Protocol {
     pub(crate) fn codec(&self) -> Option<&dyn Codec> {
         match self {
             Protocol::Framed(codec) => Some(&**codec),
-            Protocol::WebSocket(_) => None,
+            Protocol::WebSocket(_) | Protocol::Datagram => None,
         }
     }
 
@@ -42,7 +44,7 @@ impl Protocol {
     pub(crate) fn websocket(&self) -> Option<&Arc<WebSocketConfig>> {
         match self {
             Protocol::WebSocket(config) => Some(config),
-            Protocol::Framed(_) => None,
+            Protocol::Framed(_) | Protocol::Datagram => None,
         }
     }
 }

@@ -62,6 +62,19 @@ impl Dispatcher {
         w
     }
 
+    /// An idle worker with an empty queue, looking from the cursor on; else the shortest
+    /// queue.
+    fn idlest(&mut self, load: &dyn Load) -> usize {
+        let n = self.workers;
+        for _ in 0..n {
+            let w = self.next();
+            if load.is_idle(w) && load.depth(w) == 0 {
+                return w;
+            }
+        }
+        (0..n).min_by_key(|&w| load.depth(w)).unwrap_or(0)
+    }
+
     fn by_slot(&self, s: &Subject<'_>) -> usize {
         s.conn.slot() as usize % self.workers
     }
@@ -73,15 +86,7 @@ impl Dispatcher {
             DispatchMode::Fd => self.by_slot(s),
             DispatchMode::Reactor => self.reactor,
             DispatchMode::RoundRobin => self.next(),
-            DispatchMode::Idle => {
-                for _ in 0..n {
-                    let w = self.next();
-                    if load.is_idle(w) && load.depth(w) == 0 {
-                        return w;
-                    }
-                }
-                (0..n).min_by_key(|&w| load.depth(w)).unwrap_or(0)
-            }
+            DispatchMode::Idle => self.idlest(load),
             DispatchMode::Ip => match s.peer {
                 PeerAddr::Tcp(addr) => (ip_hash(addr.ip()) % n as u64) as usize,
                 PeerAddr::Unix => self.by_slot(s),
@@ -123,6 +128,24 @@ impl Dispatcher {
                         self.by_slot(s)
                     }
                 }
+            }
+        }
+    }
+}
+
+impl Dispatcher {
+    /// The worker for a datagram from a peer whose address hashes to `peer_hash`: the stateful
+    /// modes keep a peer on one worker (by its address), round robin and idle spread, the
+    /// reactor mode runs it inline. A custom function sees stream events only; datagrams
+    /// go by peer.
+    pub(crate) fn pick_datagram(&mut self, peer_hash: u64, load: &dyn Load) -> usize {
+        let n = self.workers;
+        match &self.mode {
+            DispatchMode::Reactor => self.reactor,
+            DispatchMode::RoundRobin => self.next(),
+            DispatchMode::Idle => self.idlest(load),
+            DispatchMode::Fd | DispatchMode::Ip | DispatchMode::Uid | DispatchMode::Custom(_) => {
+                (peer_hash % n as u64) as usize
             }
         }
     }

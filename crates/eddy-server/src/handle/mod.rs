@@ -7,6 +7,7 @@
 
 mod broadcast;
 mod control;
+mod datagram;
 mod flow;
 pub(crate) mod info;
 mod listing;

@@ -1,8 +1,13 @@
 //! `stats()`: a snapshot of the server's counters and gauges.
 
-use std::{sync::atomic::Ordering::Relaxed, time::SystemTime};
+use std::{
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    time::SystemTime,
+};
 
-use crate::shared::{Counter, ReactorCounters, ServerHandle, Shared, WorkerStatus};
+use crate::shared::{
+    Counter, DatagramCounters, ReactorCounters, ServerHandle, Shared, WorkerStatus,
+};
 
 /// A snapshot of a server's counters (Swoole's `stats()`, the fields this version has).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -76,10 +81,30 @@ pub struct Stats {
     pub task_abandoned: u64,
     /// Task handlers rebuilt (`task_max_request`, or after a panic).
     pub task_worker_restarts: u64,
+    /// Datagrams read on datagram listeners.
+    pub packet_recv_count: u64,
+    /// Datagrams sent with `sendto` (now or from the queue).
+    pub packet_send_count: u64,
+    /// Datagrams waiting in `sendto` queues, and their bytes.
+    pub packet_queued: (usize, usize),
+    /// Datagrams dropped because the worker's queue was full (a flood it cannot keep up with).
+    pub packet_drop_inbox_full: u64,
+    /// Datagrams dropped for being over 64 KiB (unix datagrams).
+    pub packet_drop_oversized: u64,
+    /// `sendto` refused because the socket's send queue was full.
+    pub packet_drop_queue_full: u64,
+    /// Queued datagrams the kernel refused when they were flushed.
+    pub packet_send_failed: u64,
+    /// Datagrams that reached a handler without `on_packet` (logged once, counted here).
+    pub packet_unhandled: u64,
 }
 
 impl Stats {
     pub(crate) fn collect(shared: &Shared) -> Stats {
+        let packets = |f: fn(&DatagramCounters) -> &AtomicU64| -> u64 {
+            let ports = shared.datagrams.iter().flatten();
+            ports.map(|p| f(&p.counters).load(Relaxed)).sum()
+        };
         let counters = &shared.stats;
         let tasks = shared
             .tasks
@@ -138,6 +163,19 @@ impl Stats {
             task_rejected: tasks.rejected,
             task_abandoned: tasks.abandoned,
             task_worker_restarts: tasks.restarts,
+            packet_recv_count: packets(|c| &c.received),
+            packet_send_count: packets(|c| &c.sent),
+            packet_queued: shared
+                .datagrams
+                .iter()
+                .flatten()
+                .map(|p| p.queued())
+                .fold((0, 0), |(n, b), (pn, pb)| (n + pn, b + pb)),
+            packet_drop_inbox_full: packets(|c| &c.inbox_full),
+            packet_drop_oversized: packets(|c| &c.oversized),
+            packet_drop_queue_full: packets(|c| &c.queue_full),
+            packet_send_failed: packets(|c| &c.send_failed),
+            packet_unhandled: packets(|c| &c.unhandled),
         }
     }
 }

@@ -65,13 +65,14 @@ impl ServerHandle {
         }
         let conn = self.conn(conn)?;
         let outlet = &self.shared.outlet;
-        if !outlet.send_close_frame(&conn, code, reason) {
-            return Err(match conn.out.lock().ws.as_ref().map(|ws| ws.status) {
-                None => SendError::NotWebSocket,
-                Some(WsStatus::Handshaking) => SendError::NotEstablished,
-                Some(_) => SendError::Closed,
-            });
+        match conn.out.lock().ws.as_ref().map(|ws| ws.status) {
+            None => return Err(SendError::NotWebSocket),
+            Some(WsStatus::Handshaking) => return Err(SendError::NotEstablished),
+            Some(WsStatus::Closing) => return Err(SendError::Closed),
+            Some(WsStatus::Open) => {}
         }
+        // Sent unless the socket broke meanwhile; the close goes ahead either way.
+        outlet.send_close_frame(&conn, code, reason);
         let reason = reason.to_string();
         let by_peer = false;
         outlet.close(

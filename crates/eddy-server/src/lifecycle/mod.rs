@@ -57,7 +57,7 @@ type InlineWorkers = Vec<Option<Box<dyn WorkerRun>>>;
 /// Run a built server on this thread until it has shut down.
 pub(crate) fn run(
     shared: Arc<Shared>,
-    listeners: Vec<Listener>,
+    listeners: Vec<Option<Listener>>,
     mut roles: Box<dyn Roles>,
     processes: &[(String, ProcessFn)],
     mut mailboxes: Mailboxes,

@@ -89,7 +89,7 @@ fn join_until<R>(
 /// Lead the shutdown after the accept loop returned `result`; returns the report.
 pub(super) fn shut_down(
     handle: &ServerHandle,
-    listeners: Vec<Listener>,
+    listeners: Vec<Option<Listener>>,
     threads: Threads,
     processes: Processes,
     main: &mut dyn Lifecycle,
@@ -101,8 +101,12 @@ pub(super) fn shut_down(
         tracing::error!("accept loop failed: {err}; shutting down");
     }
     shared.shutdown_requested.store(true, Ordering::Release);
-    for listener in listeners {
+    // Dropped here, so new connections are refused from now on.
+    for listener in listeners.into_iter().flatten() {
         listener.cleanup();
+    }
+    for port in shared.datagrams.iter().flatten() {
+        port.socket.cleanup();
     }
     let deadline = *shared
         .deadline

@@ -33,7 +33,7 @@ const EXHAUSTED_PAUSE: Duration = Duration::from_millis(200);
 /// Accepts until a shutdown is requested (by a handle or a signal).
 pub(crate) struct Acceptor<'a> {
     pub(super) shared: &'a Arc<Shared>,
-    listeners: &'a [Listener],
+    listeners: &'a [Option<Listener>],
     signals: Option<Signals>,
     /// The main handler: `on_before_reload` and `on_after_reload` run here.
     main: &'a mut dyn Lifecycle,
@@ -46,7 +46,7 @@ pub(crate) struct Acceptor<'a> {
 impl<'a> Acceptor<'a> {
     pub(crate) fn new(
         shared: &'a Arc<Shared>,
-        listeners: &'a [Listener],
+        listeners: &'a [Option<Listener>],
         signals: Option<Signals>,
         main: &'a mut dyn Lifecycle,
     ) -> Self {
@@ -62,7 +62,8 @@ impl<'a> Acceptor<'a> {
     }
 
     fn watch_listeners(&self) -> std::io::Result<()> {
-        for (key, listener) in self.listeners.iter().enumerate() {
+        let streams = self.listeners.iter().enumerate();
+        for (key, listener) in streams.filter_map(|(i, l)| Some((i, l.as_ref()?))) {
             // Listeners outlive the loop, and are deleted from the poller before it ends.
             self.shared
                 .supervisor
@@ -72,7 +73,7 @@ impl<'a> Acceptor<'a> {
     }
 
     fn unwatch_listeners(&self) {
-        for listener in self.listeners {
+        for listener in self.listeners.iter().flatten() {
             let _ = self.shared.supervisor.delete(listener.as_fd());
         }
     }
@@ -185,7 +186,7 @@ impl<'a> Acceptor<'a> {
     /// Accept what is waiting on one listener. Returns true when the process ran out of a
     /// resource and accepting must pause.
     fn accept_batch(&mut self, index: usize) -> bool {
-        let Some(listener) = self.listeners.get(index) else {
+        let Some(listener) = self.listeners.get(index).and_then(Option::as_ref) else {
             return false;
         };
         for _ in 0..ACCEPT_BATCH {
@@ -193,17 +194,18 @@ impl<'a> Acceptor<'a> {
                 Ok((stream, peer)) => {
                     let reactor = self.next_reactor;
                     let now = self.shared.now_ms();
-                    let conn = self
-                        .shared
-                        .table
-                        .insert(|id| Conn::new(id, stream, reactor, index, peer, now));
+                    let websocket = self.shared.config.listeners[index].protocol.websocket();
+                    let conn = self.shared.table.insert(|id| {
+                        let conn = Conn::new(id, stream, reactor, index, peer, now);
+                        // Before the record is in the table: no sender ever sees it without.
+                        if let Some(ws) = websocket {
+                            let out = WsOut::new(ws.default_opcode, ws.ping_idle);
+                            conn.out.lock().ws = Some(Box::new(out));
+                        }
+                        conn
+                    });
                     match conn {
                         Some(conn) => {
-                            let listener = &self.shared.config.listeners[index];
-                            if let Some(ws) = listener.protocol.websocket() {
-                                let out = WsOut::new(ws.default_opcode, ws.ping_idle);
-                                conn.out.lock().ws = Some(Box::new(out));
-                            }
                             self.next_reactor = (reactor + 1) % self.shared.outlet.reactors().len();
                             self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
                             self.shared

@@ -77,6 +77,10 @@ impl Listener {
                 socket.set_nonblocking(true)?;
                 Ok(Listener::Unix(socket.into(), path.clone()))
             }
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{other} is a datagram address, not a stream listener"),
+            )),
         }
     }
 

@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// The workers' load, as the idle dispatch mode reads it.
-struct Workers<'a>(&'a [WorkerShared]);
+pub(super) struct Workers<'a>(pub(super) &'a [WorkerShared]);
 
 impl Load for Workers<'_> {
     fn is_idle(&self, worker: usize) -> bool {
@@ -133,7 +133,7 @@ impl Reactor {
     }
 
     /// Remember to wake `worker` at the end of this loop (once, however many events it got).
-    fn handed(&mut self, worker: usize) {
+    pub(super) fn handed(&mut self, worker: usize) {
         if !self.to_wake[worker] {
             self.to_wake[worker] = true;
             self.wake_list.push(worker);

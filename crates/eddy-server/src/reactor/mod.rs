@@ -9,6 +9,8 @@
 //! watermarks in `output`, the one close path in `close`.
 
 mod close;
+mod datagram;
+mod datagrams;
 mod deliver;
 mod local;
 mod output;
@@ -29,6 +31,7 @@ use crossbeam_channel::{Receiver, Sender};
 use slab::Slab;
 
 use self::{
+    datagrams::Datagrams,
     local::{pause, LocalConn},
     protocol::ProtocolState,
 };
@@ -37,7 +40,7 @@ use crate::{
     conn::{CloseReason, Conn, ConnId},
     dispatch::Dispatcher,
     shared::{Command, Event, Shared, WorkerRun},
-    sys::{idle, Events, Poller},
+    sys::{idle, Event as PollEvent, Events, Poller},
 };
 
 /// What a reactor gave up on at the shutdown deadline.
@@ -77,6 +80,8 @@ pub(crate) struct Reactor {
     /// WebSocket connections that must finish their handshake by then: (deadline, key, id),
     /// in deadline order.
     handshakes: VecDeque<(Instant, usize, ConnId)>,
+    /// The datagram listeners this reactor reads.
+    datagrams: Datagrams,
     report: ReactorReport,
 }
 
@@ -110,6 +115,7 @@ impl Reactor {
             to_wake: vec![false; workers],
             deadline: None,
             handshakes: VecDeque::new(),
+            datagrams: Datagrams::new(id, &shared.datagrams),
             report: ReactorReport::default(),
             inline,
             start_failed: false,
@@ -135,6 +141,9 @@ impl Reactor {
             if let Some(inline) = &mut self.inline {
                 inline.finish_start();
             }
+        }
+        if let Err(err) = self.watch_datagrams() {
+            tracing::error!(reactor = self.id, "cannot watch datagram sockets: {err}");
         }
         let mut events = Events::with_capacity(1024);
         let mut busy = false;
@@ -164,12 +173,7 @@ impl Reactor {
             }
             busy = !events.is_empty();
             for ev in events.iter() {
-                if ev.writable {
-                    self.on_writable(ev.key);
-                }
-                if ev.readable {
-                    self.on_readable(ev.key, ev.hangup);
-                }
+                self.on_event(ev);
             }
             while let Ok(cmd) = self.commands.try_recv() {
                 self.on_command(cmd);
@@ -183,7 +187,10 @@ impl Reactor {
             self.flush_backlogs();
             self.wake_workers();
             if let Some(deadline) = self.deadline {
-                if self.conns.is_empty() && self.backlog.iter().all(VecDeque::is_empty) {
+                if self.conns.is_empty()
+                    && self.backlog.iter().all(VecDeque::is_empty)
+                    && self.datagrams.drained()
+                {
                     break;
                 }
                 if Instant::now() >= deadline {
@@ -192,6 +199,7 @@ impl Reactor {
                 }
             }
         }
+        self.unwatch_datagrams();
         if let Some(inline) = &mut self.inline {
             inline.stop();
         }
@@ -203,6 +211,18 @@ impl Reactor {
             worker.wake();
         }
         self.report
+    }
+
+    fn on_event(&mut self, ev: PollEvent) {
+        if let Some(port) = self.datagram_of(ev.key) {
+            return self.on_datagram(port, ev.readable, ev.writable);
+        }
+        if ev.writable {
+            self.on_writable(ev.key);
+        }
+        if ev.readable {
+            self.on_readable(ev.key, ev.hangup);
+        }
     }
 
     /// Look for events without sleeping, a few times (see `sys::idle`). Returns whether
@@ -240,8 +260,10 @@ impl Reactor {
                 }
             }
             Command::Resume(conn) => self.unpause(&conn, pause::USER | pause::DELAY),
+            Command::DatagramOutput(listener) => self.datagram_output(listener),
             Command::Shutdown(deadline) => {
                 self.deadline = Some(deadline);
+                self.stop_datagrams();
                 let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
                 for key in keys {
                     self.close_after_drain(key, CloseReason::Shutdown);
@@ -253,8 +275,14 @@ impl Reactor {
     /// Clear these pause bits of a connection (reading resumes when none is left).
     fn unpause(&mut self, conn: &Arc<Conn>, bits: u8) {
         if let Some(key) = self.key_of(conn) {
-            self.conns[key].paused &= !bits;
+            let lc = &mut self.conns[key];
+            lc.paused &= !bits;
+            // WebSocket frames already read and kept while paused: the socket will not say.
+            let kept = lc.paused == 0 && !lc.rbuf.is_empty() && lc.protocol.is_open_websocket();
             self.sync_interest(key);
+            if kept {
+                self.ws_process(key, false);
+            }
         }
     }
 

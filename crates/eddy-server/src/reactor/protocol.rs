@@ -34,7 +34,10 @@ impl ProtocolState {
     /// A fresh state for a connection of a listener speaking `protocol`.
     pub(super) fn new(protocol: &Protocol) -> Self {
         match protocol {
-            Protocol::Framed(_) => ProtocolState::Framed(DecodeState::default()),
+            // A datagram listener has no connections: never asked.
+            Protocol::Framed(_) | Protocol::Datagram => {
+                ProtocolState::Framed(DecodeState::default())
+            }
             Protocol::WebSocket(config) => {
                 ProtocolState::WebSocket(Box::new(WsRead::new(config.clone())))
             }
@@ -45,6 +48,11 @@ impl ProtocolState {
     /// decoded from the connection's own buffer (WebSocket: `Reactor::ws_process`).
     pub(super) fn is_framed(&self) -> bool {
         matches!(self, ProtocolState::Framed(_))
+    }
+
+    /// Whether it is a WebSocket past its handshake.
+    pub(super) fn is_open_websocket(&self) -> bool {
+        matches!(self, ProtocolState::WebSocket(ws) if ws.is_open())
     }
 
     /// Cut every whole packet at the front of `buf` (none longer than `max`), pushing each

@@ -47,7 +47,7 @@ impl Reactor {
                 .inflight
                 .fetch_and(!inflight::NOTIFY_IDLE, Ordering::AcqRel);
         }
-        let from_scratch = lc.rbuf.is_empty() && lc.protocol.is_framed();
+        let from_scratch = lc.rbuf.is_empty();
         let conn = &lc.conn;
         let result = if from_scratch {
             if self.scratch.capacity() - self.scratch.len() < READ_CHUNK {
@@ -75,7 +75,7 @@ impl Reactor {
                     .add(n as u64);
                 match self.conns.get(key).map(|lc| lc.protocol.is_framed()) {
                     Some(true) => self.cut_packets(key, from_scratch),
-                    _ => self.ws_process(key),
+                    _ => self.ws_process(key, from_scratch),
                 }
                 self.account_buffer(key);
             }

@@ -10,31 +10,74 @@ use std::time::Instant;
 
 use eddy_ws::ProtocolError;
 
+use bytes::BytesMut;
+
 use super::{
-    local::pause,
+    local::{pause, LocalConn},
     protocol::ProtocolState,
     ws_read::{Phase, Step},
     Reactor,
 };
 use crate::{
+    config::READ_CHUNK,
     conn::{CloseReason, ConnId},
     shared::Event,
 };
 
 impl Reactor {
-    /// Act on what a WebSocket connection's buffer holds, until it holds nothing whole.
-    pub(super) fn ws_process(&mut self, key: usize) {
+    /// Act on what a WebSocket connection's bytes hold (in the reactor's scratch block when
+    /// `from_scratch`, else in its own buffer), until nothing whole is left; then keep what
+    /// is left (a partial frame, or frames not to be read yet) in a buffer of its own, sized
+    /// to fit, so an idle connection pins no block.
+    pub(super) fn ws_process(&mut self, key: usize, from_scratch: bool) {
+        self.ws_steps(key, from_scratch);
+        let Some(lc) = self.conns.get_mut(key) else {
+            if from_scratch {
+                self.scratch.clear();
+            }
+            return;
+        };
+        let rest = if from_scratch {
+            &mut self.scratch
+        } else {
+            &mut lc.rbuf
+        };
+        if rest.is_empty() {
+            lc.rbuf = BytesMut::new();
+        } else if from_scratch || rest.capacity() > 2 * rest.len() + READ_CHUNK {
+            let mut own = BytesMut::with_capacity(rest.len());
+            own.extend_from_slice(rest);
+            lc.rbuf = own;
+        }
+        if from_scratch {
+            self.scratch.clear();
+        }
+    }
+
+    /// Decode and act until the bytes hold nothing more to act on now.
+    fn ws_steps(&mut self, key: usize, from_scratch: bool) {
         loop {
             let Some(lc) = self.conns.get_mut(key) else {
                 return;
             };
-            let ProtocolState::WebSocket(ws) = &mut lc.protocol else {
+            let LocalConn {
+                protocol,
+                rbuf,
+                conn,
+                ..
+            } = lc;
+            let ProtocolState::WebSocket(ws) = protocol else {
                 return;
             };
-            let step = ws.step(&mut lc.rbuf);
-            let conn = lc.conn.clone();
+            let buf = if from_scratch {
+                &mut self.scratch
+            } else {
+                rbuf
+            };
+            let step = ws.step(buf);
+            let conn = conn.clone();
             match step {
-                Step::Wait => break,
+                Step::Wait => return,
                 Step::Upgrade(pending) => {
                     self.hold_for_handler(key);
                     return self.deliver(key, Event::Handshake(conn, pending));
@@ -57,32 +100,34 @@ impl Reactor {
                     let _ = self.shared.outlet.send_control(&conn, &pong);
                 }
                 Step::Pong => {}
-                Step::Close(code, reason) => {
-                    self.set_done(key);
-                    // Echo the peer's code and reason (RFC 6455 §5.5.1); 1000 when it gave none.
-                    let echo = if code == eddy_ws::close_code::NO_STATUS {
-                        eddy_ws::close_code::NORMAL
-                    } else {
-                        code
-                    };
-                    self.shared.outlet.send_close_frame(&conn, echo, &reason);
-                    let by_peer = true;
-                    let reason = CloseReason::WebSocket {
-                        code,
-                        reason,
-                        by_peer,
-                    };
-                    return self.close_after_drain(key, reason);
-                }
+                Step::Close(code, reason) => return self.ws_peer_closed(key, code, reason),
                 Step::Fail(err) => return self.ws_fail(key, &err),
             }
         }
-        if let Some(lc) = self.conns.get_mut(key) {
-            if lc.rbuf.is_empty() && lc.rbuf.capacity() > 0 {
-                // An idle connection keeps no buffer.
-                lc.rbuf = bytes::BytesMut::new();
-            }
-        }
+    }
+
+    /// The peer's close frame: echo its code and reason (RFC 6455 §5.5.1; 1000 when it gave
+    /// none), then close after flushing.
+    fn ws_peer_closed(&mut self, key: usize, code: u16, reason: String) {
+        self.set_done(key);
+        let Some(conn) = self.conns.get(key).map(|lc| lc.conn.clone()) else {
+            return;
+        };
+        let echo = if code == eddy_ws::close_code::NO_STATUS {
+            eddy_ws::close_code::NORMAL
+        } else {
+            code
+        };
+        self.shared.outlet.send_close_frame(&conn, echo, &reason);
+        let by_peer = true;
+        self.close_after_drain(
+            key,
+            CloseReason::WebSocket {
+                code,
+                reason,
+                by_peer,
+            },
+        );
     }
 
     /// Fail the connection for a protocol error: a close frame with the RFC's code and the
@@ -134,8 +179,12 @@ impl Reactor {
         };
         if ws.open() {
             lc.paused &= !pause::HANDSHAKE;
+            let readable = lc.paused == 0;
             self.sync_interest(key);
-            self.ws_process(key);
+            if readable {
+                // Frames that came with the request (otherwise when reading resumes).
+                self.ws_process(key, false);
+            }
         }
     }
 

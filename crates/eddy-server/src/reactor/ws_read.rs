@@ -58,9 +58,16 @@ impl WsRead {
         }
     }
 
-    /// Whether the upgrade is not done yet (the handshake timeout applies).
+    /// Whether the client has not sent its whole request yet (the handshake timeout applies).
     pub(super) fn is_handshaking(&self) -> bool {
-        matches!(self.phase, Phase::Request | Phase::Deciding(_))
+        // Only the client's part: once the request is whole, the server's own time
+        // (`on_handshake`, `on_open`) does not count.
+        matches!(self.phase, Phase::Request)
+    }
+
+    /// Whether frames are being decoded (bytes left after a pause are worth a look).
+    pub(super) fn is_open(&self) -> bool {
+        matches!(self.phase, Phase::Open(_))
     }
 
     pub(super) fn step(&mut self, buf: &mut bytes::BytesMut) -> Step {

@@ -6,6 +6,7 @@
 //! that do (reactor, worker, supervisor) import it, never the other way.
 
 mod counters;
+mod datagram;
 mod reactor_mail;
 mod reload;
 mod send;
@@ -16,6 +17,7 @@ mod uids;
 mod worker_mail;
 
 pub(crate) use counters::{Counter, Counters, ReactorCounters};
+pub(crate) use datagram::{DatagramCounters, DatagramPort};
 pub(crate) use reactor_mail::{Command, ReactorHandle};
 pub(crate) use reload::{jittered, Rebuild, FIRST_BACKOFF, MAX_BACKOFF};
 pub use reload::{ReloadError, ReloadScope, WorkerError, WorkerStatus};
@@ -24,4 +26,6 @@ pub(crate) use server::{CommandCall, CommandFn, Commands, Shared};
 pub use server::{CommandContext, ServerHandle};
 pub(crate) use table::ConnTable;
 pub(crate) use tasks::{PoolControl, TaskSnapshot};
-pub(crate) use worker_mail::{Event, Mail, PendingHandshake, WakeWorker, WorkerRun, WorkerShared};
+pub(crate) use worker_mail::{
+    Datagram, Event, Mail, PendingHandshake, WakeWorker, WorkerRun, WorkerShared,
+};

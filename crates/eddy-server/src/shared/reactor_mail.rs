@@ -31,6 +31,8 @@ pub(crate) enum Command {
     Pause(Arc<Conn>),
     /// The application resumed reading (`resume`, `confirm`).
     Resume(Arc<Conn>),
+    /// Datagrams were queued on this datagram listener: flush them when it is writable.
+    DatagramOutput(usize),
     /// Stop reading, let in-flight work finish and output flush, close everything, exit by
     /// the deadline.
     Shutdown(Instant),

@@ -39,6 +39,12 @@ enum Framing {
     WebSocket(Opcode),
 }
 
+/// The most bytes a WebSocket message of `len` bytes can take on the wire: its header, and
+/// what deflate can add to incompressible data (5 bytes per 16 KiB block, and a few more).
+fn frame_bound(len: usize) -> usize {
+    len + len / 16_384 * 5 + 32
+}
+
 /// Give a large frame buffer back, so one big message does not pin its memory.
 fn shrink(frame: &mut Vec<u8>) {
     if frame.capacity() > 64 * 1024 {
@@ -201,10 +207,19 @@ impl Outlet {
         opcode: Opcode,
         data: &[u8],
     ) -> Result<SendStatus, SendError> {
+        // Refuse before encoding: a deflate context must never take in a message that does
+        // not then go out (the peer's context would no longer match).
+        let bound = frame_bound(data.len());
+        self.check_size(bound)?;
+        if (out.pending() > 0 || out.corked) && out.pending() + bound > self.buffer_limit {
+            return Err(SendError::BufferFull {
+                pending: out.pending(),
+                limit: self.buffer_limit,
+            });
+        }
         FRAME.with_borrow_mut(|frame| {
             frame.clear();
             encode_ws(&mut out, opcode, data, frame)?;
-            self.check_size(frame.len())?;
             let result = self.write_locked(conn, out, frame);
             shrink(frame);
             result
@@ -279,7 +294,9 @@ impl Outlet {
     }
 
     /// Write a WebSocket close frame with `code` and `reason`, unless one was sent already;
-    /// from then on no message goes out. Returns whether it was written or queued.
+    /// from then on no message goes out. A close frame (at most 129 bytes) is taken even by a
+    /// full output buffer, so a slow reader can always be closed. Returns whether it was
+    /// written or queued.
     pub(crate) fn send_close_frame(&self, conn: &Arc<Conn>, code: u16, reason: &str) -> bool {
         let mut out = conn.out.lock();
         if out.state != OutState::Open {
@@ -292,7 +309,15 @@ impl Outlet {
         else {
             return false;
         };
-        self.write_locked(conn, out, &frame).is_ok()
+        let (_, wake) = match self.push_unbounded(conn, &mut out, &frame) {
+            Ok(pushed) => pushed,
+            Err(_) => return false,
+        };
+        drop(out);
+        if wake {
+            self.post(conn, Command::Output(conn.clone()));
+        }
+        true
     }
 
     /// Ping a quiet WebSocket (the heartbeat's keep-alive), unless it was pinged since it
@@ -350,7 +375,22 @@ impl Outlet {
         out: &mut Output,
         data: &[u8],
     ) -> Result<(SendStatus, bool), SendError> {
-        let limit = self.buffer_limit;
+        if (out.pending() > 0 || out.corked) && out.pending() + data.len() > self.buffer_limit {
+            return Err(SendError::BufferFull {
+                pending: out.pending(),
+                limit: self.buffer_limit,
+            });
+        }
+        self.push_unbounded(conn, out, data)
+    }
+
+    /// `push_locked` without the buffer's cap (for the one close frame of a connection).
+    fn push_unbounded(
+        &self,
+        conn: &Conn,
+        out: &mut Output,
+        data: &[u8],
+    ) -> Result<(SendStatus, bool), SendError> {
         // Stamped before the bytes can reach the peer, so whoever sees the reply sees the time.
         conn.last_send.store(self.clock.now_ms(), Ordering::Relaxed);
         let mut rest = data;
@@ -366,11 +406,6 @@ impl Outlet {
                     return Err(SendError::Closed);
                 }
             }
-        } else if out.pending() + data.len() > limit {
-            return Err(SendError::BufferFull {
-                pending: out.pending(),
-                limit,
-            });
         }
         out.push(rest);
         let pending = out.pending();

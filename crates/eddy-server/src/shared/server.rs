@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use super::{
     counters::Counters,
+    datagram::DatagramPort,
     reactor_mail::ReactorHandle,
     reload::ReloadState,
     send::Outlet,
@@ -49,6 +50,8 @@ pub(crate) struct Shared {
     /// Counters, each written by one thread.
     pub(crate) stats: Counters,
     pub(crate) local_addrs: Vec<ListenAddr>,
+    /// By listener index: the datagram listeners (`None` for stream listeners).
+    pub(crate) datagrams: Box<[Option<Arc<DatagramPort>>]>,
     /// Wakes the supervisor (accept loop) for shutdown, reloads and commands.
     pub(crate) supervisor: Arc<Poller>,
     pub(crate) shutdown_requested: AtomicBool,

@@ -19,6 +19,7 @@ use eddy_ws::deflate::DeflateParams;
 use crate::{
     conn::Conn,
     message::{Message, MessageSource},
+    net::PacketInfo,
     ws::{HttpRequest, Opcode},
 };
 
@@ -46,6 +47,15 @@ pub(crate) enum Event {
     Request(Arc<Conn>, Box<HttpRequest>),
     /// A whole WebSocket message.
     Message(Arc<Conn>, Opcode, Bytes),
+    /// A datagram, for `on_packet` (no connection: not counted anywhere).
+    Packet(Box<Datagram>),
+}
+
+/// A datagram on its way to `on_packet`.
+#[derive(Debug)]
+pub(crate) struct Datagram {
+    pub(crate) data: Bytes,
+    pub(crate) info: PacketInfo,
 }
 
 /// A WebSocket upgrade request waiting for the handler's decision, with what the reactor
@@ -60,8 +70,9 @@ pub(crate) struct PendingHandshake {
 }
 
 impl Event {
-    pub(crate) fn conn(&self) -> &Arc<Conn> {
-        match self {
+    /// The connection the event is about (`None` for a datagram).
+    pub(crate) fn conn(&self) -> Option<&Arc<Conn>> {
+        Some(match self {
             Event::Connect { conn, .. }
             | Event::Receive(conn, _)
             | Event::Batch(conn, ..)
@@ -71,7 +82,8 @@ impl Event {
             | Event::Handshake(conn, _)
             | Event::Request(conn, _)
             | Event::Message(conn, ..) => conn,
-        }
+            Event::Packet(_) => return None,
+        })
     }
 
     /// Payload bytes carried.
@@ -80,6 +92,7 @@ impl Event {
             Event::Receive(_, data) | Event::Batch(_, data, _) | Event::Message(_, _, data) => {
                 data.len()
             }
+            Event::Packet(datagram) => datagram.data.len(),
             _ => 0,
         }
     }

@@ -8,7 +8,7 @@
 pub(crate) mod idle;
 mod poller;
 
-pub(crate) use poller::{Events, Poller};
+pub(crate) use poller::{Event, Events, Poller};
 
 use std::{
     io,

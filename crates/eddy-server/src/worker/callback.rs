@@ -19,6 +19,7 @@ pub(super) enum Callback {
     Open,
     Message,
     Request,
+    Packet,
 }
 
 impl Callback {
@@ -41,6 +42,7 @@ impl Callback {
             Callback::Open => "on_open",
             Callback::Message => "on_message",
             Callback::Request => "on_request",
+            Callback::Packet => "on_packet",
         }
     }
 

@@ -10,7 +10,7 @@ use eddy_ws::handshake;
 
 use crate::{
     conn::{inflight, CloseReason, Conn},
-    shared::{Command, Event, PendingHandshake},
+    shared::{Command, Datagram, Event, PendingHandshake},
     task::TaskHandler,
     ws::{Handshake, HttpRequest, HttpResponse, WsMessage},
 };
@@ -18,7 +18,12 @@ use crate::{
 impl<T: TaskHandler> Worker<T> {
     /// Run the callbacks of one event.
     pub(super) fn handle_event(&mut self, event: Event) {
-        let conn = event.conn().clone();
+        let Some(conn) = event.conn().cloned() else {
+            if let Event::Packet(datagram) = event {
+                self.packet(*datagram);
+            }
+            return self.maintain();
+        };
         let id = conn.id;
         let weight = event.weight();
         conn.last_dispatch
@@ -61,6 +66,7 @@ impl<T: TaskHandler> Worker<T> {
                     self.message(&conn, WsMessage { opcode, data });
                 }
             }
+            Event::Packet(_) => {}
         }
         self.finish(&conn, weight);
         self.maintain();
@@ -84,6 +90,15 @@ impl<T: TaskHandler> Worker<T> {
             start = end;
         }
         self.server.shared.outlet.uncork(conn);
+    }
+
+    fn packet(&mut self, datagram: Datagram) {
+        self.server.shared.stats.workers[self.id].requests.add(1);
+        self.handled += 1;
+        let Datagram { data, info } = datagram;
+        self.guard(Callback::Packet, None, |h, ctx| {
+            h.on_packet(ctx, data, info)
+        });
     }
 
     fn message(&mut self, conn: &Arc<Conn>, message: WsMessage) {
@@ -110,7 +125,9 @@ impl<T: TaskHandler> Worker<T> {
                 let key = request.key().unwrap_or_default();
                 let extension = pending.extension.as_deref();
                 let response = handshake::response_101(key, subprotocol.as_deref(), extension);
-                if outlet.open_ws(conn, &response, pending.deflate).is_err() {
+                if let Err(err) = outlet.open_ws(conn, &response, pending.deflate) {
+                    tracing::warn!(conn = id.as_u64(), "WebSocket upgrade not sent: {err}");
+                    let _ = outlet.close(conn, CloseReason::Http { status: 101 });
                     return;
                 }
                 self.guard(Callback::Open, Some(conn), |h, ctx| h.on_open(ctx, id));
@@ -138,13 +155,22 @@ impl<T: TaskHandler> Worker<T> {
         self.answer_http(conn, &response);
     }
 
-    /// Send an HTTP response as it is, then close after flushing it.
+    /// Send an HTTP response as it is, then close after flushing it. A response that cannot
+    /// be queued (over `socket_buffer_size`) becomes a 500; the close happens either way.
     fn answer_http(&self, conn: &Arc<Conn>, response: &HttpResponse) {
         let outlet = &self.server.shared.outlet;
-        if outlet.send_raw(conn, &response.to_bytes()).is_ok() {
-            let status = response.status;
-            let _ = outlet.close(conn, CloseReason::Http { status });
+        let mut status = response.status;
+        if let Err(err) = outlet.send_raw(conn, &response.to_bytes()) {
+            tracing::warn!(
+                conn = conn.id.as_u64(),
+                status,
+                "HTTP answer not sent: {err}"
+            );
+            status = 500;
+            let fallback = HttpResponse::text(status, "the response could not be sent\n");
+            let _ = outlet.send_raw(conn, &fallback.to_bytes());
         }
+        let _ = outlet.close(conn, CloseReason::Http { status });
     }
 
     fn receive(&mut self, conn: &Arc<Conn>, packet: Bytes) {

@@ -1,0 +1,51 @@
+//! `sendto`: answering datagram peers from any thread.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::{
+    error::{SendStatus, SendToError},
+    net::{PacketInfo, PacketPeer},
+    shared::{DatagramPort, ServerHandle},
+};
+
+impl ServerHandle {
+    /// Send one datagram to `peer` from datagram listener `listener` (Swoole's `sendto`),
+    /// from any thread: written now when nothing is queued on that socket
+    /// ([`SendStatus::Sent`]), else queued behind what is and flushed by its reactor
+    /// ([`SendStatus::Queued`]). A reply to a unix datagram peer goes to its path.
+    pub fn sendto(
+        &self,
+        listener: usize,
+        peer: &PacketPeer,
+        data: impl AsRef<[u8]>,
+    ) -> Result<SendStatus, SendToError> {
+        let port = self.datagram_port(listener)?;
+        let reactor = self.shared.reactor(port.reactor);
+        port.send_to(peer, data.as_ref(), reactor)
+    }
+
+    /// The datagram listener at `listener`.
+    pub(crate) fn datagram_port(&self, listener: usize) -> Result<&DatagramPort, SendToError> {
+        match self.shared.datagrams.get(listener) {
+            Some(Some(port)) => Ok(port),
+            Some(None) => Err(SendToError::NotDatagram(listener)),
+            None => Err(SendToError::UnknownListener(listener)),
+        }
+    }
+
+    /// A datagram nobody handles: count it, and say so the first time.
+    pub(crate) fn unhandled_packet(&self, len: usize, from: &PacketInfo) {
+        let Ok(port) = self.datagram_port(from.listener) else {
+            return;
+        };
+        if port.counters.unhandled.fetch_add(1, Relaxed) == 0 {
+            tracing::warn!(
+                listener = from.listener,
+                peer = %from.peer,
+                len,
+                "a datagram arrived but the handler has no on_packet: dropped and counted \
+                 (Stats::packet_unhandled)"
+            );
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Datagram sockets (UDP over IPv4 and IPv6, unix datagram): bound non-blocking, read a batch
+//! at a time with `recvmmsg`, written with `sendto`.
+
+use std::{
+    io,
+    net::UdpSocket,
+    os::{
+        fd::{AsFd, AsRawFd, BorrowedFd},
+        unix::net::UnixDatagram,
+    },
+    path::PathBuf,
+};
+
+use bytes::BytesMut;
+use socket2::{Domain, SockAddr, SockAddrStorage, Socket, Type};
+
+use super::addr::{ListenAddr, PacketPeer};
+
+/// The largest datagram read: the largest a UDP datagram can be (a larger unix datagram is
+/// truncated, reported and dropped).
+pub(crate) const MAX_DATAGRAM: usize = 65_536;
+
+/// Datagrams read by one `recvmmsg`.
+pub(crate) const BATCH: usize = 16;
+
+/// Receive blocks are this big: a batch needs `BATCH * MAX_DATAGRAM` bytes of room, and
+/// takes only what its datagrams hold, so one block serves many batches.
+const BLOCK: usize = 4 * BATCH * MAX_DATAGRAM;
+
+/// A bound datagram socket.
+#[derive(Debug)]
+pub(crate) enum DatagramSocket {
+    Udp(UdpSocket),
+    Unix(UnixDatagram, PathBuf),
+}
+
+/// One datagram of a batch: where it is in the batch's buffer, who sent it, and whether it
+/// was cut short (larger than [`MAX_DATAGRAM`]).
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub(crate) len: usize,
+    pub(crate) peer: PacketPeer,
+    pub(crate) truncated: bool,
+}
+
+impl DatagramSocket {
+    /// Bind, non-blocking: `ListenAddr::Udp` or `ListenAddr::UnixDatagram`.
+    pub(crate) fn bind(addr: &ListenAddr, reuse_port: bool) -> io::Result<DatagramSocket> {
+        match addr {
+            ListenAddr::Udp(sa) => {
+                let socket = Socket::new(Domain::for_address(*sa), Type::DGRAM, None)?;
+                if reuse_port {
+                    socket.set_reuse_port(true)?;
+                }
+                if sa.is_ipv6() {
+                    socket.set_only_v6(true)?;
+                }
+                socket.bind(&(*sa).into())?;
+                socket.set_nonblocking(true)?;
+                Ok(DatagramSocket::Udp(socket.into()))
+            }
+            ListenAddr::UnixDatagram(path) => {
+                let socket = UnixDatagram::bind(path)?;
+                socket.set_nonblocking(true)?;
+                Ok(DatagramSocket::Unix(socket, path.clone()))
+            }
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{other} is not a datagram address"),
+            )),
+        }
+    }
+
+    /// The address actually bound (the real port when 0 was asked for).
+    pub(crate) fn local_addr(&self) -> io::Result<ListenAddr> {
+        match self {
+            DatagramSocket::Udp(s) => s.local_addr().map(ListenAddr::Udp),
+            DatagramSocket::Unix(_, path) => Ok(ListenAddr::UnixDatagram(path.clone())),
+        }
+    }
+
+    /// Whether `peer` is of this socket's family (IPv4, IPv6 or unix).
+    pub(crate) fn reaches(&self, peer: &PacketPeer) -> bool {
+        match (self, peer) {
+            (DatagramSocket::Udp(s), PacketPeer::Ip(to)) => s
+                .local_addr()
+                .is_ok_and(|local| local.is_ipv4() == to.is_ipv4()),
+            (DatagramSocket::Unix(..), PacketPeer::Unix(Some(_))) => true,
+            _ => false,
+        }
+    }
+
+    /// The most one datagram to `peer` may carry.
+    pub(crate) fn max_payload(&self) -> usize {
+        match self {
+            DatagramSocket::Udp(s) if s.local_addr().is_ok_and(|a| a.is_ipv6()) => 65_527,
+            DatagramSocket::Udp(_) => 65_507,
+            DatagramSocket::Unix(..) => MAX_DATAGRAM,
+        }
+    }
+
+    /// Send one datagram now; `WouldBlock` when the socket's buffer is full.
+    pub(crate) fn send_to(&self, data: &[u8], peer: &PacketPeer) -> io::Result<usize> {
+        match (self, peer) {
+            (DatagramSocket::Udp(s), PacketPeer::Ip(to)) => s.send_to(data, to),
+            (DatagramSocket::Unix(s, _), PacketPeer::Unix(Some(path))) => s.send_to(data, path),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "address family mismatch",
+            )),
+        }
+    }
+
+    /// Remove what the socket left on disk (a unix socket file).
+    pub(crate) fn cleanup(&self) {
+        if let DatagramSocket::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Read up to [`BATCH`] datagrams with one `recvmmsg` into `buf`'s spare capacity, each
+    /// in a slot of [`MAX_DATAGRAM`] bytes, then pack them back to back so `buf` grows by
+    /// their total length; their lengths and senders go to `out`. `Ok(0)` when none waited.
+    pub(crate) fn recv_batch(
+        &self,
+        buf: &mut BytesMut,
+        out: &mut Vec<Received>,
+    ) -> io::Result<usize> {
+        if buf.capacity() - buf.len() < BATCH * MAX_DATAGRAM {
+            buf.reserve(BLOCK);
+        }
+        let base = buf.len();
+        let spare = buf.spare_capacity_mut();
+        let mut names: [SockAddrStorage; BATCH] =
+            std::array::from_fn(|_| SockAddrStorage::zeroed());
+        // SAFETY: zeroed iovec/mmsghdr are valid "empty" values; each is filled below.
+        let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..BATCH {
+            iovs[i] = libc::iovec {
+                iov_base: spare[i * MAX_DATAGRAM..].as_mut_ptr().cast(),
+                iov_len: MAX_DATAGRAM,
+            };
+            msgs[i].msg_hdr.msg_name = (&mut names[i] as *mut SockAddrStorage).cast();
+            msgs[i].msg_hdr.msg_namelen = names[i].size_of();
+            msgs[i].msg_hdr.msg_iov = &mut iovs[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every message points at a slot of `spare` (BATCH * MAX_DATAGRAM bytes were
+        // reserved) and at its own name storage, all alive for the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                self.as_fd().as_raw_fd(),
+                msgs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            return match err.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(err),
+            };
+        }
+        let mut packed = 0;
+        for (i, msg) in msgs.iter().enumerate().take(n as usize) {
+            let len = (msg.msg_len as usize).min(MAX_DATAGRAM);
+            let truncated = msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            // SAFETY: the kernel wrote a name of `msg_namelen` bytes for this message.
+            let storage = std::mem::replace(&mut names[i], SockAddrStorage::zeroed());
+            // SAFETY: see above.
+            let name = unsafe { SockAddr::new(storage, msg.msg_hdr.msg_namelen) };
+            let peer = match name.as_socket() {
+                Some(addr) => PacketPeer::Ip(addr),
+                None => PacketPeer::Unix(name.as_pathname().map(PathBuf::from)),
+            };
+            if i > 0 && len > 0 {
+                // SAFETY: both ranges lie in the reserved spare capacity; `copy` allows
+                // overlap, and the source (slot i) starts after the destination.
+                unsafe {
+                    let start = spare.as_mut_ptr();
+                    std::ptr::copy(start.add(i * MAX_DATAGRAM), start.add(packed), len);
+                }
+            }
+            packed += len;
+            out.push(Received {
+                len,
+                peer,
+                truncated,
+            });
+        }
+        // SAFETY: the first `packed` bytes of the spare capacity were written by the kernel
+        // (and packed above).
+        unsafe { buf.set_len(base + packed) };
+        Ok(n as usize)
+    }
+}
+
+impl AsFd for DatagramSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            DatagramSocket::Udp(s) => s.as_fd(),
+            DatagramSocket::Unix(s, _) => s.as_fd(),
+        }
+    }
+}

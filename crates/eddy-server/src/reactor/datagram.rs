@@ -1,0 +1,153 @@
+//! The datagram listeners a reactor owns: read a batch at a time (`recvmmsg`) into shared
+//! blocks, one event per datagram to the worker its peer maps to; flush `sendto`'s queue when
+//! the socket has room. A worker that cannot keep up loses datagrams (counted), as the
+//! network would: nothing waits for it and nothing else slows down.
+
+use std::{io, os::fd::AsFd, sync::atomic::Ordering::Relaxed, time::SystemTime};
+
+use crossbeam_channel::TrySendError;
+
+use super::{deliver::Workers, Reactor};
+use crate::{
+    net::{PacketInfo, PacketPeer},
+    shared::{Datagram, DatagramPort, Event},
+};
+
+/// Poller keys of datagram sockets start here (connections use slab keys from 0).
+const DATAGRAM_KEY: usize = usize::MAX / 2;
+
+/// Batches read per readiness, so one busy socket cannot starve the others.
+const BATCHES_PER_WAKE: usize = 8;
+
+impl Reactor {
+    /// Watch this reactor's datagram sockets.
+    pub(super) fn watch_datagrams(&mut self) -> io::Result<()> {
+        for (i, port) in self.datagrams.ports.iter().enumerate() {
+            // The port lives as long as the server; deleted from the poller at exit.
+            self.poller
+                .add(port.socket.as_fd(), DATAGRAM_KEY + i, true, false)?;
+        }
+        Ok(())
+    }
+
+    /// The datagram port a poller key names, if it names one.
+    pub(super) fn datagram_of(&self, key: usize) -> Option<usize> {
+        key.checked_sub(DATAGRAM_KEY)
+            .filter(|i| *i < self.datagrams.ports.len())
+    }
+
+    /// Readiness of datagram port `i`.
+    pub(super) fn on_datagram(&mut self, i: usize, readable: bool, writable: bool) {
+        if writable && self.datagrams.ports[i].flush() {
+            self.datagram_interest(i, false);
+        }
+        if readable && !self.datagrams.stopped {
+            for _ in 0..BATCHES_PER_WAKE {
+                if self.read_batch(i) == 0 {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// `sendto` queued on the port of `listener`: flush what fits now, watch for the rest.
+    pub(super) fn datagram_output(&mut self, listener: usize) {
+        let found = self
+            .datagrams
+            .ports
+            .iter()
+            .position(|p| p.listener == listener);
+        if let Some(i) = found {
+            let empty = self.datagrams.ports[i].flush();
+            self.datagram_interest(i, !empty);
+        }
+    }
+
+    /// Stop reading datagrams (a shutdown); queued ones are still flushed.
+    pub(super) fn stop_datagrams(&mut self) {
+        self.datagrams.stopped = true;
+        for i in 0..self.datagrams.ports.len() {
+            let write = self.datagrams.writing[i];
+            self.datagram_interest(i, write);
+        }
+    }
+
+    /// Forget the datagram sockets (the reactor exits).
+    pub(super) fn unwatch_datagrams(&mut self) {
+        for port in &self.datagrams.ports {
+            let _ = self.poller.delete(port.socket.as_fd());
+        }
+    }
+
+    fn datagram_interest(&mut self, i: usize, write: bool) {
+        let d = &mut self.datagrams;
+        d.writing[i] = write;
+        let fd = d.ports[i].socket.as_fd();
+        if let Err(err) = self.poller.modify(fd, DATAGRAM_KEY + i, !d.stopped, write) {
+            tracing::error!(listener = d.ports[i].listener, "cannot watch socket: {err}");
+        }
+    }
+
+    /// Read one batch from port `i` and dispatch it; returns how many datagrams came.
+    fn read_batch(&mut self, i: usize) -> usize {
+        let port = self.datagrams.ports[i].clone();
+        let mut received = std::mem::take(&mut self.datagrams.received);
+        received.clear();
+        let n = match port
+            .socket
+            .recv_batch(&mut self.datagrams.block, &mut received)
+        {
+            Ok(n) => n,
+            Err(err) => {
+                tracing::warn!(listener = port.listener, "datagram read failed: {err}");
+                0
+            }
+        };
+        let now = SystemTime::now();
+        port.counters.received.fetch_add(n as u64, Relaxed);
+        for r in received.drain(..) {
+            let data = self.datagrams.block.split_to(r.len).freeze();
+            if r.truncated {
+                port.counters.oversized.fetch_add(1, Relaxed);
+                tracing::debug!(listener = port.listener, "datagram over 64 KiB dropped");
+                continue;
+            }
+            let info = PacketInfo {
+                listener: port.listener,
+                server_port: self.datagrams.server_ports[i],
+                peer: r.peer,
+                received: now,
+            };
+            self.deliver_datagram(&port, Datagram { data, info });
+        }
+        self.datagrams.received = received;
+        n
+    }
+
+    /// Hand a datagram to the worker its peer maps to; a full queue drops it.
+    fn deliver_datagram(&mut self, port: &DatagramPort, datagram: Datagram) {
+        let load = Workers(&self.shared.workers);
+        let worker = self
+            .dispatcher
+            .pick_datagram(peer_hash(&datagram.info.peer), &load);
+        let event = Event::Packet(Box::new(datagram));
+        if let Some(inline) = &mut self.inline {
+            return inline.handle(event);
+        }
+        match self.inboxes[worker].try_send(event) {
+            Ok(()) => self.handed(worker),
+            Err(TrySendError::Full(_)) => {
+                port.counters.inbox_full.fetch_add(1, Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+/// The hash the stateful modes map a datagram peer with.
+pub(crate) fn peer_hash(peer: &PacketPeer) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = crate::conn::FnvHasher::default();
+    peer.hash(&mut h);
+    h.finish()
+}

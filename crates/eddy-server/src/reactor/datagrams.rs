@@ -1,0 +1,59 @@
+//! The datagram listeners a reactor reads, and its buffers for them.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use crate::{
+    net::{ListenAddr, Received},
+    shared::DatagramPort,
+};
+
+/// A reactor's datagram sockets and what reading them needs.
+#[derive(Debug, Default)]
+pub(super) struct Datagrams {
+    pub(super) ports: Vec<Arc<DatagramPort>>,
+    /// Each port's local port (for `PacketInfo::server_port`).
+    pub(super) server_ports: Vec<u16>,
+    /// Whether the poller watches each port for writability (its send queue is not empty).
+    pub(super) writing: Vec<bool>,
+    /// Stopped reading (shutdown).
+    pub(super) stopped: bool,
+    pub(super) block: BytesMut,
+    pub(super) received: Vec<Received>,
+}
+
+impl Datagrams {
+    /// The ports of `all` this reactor owns.
+    pub(super) fn new(reactor: usize, all: &[Option<Arc<DatagramPort>>]) -> Self {
+        let ports: Vec<_> = all
+            .iter()
+            .flatten()
+            .filter(|port| port.reactor == reactor)
+            .cloned()
+            .collect();
+        let server_ports = ports
+            .iter()
+            .map(|p| match p.socket.local_addr() {
+                Ok(ListenAddr::Udp(addr)) => addr.port(),
+                _ => 0,
+            })
+            .collect();
+        Datagrams {
+            writing: vec![false; ports.len()],
+            ports,
+            server_ports,
+            ..Datagrams::default()
+        }
+    }
+
+    /// Whether every send queue is empty (a shutdown may end).
+    pub(super) fn drained(&self) -> bool {
+        self.ports.iter().all(|port| port.queued().0 == 0)
+    }
+
+    /// Bytes waiting in the send queues (abandoned at the shutdown deadline).
+    pub(super) fn queued_bytes(&self) -> usize {
+        self.ports.iter().map(|port| port.queued().1).sum()
+    }
+}

@@ -1,0 +1,162 @@
+//! A datagram listener as every thread sees it: its socket (read only by its reactor), its
+//! bounded send queue, and its counters. `sendto` from any thread writes straight to the
+//! socket when nothing is queued, else queues behind (in order) for the reactor to flush.
+
+use std::{
+    collections::VecDeque,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use super::reactor_mail::{Command, ReactorHandle};
+use crate::{
+    error::{SendStatus, SendToError},
+    net::{DatagramSocket, PacketPeer},
+};
+
+/// Why datagrams were dropped, counted per listener.
+#[derive(Debug, Default)]
+pub(crate) struct DatagramCounters {
+    pub(crate) received: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    /// Larger than the read buffer (unix datagrams over 64 KiB).
+    pub(crate) oversized: AtomicU64,
+    /// The worker's queue was full: dropped, as the network would.
+    pub(crate) inbox_full: AtomicU64,
+    /// `sendto` found the send queue full.
+    pub(crate) queue_full: AtomicU64,
+    /// The kernel refused a queued datagram when it was flushed.
+    pub(crate) send_failed: AtomicU64,
+    /// No `on_packet`: logged and dropped.
+    pub(crate) unhandled: AtomicU64,
+}
+
+/// Datagrams waiting for room in the socket's buffer, in order.
+#[derive(Debug, Default)]
+struct SendQueue {
+    items: VecDeque<(PacketPeer, Bytes)>,
+    bytes: usize,
+    /// The reactor was told there is something to flush.
+    flush_requested: bool,
+}
+
+/// One datagram listener.
+#[derive(Debug)]
+pub(crate) struct DatagramPort {
+    /// The listener's index.
+    pub(crate) listener: usize,
+    pub(crate) socket: DatagramSocket,
+    /// The reactor that reads it and flushes its queue.
+    pub(crate) reactor: usize,
+    /// The most bytes the send queue holds (`socket_buffer_size`).
+    queue_limit: usize,
+    queue: Mutex<SendQueue>,
+    pub(crate) counters: DatagramCounters,
+}
+
+impl DatagramPort {
+    pub(crate) fn new(
+        listener: usize,
+        socket: DatagramSocket,
+        reactor: usize,
+        queue_limit: usize,
+    ) -> Self {
+        DatagramPort {
+            listener,
+            socket,
+            reactor,
+            queue_limit,
+            queue: Mutex::default(),
+            counters: DatagramCounters::default(),
+        }
+    }
+
+    /// Send one datagram to `peer` (Swoole's `sendto`): now if nothing is queued, else
+    /// behind what is; a full queue refuses at once.
+    pub(crate) fn send_to(
+        &self,
+        peer: &PacketPeer,
+        data: &[u8],
+        reactor: &ReactorHandle,
+    ) -> Result<SendStatus, SendToError> {
+        if data.is_empty() {
+            return Err(SendToError::Empty);
+        }
+        let max = self.socket.max_payload();
+        if data.len() > max {
+            return Err(SendToError::TooLarge {
+                len: data.len(),
+                max,
+            });
+        }
+        if !self.socket.reaches(peer) {
+            return Err(SendToError::FamilyMismatch);
+        }
+        let mut queue = self.queue.lock();
+        if queue.items.is_empty() {
+            match self.socket.send_to(data, peer) {
+                Ok(_) => {
+                    self.counters.sent.fetch_add(1, Relaxed);
+                    return Ok(SendStatus::Sent);
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(err) if err.raw_os_error() == Some(libc::EMSGSIZE) => {
+                    return Err(SendToError::TooLarge {
+                        len: data.len(),
+                        max,
+                    })
+                }
+                Err(err) => return Err(SendToError::Io(err.kind())),
+            }
+        }
+        if queue.bytes + data.len() > self.queue_limit {
+            self.counters.queue_full.fetch_add(1, Relaxed);
+            return Err(SendToError::QueueFull {
+                pending: queue.bytes,
+                limit: self.queue_limit,
+            });
+        }
+        queue
+            .items
+            .push_back((peer.clone(), Bytes::copy_from_slice(data)));
+        queue.bytes += data.len();
+        let pending = queue.bytes;
+        let wake = !std::mem::replace(&mut queue.flush_requested, true);
+        drop(queue);
+        if wake {
+            reactor.command(Command::DatagramOutput(self.listener));
+        }
+        Ok(SendStatus::Queued { pending })
+    }
+
+    /// Reactor side: send what is queued until the socket would block. Returns whether the
+    /// queue is empty now.
+    pub(crate) fn flush(&self) -> bool {
+        let mut queue = self.queue.lock();
+        while let Some((peer, data)) = queue.items.front() {
+            match self.socket.send_to(data, peer) {
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return false,
+                Ok(_) => {
+                    self.counters.sent.fetch_add(1, Relaxed);
+                }
+                Err(err) => {
+                    self.counters.send_failed.fetch_add(1, Relaxed);
+                    tracing::debug!(listener = self.listener, "queued datagram refused: {err}");
+                }
+            }
+            let len = data.len();
+            queue.items.pop_front();
+            queue.bytes -= len;
+        }
+        queue.flush_requested = false;
+        true
+    }
+
+    /// Datagrams and bytes waiting in the send queue.
+    pub(crate) fn queued(&self) -> (usize, usize) {
+        let queue = self.queue.lock();
+        (queue.items.len(), queue.bytes)
+    }
+}

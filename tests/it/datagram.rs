@@ -1,0 +1,309 @@
+//! Datagram listeners: UDP over IPv4 and IPv6 and unix datagram sockets, beside stream
+//! listeners; `on_packet` and `sendto` from every kind of thread; floods, oversized
+//! datagrams, bad `sendto` calls, and shutdown with datagrams queued.
+
+use std::{
+    net::{SocketAddr, UdpSocket},
+    os::unix::net::UnixDatagram,
+    time::Duration,
+};
+
+use crossbeam_channel::Sender;
+use eddy::{
+    Bytes, ConnId, Context, EventHandler, ListenAddr, PacketInfo, PacketPeer, SendStatus,
+    SendToError, Server, ServerBuilder,
+};
+
+use crate::util::*;
+
+/// Echoes datagrams with `sendto`, and reports each.
+#[derive(Clone)]
+struct PacketEcho {
+    tx: Sender<(Bytes, PacketInfo)>,
+}
+
+impl EventHandler for PacketEcho {
+    fn on_packet(&mut self, ctx: &mut Context<'_>, packet: Bytes, from: PacketInfo) {
+        let _ = self.tx.send((packet.clone(), from.clone()));
+        if &packet[..] == b"slow" {
+            // Hold this worker: datagrams behind it pile up in its queue.
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let _ = ctx.sendto(from.listener, &from.peer, &packet);
+    }
+
+    fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, packet: Bytes) {
+        let _ = ctx.send(conn, &packet);
+    }
+}
+
+fn dgram_builder() -> ServerBuilder {
+    Server::builder().handle_signals(false).worker_num(2)
+}
+
+fn udp_client(server: SocketAddr) -> UdpSocket {
+    let bind: SocketAddr = if server.is_ipv4() {
+        "127.0.0.1:0".parse().unwrap()
+    } else {
+        "[::1]:0".parse().unwrap()
+    };
+    let socket = UdpSocket::bind(bind).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    socket.connect(server).unwrap();
+    socket
+}
+
+fn addr_of(server: &eddy::RunningServer, listener: usize) -> SocketAddr {
+    server.handle().local_addrs()[listener]
+        .socket_addr()
+        .expect("an IP listener")
+}
+
+#[test]
+fn udp_over_ipv4_and_ipv6_echoes_many_peers_beside_a_tcp_listener() {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let builder = dgram_builder()
+        .listen_udp("127.0.0.1:0")
+        .listen_udp("[::1]:0")
+        .listen("127.0.0.1:0");
+    let server = builder
+        .build(move || PacketEcho { tx: tx.clone() })
+        .unwrap();
+    assert!(matches!(server.local_addrs()[0], ListenAddr::Udp(_)));
+    let server = server.start().unwrap();
+    for listener in [0, 1] {
+        let clients: Vec<UdpSocket> = (0..20)
+            .map(|_| udp_client(addr_of(&server, listener)))
+            .collect();
+        for round in 0..5 {
+            for (i, client) in clients.iter().enumerate() {
+                client
+                    .send(format!("{listener} {i} {round}").as_bytes())
+                    .unwrap();
+            }
+            for (i, client) in clients.iter().enumerate() {
+                let mut buf = [0u8; 64];
+                let n = client.recv(&mut buf).expect("the echo");
+                assert_eq!(&buf[..n], format!("{listener} {i} {round}").as_bytes());
+            }
+        }
+    }
+    let (_, info) = rx.recv_timeout(WAIT).unwrap();
+    assert_eq!(info.listener, 0);
+    assert_eq!(info.server_port, addr_of(&server, 0).port());
+    // The TCP listener beside them still works.
+    let mut tcp = connect(addr_of(&server, 2));
+    write_all(&mut tcp, b"tcp too");
+    assert_eq!(read_n(&mut tcp, 7), b"tcp too");
+    let stats = server.handle().stats();
+    assert!(
+        stats.packet_recv_count >= 200 && stats.packet_send_count >= 200,
+        "{stats:?}"
+    );
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn unix_datagrams_are_answered_at_the_senders_path() {
+    let dir = std::env::temp_dir().join(format!("eddy-dgram-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server_path = dir.join("server.sock");
+    let client_path = dir.join("client.sock");
+    let _ = std::fs::remove_file(&server_path);
+    let _ = std::fs::remove_file(&client_path);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let builder = dgram_builder().listen_unix_dgram(server_path.to_str().unwrap());
+    let server = builder
+        .build(move || PacketEcho { tx: tx.clone() })
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = UnixDatagram::bind(&client_path).unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    client.send_to(b"over unix", &server_path).unwrap();
+    let mut buf = [0u8; 64];
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"over unix");
+    let (_, info) = rx.recv_timeout(WAIT).unwrap();
+    assert_eq!(info.peer, PacketPeer::Unix(Some(client_path.clone())));
+    // An unnamed client cannot be answered: the echo's sendto says why, nothing breaks.
+    let unnamed = UnixDatagram::unbound().unwrap();
+    unnamed.send_to(b"who am i", &server_path).unwrap();
+    let (_, info) = rx.recv_timeout(WAIT).unwrap();
+    assert_eq!(info.peer, PacketPeer::Unix(None));
+    assert_eq!(
+        server.handle().sendto(0, &info.peer, b"x"),
+        Err(SendToError::FamilyMismatch)
+    );
+    server.shutdown().unwrap();
+    assert!(
+        !server_path.exists(),
+        "the socket file is removed at shutdown"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sendto_works_from_any_thread_and_refuses_bad_calls_with_a_reason() {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let builder = dgram_builder()
+        .listen_udp("127.0.0.1:0")
+        .listen("127.0.0.1:0")
+        .add_process("pinger", |ctx| {
+            // A user thread sends to whoever asks, through its server handle.
+            let _ = ctx.wait_stop(Duration::from_secs(3600));
+        });
+    let server = builder
+        .build(move || PacketEcho { tx: tx.clone() })
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = udp_client(addr_of(&server, 0));
+    client.send(b"hello").unwrap();
+    let (_, info) = rx.recv_timeout(WAIT).unwrap();
+    let mut buf = [0u8; 64];
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hello");
+    // From another thread, holding a handle.
+    let handle = server.handle().clone();
+    let peer = info.peer.clone();
+    let status = std::thread::spawn(move || handle.sendto(0, &peer, b"from a thread"))
+        .join()
+        .unwrap();
+    assert_eq!(status, Ok(SendStatus::Sent));
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"from a thread");
+    let handle = server.handle();
+    assert_eq!(
+        handle.sendto(9, &info.peer, b"x"),
+        Err(SendToError::UnknownListener(9))
+    );
+    assert_eq!(
+        handle.sendto(1, &info.peer, b"x"),
+        Err(SendToError::NotDatagram(1))
+    );
+    assert_eq!(handle.sendto(0, &info.peer, b""), Err(SendToError::Empty));
+    let v6: PacketPeer = "[::1]:9".parse::<SocketAddr>().unwrap().into();
+    assert_eq!(
+        handle.sendto(0, &v6, b"x"),
+        Err(SendToError::FamilyMismatch)
+    );
+    assert!(matches!(
+        handle.sendto(0, &info.peer, vec![0u8; 70_000]),
+        Err(SendToError::TooLarge { len: 70_000, .. })
+    ));
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn a_flood_the_workers_cannot_keep_up_with_is_dropped_and_counted_not_buffered() {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let builder = dgram_builder()
+        .listen_udp("127.0.0.1:0")
+        .worker_num(1)
+        .worker_queue_capacity(16);
+    let server = builder
+        .build(move || PacketEcho { tx: tx.clone() })
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = udp_client(addr_of(&server, 0));
+    client.send(b"slow").unwrap();
+    rx.recv_timeout(WAIT)
+        .expect("the slow datagram is being handled");
+    // While the only worker sleeps, far more arrive than its queue holds.
+    for i in 0..2000u32 {
+        let _ = client.send(&i.to_be_bytes());
+    }
+    wait_until("drops to be counted", || {
+        server.handle().stats().packet_drop_inbox_full > 0
+    });
+    // The server still answers afterwards.
+    wait_until("the queue to drain", || {
+        client.send(b"ping").unwrap();
+        let mut buf = [0u8; 16];
+        client
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        matches!(client.recv(&mut buf), Ok(4) if &buf[..4] == b"ping")
+    });
+    let stats = server.handle().stats();
+    assert!(stats.packet_recv_count > 16, "{stats:?}");
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn without_on_packet_datagrams_are_logged_and_counted() {
+    struct TcpOnly;
+    impl EventHandler for TcpOnly {
+        fn on_receive(&mut self, _: &mut Context<'_>, _: ConnId, _: Bytes) {}
+    }
+    let server = dgram_builder()
+        .listen_udp("127.0.0.1:0")
+        .build(|| TcpOnly)
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = udp_client(addr_of(&server, 0));
+    for _ in 0..3 {
+        client.send(b"anyone?").unwrap();
+    }
+    wait_until("three unhandled datagrams", || {
+        server.handle().stats().packet_unhandled == 3
+    });
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn the_echo_example_speaks_udp() {
+    let example = Example::start("echo", &["--udp"]);
+    let client = udp_client(example.addr);
+    client.send(b"hello udp").unwrap();
+    let mut buf = [0u8; 64];
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hello udp");
+    assert_eq!(example.signal(libc::SIGTERM), 0);
+}
+
+#[test]
+fn a_shutdown_flushes_the_datagrams_sendto_queued() {
+    let dir = std::env::temp_dir().join(format!("eddy-dgram-q-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (server_path, client_path) = (dir.join("s.sock"), dir.join("c.sock"));
+    let _ = std::fs::remove_file(&server_path);
+    let _ = std::fs::remove_file(&client_path);
+    let (tx, _rx) = crossbeam_channel::unbounded();
+    let server = dgram_builder()
+        .listen_unix_dgram(server_path.to_str().unwrap())
+        .build(move || PacketEcho { tx: tx.clone() })
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = UnixDatagram::bind(&client_path).unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    // The client does not read: its receive queue fills and sendto starts queueing.
+    let peer = PacketPeer::Unix(Some(client_path.clone()));
+    let mut sent = 0u32;
+    loop {
+        match server.handle().sendto(0, &peer, sent.to_be_bytes()) {
+            Ok(SendStatus::Sent) => sent += 1,
+            Ok(SendStatus::Queued { .. }) => {
+                sent += 1;
+                if server.handle().stats().packet_queued.0 >= 50 {
+                    break;
+                }
+            }
+            Err(err) => panic!("sendto failed: {err}"),
+        }
+    }
+    let shutdown = std::thread::spawn(move || server.shutdown().unwrap());
+    // Every datagram arrives, in order, the queued ones flushed during the shutdown.
+    for i in 0..sent {
+        let mut buf = [0u8; 4];
+        assert_eq!(client.recv(&mut buf).unwrap(), 4);
+        assert_eq!(u32::from_be_bytes(buf), i);
+    }
+    let report = shutdown.join().unwrap();
+    assert!(report.graceful, "{report:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
