@@ -2,6 +2,7 @@
 
 #![allow(unreachable_pub, missing_docs)]
 
+mod accessors;
 mod backpressure;
 mod browser;
 mod chat_example;

@@ -141,7 +141,7 @@ pub use dispatch::{DispatchFn, DispatchInfo, DispatchMode};
 pub use error::{
     BuildError, CommandError, ConfigError, SendError, SendStatus, SendToError, TaskError,
 };
-pub use handle::{ClientInfo, Connections, Cursor, Delivery, Stats, Target};
+pub use handle::{ClientInfo, Connections, Cursor, Delivery, PeerCredentials, Stats, Target};
 pub use handler::EventHandler;
 pub use lifecycle::{ProcessContext, ShutdownReport};
 pub use message::{CommandTarget, Destination, Message, MessageError, MessageSource};

@@ -135,6 +135,16 @@ impl Server {
         &self.shared.local_addrs
     }
 
+    /// Listener `index`'s socket, to set socket options before the server runs (Swoole's
+    /// `getSocket`): a stream listener or a datagram socket. `None` for an index out of range.
+    pub fn listener_socket(&self, index: usize) -> Option<socket2::SockRef<'_>> {
+        if let Some(Some(listener)) = self.listeners.get(index) {
+            return Some(socket2::SockRef::from(listener));
+        }
+        let port = self.shared.datagrams.get(index)?.as_ref()?;
+        Some(socket2::SockRef::from(&port.socket))
+    }
+
     /// A handle to the server, usable before and while it runs.
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {

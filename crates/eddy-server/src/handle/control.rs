@@ -67,6 +67,30 @@ impl ServerHandle {
         self.shared.workers.get(worker_id).map(|w| w.status())
     }
 
+    /// The OS thread id of worker `worker_id` (Swoole's `getWorkerPid`): eddy's workers are
+    /// threads of one process, so this is what `top -H` or `/proc/PID/task` shows for it.
+    /// `None` for an unknown worker, or before it runs.
+    pub fn worker_pid(&self, worker_id: usize) -> Option<i32> {
+        self.shared.workers.get(worker_id)?.thread_id()
+    }
+
+    /// The OS thread id of task worker `task_worker_id`.
+    pub fn task_worker_pid(&self, task_worker_id: usize) -> Option<i32> {
+        self.shared.tasks.as_ref()?.thread_id(task_worker_id)
+    }
+
+    /// The process id (Swoole's `getMasterPid`). With threads there is one process: the
+    /// master, the manager and every worker share it.
+    pub fn master_pid(&self) -> u32 {
+        std::process::id()
+    }
+
+    /// The process id (Swoole's `getManagerPid`): the same as [`master_pid`](Self::master_pid),
+    /// as eddy's supervisor is a thread of the one process.
+    pub fn manager_pid(&self) -> u32 {
+        std::process::id()
+    }
+
     /// Run the admin command `name` (added with
     /// [`ServerBuilder::add_command`](crate::ServerBuilder::add_command)) on `target`, and
     /// wait up to `timeout` for its answer (Swoole's `command`). `args` is turned into JSON.

@@ -24,6 +24,16 @@ impl ServerHandle {
         port.send_to(peer, data.as_ref(), reactor)
     }
 
+    /// Datagram listener `listener`'s socket, to read or set socket options while the server
+    /// runs (Swoole's `getSocket` for UDP). Stream listeners: [`Server::listener_socket`]
+    /// before `run`.
+    ///
+    /// [`Server::listener_socket`]: crate::Server::listener_socket
+    pub fn datagram_socket(&self, listener: usize) -> Option<socket2::SockRef<'_>> {
+        let port = self.datagram_port(listener).ok()?;
+        Some(socket2::SockRef::from(&port.socket))
+    }
+
     /// The datagram listener at `listener`.
     pub(crate) fn datagram_port(&self, listener: usize) -> Result<&DatagramPort, SendToError> {
         match self.shared.datagrams.get(listener) {

@@ -6,6 +6,7 @@ use crate::{
     conn::{inflight, Conn, ConnId, Uid},
     net::{ListenAddr, PeerAddr},
     shared::Shared,
+    sys,
     ws::WsStatus,
 };
 
@@ -57,8 +58,21 @@ pub struct ClientInfo {
     pub websocket_deflate: bool,
     /// Exempt from the heartbeat (`protect`).
     pub protected: bool,
+    /// For a unix stream connection, the peer process's credentials (`SO_PEERCRED`).
+    pub peer_credentials: Option<PeerCredentials>,
     /// Why it closed, once it has (inside `on_close`).
     pub close_reason: Option<String>,
+}
+
+/// The process at the other end of a unix stream socket, as it was when it connected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PeerCredentials {
+    /// Its process id.
+    pub pid: i32,
+    /// Its user id.
+    pub uid: u32,
+    /// Its group id.
+    pub gid: u32,
 }
 
 /// A time as (fractional) unix seconds.
@@ -123,6 +137,11 @@ impl ClientInfo {
             websocket_status: out.ws.as_ref().map(|ws| ws.status),
             websocket_deflate: out.ws.as_ref().is_some_and(|ws| ws.deflate),
             protected: conn.protected.load(Ordering::Relaxed),
+            peer_credentials: match conn.peer {
+                PeerAddr::Unix => sys::peer_credentials(conn.fd())
+                    .map(|(pid, uid, gid)| PeerCredentials { pid, uid, gid }),
+                PeerAddr::Tcp(_) => None,
+            },
             close_reason: conn.close_reason.get().map(ToString::to_string),
         }
     }

@@ -15,7 +15,7 @@ mod stats;
 mod websocket;
 
 pub use broadcast::{Delivery, Target};
-pub use info::ClientInfo;
+pub use info::{ClientInfo, PeerCredentials};
 pub use listing::{Connections, Cursor};
 pub use stats::Stats;
 

@@ -125,6 +125,10 @@ impl Reactor {
 
     /// Run `on_worker_start` if this reactor is also a worker; returns whether it is.
     pub(crate) fn start_worker(&mut self) -> bool {
+        if self.inline.is_some() {
+            // This thread is worker `id` too.
+            self.shared.workers[self.id].attach_current_thread();
+        }
         match self.inline.as_mut().map(|w| w.start()) {
             Some(ok) => {
                 self.start_failed = !ok;

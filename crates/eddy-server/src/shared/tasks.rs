@@ -14,6 +14,8 @@ pub(crate) trait PoolControl: Send + Sync + std::fmt::Debug {
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     /// The pool's task handler type, for the error when a downcast fails.
     fn type_name(&self) -> &'static str;
+    /// The OS thread id of task worker `id`, once it runs.
+    fn thread_id(&self, id: usize) -> Option<i32>;
     /// Its figures for `stats()`.
     fn snapshot(&self) -> TaskSnapshot;
     /// Take no new task; queued ones run until `deadline`, then are abandoned.

@@ -122,6 +122,8 @@ pub(crate) struct WorkerShared {
     pub(crate) stopping: AtomicBool,
     thread: OnceLock<Thread>,
     pub(crate) waiters: AtomicU64,
+    /// The OS thread id running the worker (0 until it runs).
+    tid: std::sync::atomic::AtomicI32,
     inbox: Receiver<Event>,
     /// Rebuild requests (reload, `stop_worker`); a few at most are ever pending.
     pub(crate) control: (Sender<Rebuild>, Receiver<Rebuild>),
@@ -137,6 +139,7 @@ impl WorkerShared {
             stopping: AtomicBool::new(false),
             thread: OnceLock::new(),
             waiters: AtomicU64::new(0),
+            tid: std::sync::atomic::AtomicI32::new(0),
             inbox,
             control: crossbeam_channel::bounded(8),
             messages: crossbeam_channel::bounded(capacity),
@@ -158,9 +161,16 @@ impl WorkerShared {
         self.inbox.len()
     }
 
-    /// Worker side: this thread is the worker (so that `wake` can unpark it).
+    /// Worker side: this thread is the worker (so that `wake` can unpark it, and
+    /// `worker_pid` can name it).
     pub(crate) fn attach_current_thread(&self) {
         let _ = self.thread.set(std::thread::current());
+        self.tid.store(crate::sys::thread_id(), Ordering::Relaxed);
+    }
+
+    /// The OS thread id of the thread running this worker, once it runs.
+    pub(crate) fn thread_id(&self) -> Option<i32> {
+        Some(self.tid.load(Ordering::Relaxed)).filter(|tid| *tid != 0)
     }
 
     /// Reactor side, after handing over events and a `SeqCst` fence: unpark the worker if it

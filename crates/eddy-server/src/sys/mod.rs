@@ -64,6 +64,34 @@ impl Clock {
     }
 }
 
+/// The calling thread's OS thread id (`gettid`): what `top -H` and `/proc/PID/task` show.
+pub(crate) fn thread_id() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// The pid, uid and gid of the process at the other end of a unix stream socket
+/// (`SO_PEERCRED`), as they were when it connected.
+pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> Option<(i32, u32, u32)> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` is a valid ucred of `len` bytes for the kernel to fill.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some((cred.pid, cred.uid, cred.gid))
+}
+
 /// `send(2)` with `MSG_NOSIGNAL`: a peer that went away is an `EPIPE` error, never a signal.
 pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     let fd = fd.as_raw_fd();

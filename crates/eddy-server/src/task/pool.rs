@@ -91,6 +91,8 @@ pub(crate) struct Slot<T: TaskHandler> {
     pub(crate) busy: AtomicBool,
     /// Messages in the queue (bounded like tasks, counted apart).
     pub(crate) messages: AtomicUsize,
+    /// The OS thread id of the task worker (0 until it runs).
+    pub(crate) tid: std::sync::atomic::AtomicI32,
 }
 
 /// Counters that only go up; the gauges (queued, running) are read from the queues.
@@ -154,6 +156,7 @@ impl<T: TaskHandler> TaskPool<T> {
                     queued: AtomicUsize::new(0),
                     busy: AtomicBool::new(false),
                     messages: AtomicUsize::new(0),
+                    tid: std::sync::atomic::AtomicI32::new(0),
                 }
             })
             .collect();
@@ -344,6 +347,11 @@ impl<T: TaskHandler> TaskPool<T> {
 impl<T: TaskHandler> PoolControl for TaskPool<T> {
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
+    }
+
+    fn thread_id(&self, id: usize) -> Option<i32> {
+        let tid = self.slots.get(id)?.tid.load(Ordering::Relaxed);
+        (tid != 0).then_some(tid)
     }
 
     fn type_name(&self) -> &'static str {

@@ -47,6 +47,9 @@ pub(crate) fn run_task_worker<T: TaskHandler>(
     started: impl FnOnce(),
 ) {
     IN_TASK_WORKER.set(true);
+    if let Some(slot) = pool.slots.get(id) {
+        slot.tid.store(crate::sys::thread_id(), Ordering::Relaxed);
+    }
     // The first handler: if the factory panics, the server still starts (this thread retries
     // with back-off; its queue fills and refuses, QueueFull) and can still be shut down.
     let first = catch_unwind(AssertUnwindSafe(|| factory()));
