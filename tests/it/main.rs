@@ -16,6 +16,7 @@ mod lifecycle;
 mod messages;
 mod processes;
 mod reload;
+mod sendfile;
 mod table;
 mod tasks;
 mod tasks_example;

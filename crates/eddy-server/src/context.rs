@@ -8,7 +8,7 @@ use std::{cell::RefCell, fmt, sync::Arc, time::Duration};
 
 use crate::{
     conn::{CloseReason, Conn, ConnId, Uid},
-    error::{SendError, SendStatus, SendToError, TaskError},
+    error::{SendError, SendFileError, SendStatus, SendToError, TaskError},
     handle::ClientInfo,
     message::{Destination, Message, MessageError, MessageSource},
     net::{PacketInfo, PacketPeer},
@@ -308,6 +308,28 @@ impl<'a, T: TaskHandler> Context<'a, T> {
     pub fn send_raw(&self, conn: ConnId, data: impl AsRef<[u8]>) -> Result<SendStatus, SendError> {
         let data = data.as_ref();
         self.send_with(conn, data.len(), |outlet, conn| outlet.send_raw(conn, data))
+    }
+
+    /// Send part of a file, zero-copy. See [`ServerHandle::sendfile`].
+    pub fn sendfile(
+        &self,
+        conn: ConnId,
+        path: impl AsRef<std::path::Path>,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<SendStatus, SendFileError> {
+        self.server.sendfile(conn, path, offset, len)
+    }
+
+    /// Send, then block this worker until the bytes are in the kernel's buffer or `timeout`
+    /// passes. See [`ServerHandle::sendwait`].
+    pub fn sendwait(
+        &self,
+        conn: ConnId,
+        data: impl AsRef<[u8]>,
+        timeout: Duration,
+    ) -> Result<SendStatus, SendError> {
+        self.server.sendwait(conn, data, timeout)
     }
 
     /// Close a WebSocket with a close frame. See [`ServerHandle::disconnect`].

@@ -57,6 +57,14 @@ pub enum SendError {
     NotEstablished,
     /// A close code a server may not send (it must be 1000 or 3000 to 4999).
     InvalidCloseCode(u16),
+    /// `sendwait`: the bytes were not in the kernel's buffer before the timeout (they stay
+    /// queued, and will be sent).
+    TimedOut,
+    /// `sendwait` on a reactor thread (a handler in `DispatchMode::Reactor`): it would block
+    /// the very thread that flushes the output.
+    OnReactor,
+    /// `sendfile` on a WebSocket connection (whose messages must be framed).
+    NotStream,
 }
 
 impl fmt::Display for SendError {
@@ -76,6 +84,11 @@ impl fmt::Display for SendError {
             SendError::Unframable => f.write_str("the listener's codec cannot frame this message"),
             SendError::NotWebSocket => f.write_str("not a WebSocket connection"),
             SendError::NotEstablished => f.write_str("the WebSocket handshake is not done"),
+            SendError::TimedOut => f.write_str("not flushed before the timeout"),
+            SendError::OnReactor => {
+                f.write_str("sendwait on a reactor thread would block the thread that flushes")
+            }
+            SendError::NotStream => f.write_str("sendfile needs a plain stream connection"),
             SendError::InvalidCloseCode(code) => {
                 write!(f, "close code {code} is not 1000 or 3000 to 4999")
             }
@@ -84,6 +97,53 @@ impl fmt::Display for SendError {
 }
 
 impl std::error::Error for SendError {}
+
+/// Why a `sendfile` could not be done. Nothing was sent or queued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendFileError {
+    /// The connection refused it (unknown, closed, a WebSocket, …).
+    Send(SendError),
+    /// The file could not be opened or read (`NotFound`, `PermissionDenied`, …).
+    Io(io::ErrorKind),
+    /// Not a regular file.
+    NotAFile,
+    /// The range asked for goes past the file's end.
+    OutOfRange {
+        /// Where it starts.
+        offset: u64,
+        /// How long it is.
+        len: u64,
+        /// The file's length.
+        file_len: u64,
+    },
+}
+
+impl fmt::Display for SendFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendFileError::Send(err) => write!(f, "{err}"),
+            SendFileError::Io(kind) => write!(f, "cannot read the file: {kind}"),
+            SendFileError::NotAFile => f.write_str("not a regular file"),
+            SendFileError::OutOfRange {
+                offset,
+                len,
+                file_len,
+            } => write!(
+                f,
+                "{len} bytes from {offset} go past the end of a {file_len}-byte file"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SendFileError {}
+
+impl From<SendError> for SendFileError {
+    fn from(err: SendError) -> Self {
+        SendFileError::Send(err)
+    }
+}
 
 /// Why a `sendto` could not be done. Nothing was sent or queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -139,7 +139,8 @@ pub use conn::{CloseReason, ConnId, Uid};
 pub use context::Context;
 pub use dispatch::{DispatchFn, DispatchInfo, DispatchMode};
 pub use error::{
-    BuildError, CommandError, ConfigError, SendError, SendStatus, SendToError, TaskError,
+    BuildError, CommandError, ConfigError, SendError, SendFileError, SendStatus, SendToError,
+    TaskError,
 };
 pub use handle::{ClientInfo, Connections, Cursor, Delivery, PeerCredentials, Stats, Target};
 pub use handler::EventHandler;

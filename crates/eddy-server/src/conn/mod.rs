@@ -9,6 +9,7 @@ mod close;
 mod id;
 mod output;
 mod record;
+mod tail;
 mod transport;
 
 pub use close::CloseReason;

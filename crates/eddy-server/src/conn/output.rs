@@ -2,7 +2,9 @@
 
 use std::os::fd::BorrowedFd;
 
-use super::{close::CloseReason, transport::Transport};
+use std::{fs::File, sync::Arc};
+
+use super::{close::CloseReason, tail::OutputExt, transport::Transport};
 use crate::ws::{Opcode, WsStatus};
 
 /// The send side's state, as senders see it.
@@ -31,8 +33,8 @@ pub(crate) struct Output {
     pub(crate) flush_requested: bool,
     /// A worker holds writes back until it has answered a whole batch (see `Outlet::cork`).
     pub(crate) corked: bool,
-    /// The close asked for, kept so a reactor that registers the connection later applies it.
-    pub(crate) requested_close: Option<Box<CloseReason>>,
+    /// Files and what is queued behind them, `sendwait` callers, a close asked for early.
+    pub(crate) ext: Option<Box<OutputExt>>,
     /// A WebSocket connection's send side (`None` for other protocols).
     pub(crate) ws: Option<Box<WsOut>>,
 }
@@ -100,17 +102,43 @@ fn truncate(text: &str, max: usize) -> &str {
 const KEEP_CAPACITY: usize = 64 * 1024;
 
 impl Output {
+    /// Bytes queued, in memory and in files: what watermarks and closes look at.
     pub(crate) fn pending(&self) -> usize {
-        self.buf.len() - self.head as usize
+        let tail = self.ext.as_ref().map_or(0, |ext| ext.tail_total());
+        self.buf.len() - self.head as usize + tail
+    }
+
+    /// Bytes queued in memory: what `socket_buffer_size` caps.
+    pub(crate) fn memory(&self) -> usize {
+        let tail = self.ext.as_ref().map_or(0, |ext| ext.tail_memory());
+        self.buf.len() - self.head as usize + tail
+    }
+
+    /// The rare parts, made on first use.
+    pub(crate) fn ext(&mut self) -> &mut OutputExt {
+        self.ext.get_or_insert_with(Box::default)
+    }
+
+    /// The close asked for before the reactor knew the connection.
+    pub(crate) fn requested_close(&self) -> Option<&CloseReason> {
+        self.ext.as_ref()?.requested_close.as_ref()
     }
 
     /// Queue `data` behind what is pending.
     pub(crate) fn push(&mut self, data: &[u8]) {
+        if let Some(ext) = self.ext.as_mut().filter(|ext| ext.has_tail()) {
+            return ext.push_bytes(data);
+        }
         if self.head > 0 && self.head as usize >= self.buf.len() / 2 {
             self.buf.drain(..self.head as usize);
             self.head = 0;
         }
         self.buf.extend_from_slice(data);
+    }
+
+    /// Queue `len` bytes of `file` from `offset`, behind what is pending.
+    pub(crate) fn push_file(&mut self, file: Arc<File>, offset: u64, len: u64) {
+        self.ext().push_file(file, offset, len);
     }
 
     /// Write as much as the kernel takes. Returns the bytes still pending.
@@ -119,22 +147,43 @@ impl Output {
         transport: &Transport,
         fd: BorrowedFd<'_>,
     ) -> std::io::Result<usize> {
-        while self.pending() > 0 {
-            match transport.write(fd, &self.buf[self.head as usize..]) {
-                Ok(n) => self.head += n as u32,
-                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(err) => return Err(err),
-            }
+        let result = self.flush_all(transport, fd);
+        if let Some(ext) = &mut self.ext {
+            ext.wake_done();
         }
+        result?;
         if self.pending() == 0 {
             self.clear();
         }
         Ok(self.pending())
     }
 
-    /// Drop everything queued; returns how many bytes were dropped.
+    fn flush_all(&mut self, transport: &Transport, fd: BorrowedFd<'_>) -> std::io::Result<()> {
+        while self.buf.len() > self.head as usize {
+            match transport.write(fd, &self.buf[self.head as usize..]) {
+                Ok(n) => {
+                    self.head += n as u32;
+                    if let Some(ext) = &mut self.ext {
+                        ext.flushed += n as u64;
+                    }
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(err) => return Err(err),
+            }
+        }
+        match &mut self.ext {
+            Some(ext) if ext.has_tail() => ext.flush_tail(transport, fd).map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Drop everything queued; returns how many bytes were dropped. Wakes `sendwait`
+    /// callers (they find the connection closed).
     pub(crate) fn discard(&mut self) -> usize {
-        let dropped = self.pending();
+        let mut dropped = self.buf.len() - self.head as usize;
+        if let Some(ext) = &mut self.ext {
+            dropped += ext.discard();
+        }
         self.clear();
         dropped
     }
@@ -145,6 +194,9 @@ impl Output {
             self.buf = Vec::new();
         } else {
             self.buf.clear();
+        }
+        if self.ext.as_ref().is_some_and(|ext| ext.is_idle()) {
+            self.ext = None;
         }
     }
 }

@@ -11,6 +11,7 @@ mod datagram;
 mod flow;
 pub(crate) mod info;
 mod listing;
+mod sendfile;
 mod stats;
 mod websocket;
 

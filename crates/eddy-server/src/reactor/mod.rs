@@ -40,7 +40,7 @@ use crate::{
     conn::{CloseReason, Conn, ConnId},
     dispatch::Dispatcher,
     shared::{Command, Event, Shared, WorkerRun},
-    sys::{idle, Event as PollEvent, Events, Poller},
+    sys::{self, idle, Event as PollEvent, Events, Poller},
 };
 
 /// What a reactor gave up on at the shutdown deadline.
@@ -125,6 +125,7 @@ impl Reactor {
 
     /// Run `on_worker_start` if this reactor is also a worker; returns whether it is.
     pub(crate) fn start_worker(&mut self) -> bool {
+        sys::mark_reactor_thread();
         if self.inline.is_some() {
             // This thread is worker `id` too.
             self.shared.workers[self.id].attach_current_thread();
@@ -146,6 +147,7 @@ impl Reactor {
                 inline.finish_start();
             }
         }
+        sys::mark_reactor_thread();
         if let Err(err) = self.watch_datagrams() {
             tracing::error!(reactor = self.id, "cannot watch datagram sockets: {err}");
         }
@@ -334,7 +336,7 @@ impl Reactor {
         }
         // The connection was in the table before this reactor knew it: catch up with a close
         // or output requested in between (their commands found no key and were dropped).
-        let requested = conn.out.lock().requested_close.as_deref().cloned();
+        let requested = conn.out.lock().requested_close().cloned();
         match requested {
             Some(reason) => self.apply_close(key, reason),
             None => self.check_output(key),

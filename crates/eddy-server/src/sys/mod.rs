@@ -64,6 +64,20 @@ impl Clock {
     }
 }
 
+thread_local! {
+    static ON_REACTOR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Mark the calling thread as a reactor (it must never block on its own output).
+pub(crate) fn mark_reactor_thread() {
+    ON_REACTOR.set(true);
+}
+
+/// Whether the calling thread is a reactor.
+pub(crate) fn on_reactor_thread() -> bool {
+    ON_REACTOR.get()
+}
+
 /// The calling thread's OS thread id (`gettid`): what `top -H` and `/proc/PID/task` show.
 pub(crate) fn thread_id() -> i32 {
     // SAFETY: gettid has no preconditions.

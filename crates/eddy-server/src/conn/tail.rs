@@ -1,0 +1,202 @@
+//! What a connection's output holds beyond its byte buffer, rarely: files queued by
+//! `sendfile` (sent zero-copy with `sendfile(2)`) and the bytes queued after them, in order;
+//! threads waiting in `sendwait` for their bytes to reach the kernel; the close asked for
+//! before the reactor knew the connection. Boxed, so a plain connection pays one pointer.
+
+use std::{
+    collections::VecDeque,
+    fs::File,
+    io,
+    os::fd::{AsRawFd, BorrowedFd},
+    sync::Arc,
+    thread::Thread,
+};
+
+use super::{close::CloseReason, transport::Transport};
+
+/// One piece of output queued behind a file.
+#[derive(Debug)]
+enum Segment {
+    /// Bytes, and how many of them went out already.
+    Bytes(Vec<u8>, usize),
+    /// A range of a file: where the next byte is, and how many are left.
+    File {
+        file: Arc<File>,
+        offset: u64,
+        left: u64,
+    },
+}
+
+/// The rare parts of a connection's output.
+#[derive(Debug, Default)]
+pub(crate) struct OutputExt {
+    /// The close asked for, kept so a reactor that registers the connection later applies it.
+    pub(crate) requested_close: Option<CloseReason>,
+    /// Output after the first queued file, in order.
+    tail: VecDeque<Segment>,
+    /// Bytes (in memory) in `tail`.
+    tail_memory: usize,
+    /// File bytes in `tail`.
+    tail_files: u64,
+    /// Bytes the kernel took since this was made (what `sendwait` targets count in).
+    pub(crate) flushed: u64,
+    /// `sendwait` callers: the `flushed` their bytes end at, and their thread.
+    waiters: Vec<(u64, Thread)>,
+}
+
+impl OutputExt {
+    /// Whether output is queued behind a file (new bytes must go behind it too).
+    pub(crate) fn has_tail(&self) -> bool {
+        !self.tail.is_empty()
+    }
+
+    /// Bytes in memory queued behind files.
+    pub(crate) fn tail_memory(&self) -> usize {
+        self.tail_memory
+    }
+
+    /// All bytes queued behind files (memory and file ranges).
+    pub(crate) fn tail_total(&self) -> usize {
+        self.tail_memory + self.tail_files as usize
+    }
+
+    /// Queue bytes behind what is in the tail.
+    pub(crate) fn push_bytes(&mut self, data: &[u8]) {
+        self.tail_memory += data.len();
+        if let Some(Segment::Bytes(buf, _)) = self.tail.back_mut() {
+            buf.extend_from_slice(data);
+            return;
+        }
+        self.tail.push_back(Segment::Bytes(data.to_vec(), 0));
+    }
+
+    /// Queue `len` bytes of `file` from `offset`.
+    pub(crate) fn push_file(&mut self, file: Arc<File>, offset: u64, len: u64) {
+        self.tail_files += len;
+        self.tail.push_back(Segment::File {
+            file,
+            offset,
+            left: len,
+        });
+    }
+
+    /// Write the tail until the kernel stops taking it. `Ok(true)` when it is empty.
+    pub(crate) fn flush_tail(
+        &mut self,
+        transport: &Transport,
+        fd: BorrowedFd<'_>,
+    ) -> io::Result<bool> {
+        while let Some(segment) = self.tail.front_mut() {
+            let done = match segment {
+                Segment::Bytes(buf, head) => {
+                    let n = match transport.write(fd, &buf[*head..]) {
+                        Ok(n) => n,
+                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                        Err(err) => return Err(err),
+                    };
+                    *head += n;
+                    self.tail_memory -= n;
+                    self.flushed += n as u64;
+                    *head == buf.len()
+                }
+                Segment::File { file, offset, left } => {
+                    let n = match send_file(transport, fd, file, offset, *left) {
+                        Ok(n) => n,
+                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                        Err(err) => return Err(err),
+                    };
+                    *left -= n;
+                    self.tail_files -= n;
+                    self.flushed += n;
+                    *left == 0
+                }
+            };
+            if done {
+                self.tail.pop_front();
+            }
+        }
+        Ok(true)
+    }
+
+    /// Drop the tail; returns how many bytes it held.
+    pub(crate) fn discard(&mut self) -> usize {
+        let dropped = self.tail_total();
+        self.tail.clear();
+        self.tail_memory = 0;
+        self.tail_files = 0;
+        self.wake_all();
+        dropped
+    }
+
+    /// A `sendwait` caller waits until `flushed` reaches `target`.
+    pub(crate) fn wait_for(&mut self, target: u64) {
+        self.waiters
+            .retain(|(_, t)| t.id() != std::thread::current().id());
+        self.waiters.push((target, std::thread::current()));
+    }
+
+    /// Stop waiting (the caller's timeout passed).
+    pub(crate) fn stop_waiting(&mut self) {
+        let me = std::thread::current().id();
+        self.waiters.retain(|(_, t)| t.id() != me);
+    }
+
+    /// Wake the waiters whose bytes have gone out. They stay listed until they look (and
+    /// leave with `stop_waiting`), so this record, and its count, outlive the wake-up.
+    pub(crate) fn wake_done(&mut self) {
+        let flushed = self.flushed;
+        for (target, thread) in &self.waiters {
+            if *target <= flushed {
+                thread.unpark();
+            }
+        }
+    }
+
+    /// Wake every waiter (the connection closed: they look and find it so).
+    pub(crate) fn wake_all(&mut self) {
+        for (_, thread) in self.waiters.drain(..) {
+            thread.unpark();
+        }
+    }
+
+    /// Whether nothing here is needed any more (it can be freed).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.tail.is_empty() && self.waiters.is_empty() && self.requested_close.is_none()
+    }
+}
+
+/// Send up to `left` bytes of `file` from `offset` with `sendfile(2)` (zero-copy), advancing
+/// `offset`. A file that ends before `left` bytes is an error (`UnexpectedEof`): the queued
+/// range can never be sent, and waiting for it would hang.
+fn send_file(
+    transport: &Transport,
+    fd: BorrowedFd<'_>,
+    file: &File,
+    offset: &mut u64,
+    left: u64,
+) -> io::Result<u64> {
+    match transport {
+        Transport::Plain => {}
+    }
+    let chunk = left.min(1 << 30) as usize;
+    let mut off = *offset as libc::off_t;
+    // SAFETY: both descriptors are open (the socket borrowed, the file owned by `file`);
+    // `off` is a valid off_t for the kernel to advance.
+    let n = unsafe { libc::sendfile(fd.as_raw_fd(), file.as_raw_fd(), &mut off, chunk) };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        return if err.kind() == io::ErrorKind::Interrupted {
+            Ok(0)
+        } else {
+            Err(err)
+        };
+    }
+    if n == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the file ended before the range sendfile was asked for",
+        ));
+    }
+    *offset = off as u64;
+    Ok(n as u64)
+}
