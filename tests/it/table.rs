@@ -402,3 +402,22 @@ fn a_client_that_stops_reading_never_blocks_a_broadcast() {
     );
     server.shutdown().unwrap();
 }
+
+#[test]
+fn a_broadcast_to_many_connections_is_queued_and_written_by_the_reactors() {
+    let (recorder, events) = Recorder::new(false);
+    let builder = builder().reactor_num(2).worker_num(2);
+    let (server, addr) = start(builder, move || recorder.clone());
+    let mut clients: Vec<_> = (0..200).map(|_| connect(addr)).collect();
+    for _ in 0..200 {
+        next_where(&events, |s| s.kind == Kind::Connect);
+    }
+    for round in 0..3u8 {
+        let delivery = server.handle().broadcast([b'r', b'0' + round]);
+        assert_eq!((delivery.delivered(), delivery.failed), (200, 0));
+        for client in &mut clients {
+            assert_eq!(read_n(client, 2), [b'r', b'0' + round]);
+        }
+    }
+    server.shutdown().unwrap();
+}

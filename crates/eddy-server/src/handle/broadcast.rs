@@ -8,6 +8,9 @@ use crate::{
     shared::{ServerHandle, SharedMessage},
 };
 
+/// Open connections past which a broadcast queues, and leaves the writing to the reactors.
+const DEFER_AT: usize = 32;
+
 /// How a message to many connections went: one count per connection.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Delivery {
@@ -102,9 +105,12 @@ impl ServerHandle {
     /// listeners' connections, as one message of the default opcode to WebSocket ones (their
     /// frame encoded once for the whole broadcast, except for connections that compress).
     ///
-    /// The bytes are written straight to each socket whose output buffer is empty (no copy)
-    /// and queued behind the others; a slow client never blocks the broadcast, it only counts
-    /// as queued, or as failed once its buffer is full.
+    /// With a few connections, the bytes are written straight to each socket whose output
+    /// buffer is empty and queued behind the others. With more (over 32 open), they are
+    /// queued on every connection without a system call, and each reactor is told once to
+    /// write its connections' share, in parallel: the call returns in microseconds per
+    /// thousand connections, and [`Delivery`] counts them queued. A slow client never blocks
+    /// the broadcast, it only counts as queued, or as failed once its buffer is full.
     pub fn broadcast_where(
         &self,
         data: impl AsRef<[u8]>,
@@ -112,7 +118,12 @@ impl ServerHandle {
     ) -> Delivery {
         let data = data.as_ref();
         let mut delivery = Delivery::default();
-        let mut message = SharedMessage::new(data);
+        // Past a few connections the bytes are queued, and the reactors write them.
+        let many = self.shared.table.len() > DEFER_AT;
+        let mut message = match many {
+            true => SharedMessage::deferred(data, self.shared.outlet.reactors().len()),
+            false => SharedMessage::new(data),
+        };
         let mut next = 0;
         while let Some((slot, conn)) = self.shared.table.next_from(next) {
             next = slot + 1;
@@ -120,6 +131,7 @@ impl ServerHandle {
                 delivery.record(&self.shared.outlet.send_shared(&conn, &mut message));
             }
         }
+        self.shared.outlet.flush_deferred(message);
         self.count(&delivery, data.len());
         delivery
     }

@@ -248,6 +248,13 @@ impl Reactor {
                     self.check_output(key);
                 }
             }
+            Command::Flush(conns) => {
+                for conn in conns {
+                    if let Some(key) = self.key_of(&conn) {
+                        self.flush_now(key);
+                    }
+                }
+            }
             Command::Close(conn, reason) => {
                 if let Some(key) = self.key_of(&conn) {
                     self.apply_close(key, reason);

@@ -15,12 +15,17 @@ use crate::{
 
 impl Reactor {
     pub(super) fn on_writable(&mut self, key: usize) {
+        if self.conns.get(key).is_some_and(|lc| lc.want_write) {
+            self.flush_now(key);
+        }
+    }
+
+    /// Write what the connection's output holds, as far as the kernel takes it, then look at
+    /// what is left.
+    pub(super) fn flush_now(&mut self, key: usize) {
         let Some(lc) = self.conns.get_mut(key) else {
             return;
         };
-        if !lc.want_write {
-            return;
-        }
         let flushed = {
             let mut out = lc.conn.out.lock();
             let result = out.flush(&lc.conn.transport, lc.conn.fd());

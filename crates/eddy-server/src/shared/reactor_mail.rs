@@ -17,6 +17,8 @@ pub(crate) enum Command {
     Register(Arc<Conn>),
     /// Output was queued, or the high watermark crossed: look at the output buffer.
     Output(Arc<Conn>),
+    /// A broadcast queued output on these connections: write it now.
+    Flush(Vec<Arc<Conn>>),
     /// The events in flight for this connection reached zero, and the reactor asked to hear
     /// of it (reading paused at `max_queued_bytes`, or a close waiting for the workers).
     Idle(Arc<Conn>),

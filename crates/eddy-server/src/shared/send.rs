@@ -82,14 +82,29 @@ pub(crate) struct SharedMessage<'a> {
     /// By opcode: text, binary.
     frames: [Option<Bytes>; 2],
     utf8: Option<bool>,
+    /// Queue rather than write, and collect, by reactor, the connections it must flush: a
+    /// large broadcast costs its caller no system call per connection, and the reactors
+    /// write in parallel.
+    deferred: Option<Vec<Vec<Arc<Conn>>>>,
 }
 
 impl<'a> SharedMessage<'a> {
+    /// A message written to each connection as it goes.
     pub(crate) fn new(data: &'a [u8]) -> Self {
         SharedMessage {
             data,
             frames: [None, None],
             utf8: None,
+            deferred: None,
+        }
+    }
+
+    /// A message queued on each connection, for `reactors` reactors to write
+    /// ([`Outlet::flush_deferred`]).
+    pub(crate) fn deferred(data: &'a [u8], reactors: usize) -> Self {
+        SharedMessage {
+            deferred: Some(vec![Vec::new(); reactors]),
+            ..SharedMessage::new(data)
         }
     }
 
@@ -240,7 +255,10 @@ impl Outlet {
             return Err(SendError::Closed);
         }
         let Some(ws) = out.ws.as_deref() else {
-            return self.write_locked(conn, out, data);
+            return match &mut message.deferred {
+                Some(lists) => self.queue_locked(conn, out, data, lists),
+                None => self.write_locked(conn, out, data),
+            };
         };
         let opcode = ws.default_opcode;
         if ws.deflate || ws.status != WsStatus::Open {
@@ -249,7 +267,49 @@ impl Outlet {
         }
         let frame = message.frame(opcode)?;
         self.check_size(frame.len())?;
-        self.write_locked(conn, out, &frame)
+        match &mut message.deferred {
+            Some(lists) => self.queue_locked(conn, out, &frame, lists),
+            None => self.write_locked(conn, out, &frame),
+        }
+    }
+
+    /// Queue `data` without a system call; note the connection for its reactor to flush
+    /// unless a flush is already asked for (or a worker's batch will write it: corked).
+    fn queue_locked(
+        &self,
+        conn: &Arc<Conn>,
+        mut out: MutexGuard<'_, Output>,
+        data: &[u8],
+        lists: &mut [Vec<Arc<Conn>>],
+    ) -> Result<SendStatus, SendError> {
+        if out.memory() + data.len() > self.buffer_limit {
+            return Err(SendError::BufferFull {
+                pending: out.memory(),
+                limit: self.buffer_limit,
+            });
+        }
+        conn.last_send.store(self.clock.now_ms(), Ordering::Relaxed);
+        out.push(data);
+        let pending = out.pending();
+        let mut tell = !out.corked && !out.flush_requested;
+        out.flush_requested |= !out.corked;
+        if pending >= self.high_watermark && !conn.high_crossed.swap(true, Ordering::AcqRel) {
+            tell = true;
+        }
+        drop(out);
+        if tell {
+            lists[conn.reactor].push(conn.clone());
+        }
+        Ok(SendStatus::Queued { pending })
+    }
+
+    /// Hand each reactor the connections a deferred message queued on (one command each).
+    pub(crate) fn flush_deferred(&self, message: SharedMessage<'_>) {
+        for (reactor, conns) in message.deferred.into_iter().flatten().enumerate() {
+            if !conns.is_empty() {
+                self.reactors[reactor].command(Command::Flush(conns));
+            }
+        }
     }
 
     /// The WebSocket handshake was accepted: write the 101 `response` and open the connection
