@@ -1,0 +1,108 @@
+//! The send path's file and waiting side: `sendfile` ranges queued behind the output, and
+//! `sendwait`, which blocks its caller until its bytes are in the kernel's buffer.
+
+use std::sync::{atomic::Ordering, Arc};
+
+use super::{reactor_mail::Command, send::Outlet};
+use crate::{
+    conn::{Conn, OutState},
+    error::{SendError, SendStatus},
+};
+
+impl Outlet {
+    /// Queue `len` bytes of `file` from `offset` behind `conn`'s output, sent zero-copy with
+    /// `sendfile(2)`: now as far as the kernel takes them when nothing was queued, the rest by
+    /// the reactor. File bytes count in the watermarks (so a slow reader is paused) but not
+    /// in `socket_buffer_size`, which caps memory: they stay in the file.
+    pub(crate) fn send_file(
+        &self,
+        conn: &Arc<Conn>,
+        file: Arc<std::fs::File>,
+        offset: u64,
+        len: u64,
+    ) -> Result<SendStatus, SendError> {
+        if len == 0 {
+            return Err(SendError::Empty);
+        }
+        let mut out = conn.out.lock();
+        if out.state != OutState::Open {
+            return Err(SendError::Closed);
+        }
+        if out.ws.is_some() {
+            return Err(SendError::NotStream);
+        }
+        conn.last_send.store(self.clock.now_ms(), Ordering::Relaxed);
+        let was_empty = out.pending() == 0 && !out.corked;
+        out.push_file(file, offset, len);
+        if was_empty {
+            if out.flush(&conn.transport, conn.fd()).is_err() {
+                out.state = OutState::Broken;
+                return Err(SendError::Closed);
+            }
+            if out.pending() == 0 {
+                return Ok(SendStatus::Sent);
+            }
+        }
+        let pending = out.pending();
+        let mut wake = !out.corked && !out.flush_requested;
+        out.flush_requested |= !out.corked;
+        if pending >= self.high_watermark && !conn.high_crossed.swap(true, Ordering::AcqRel) {
+            wake = true;
+        }
+        drop(out);
+        if wake {
+            self.post(conn, Command::Output(conn.clone()));
+        }
+        Ok(SendStatus::Queued { pending })
+    }
+
+    /// Send `data` as `send` does, then block this thread until it is in the kernel's socket
+    /// buffer or `timeout` passes (Swoole's `sendwait`). Refused on a reactor thread, which
+    /// is the one that would flush it.
+    pub(crate) fn send_wait(
+        &self,
+        conn: &Arc<Conn>,
+        data: &[u8],
+        timeout: std::time::Duration,
+    ) -> Result<SendStatus, SendError> {
+        if crate::sys::on_reactor_thread() {
+            return Err(SendError::OnReactor);
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        let target = {
+            let status = self.send(conn, data)?;
+            if status == SendStatus::Sent {
+                return Ok(status);
+            }
+            let mut out = conn.out.lock();
+            let pending = out.pending() as u64;
+            let ext = out.ext();
+            // Everything pending now was queued no later than our bytes, which are its end
+            // (or already flushed, if the reactor was quick: then the target is met).
+            let target = ext.flushed + pending;
+            ext.wait_for(target);
+            target
+        };
+        loop {
+            let now = std::time::Instant::now();
+            {
+                let mut out = conn.out.lock();
+                let closed = matches!(out.state, OutState::Closed | OutState::Broken);
+                let ext = out.ext();
+                if ext.flushed >= target {
+                    ext.stop_waiting();
+                    return Ok(SendStatus::Sent);
+                }
+                if closed || now >= deadline {
+                    ext.stop_waiting();
+                    return Err(if closed {
+                        SendError::Closed
+                    } else {
+                        SendError::TimedOut
+                    });
+                }
+            }
+            std::thread::park_timeout(deadline - now);
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The send path's WebSocket side: messages encoded (and compressed) under the output lock,
+//! the 101, control and close frames, the heartbeat's pings, and messages shared by many
+//! connections (a broadcast), encoded once and, for large broadcasts, queued for the
+//! reactors to write.
+
+use std::sync::{atomic::Ordering, Arc};
+
+use bytes::Bytes;
+use eddy_ws::deflate::DeflateParams;
+use parking_lot::MutexGuard;
+
+use super::{
+    reactor_mail::Command,
+    send::{shrink, Outlet, FRAME},
+};
+use crate::{
+    conn::{Conn, OutState, Output},
+    error::{SendError, SendStatus},
+    ws::{Opcode, WsStatus},
+};
+
+/// The most bytes a WebSocket message of `len` bytes can take on the wire: its header, and
+/// what deflate can add to incompressible data (5 bytes per 16 KiB block, and a few more).
+fn frame_bound(len: usize) -> usize {
+    len + len / 16_384 * 5 + 32
+}
+
+/// Encode one WebSocket message for the connection whose output is `out`, with its deflate
+/// context, into `frame`.
+fn encode_ws(
+    out: &mut Output,
+    opcode: Opcode,
+    data: &[u8],
+    frame: &mut Vec<u8>,
+) -> Result<(), SendError> {
+    let ws = out.ws.as_deref_mut().ok_or(SendError::NotWebSocket)?;
+    match ws.status {
+        WsStatus::Open => {}
+        WsStatus::Handshaking => return Err(SendError::NotEstablished),
+        WsStatus::Closing => return Err(SendError::Closed),
+    }
+    if opcode == Opcode::Text && std::str::from_utf8(data).is_err() {
+        return Err(SendError::Unframable);
+    }
+    ws.encoder
+        .encode(opcode.kind(), data, frame)
+        .map_err(|_| SendError::Unframable)
+}
+
+/// One message on its way to many connections (`broadcast`, `send_to_uid`): its
+/// uncompressed WebSocket frames, made once, the first time a connection needs one.
+#[derive(Debug)]
+pub(crate) struct SharedMessage<'a> {
+    data: &'a [u8],
+    /// By opcode: text, binary.
+    frames: [Option<Bytes>; 2],
+    utf8: Option<bool>,
+    /// Queue rather than write, and collect, by reactor, the connections it must flush: a
+    /// large broadcast costs its caller no system call per connection, and the reactors
+    /// write in parallel.
+    deferred: Option<Vec<Vec<Arc<Conn>>>>,
+}
+
+impl<'a> SharedMessage<'a> {
+    /// A message written to each connection as it goes.
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        SharedMessage {
+            data,
+            frames: [None, None],
+            utf8: None,
+            deferred: None,
+        }
+    }
+
+    /// A message queued on each connection, for `reactors` reactors to write
+    /// ([`Outlet::flush_deferred`]).
+    pub(crate) fn deferred(data: &'a [u8], reactors: usize) -> Self {
+        SharedMessage {
+            deferred: Some(vec![Vec::new(); reactors]),
+            ..SharedMessage::new(data)
+        }
+    }
+
+    /// The message as one uncompressed frame of `opcode`.
+    fn frame(&mut self, opcode: Opcode) -> Result<Bytes, SendError> {
+        if opcode == Opcode::Text
+            && !*self
+                .utf8
+                .get_or_insert_with(|| std::str::from_utf8(self.data).is_ok())
+        {
+            return Err(SendError::Unframable);
+        }
+        let slot = &mut self.frames[opcode as usize];
+        Ok(slot
+            .get_or_insert_with(|| eddy_ws::encode_message(opcode.kind(), self.data))
+            .clone())
+    }
+}
+
+impl Outlet {
+    /// Encode one WebSocket message with the connection's encoder and write it, all under
+    /// the output lock (a deflate context must see messages in the order they go out).
+    pub(super) fn write_ws_locked(
+        &self,
+        conn: &Arc<Conn>,
+        mut out: MutexGuard<'_, Output>,
+        opcode: Opcode,
+        data: &[u8],
+    ) -> Result<SendStatus, SendError> {
+        // Refuse before encoding: a deflate context must never take in a message that does
+        // not then go out (the peer's context would no longer match).
+        let bound = frame_bound(data.len());
+        self.check_size(bound)?;
+        if (out.pending() > 0 || out.corked) && out.memory() + bound > self.buffer_limit {
+            return Err(SendError::BufferFull {
+                pending: out.memory(),
+                limit: self.buffer_limit,
+            });
+        }
+        FRAME.with_borrow_mut(|frame| {
+            frame.clear();
+            encode_ws(&mut out, opcode, data, frame)?;
+            let result = self.write_locked(conn, out, frame);
+            shrink(frame);
+            result
+        })
+    }
+
+    /// Send one message to one of many connections: a WebSocket frame is encoded once per
+    /// broadcast for every connection that does not compress.
+    pub(crate) fn send_shared(
+        &self,
+        conn: &Arc<Conn>,
+        message: &mut SharedMessage<'_>,
+    ) -> Result<SendStatus, SendError> {
+        let data = message.data;
+        self.check_size(data.len())?;
+        let out = conn.out.lock();
+        if out.state != OutState::Open {
+            return Err(SendError::Closed);
+        }
+        let Some(ws) = out.ws.as_deref() else {
+            return match &mut message.deferred {
+                Some(lists) => self.queue_locked(conn, out, data, lists),
+                None => self.write_locked(conn, out, data),
+            };
+        };
+        let opcode = ws.default_opcode;
+        if ws.deflate || ws.status != WsStatus::Open {
+            // Compressed per connection (its own deflate context), or refused.
+            return self.write_ws_locked(conn, out, opcode, data);
+        }
+        let frame = message.frame(opcode)?;
+        self.check_size(frame.len())?;
+        match &mut message.deferred {
+            Some(lists) => self.queue_locked(conn, out, &frame, lists),
+            None => self.write_locked(conn, out, &frame),
+        }
+    }
+
+    /// Queue `data` without a system call; note the connection for its reactor to flush
+    /// unless a flush is already asked for (or a worker's batch will write it: corked).
+    fn queue_locked(
+        &self,
+        conn: &Arc<Conn>,
+        mut out: MutexGuard<'_, Output>,
+        data: &[u8],
+        lists: &mut [Vec<Arc<Conn>>],
+    ) -> Result<SendStatus, SendError> {
+        if out.memory() + data.len() > self.buffer_limit {
+            return Err(SendError::BufferFull {
+                pending: out.memory(),
+                limit: self.buffer_limit,
+            });
+        }
+        conn.last_send.store(self.clock.now_ms(), Ordering::Relaxed);
+        out.push(data);
+        let pending = out.pending();
+        let mut tell = !out.corked && !out.flush_requested;
+        out.flush_requested |= !out.corked;
+        if pending >= self.high_watermark && !conn.high_crossed.swap(true, Ordering::AcqRel) {
+            tell = true;
+        }
+        drop(out);
+        if tell {
+            lists[conn.reactor].push(conn.clone());
+        }
+        Ok(SendStatus::Queued { pending })
+    }
+
+    /// Hand each reactor the connections a deferred message queued on (one command each).
+    pub(crate) fn flush_deferred(&self, message: SharedMessage<'_>) {
+        for (reactor, conns) in message.deferred.into_iter().flatten().enumerate() {
+            if !conns.is_empty() {
+                self.reactors[reactor].command(Command::Flush(conns));
+            }
+        }
+    }
+
+    /// The WebSocket handshake was accepted: write the 101 `response` and open the connection
+    /// for messages, both under the output lock so that no message can go before the 101.
+    pub(crate) fn open_ws(
+        &self,
+        conn: &Arc<Conn>,
+        response: &[u8],
+        deflate: Option<DeflateParams>,
+    ) -> Result<SendStatus, SendError> {
+        let mut out = conn.out.lock();
+        if out.state != OutState::Open {
+            return Err(SendError::Closed);
+        }
+        let (status, wake) = self.push_locked(conn, &mut out, response)?;
+        match out.ws.as_deref_mut() {
+            Some(ws) => ws.open(deflate),
+            None => return Err(SendError::NotWebSocket),
+        }
+        drop(out);
+        if wake {
+            self.post(conn, Command::Output(conn.clone()));
+        }
+        Ok(status)
+    }
+
+    /// Write a WebSocket control frame (a pong), unless the connection is closing.
+    pub(crate) fn send_control(
+        &self,
+        conn: &Arc<Conn>,
+        frame: &[u8],
+    ) -> Result<SendStatus, SendError> {
+        let out = conn.out.lock();
+        if out.state != OutState::Open {
+            return Err(SendError::Closed);
+        }
+        match out.ws.as_deref() {
+            Some(ws) if ws.status == WsStatus::Open => self.write_locked(conn, out, frame),
+            Some(_) => Err(SendError::Closed),
+            None => Err(SendError::NotWebSocket),
+        }
+    }
+
+    /// Write a WebSocket close frame with `code` and `reason`, unless one was sent already;
+    /// from then on no message goes out. A close frame (at most 129 bytes) is taken even by a
+    /// full output buffer, so a slow reader can always be closed. Returns whether it was
+    /// written or queued.
+    pub(crate) fn send_close_frame(&self, conn: &Arc<Conn>, code: u16, reason: &str) -> bool {
+        let mut out = conn.out.lock();
+        if out.state != OutState::Open {
+            return false;
+        }
+        let Some(frame) = out
+            .ws
+            .as_deref_mut()
+            .and_then(|ws| ws.close_frame(code, reason))
+        else {
+            return false;
+        };
+        let (_, wake) = match self.push_unbounded(conn, &mut out, &frame) {
+            Ok(pushed) => pushed,
+            Err(_) => return false,
+        };
+        drop(out);
+        if wake {
+            self.post(conn, Command::Output(conn.clone()));
+        }
+        true
+    }
+
+    /// Ping a quiet WebSocket (the heartbeat's keep-alive), unless it was pinged since it
+    /// last sent anything (`last_recv`) or its listener does not ping.
+    pub(crate) fn keepalive(&self, conn: &Arc<Conn>, now: u64, last_recv: u64) {
+        let mut out = conn.out.lock();
+        if out.state != OutState::Open {
+            return;
+        }
+        let Some(ws) = out.ws.as_deref_mut() else {
+            return;
+        };
+        if ws.status != WsStatus::Open || !ws.ping_idle || ws.pinged_at > last_recv {
+            return;
+        }
+        ws.pinged_at = now;
+        let _ = self.write_locked(conn, out, &[0x89, 0x00]);
+    }
+}
