@@ -1,9 +1,11 @@
 //! `cargo bench --bench echo [-- --quick] [-- --json FILE]`: eddy against a
-//! tokio and a raw-epoll echo server, one table. See `BENCHMARKS.md`.
+//! tokio and a raw-epoll echo server, and over WebSocket against a
+//! tokio-tungstenite echo server, one table. See `BENCHMARKS.md`.
 //!
 //! Each server runs as a child process: this binary re-executed with
-//! `--serve eddy|tokio|epoll …`, so nothing else needs building. The load
-//! runs in this process (eddy-load), identical for every server.
+//! `--serve eddy|tokio|epoll … [--framing ws [--deflate]]`, so nothing else
+//! needs building. The load runs in this process (eddy-load), identical for
+//! every server.
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -6,7 +6,9 @@ use std::str::FromStr;
 
 use bytes::Bytes;
 use eddy_codec::{EofCodec, LengthCodec};
-use eddy_server::{BuildError, ConnId, Context, DispatchMode, EventHandler, Server};
+use eddy_server::{
+    BuildError, ConnId, Context, DispatchMode, EventHandler, Server, WebSocketConfig, WsMessage,
+};
 
 use crate::frames::Framing;
 
@@ -68,6 +70,10 @@ pub struct EddyConfig {
     pub reactors: Option<usize>,
     /// Worker threads (`worker_num`).
     pub workers: Option<usize>,
+    /// WebSocket framing only: accept permessage-deflate offers (eddy's
+    /// defaults: level 1, 15-bit windows, context takeover, messages from
+    /// 32 bytes on compressed). Off: offers are declined.
+    pub deflate: bool,
 }
 
 /// Echoes every packet back whole.
@@ -81,25 +87,51 @@ impl EventHandler for Echo {
     }
 }
 
+/// Echoes every WebSocket message back whole, with its opcode: the handler
+/// of `examples/ws_echo.rs`.
+#[derive(Debug)]
+struct WsEcho;
+
+impl EventHandler for WsEcho {
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, message: WsMessage) {
+        let _ = ctx.send_opcode(conn, message.opcode, &message.data);
+    }
+
+    fn on_receive(&mut self, _: &mut Context<'_>, _: ConnId, _: Bytes) {}
+}
+
+/// The largest WebSocket message the echo takes (as `examples/ws_echo.rs`).
+const WS_MAX_MESSAGE: usize = 16 << 20;
+
 /// Binds an eddy echo server on `listen` with `framing` (eddy's
-/// `LengthCodec` or `EofCodec::line()`), a backlog of 1024 and otherwise
-/// eddy's defaults. Start it with [`Server::run`].
+/// `LengthCodec`, `EofCodec::line()`, or a WebSocket listener set up as
+/// `examples/ws_echo.rs` sets it up: 16 MiB messages, a 64 MiB output
+/// buffer, permessage-deflate per [`EddyConfig::deflate`]), a backlog of
+/// 1024 and otherwise eddy's defaults. Start it with [`Server::run`].
 pub fn build(listen: &str, framing: Framing, config: EddyConfig) -> Result<Server, BuildError> {
-    let mut builder = Server::builder()
-        .listen(listen)
-        .dispatch_mode(config.dispatch.into())
-        .backlog(1024);
-    builder = match framing {
-        Framing::Length => builder.codec(LengthCodec::new()),
-        Framing::Line => builder.codec(EofCodec::line()),
+    let builder = match framing {
+        Framing::Length => Server::builder().listen(listen).codec(LengthCodec::new()),
+        Framing::Line => Server::builder().listen(listen).codec(EofCodec::line()),
+        Framing::WebSocket => Server::builder()
+            .listen_ws(listen)
+            .websocket(
+                WebSocketConfig::default()
+                    .max_message_size(WS_MAX_MESSAGE)
+                    .deflate(config.deflate),
+            )
+            .socket_buffer_size(WS_MAX_MESSAGE * 4),
     };
+    let mut builder = builder.dispatch_mode(config.dispatch.into()).backlog(1024);
     if let Some(n) = config.reactors {
         builder = builder.reactor_num(n);
     }
     if let Some(n) = config.workers {
         builder = builder.worker_num(n);
     }
-    builder.build(|| Echo)
+    match framing {
+        Framing::WebSocket => builder.build(|| WsEcho),
+        Framing::Length | Framing::Line => builder.build(|| Echo),
+    }
 }
 
 #[cfg(test)]
@@ -115,8 +147,8 @@ mod tests {
     }
 
     #[test]
-    fn builds_with_both_framings() {
-        for framing in [Framing::Length, Framing::Line] {
+    fn builds_with_every_framing() {
+        for framing in [Framing::Length, Framing::Line, Framing::WebSocket] {
             let config = EddyConfig {
                 dispatch: Dispatch::Reactor,
                 workers: Some(1),

@@ -16,9 +16,15 @@ pub const MAX_BODY: usize = eddy_load::frame::MAX_BODY;
 /// `scanned` is how many leading bytes of `buf` are already known to hold
 /// no complete packet end (the previous buffer length); line framing only
 /// searches the bytes after it. Fails with `InvalidData` on a length header
-/// or line over [`MAX_BODY`].
+/// or line over [`MAX_BODY`], and with `InvalidInput` for
+/// [`Framing::WebSocket`], which these baselines do not speak (see
+/// [`tokio_ws_echo`](crate::tokio_ws_echo)).
 pub fn complete_prefix(framing: Framing, buf: &[u8], scanned: usize) -> io::Result<usize> {
     match framing {
+        Framing::WebSocket => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "WebSocket framing needs a WebSocket server",
+        )),
         Framing::Length => {
             let mut end = 0;
             while let Some(header) = buf.get(end..end + 4) {
@@ -66,6 +72,12 @@ mod tests {
     fn length_rejects_huge_header() {
         let buf = [0xff, 0xff, 0xff, 0xff];
         assert!(complete_prefix(Framing::Length, &buf, 0).is_err());
+    }
+
+    #[test]
+    fn websocket_is_refused() {
+        let err = complete_prefix(Framing::WebSocket, b"", 0).expect_err("refused");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 
     #[test]

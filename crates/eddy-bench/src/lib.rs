@@ -5,6 +5,9 @@
 //!   connection: the "what a plain async server does" baseline.
 //! * [`epoll_echo`] — a single-thread level-triggered epoll echo server:
 //!   the per-core ceiling.
+//! * [`tokio_ws_echo`] — a tokio-tungstenite WebSocket echo server, a task
+//!   per connection: the WebSocket baseline (`--serve tokio --framing ws`;
+//!   `--serve eddy --framing ws [--deflate]` is eddy's WebSocket echo).
 //! * [`serve::serve_main`] — `--serve eddy|tokio|epoll` (the
 //!   `eddy-baseline` binary, and the `echo` bench re-executing itself):
 //!   binds with a backlog of 1024, prints `listening on ADDR`, serves;
@@ -14,8 +17,9 @@
 //!   child, the same eddy-load runs against each, one table.
 //!
 //! All servers speak the framings of [`eddy_load`]: length framing (4-byte
-//! big-endian body length, echoed whole, header included) and line framing.
-//! Load them with `eddy-load` or [`eddy_load::run`].
+//! big-endian body length, echoed whole, header included) and line framing;
+//! eddy and tokio(-tungstenite) also WebSocket framing. Load them with
+//! `eddy-load` or [`eddy_load::run`].
 
 pub mod child;
 pub mod eddy_echo;
@@ -28,6 +32,7 @@ pub mod serve;
 pub mod suite;
 pub mod tasks;
 pub mod tokio_echo;
+pub mod tokio_ws_echo;
 
 pub use frames::Framing;
 pub use serve::serve_main;

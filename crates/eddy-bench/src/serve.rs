@@ -14,16 +14,21 @@ use eddy_server::BuildError;
 use crate::eddy_echo::{self, EddyConfig};
 use crate::frames::Framing;
 use crate::listen::{self, BACKLOG};
-use crate::{epoll_echo, tokio_echo};
+use crate::{epoll_echo, tokio_echo, tokio_ws_echo};
 
 /// Usage text of `--serve`.
 pub const USAGE: &str = "\
-usage: eddy-baseline --serve eddy|tokio|epoll [--listen ADDR] [--framing length|line]
-                     [--dispatch fd|reactor] [--reactors N] [--workers N] [--threads N]
+usage: eddy-baseline --serve eddy|tokio|epoll [--listen ADDR] [--framing length|line|ws]
+                     [--deflate] [--dispatch fd|reactor] [--reactors N] [--workers N]
+                     [--threads N]
 
   --serve eddy|tokio|epoll  eddy echo, tokio multi-thread echo, or single-thread raw epoll echo
   --listen ADDR             address to bind (default 127.0.0.1:0)
-  --framing length|line     packet framing (default length)
+  --framing length|line|ws  packet framing (default length); ws: a WebSocket echo of every
+                            message (eddy's WebSocket listener, or tokio-tungstenite with
+                            tokio; epoll has none)
+  --deflate                 eddy with ws only: accept permessage-deflate (tokio-tungstenite
+                            has none)
   --dispatch fd|reactor     eddy only: dispatch mode (default fd)
   --reactors N              eddy only: reactor threads (default: eddy's, one per core)
   --workers N               eddy only: worker threads (default: eddy's, one per core)
@@ -68,7 +73,8 @@ pub struct ServeOptions {
     pub listen: String,
     /// Packet framing.
     pub framing: Framing,
-    /// eddy's dispatch mode and thread counts; ignored by the baselines.
+    /// eddy's dispatch mode, thread counts and WebSocket deflate; ignored by
+    /// the baselines.
     pub eddy: EddyConfig,
     /// Tokio worker threads (0 = one per core); ignored by the others.
     pub threads: usize,
@@ -146,6 +152,7 @@ where
             Long("serve") => server = Some(parser.value()?.parse()?),
             Long("listen") => opts.listen = parser.value()?.string()?,
             Long("framing") => opts.framing = parser.value()?.parse()?,
+            Long("deflate") => opts.eddy.deflate = true,
             Long("dispatch") => opts.eddy.dispatch = parser.value()?.parse()?,
             Long("reactors") => opts.eddy.reactors = Some(parser.value()?.parse()?),
             Long("workers") => opts.eddy.workers = Some(parser.value()?.parse()?),
@@ -155,7 +162,18 @@ where
         }
     }
     opts.server = server.ok_or_else(|| ServeError::Usage("--serve is required".into()))?;
-    Ok(opts)
+    match (opts.server, opts.framing, opts.eddy.deflate) {
+        (ServerKind::Epoll, Framing::WebSocket, _) => Err(ServeError::Usage(
+            "the epoll baseline has no WebSocket framing (use eddy or tokio)".into(),
+        )),
+        (_, framing, true) if framing != Framing::WebSocket => {
+            Err(ServeError::Usage("--deflate needs --framing ws".into()))
+        }
+        (ServerKind::Tokio, _, true) => Err(ServeError::Usage(
+            "tokio-tungstenite has no permessage-deflate: --deflate is eddy only".into(),
+        )),
+        _ => Ok(opts),
+    }
 }
 
 /// Parses `args`, binds, prints exactly `listening on ADDR` (the bound
@@ -172,6 +190,11 @@ where
             let server = eddy_echo::build(&opts.listen, opts.framing, opts.eddy)?;
             announce(server.local_addr())?;
             server.run()?;
+        }
+        ServerKind::Tokio if opts.framing == Framing::WebSocket => {
+            let listener = listen::bind(&opts.listen, BACKLOG)?;
+            announce(listener.local_addr()?)?;
+            tokio_ws_echo::run(listener, opts.threads)?;
         }
         ServerKind::Tokio => {
             let listener = listen::bind(&opts.listen, BACKLOG)?;
@@ -270,8 +293,29 @@ mod tests {
                 dispatch: Dispatch::Reactor,
                 reactors: Some(2),
                 workers: Some(2),
+                deflate: false,
             }
         );
         assert!(parse_serve_args(["--serve", "eddy", "--dispatch", "idle"]).is_err());
+    }
+
+    #[test]
+    fn parses_websocket_options() {
+        let o =
+            parse_serve_args(["--serve", "eddy", "--framing", "ws", "--deflate"]).expect("parses");
+        assert_eq!((o.framing, o.eddy.deflate), (Framing::WebSocket, true));
+        let o = parse_serve_args(["--serve", "tokio", "--framing", "ws"]).expect("parses");
+        assert_eq!(
+            (o.server, o.framing),
+            (ServerKind::Tokio, Framing::WebSocket)
+        );
+        for bad in [
+            &["--serve", "epoll", "--framing", "ws"][..],
+            &["--serve", "tokio", "--framing", "ws", "--deflate"],
+            &["--serve", "eddy", "--deflate"],
+        ] {
+            let err = parse_serve_args(bad.iter().copied()).expect_err("refused");
+            assert!(matches!(err, ServeError::Usage(_)), "{bad:?}");
+        }
     }
 }

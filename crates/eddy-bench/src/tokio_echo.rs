@@ -59,7 +59,7 @@ pub fn run_until(
     result
 }
 
-fn runtime(threads: usize) -> io::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime(threads: usize) -> io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if threads > 0 {
         builder.worker_threads(threads);

@@ -10,8 +10,8 @@ use std::thread;
 use std::time::Duration;
 
 use eddy_bench::child::ServerChild;
-use eddy_bench::{epoll_echo, tokio_echo, Framing};
-use eddy_load::{run, LoadConfig};
+use eddy_bench::{epoll_echo, tokio_echo, tokio_ws_echo, Framing};
+use eddy_load::{run, LoadConfig, LoadError, Payload};
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -176,5 +176,114 @@ fn eddy_serves_both_dispatch_modes_and_framings() {
             assert_eq!(report.packets, 2000);
             child.kill().expect("kill");
         }
+    }
+}
+
+/// A WebSocket load of `count` messages.
+fn ws_load(addr: std::net::SocketAddr, depth: usize, size: usize, count: u64) -> LoadConfig {
+    LoadConfig {
+        addr: addr.to_string(),
+        framing: Framing::WebSocket,
+        connections: 4,
+        depth,
+        size,
+        count: Some(count),
+        duration: None,
+        warmup: Duration::ZERO,
+        io_timeout: Duration::from_secs(10),
+        ..LoadConfig::default()
+    }
+}
+
+#[test]
+fn tokio_tungstenite_echoes_websocket_messages() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || tokio_ws_echo::run_until(listener, 2, stop))
+    };
+    let runs = [
+        (1, 64, 2000),
+        (16, 64, 4000),
+        (1, 4096, 1000),
+        (4, 200_000, 80),
+    ];
+    let results: Vec<_> = runs
+        .iter()
+        .map(|&(depth, size, count)| (count, run(&ws_load(addr, depth, size, count))))
+        .collect();
+    // No permessage-deflate: an offer is declined, and the run says so.
+    let declined = run(&LoadConfig {
+        deflate: true,
+        ..ws_load(addr, 1, 64, 10)
+    });
+    stop.store(true, Ordering::Relaxed);
+    server.join().expect("server").expect("serve");
+    for (count, report) in results {
+        let report = report.expect("tokio-tungstenite echo");
+        assert_eq!(report.packets, count);
+    }
+    assert!(
+        matches!(declined, Err(LoadError::Handshake { .. })),
+        "{declined:?}"
+    );
+}
+
+#[test]
+fn eddy_serves_websocket_with_and_without_deflate() {
+    for dispatch in ["fd", "reactor"] {
+        for deflate in [false, true] {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_eddy-baseline"));
+            cmd.args(["--serve", "eddy", "--dispatch", dispatch, "--workers", "2"])
+                .args(["--framing", "ws"]);
+            if deflate {
+                cmd.arg("--deflate");
+            }
+            let child = ServerChild::spawn(&mut cmd, Duration::from_secs(10)).expect("spawn");
+            for (depth, size) in [(1, 64), (8, 4096)] {
+                let report = run(&LoadConfig {
+                    deflate,
+                    payload: if deflate {
+                        Payload::Json
+                    } else {
+                        Payload::Pattern
+                    },
+                    ..ws_load(child.addr(), depth, size, 2000)
+                })
+                .unwrap_or_else(|e| panic!("eddy {dispatch} deflate {deflate}: {e}"));
+                assert_eq!(report.packets, 2000);
+                let uncompressed = 2000 * report.packet_len as u64;
+                assert_eq!(report.bytes < uncompressed, deflate, "{report}");
+            }
+            if !deflate {
+                // The server declines what it was not told to accept.
+                let declined = run(&LoadConfig {
+                    deflate: true,
+                    ..ws_load(child.addr(), 1, 64, 10)
+                });
+                assert!(matches!(declined, Err(LoadError::Handshake { .. })));
+            }
+            child.kill().expect("kill");
+        }
+    }
+}
+
+#[test]
+fn baselines_refuse_what_they_cannot_serve() {
+    for args in [
+        &["--serve", "epoll", "--framing", "ws"][..],
+        &["--serve", "tokio", "--framing", "ws", "--deflate"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_eddy-baseline"))
+            .args(args)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("WebSocket")
+                || String::from_utf8_lossy(&out.stderr).contains("deflate")
+        );
     }
 }

@@ -16,17 +16,45 @@ fn smoke_suite_fills_every_row() {
     let report = run_suite(Path::new(env!("CARGO_BIN_EXE_eddy-baseline")), &opts);
     let table = report.render();
     assert!(!report.failed(), "{table}");
-    // 4 scenarios and 3 connection rows for 4 servers, the broadcast pointer, then 2 task
-    // scenarios for eddy and tokio.
-    assert_eq!(report.rows.len(), 7 * 4 + 1 + 2 * 2, "{table}");
+    // 4 scenarios and 3 connection rows for 4 servers, 3 WebSocket scenarios for 3 servers
+    // and the deflate one for 2 (and a note for tokio-tungstenite), the broadcast pointer,
+    // then 2 task scenarios for eddy and tokio.
+    assert_eq!(report.rows.len(), 7 * 4 + 3 * 3 + 3 + 1 + 2 * 2, "{table}");
     for row in report.rows.iter().filter(|r| r.note.is_none()) {
         assert!(row.cost.is_some(), "{table}");
+        // The deflate scenario has no baseline (tokio-tungstenite has no deflate).
         if row.server.starts_with("eddy") && row.compare {
             let ratios = row.ratios.expect("eddy rows have ratios");
-            assert!(ratios.cost_vs_tokio.is_some(), "{table}");
+            let baseline = !row.scenario.starts_with("ws+deflate");
+            assert_eq!(ratios.cost_vs_tokio.is_some(), baseline, "{table}");
         }
     }
     assert!(table.contains("task_wait round trip"), "{table}");
+    let ws: Vec<_> = report
+        .rows
+        .iter()
+        .filter(|r| r.scenario.starts_with("ws "))
+        .collect();
+    assert_eq!(ws.len(), 9, "{table}");
+    assert!(ws
+        .iter()
+        .all(|r| r.ratios.is_some() || !r.server.starts_with("eddy")));
+    assert!(ws
+        .iter()
+        .filter(|r| r.server.starts_with("eddy"))
+        .all(|r| r.ratios.and_then(|x| x.throughput_vs_tokio).is_some()));
+    let deflate: Vec<_> = report
+        .rows
+        .iter()
+        .filter(|r| r.scenario.starts_with("ws+deflate"))
+        .collect();
+    assert_eq!(deflate.len(), 3, "{table}");
+    let fraction = deflate[0].details["wire_fraction"]
+        .as_f64()
+        .expect("measured");
+    assert!(fraction > 0.1 && fraction < 0.8, "{table}");
+    assert!(table.contains("n/a: tokio-tungstenite has no permessage-deflate"));
+    assert!(table.contains("ws+deflate: JSON-like text"), "{table}");
     let json = std::env::temp_dir().join(format!("eddy-bench-smoke-{}.json", std::process::id()));
     report.write_json(&json).expect("json");
     let text = std::fs::read_to_string(&json).expect("read json");
@@ -45,6 +73,7 @@ fn a_server_that_cannot_start_fails_its_rows_only() {
     let report = run_suite(Path::new("/bin/true"), &opts);
     assert!(report.failed());
     let failed = report.rows.iter().filter(|r| r.failed).count();
-    assert_eq!(failed, 7 * 4);
+    // Every measured row but the deflate scenario's tokio-tungstenite note.
+    assert_eq!(failed, 7 * 4 + 3 * 3 + 2);
     assert!(report.render().contains("failed to start"));
 }

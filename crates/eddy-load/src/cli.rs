@@ -14,7 +14,15 @@ usage: eddy-load [options]
   --connections C       connections (default 50)
   --depth D             packets in flight per connection, 1 = ping-pong (default 1)
   --size BYTES          body size (default 64)
-  --framing length|line 4-byte big-endian length + body, or body + '\\n' (default length)
+  --framing length|line|ws
+                        4-byte big-endian length + body, body + '\\n', or WebSocket:
+                        an HTTP/1.1 upgrade, then each body as a binary message in a
+                        frame masked with a fresh random key (default length)
+  --deflate             ws only: offer permessage-deflate, compress what is sent and
+                        inflate the echoes (fails if the server declines)
+  --payload pattern|json
+                        body filler: a rotating alphabet (compresses to nothing) or
+                        JSON-like records, partly compressible (default pattern)
   --duration SECS       measured phase length (default 10, or unlimited with --count)
   --count N             measured packets over all connections
   --warmup SECS         unmeasured warm-up (default 1)
@@ -78,6 +86,10 @@ where
             Long("depth") | Short('d') => config.depth = parser.value()?.parse()?,
             Long("size") | Short('s') => config.size = parser.value()?.parse()?,
             Long("framing") => config.framing = parser.value()?.parse()?,
+            Long("deflate") => config.deflate = true,
+            Long("payload") => {
+                config.payload = parser.value()?.string()?.parse().map_err(CliError)?;
+            }
             Long("duration") => {
                 config.duration = Some(secs(&parser.value()?.string()?)?);
                 duration_set = true;
@@ -109,7 +121,7 @@ fn secs(s: &str) -> Result<Duration, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::Framing;
+    use crate::frame::{Framing, Payload};
 
     fn run(args: &[&str]) -> (LoadConfig, bool) {
         match parse_args(args.iter().copied()).expect("parses") {
@@ -126,6 +138,18 @@ mod tests {
         assert_eq!(c.duration, Some(Duration::from_secs(10)));
         assert_eq!(c.warmup, Duration::from_secs(1));
         assert!(c.progress && !json);
+        assert!(!c.deflate);
+        assert_eq!(c.payload, Payload::Pattern);
+    }
+
+    #[test]
+    fn websocket_flags() {
+        let (c, _) = run(&["--framing", "ws", "--deflate", "--payload", "json"]);
+        assert_eq!(c.framing, Framing::WebSocket);
+        assert!(c.deflate);
+        assert_eq!(c.payload, Payload::Json);
+        let (c, _) = run(&["--framing=websocket"]);
+        assert_eq!((c.framing, c.deflate), (Framing::WebSocket, false));
     }
 
     #[test]
@@ -174,6 +198,8 @@ mod tests {
             &["--duration", "-1"],
             &["--bogus"],
             &["--size"],
+            &["--deflate"],
+            &["--framing", "ws", "--payload", "xml"],
         ] {
             assert!(parse_args(bad.iter().copied()).is_err(), "{bad:?}");
         }

@@ -4,7 +4,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::error::LoadError;
-use crate::frame::{Framing, MAX_BODY};
+use crate::frame::{Framing, Payload, MAX_BODY};
 
 /// Default target address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9501";
@@ -22,6 +22,12 @@ pub struct LoadConfig {
     pub size: usize,
     /// Wire framing.
     pub framing: Framing,
+    /// With [`Framing::WebSocket`]: offer permessage-deflate (RFC 7692),
+    /// compress every message sent and inflate every echo. The run fails if
+    /// the server declines.
+    pub deflate: bool,
+    /// What fills each body after its tag.
+    pub payload: Payload,
     /// Length of the measured phase; `None` runs until `count` is reached.
     pub duration: Option<Duration>,
     /// Number of measured packets over all connections; `None` runs for
@@ -48,6 +54,8 @@ impl Default for LoadConfig {
             depth: 1,
             size: 64,
             framing: Framing::Length,
+            deflate: false,
+            payload: Payload::Pattern,
             duration: Some(Duration::from_secs(10)),
             count: None,
             warmup: Duration::from_secs(1),
@@ -74,6 +82,9 @@ impl LoadConfig {
         }
         if self.size > MAX_BODY {
             return bad("size must be at most 16 MiB");
+        }
+        if self.deflate && self.framing != Framing::WebSocket {
+            return bad("deflate needs WebSocket framing");
         }
         match (self.duration, self.count) {
             (None, None) => return bad("set a duration, a count, or both"),
@@ -145,10 +156,25 @@ mod tests {
                 size: MAX_BODY + 1,
                 ..base.clone()
             },
+            LoadConfig {
+                deflate: true,
+                ..base.clone()
+            },
         ];
         for c in cases {
             assert!(matches!(c.validate(), Err(LoadError::Config(_))), "{c:?}");
         }
+    }
+
+    #[test]
+    fn deflate_with_websocket_is_valid() {
+        let c = LoadConfig {
+            framing: Framing::WebSocket,
+            deflate: true,
+            payload: Payload::Json,
+            ..LoadConfig::default()
+        };
+        assert!(c.validate().is_ok());
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 
 use crate::error::LoadError;
-use crate::frame::{append_packet, EchoChecker, Framing};
+use crate::frame::{append_packet_with, fill_body, EchoChecker, Fed, Framing, Payload};
+use crate::ws::{self, DeflateParams, Deflater, FrameChecker, Rng};
 
 /// Phase boundaries shared by all threads.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +24,7 @@ pub(crate) struct Schedule {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Shape {
     pub(crate) framing: Framing,
+    pub(crate) payload: Payload,
     pub(crate) size: usize,
     pub(crate) depth: usize,
 }
@@ -53,12 +55,59 @@ pub(crate) enum ReadOutcome {
     Eof,
 }
 
+/// How a connection writes its packets.
+#[derive(Debug)]
+enum Sender {
+    /// The packet as [`append_packet_with`] writes it.
+    Plain,
+    /// A client WebSocket frame: masked with a fresh key, compressed first
+    /// when permessage-deflate was agreed.
+    WebSocket {
+        rng: Rng,
+        deflate: Option<Box<Compressing>>,
+    },
+}
+
+/// The compressor of one connection and its reused buffers.
+#[derive(Debug)]
+struct Compressing {
+    deflater: Deflater,
+    body: Vec<u8>,
+    packed: Vec<u8>,
+}
+
+/// How a connection checks its echoes.
+#[derive(Debug)]
+enum Verifier {
+    /// Byte for byte, framing included.
+    Exact(EchoChecker),
+    /// Frame by frame, inflating compressed WebSocket echoes.
+    Frames(Box<FrameChecker>),
+}
+
+impl Verifier {
+    fn next_seq(&self) -> u64 {
+        match self {
+            Verifier::Exact(c) => c.next_seq(),
+            Verifier::Frames(c) => c.next_seq(),
+        }
+    }
+
+    fn feed(&mut self, data: &[u8]) -> Result<Fed, LoadError> {
+        match self {
+            Verifier::Exact(c) => Ok(c.feed(data)?),
+            Verifier::Frames(c) => c.feed(data),
+        }
+    }
+}
+
 /// One connection to the server.
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) stream: TcpStream,
     id: u32,
-    checker: EchoChecker,
+    sender: Sender,
+    checker: Verifier,
     next_seq: u64,
     pkt_len: u64,
     sent_at: Box<[Instant]>,
@@ -71,22 +120,63 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// A connection whose handshake is done: `deflate` holds the
+    /// permessage-deflate parameters of a WebSocket connection that agreed
+    /// on them.
     pub(crate) fn new(
         stream: TcpStream,
         id: u32,
         shape: Shape,
         budget: Option<u64>,
         now: Instant,
+        deflate: Option<DeflateParams>,
     ) -> Self {
         let pkt = shape.framing.packet_len(shape.size);
+        let exact = || {
+            Verifier::Exact(EchoChecker::with_payload(
+                shape.framing,
+                shape.payload,
+                id,
+                shape.size,
+            ))
+        };
+        let (sender, checker, sent_len) = match (shape.framing, deflate) {
+            (Framing::WebSocket, Some(params)) => (
+                Sender::WebSocket {
+                    rng: Rng::from_entropy(u64::from(id)),
+                    deflate: Some(Box::new(Compressing {
+                        deflater: Deflater::new(&params, ws::CLIENT_LEVEL),
+                        body: vec![0; shape.size],
+                        packed: Vec::with_capacity(shape.size / 2 + 64),
+                    })),
+                },
+                Verifier::Frames(Box::new(FrameChecker::new(
+                    shape.payload,
+                    id,
+                    shape.size,
+                    &params,
+                ))),
+                pkt + 4,
+            ),
+            (Framing::WebSocket, None) => (
+                Sender::WebSocket {
+                    rng: Rng::from_entropy(u64::from(id)),
+                    deflate: None,
+                },
+                exact(),
+                pkt + 4,
+            ),
+            _ => (Sender::Plain, exact(), pkt),
+        };
         Conn {
             stream,
             id,
-            checker: EchoChecker::new(shape.framing, id, shape.size),
+            sender,
+            checker,
             next_seq: 0,
             pkt_len: pkt as u64,
             sent_at: vec![now; shape.depth].into_boxed_slice(),
-            wbuf: Vec::with_capacity(pkt * shape.depth),
+            wbuf: Vec::with_capacity(sent_len * shape.depth),
             wpos: 0,
             budget,
             write_armed: false,
@@ -112,20 +202,19 @@ impl Conn {
 
     /// Queues packets until `depth` are in flight or sending must stop.
     /// Returns the number queued.
-    pub(crate) fn fill(&mut self, now: Instant, sched: &Schedule, shape: Shape) -> u64 {
+    pub(crate) fn fill(
+        &mut self,
+        now: Instant,
+        sched: &Schedule,
+        shape: Shape,
+    ) -> Result<u64, LoadError> {
         let mut queued = 0;
         while self.outstanding() < shape.depth as u64 && self.may_send(now, sched) {
             if self.wpos > 0 {
                 self.wbuf.drain(..self.wpos);
                 self.wpos = 0;
             }
-            append_packet(
-                shape.framing,
-                self.id,
-                self.next_seq,
-                shape.size,
-                &mut self.wbuf,
-            );
+            self.append(shape)?;
             let slot = (self.next_seq % shape.depth as u64) as usize;
             self.sent_at[slot] = now;
             if now >= sched.measure_start {
@@ -136,7 +225,43 @@ impl Conn {
             self.next_seq += 1;
             queued += 1;
         }
-        queued
+        Ok(queued)
+    }
+
+    /// Appends packet `next_seq` to the output.
+    fn append(&mut self, shape: Shape) -> Result<(), LoadError> {
+        let (id, seq) = (self.id, self.next_seq);
+        match &mut self.sender {
+            Sender::Plain => {
+                append_packet_with(
+                    shape.framing,
+                    shape.payload,
+                    id,
+                    seq,
+                    shape.size,
+                    &mut self.wbuf,
+                );
+            }
+            Sender::WebSocket { rng, deflate: None } => {
+                let first = ws::FIN | ws::OPCODE_BINARY;
+                ws::append_client_frame_with(first, rng.mask(), shape.size, &mut self.wbuf, |p| {
+                    fill_body(shape.payload, id, seq, p)
+                });
+            }
+            Sender::WebSocket {
+                rng,
+                deflate: Some(c),
+            } => {
+                fill_body(shape.payload, id, seq, &mut c.body);
+                c.packed.clear();
+                c.deflater
+                    .compress(&c.body, &mut c.packed)
+                    .map_err(|reason| LoadError::Protocol { conn: id, reason })?;
+                let first = ws::FIN | ws::RSV1 | ws::OPCODE_BINARY;
+                ws::append_client_frame(first, rng.mask(), &c.packed, &mut self.wbuf);
+            }
+        }
+        Ok(())
     }
 
     /// Writes queued output until done or the socket would block.
@@ -205,7 +330,10 @@ impl Conn {
                         .hist
                         .saturating_record(u64::try_from(nanos).unwrap_or(u64::MAX));
                     tally.packets += 1;
-                    tally.bytes += self.pkt_len;
+                    tally.bytes += match &self.checker {
+                        Verifier::Exact(_) => self.pkt_len,
+                        Verifier::Frames(c) => c.last_frame_len() as u64,
+                    };
                     tally.last_recv = Some(now);
                 }
             }

@@ -7,30 +7,40 @@ use std::time::{Duration, Instant};
 
 use crate::error::LoadError;
 
-/// Opens `count` non-blocking, `TCP_NODELAY` connections to `addr`.
+/// Opens `count` blocking, `TCP_NODELAY` connections to `addr` (the caller
+/// makes them non-blocking once any handshake is done).
 ///
 /// Refused or timed-out attempts are retried with a short backoff until
-/// `timeout` has elapsed since the call; then the last error is returned.
+/// `deadline`; then the last error is returned.
 pub(crate) fn connect_all(
     addr: SocketAddr,
     count: usize,
-    timeout: Duration,
+    deadline: Instant,
 ) -> Result<Vec<TcpStream>, LoadError> {
-    let deadline = Instant::now() + timeout;
     let mut streams = Vec::with_capacity(count);
     for i in 0..count {
         let conn = u32::try_from(i).unwrap_or(u32::MAX);
         let stream = connect_one(addr, conn, deadline)?;
-        let setup = stream
-            .set_nodelay(true)
-            .and_then(|()| stream.set_nonblocking(true));
-        setup.map_err(|source| LoadError::Io {
+        stream.set_nodelay(true).map_err(|source| LoadError::Io {
             conn: Some(conn),
             source,
         })?;
         streams.push(stream);
     }
     Ok(streams)
+}
+
+/// Makes every stream non-blocking.
+pub(crate) fn set_nonblocking(streams: &[TcpStream]) -> Result<(), LoadError> {
+    for (i, stream) in streams.iter().enumerate() {
+        stream
+            .set_nonblocking(true)
+            .map_err(|source| LoadError::Io {
+                conn: Some(i as u32),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 fn connect_one(addr: SocketAddr, conn: u32, deadline: Instant) -> Result<TcpStream, LoadError> {

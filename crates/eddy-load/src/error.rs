@@ -66,6 +66,21 @@ pub enum LoadError {
     },
     /// A worker thread panicked or could not be started.
     Thread(String),
+    /// A WebSocket upgrade was refused or answered wrongly.
+    Handshake {
+        /// Connection id.
+        conn: u32,
+        /// What was wrong with the answer.
+        reason: String,
+    },
+    /// A WebSocket echo broke the protocol: an unexpected opcode, a masked
+    /// or fragmented frame, a compressed echo that does not inflate.
+    Protocol {
+        /// Connection id.
+        conn: u32,
+        /// What was wrong.
+        reason: String,
+    },
 }
 
 impl fmt::Display for LoadError {
@@ -113,6 +128,12 @@ impl fmt::Display for LoadError {
                 timeout.as_secs_f64()
             ),
             LoadError::Thread(msg) => write!(f, "worker thread failed: {msg}"),
+            LoadError::Handshake { conn, reason } => {
+                write!(f, "WebSocket handshake failed on connection {conn}: {reason}")
+            }
+            LoadError::Protocol { conn, reason } => {
+                write!(f, "WebSocket protocol error on connection {conn}: {reason}")
+            }
         }
     }
 }

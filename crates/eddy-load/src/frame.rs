@@ -4,19 +4,28 @@
 //! connection id and the packet's per-connection sequence number, so a
 //! reordered, duplicated, truncated or corrupted echo is detected byte by
 //! byte. Bodies are printable ASCII and never contain `\n`, so the same
-//! bodies serve both framings.
+//! bodies serve every framing.
 //!
 //! Body layout: a tag `s<seq:x>c<conn:x> ` (lowercase hex without leading
-//! zeros, truncated when the body is shorter), the rest a rotating
-//! 64-symbol alphabet whose phase is a hash of `(conn, seq)`. Even an 8-byte
-//! body carries the low digits of the sequence number; an empty body
-//! (length framing only) cannot be told apart and is checked for framing
-//! only.
+//! zeros, truncated when the body is shorter), the rest depends on the
+//! [`Payload`]: by default a rotating 64-symbol alphabet whose phase is a
+//! hash of `(conn, seq)` (it compresses to almost nothing), or with
+//! [`Payload::Json`] a slice of JSON-like text, partly compressible, at an
+//! offset that is a hash of `(conn, seq)`. Even an 8-byte body carries the
+//! low digits of the sequence number; an empty body (length framing only)
+//! cannot be told apart and is checked for framing only.
+//!
+//! With [`Framing::WebSocket`], [`write_packet`] writes the frame the
+//! server must echo (unmasked, binary); the client sends the same body in
+//! a masked frame ([`crate::ws`]).
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use serde::Serialize;
+
+use crate::ws;
 
 /// Size of the big-endian length header used by [`Framing::Length`].
 pub const LENGTH_HEADER: usize = 4;
@@ -42,14 +51,24 @@ pub enum Framing {
     Length,
     /// The body followed by `\n`. The server echoes the whole line.
     Line,
+    /// WebSocket (RFC 6455): each connection upgrades with an HTTP/1.1
+    /// handshake, then sends every body as one binary message in a frame
+    /// masked with a fresh random key, as browsers do; the server echoes
+    /// it as one unmasked binary frame (compressed, with
+    /// [`LoadConfig::deflate`](crate::LoadConfig::deflate)).
+    #[serde(rename = "ws")]
+    WebSocket,
 }
 
 impl Framing {
-    /// Bytes on the wire for one packet with a body of `body` bytes.
+    /// Bytes on the wire for one echoed packet with a body of `body` bytes.
+    /// For [`Framing::WebSocket`] that is the server's unmasked frame; the
+    /// client's masked frame is 4 bytes longer.
     pub const fn packet_len(self, body: usize) -> usize {
         match self {
             Framing::Length => LENGTH_HEADER + body,
             Framing::Line => body + 1,
+            Framing::WebSocket => ws::header_len(body) + body,
         }
     }
 
@@ -58,6 +77,7 @@ impl Framing {
         match self {
             Framing::Length => "length",
             Framing::Line => "line",
+            Framing::WebSocket => "ws",
         }
     }
 }
@@ -76,7 +96,7 @@ impl fmt::Display for UnknownFraming {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown framing {:?} (expected `length` or `line`)",
+            "unknown framing {:?} (expected `length`, `line` or `ws`)",
             self.0
         )
     }
@@ -91,7 +111,59 @@ impl FromStr for Framing {
         match s {
             "length" => Ok(Framing::Length),
             "line" => Ok(Framing::Line),
+            "ws" | "websocket" => Ok(Framing::WebSocket),
             other => Err(UnknownFraming(other.to_owned())),
+        }
+    }
+}
+
+/// What fills a body after its tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Payload {
+    /// A rotating 64-symbol alphabet: cheap, and compresses to almost
+    /// nothing.
+    #[default]
+    Pattern,
+    /// JSON-like records (ids, names, timestamps, prices, flags) with
+    /// pseudo-random values, as an API or a chat sends: partly
+    /// compressible (DEFLATE level 1 makes 4 KiB of it about a third as
+    /// long). Each body is a slice of a fixed 1 MiB text at an offset
+    /// hashed from `(conn, seq)`.
+    Json,
+}
+
+impl Payload {
+    /// The lowercase name used on the command line and in reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Payload::Pattern => "pattern",
+            Payload::Json => "json",
+        }
+    }
+
+    /// Whether this is the default payload (for leaving it out of reports).
+    pub fn is_default(&self) -> bool {
+        *self == Payload::Pattern
+    }
+}
+
+impl fmt::Display for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Payload {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pattern" => Ok(Payload::Pattern),
+            "json" => Ok(Payload::Json),
+            other => Err(format!(
+                "unknown payload {other:?} (expected `pattern` or `json`)"
+            )),
         }
     }
 }
@@ -105,17 +177,32 @@ impl FromStr for Framing {
 /// Panics if `out` is shorter than the framing overhead, or if the body of
 /// a length-framed packet does not fit in `u32`.
 pub fn write_packet(framing: Framing, conn: u32, seq: u64, out: &mut [u8]) {
+    write_packet_with(framing, Payload::Pattern, conn, seq, out);
+}
+
+/// [`write_packet`] with the body filled by `payload`.
+///
+/// # Panics
+///
+/// As [`write_packet`]; for [`Framing::WebSocket`], also if `out` is not
+/// exactly the length of a frame ([`Framing::packet_len`]).
+pub fn write_packet_with(framing: Framing, payload: Payload, conn: u32, seq: u64, out: &mut [u8]) {
     match framing {
         Framing::Length => {
             let (header, body) = out.split_at_mut(LENGTH_HEADER);
             let len = u32::try_from(body.len()).expect("body length fits in u32");
             header.copy_from_slice(&len.to_be_bytes());
-            fill_body(conn, seq, body);
+            fill_body(payload, conn, seq, body);
         }
         Framing::Line => {
             let (body, newline) = out.split_at_mut(out.len() - 1);
-            fill_body(conn, seq, body);
+            fill_body(payload, conn, seq, body);
             newline[0] = b'\n';
+        }
+        Framing::WebSocket => {
+            let size = ws::body_len_of_frame(out.len()).expect("a whole WebSocket frame");
+            let n = ws::write_header(ws::FIN | ws::OPCODE_BINARY, false, size, out);
+            fill_body(payload, conn, seq, &mut out[n..]);
         }
     }
 }
@@ -123,17 +210,49 @@ pub fn write_packet(framing: Framing, conn: u32, seq: u64, out: &mut [u8]) {
 /// Appends packet `seq` of connection `conn` with a body of `size` bytes to
 /// `out`. Does not allocate when `out` has enough spare capacity.
 pub fn append_packet(framing: Framing, conn: u32, seq: u64, size: usize, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.resize(start + framing.packet_len(size), 0);
-    write_packet(framing, conn, seq, &mut out[start..]);
+    append_packet_with(framing, Payload::Pattern, conn, seq, size, out);
 }
 
-/// Fills a body with the deterministic pattern for `(conn, seq)`.
-fn fill_body(conn: u32, seq: u64, body: &mut [u8]) {
+/// [`append_packet`] with the body filled by `payload`.
+pub fn append_packet_with(
+    framing: Framing,
+    payload: Payload,
+    conn: u32,
+    seq: u64,
+    size: usize,
+    out: &mut Vec<u8>,
+) {
+    let start = out.len();
+    out.resize(start + framing.packet_len(size), 0);
+    write_packet_with(framing, payload, conn, seq, &mut out[start..]);
+}
+
+/// Size of the JSON-like text [`Payload::Json`] bodies are cut from.
+const JSON_POOL: usize = 1 << 20;
+
+/// Fills a body with the deterministic content of `payload` for
+/// `(conn, seq)`: the tag, then the payload's bytes.
+pub fn fill_body(payload: Payload, conn: u32, seq: u64, body: &mut [u8]) {
     let mixed = (seq ^ (u64::from(conn) << 40)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let phase = (mixed >> 58) as usize;
-    for chunk in body.chunks_mut(64) {
-        chunk.copy_from_slice(&FILL2[phase..phase + chunk.len()]);
+    match payload {
+        Payload::Pattern => {
+            let phase = (mixed >> 58) as usize;
+            for chunk in body.chunks_mut(64) {
+                chunk.copy_from_slice(&FILL2[phase..phase + chunk.len()]);
+            }
+        }
+        Payload::Json => {
+            let pool = json_pool();
+            let mut at = (mixed >> 44) as usize % pool.len();
+            let mut rest = &mut body[..];
+            while !rest.is_empty() {
+                let n = rest.len().min(pool.len() - at);
+                let (now, later) = rest.split_at_mut(n);
+                now.copy_from_slice(&pool[at..at + n]);
+                rest = later;
+                at = 0;
+            }
+        }
     }
     let mut tag = [0u8; TAG_LEN];
     let mut len = 0;
@@ -161,6 +280,51 @@ fn write_hex(mut value: u64, out: &mut [u8]) {
         *b = HEX[(value & 0xf) as usize];
         value >>= 4;
     }
+}
+
+/// The JSON-like text of [`Payload::Json`], made once per process from a
+/// fixed seed: printable ASCII, no `\n`.
+fn json_pool() -> &'static [u8] {
+    static POOL: OnceLock<Vec<u8>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        const EVENTS: [&str; 8] = [
+            "page_view",
+            "click",
+            "add_to_cart",
+            "checkout",
+            "login",
+            "search",
+            "message",
+            "logout",
+        ];
+        const PATHS: [&str; 6] = ["/items/", "/users/", "/cart/", "/search?q=", "/chat/", "/"];
+        const REGIONS: [&str; 5] = ["eu-west", "us-east", "ap-south", "sa-east", "eu-north"];
+        let mut rng = ws::Rng::new(0x5eed_1234_abcd_ef01);
+        let mut text = String::with_capacity(JSON_POOL + 256);
+        text.push('[');
+        while text.len() < JSON_POOL {
+            let r = rng.next_u64();
+            let pick = |shift: u32, n: usize| ((r >> shift) as usize) % n;
+            let id = rng.next_u64() % 10_000_000;
+            let user = rng.next_u64() % 100_000;
+            let ts = 1_700_000_000 + rng.next_u64() % 10_000_000;
+            let cents = rng.next_u64() % 100_000;
+            let target = rng.next_u64() % 50_000;
+            text.push_str(&format!(
+                "{{\"id\":{id},\"user\":\"user_{user}\",\"event\":\"{}\",\"path\":\"{}{target}\",                 \"ts\":{ts},\"price\":{}.{:02},\"region\":\"{}\",\"ok\":{},\"ms\":{}}},",
+                EVENTS[pick(0, EVENTS.len())],
+                PATHS[pick(8, PATHS.len())],
+                cents / 100,
+                cents % 100,
+                REGIONS[pick(16, REGIONS.len())],
+                pick(24, 8) != 0,
+                pick(32, 2000),
+            ));
+        }
+        let mut bytes = text.into_bytes();
+        bytes.truncate(JSON_POOL);
+        bytes
+    })
 }
 
 /// An echoed byte that differs from what was sent.
@@ -216,6 +380,7 @@ pub struct Fed {
 #[derive(Debug, Clone)]
 pub struct EchoChecker {
     framing: Framing,
+    payload: Payload,
     conn: u32,
     seq: u64,
     expected: Vec<u8>,
@@ -225,10 +390,16 @@ pub struct EchoChecker {
 impl EchoChecker {
     /// A checker for connection `conn`, expecting packet 0 first.
     pub fn new(framing: Framing, conn: u32, size: usize) -> Self {
+        Self::with_payload(framing, Payload::Pattern, conn, size)
+    }
+
+    /// A checker for connection `conn` whose bodies are filled by `payload`.
+    pub fn with_payload(framing: Framing, payload: Payload, conn: u32, size: usize) -> Self {
         let mut expected = vec![0; framing.packet_len(size)];
-        write_packet(framing, conn, 0, &mut expected);
+        write_packet_with(framing, payload, conn, 0, &mut expected);
         EchoChecker {
             framing,
+            payload,
             conn,
             seq: 0,
             expected,
@@ -273,7 +444,13 @@ impl EchoChecker {
             let done = self.seq;
             self.seq += 1;
             self.offset = 0;
-            write_packet(self.framing, self.conn, self.seq, &mut self.expected);
+            write_packet_with(
+                self.framing,
+                self.payload,
+                self.conn,
+                self.seq,
+                &mut self.expected,
+            );
             Some(done)
         } else {
             None
@@ -313,6 +490,43 @@ mod tests {
         assert_eq!(Framing::Length.packet_len(64), 68);
         assert_eq!(Framing::Line.packet_len(64), 65);
         assert_eq!(Framing::Length.packet_len(0), 4);
+        assert_eq!(Framing::WebSocket.packet_len(64), 66);
+        assert_eq!(Framing::WebSocket.packet_len(4096), 4100);
+        assert_eq!(Framing::WebSocket.packet_len(70_000), 70_010);
+    }
+
+    #[test]
+    fn websocket_packet_is_the_servers_binary_frame() {
+        let p = packet(Framing::WebSocket, 0xab, 0x1f, 64);
+        assert_eq!(&p[..2], &[0x82, 64]);
+        assert_eq!(&p[2..9], b"s1fcab ");
+        assert_eq!(&p[2..], &packet(Framing::Length, 0xab, 0x1f, 64)[4..]);
+    }
+
+    #[test]
+    fn json_payload_is_printable_distinct_and_partly_compressible() {
+        let body = |seq: u64, size: usize| {
+            let mut b = vec![0; size];
+            fill_body(Payload::Json, 3, seq, &mut b);
+            b
+        };
+        let a = body(0, 4096);
+        assert!(a.iter().all(|b| b.is_ascii_graphic() || *b == b' '));
+        assert!(a.windows(7).any(|w| w == b"\"user\":"));
+        assert_ne!(a, body(1, 4096));
+        assert_eq!(&a[..5], b"s0c3 ");
+        // Longer than the pool: wraps around.
+        assert!(!body(9, 3 << 20).contains(&b'\n'));
+        let mut d = crate::ws::Deflater::new(&crate::ws::DeflateParams::default(), 1);
+        let mut packed = Vec::new();
+        d.compress(&a, &mut packed).expect("compress");
+        let fraction = packed.len() as f64 / a.len() as f64;
+        assert!((0.2..0.6).contains(&fraction), "{fraction}");
+        let mut p = Vec::new();
+        crate::ws::Deflater::new(&crate::ws::DeflateParams::default(), 1)
+            .compress(&packet(Framing::Length, 3, 0, 4096), &mut p)
+            .expect("compress");
+        assert!(p.len() < 200, "the pattern compresses to almost nothing");
     }
 
     #[test]
@@ -421,7 +635,11 @@ mod tests {
     fn framing_parses_and_displays() {
         assert_eq!("length".parse::<Framing>(), Ok(Framing::Length));
         assert_eq!("line".parse::<Framing>(), Ok(Framing::Line));
+        assert_eq!("ws".parse::<Framing>(), Ok(Framing::WebSocket));
         assert!("lines".parse::<Framing>().is_err());
         assert_eq!(Framing::Line.to_string(), "line");
+        assert_eq!(Framing::WebSocket.to_string(), "ws");
+        assert_eq!("json".parse::<Payload>(), Ok(Payload::Json));
+        assert!("xml".parse::<Payload>().is_err());
     }
 }

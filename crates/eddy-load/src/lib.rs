@@ -2,8 +2,11 @@
 //!
 //! Opens a number of TCP connections to a loopback address and sends
 //! packets in length framing (4-byte big-endian body length, then the body;
-//! the server echoes the whole packet) or line framing (`\n`-terminated),
-//! either ping-pong (one packet in flight per connection) or pipelined.
+//! the server echoes the whole packet), line framing (`\n`-terminated) or
+//! as WebSocket binary messages (an HTTP/1.1 upgrade first, then frames
+//! masked as a browser masks them, optionally permessage-deflate; see
+//! [`ws`]), either ping-pong (one packet in flight per connection) or
+//! pipelined.
 //! Every echoed byte is checked against what was sent; any difference is a
 //! [`LoadError::Mismatch`]. The run reports throughput and HDR-histogram
 //! latency percentiles.
@@ -37,9 +40,10 @@ pub mod frame;
 mod report;
 mod run;
 mod worker;
+pub mod ws;
 
 pub use config::{resolve_loopback, LoadConfig, DEFAULT_ADDR};
 pub use error::LoadError;
-pub use frame::{Framing, Mismatch};
+pub use frame::{Framing, Mismatch, Payload};
 pub use report::LoadReport;
 pub use run::run;

@@ -7,13 +7,14 @@ use hdrhistogram::Histogram;
 use serde::{Serialize, Serializer};
 
 use crate::config::LoadConfig;
-use crate::frame::Framing;
+use crate::frame::{Framing, Payload};
 
 /// Throughput and latency of the measured phase of a run.
 ///
 /// Only packets sent after the warm-up are counted. `bytes` counts echoed
-/// bytes in one direction, framing included; MB is 10^6 bytes. Latency is
-/// the time from queueing a packet for sending to receiving its last echoed
+/// bytes in one direction, framing included (with permessage-deflate, the
+/// compressed frames as they arrived); MB is 10^6 bytes. Latency is the
+/// time from queueing a packet for sending to receiving its last echoed
 /// byte.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LoadReport {
@@ -21,13 +22,19 @@ pub struct LoadReport {
     pub addr: String,
     /// Wire framing.
     pub framing: Framing,
+    /// WebSocket permessage-deflate was on (left out of JSON when off).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deflate: bool,
+    /// What filled the bodies (left out of JSON when the default).
+    #[serde(skip_serializing_if = "Payload::is_default")]
+    pub payload: Payload,
     /// Connections used.
     pub connections: usize,
     /// Packets in flight per connection.
     pub depth: usize,
     /// Body size in bytes.
     pub size: usize,
-    /// Packet size on the wire in bytes.
+    /// Echoed packet size on the wire in bytes (uncompressed).
     pub packet_len: usize,
     /// Worker threads used.
     pub threads: usize,
@@ -89,6 +96,8 @@ impl LoadReport {
         LoadReport {
             addr,
             framing: config.framing,
+            deflate: config.deflate,
+            payload: config.payload,
             connections: config.connections,
             depth: config.depth,
             size: config.size,
@@ -111,11 +120,18 @@ impl LoadReport {
 
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut framing = self.framing.to_string();
+        if self.deflate {
+            framing.push_str(" + permessage-deflate");
+        }
+        if !self.payload.is_default() {
+            framing.push_str(&format!("  payload {}", self.payload));
+        }
         writeln!(
             f,
             "target      {}  framing {}  {} conn x depth {}  body {} B (packet {} B)  {} thread(s)",
             self.addr,
-            self.framing,
+            framing,
             self.connections,
             self.depth,
             self.size,

@@ -9,27 +9,47 @@ use std::time::{Duration, Instant};
 
 use crate::config::{resolve_loopback, LoadConfig};
 use crate::conn::{Conn, Schedule, Shape, Tally};
-use crate::connect::connect_all;
+use crate::connect::{connect_all, set_nonblocking};
 use crate::error::LoadError;
+use crate::frame::Framing;
 use crate::report::LoadReport;
 use crate::worker::{new_histogram, Shared, Worker};
+use crate::ws;
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the load described by `config` and reports the measured phase.
 ///
 /// Connects all connections first (retrying until
-/// [`LoadConfig::connect_timeout`]), then sends for the warm-up and the
-/// measured phase, then waits for every outstanding echo. Blocks the
-/// calling thread; the work happens on [`LoadConfig::threads`] threads.
+/// [`LoadConfig::connect_timeout`], which also bounds the WebSocket
+/// handshakes), then sends for the warm-up and the measured phase, then
+/// waits for every outstanding echo. Blocks the calling thread; the work
+/// happens on [`LoadConfig::threads`] threads.
 pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     config.validate()?;
     let addr = resolve_loopback(&config.addr)?;
-    let streams = connect_all(addr, config.connections, config.connect_timeout)?;
+    let deadline = Instant::now() + config.connect_timeout;
+    let streams = connect_all(addr, config.connections, deadline)?;
+    let agreed = if config.framing == Framing::WebSocket {
+        let mut rng = ws::Rng::from_entropy(u64::from(addr.port()));
+        let host = addr.to_string();
+        let agreed = ws::handshake_all(&streams, &host, config.deflate, deadline, &mut rng)?;
+        if let Some(i) = agreed.iter().position(|a| config.deflate && a.is_none()) {
+            return Err(LoadError::Handshake {
+                conn: i as u32,
+                reason: "the server declined permessage-deflate, which was asked for".into(),
+            });
+        }
+        agreed
+    } else {
+        vec![None; streams.len()]
+    };
+    set_nonblocking(&streams)?;
 
     let threads = config.effective_threads();
     let shape = Shape {
         framing: config.framing,
+        payload: config.payload,
         size: config.size,
         depth: config.depth,
     };
@@ -43,9 +63,10 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     let budget = |i: u64| config.count.map(|n| n / conns + u64::from(i < n % conns));
 
     let mut groups: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, stream) in streams.into_iter().enumerate() {
+    for (i, (stream, deflate)) in streams.into_iter().zip(agreed).enumerate() {
         let id = i as u32; // validate() bounds connections by u32::MAX
-        groups[i % threads].push(Conn::new(stream, id, shape, budget(i as u64), start));
+        let conn = Conn::new(stream, id, shape, budget(i as u64), start, deflate);
+        groups[i % threads].push(conn);
     }
 
     let shared = Shared::default();

@@ -85,7 +85,7 @@ impl Worker {
         let now = Instant::now();
         let mut outstanding = 0u64;
         for key in 0..self.conns.len() {
-            outstanding += self.conns[key].fill(now, &sched, shape);
+            outstanding += self.conns[key].fill(now, &sched, shape)?;
             self.flush(poller, key)?;
         }
         let mut last_progress = now;
@@ -107,7 +107,7 @@ impl Worker {
                         ReadOutcome::Data(done) => {
                             outstanding -= done;
                             last_progress = now;
-                            outstanding += c.fill(now, &sched, shape);
+                            outstanding += c.fill(now, &sched, shape)?;
                         }
                         ReadOutcome::WouldBlock => {}
                         ReadOutcome::Eof => {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use eddy_load::{Framing, LoadConfig, LoadReport};
+use eddy_load::{Framing, LoadConfig, LoadReport, Payload};
 use serde_json::json;
 
 use super::options::Settings;
@@ -20,35 +20,73 @@ pub struct Scenario {
     pub connections: usize,
     /// Packets in flight per connection (1 = ping-pong).
     pub depth: usize,
-    /// Body bytes per packet (plus a 4-byte length header on the wire).
+    /// Body bytes per packet (plus the framing: a 4-byte length header, or
+    /// a WebSocket frame header).
     pub size: usize,
+    /// Wire framing; the servers are started with the same.
+    pub framing: Framing,
+    /// WebSocket permessage-deflate, offered by the client and accepted by
+    /// the server.
+    pub deflate: bool,
+    /// What fills the bodies.
+    pub payload: Payload,
 }
 
-/// Every load scenario, in table order.
+impl Scenario {
+    /// A length-framed scenario.
+    const fn tcp(name: &'static str, connections: usize, depth: usize, size: usize) -> Self {
+        Scenario {
+            name,
+            connections,
+            depth,
+            size,
+            framing: Framing::Length,
+            deflate: false,
+            payload: Payload::Pattern,
+        }
+    }
+
+    /// A WebSocket scenario.
+    const fn ws(name: &'static str, connections: usize, depth: usize, size: usize) -> Self {
+        Scenario {
+            framing: Framing::WebSocket,
+            ..Scenario::tcp(name, connections, depth, size)
+        }
+    }
+
+    /// The `--serve` arguments that make a server speak this scenario's
+    /// framing (the server itself comes from its [`ServerSpec`](super::servers::ServerSpec)).
+    pub fn serve_args(&self) -> Vec<&'static str> {
+        let mut args = vec!["--framing", self.framing.as_str()];
+        if self.deflate {
+            args.push("--deflate");
+        }
+        args
+    }
+}
+
+/// Every length-framed load scenario, in table order; each runs on
+/// [`SERVERS`](super::servers::SERVERS).
 pub const SCENARIOS: [Scenario; 4] = [
+    Scenario::tcp("ping-pong 50 conn × 64 B", 50, 1, 64),
+    Scenario::tcp("pipelined 50 conn × 16 × 64 B", 50, 16, 64),
+    Scenario::tcp("ping-pong 1,000 conn × 64 B", 1000, 1, 64),
+    Scenario::tcp("ping-pong 50 conn × 4 KiB", 50, 1, 4096),
+];
+
+/// Every WebSocket load scenario, in table order: binary messages, each
+/// in a frame masked with a fresh key. Those without deflate run on
+/// [`WS_SERVERS`](super::servers::WS_SERVERS); the deflate one on eddy only
+/// (tokio-tungstenite has no permessage-deflate), with JSON-like text that
+/// deflate shrinks to about a third.
+pub const WS_SCENARIOS: [Scenario; 4] = [
+    Scenario::ws("ws ping-pong 50 conn × 64 B", 50, 1, 64),
+    Scenario::ws("ws pipelined 50 conn × 16 × 64 B", 50, 16, 64),
+    Scenario::ws("ws ping-pong 50 conn × 4 KiB", 50, 1, 4096),
     Scenario {
-        name: "ping-pong 50 conn × 64 B",
-        connections: 50,
-        depth: 1,
-        size: 64,
-    },
-    Scenario {
-        name: "pipelined 50 conn × 16 × 64 B",
-        connections: 50,
-        depth: 16,
-        size: 64,
-    },
-    Scenario {
-        name: "ping-pong 1,000 conn × 64 B",
-        connections: 1000,
-        depth: 1,
-        size: 64,
-    },
-    Scenario {
-        name: "ping-pong 50 conn × 4 KiB",
-        connections: 50,
-        depth: 1,
-        size: 4096,
+        deflate: true,
+        payload: Payload::Json,
+        ..Scenario::ws("ws+deflate ping-pong 50 conn × 4 KiB JSON", 50, 1, 4096)
     },
 ];
 
@@ -68,8 +106,21 @@ impl LoadFigures {
         self.server_cpu.as_secs_f64() * 1e6 / self.report.all_packets.max(1) as f64
     }
 
+    /// Echoed bytes on the wire over what they would be uncompressed: 1 without
+    /// permessage-deflate.
+    pub fn wire_fraction(&self) -> f64 {
+        let r = &self.report;
+        let uncompressed = r.packets as f64 * r.packet_len as f64;
+        if uncompressed > 0.0 {
+            r.bytes as f64 / uncompressed
+        } else {
+            1.0
+        }
+    }
+
     /// The table row of one or more rounds: each figure is its median over the rounds (the
-    /// upper median for an even count), and the details hold every round.
+    /// upper median for an even count), and the details hold every round (and, with
+    /// permessage-deflate, the median [`wire_fraction`](Self::wire_fraction)).
     pub fn row(rounds: &[LoadFigures], scenario: &str, server: &str) -> Row {
         let median = |f: fn(&LoadFigures) -> f64| {
             let mut values: Vec<f64> = rounds.iter().map(f).collect();
@@ -86,13 +137,17 @@ impl LoadFigures {
                 })
             })
             .collect();
+        let mut details = json!({ "rounds": rounds_json });
+        if rounds.iter().any(|r| r.report.deflate) {
+            details["wire_fraction"] = json!(median(LoadFigures::wire_fraction));
+        }
         Row {
             throughput: median(|r| r.report.packets_per_sec).map(|v| Figure::new(v, "packets/s")),
             mb_per_sec: median(|r| r.report.mb_per_sec),
             p50_us: median(|r| r.report.p50_us),
             p99_us: median(|r| r.report.p99_us),
             cost: median(LoadFigures::cpu_us_per_packet).map(|v| Figure::new(v, "µs CPU/packet")),
-            details: json!({ "rounds": rounds_json }),
+            details,
             ..Row::new(scenario, server)
         }
     }
@@ -112,7 +167,9 @@ pub fn measure(
         connections: scenario.connections,
         depth: scenario.depth,
         size: scenario.size,
-        framing: Framing::Length,
+        framing: scenario.framing,
+        deflate: scenario.deflate,
+        payload: scenario.payload,
         duration: Some(settings.duration),
         count: None,
         warmup: Duration::ZERO,
@@ -145,6 +202,8 @@ mod tests {
             report: LoadReport {
                 addr: "127.0.0.1:1".into(),
                 framing: Framing::Length,
+                deflate: false,
+                payload: Payload::Pattern,
                 connections: 1,
                 depth: 1,
                 size: 64,
@@ -185,5 +244,27 @@ mod tests {
         assert_eq!(row.details["rounds"].as_array().map(Vec::len), Some(3));
         let one = LoadFigures::row(&rounds[1..2], "s", "eddy");
         assert_eq!(one.throughput.map(|f| f.value), Some(20.0));
+        assert!(row.details.get("wire_fraction").is_none());
+    }
+
+    #[test]
+    fn deflate_rows_carry_the_wire_fraction() {
+        let mut r = round(100.0, 40.0, 10, 1000);
+        r.report.deflate = true;
+        r.report.bytes = 1000 * 68 / 4;
+        assert_eq!(r.wire_fraction(), 0.25);
+        let row = LoadFigures::row(&[r], "s", "eddy fd");
+        assert_eq!(row.details["wire_fraction"], 0.25);
+    }
+
+    #[test]
+    fn scenarios_name_their_framing() {
+        assert!(SCENARIOS.iter().all(|s| s.framing == Framing::Length));
+        assert_eq!(SCENARIOS[0].serve_args(), ["--framing", "length"]);
+        assert!(WS_SCENARIOS.iter().all(|s| s.framing == Framing::WebSocket));
+        let deflate: Vec<_> = WS_SCENARIOS.iter().filter(|s| s.deflate).collect();
+        assert_eq!(deflate.len(), 1);
+        assert_eq!(deflate[0].serve_args(), ["--framing", "ws", "--deflate"]);
+        assert_eq!(deflate[0].payload, Payload::Json);
     }
 }

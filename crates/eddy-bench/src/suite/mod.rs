@@ -2,7 +2,10 @@
 //!
 //! Every server of [`servers::SERVERS`] runs as a child process, started
 //! afresh for each scenario; eddy-load drives it in-process with identical
-//! settings, and the child's CPU time and RSS are read from `/proc`.
+//! settings, and the child's CPU time and RSS are read from `/proc`. The
+//! WebSocket scenarios ([`load::WS_SCENARIOS`]) do the same with
+//! [`servers::WS_SERVERS`]: eddy's WebSocket listener against
+//! tokio-tungstenite.
 //! [`run_suite`] returns every figure; [`SuiteReport::render`] prints them
 //! as one table.
 
@@ -26,7 +29,7 @@ use crate::child::ServerChild;
 use machine::Machine;
 use options::{Profile, Settings, SuiteOptions};
 use rows::Row;
-use servers::{ServerSpec, SERVERS};
+use servers::{ServerSpec, SERVERS, TOKIO_WS, WS_SERVERS};
 
 /// A measurement's error, for display.
 pub type Failure = Box<dyn std::error::Error + Send + Sync>;
@@ -55,14 +58,16 @@ impl SuiteReport {
         self.rows.iter().any(|r| r.failed)
     }
 
-    /// A line describing the run, then the table.
+    /// A line describing the run, then the table, then notes on the
+    /// WebSocket rows.
     pub fn render(&self) -> String {
         let m = &self.machine;
         let s = &self.settings;
-        format!(
+        let mut out = format!(
             "{} cores, {}, Linux {}; {:?} profile: load rows are medians of {} interleaved \
              rounds of {:.1} s per server, each after {:.1} s of warm-up; eddy-load with {} \
-             thread(s), length framing\n\n{}",
+             thread(s), length framing (ws rows: WebSocket binary messages, each frame masked \
+             with a fresh key)\n\n{}",
             m.cores,
             m.cpu_model,
             m.kernel,
@@ -72,7 +77,24 @@ impl SuiteReport {
             s.warmup.as_secs_f64(),
             self.load_threads,
             table::render(&self.rows)
-        )
+        );
+        let deflated: Vec<String> = self
+            .rows
+            .iter()
+            .filter_map(|r| {
+                let fraction = r.details.get("wire_fraction")?.as_f64()?;
+                Some(format!("{:.0}% ({})", fraction * 100.0, r.server))
+            })
+            .collect();
+        if !deflated.is_empty() {
+            out.push_str(&format!(
+                "\nws+deflate: JSON-like text, partly compressible; both sides compress (level 1, \
+                 context takeover) and the echoes arrived at {} of their uncompressed size. \
+                 tokio-tungstenite has no permessage-deflate, so that scenario is eddy only.\n",
+                deflated.join(", ")
+            ));
+        }
+        out
     }
 
     /// Writes the report as pretty JSON to `path`.
@@ -93,7 +115,39 @@ pub fn run_suite(program: &Path, opts: &SuiteOptions) -> SuiteReport {
     let nofile = probe::raise_nofile();
     let mut rows = Vec::new();
     for scenario in &load::SCENARIOS {
-        rows.extend(load_rows(program, scenario, &settings, opts.load_threads));
+        rows.extend(load_rows(
+            program,
+            scenario,
+            &SERVERS,
+            &settings,
+            opts.load_threads,
+        ));
+    }
+    for scenario in &load::WS_SCENARIOS {
+        if scenario.deflate {
+            // tokio-tungstenite cannot: eddy only, and the table says so.
+            let eddy = &WS_SERVERS[..2];
+            rows.extend(load_rows(
+                program,
+                scenario,
+                eddy,
+                &settings,
+                opts.load_threads,
+            ));
+            rows.push(Row::noted(
+                scenario.name,
+                TOKIO_WS,
+                "n/a: tokio-tungstenite has no permessage-deflate",
+            ));
+        } else {
+            rows.extend(load_rows(
+                program,
+                scenario,
+                &WS_SERVERS,
+                &settings,
+                opts.load_threads,
+            ));
+        }
     }
     let idle_name = format!(
         "idle RSS, {} conn",
@@ -121,7 +175,7 @@ pub fn run_suite(program: &Path, opts: &SuiteOptions) -> SuiteReport {
     rows.push(Row::noted(
         "broadcast",
         "eddy",
-        "see `cargo bench --bench table`",
+        "see `cargo bench --bench table` (TCP and WebSocket)",
     ));
     rows.extend(task_rows(&settings));
     rows::fill_ratios(&mut rows);
@@ -170,22 +224,24 @@ fn task_rows(settings: &options::Settings) -> Vec<Row> {
     rows
 }
 
-/// One load scenario's rows: `settings.rounds` rounds, each running every server in turn on a
-/// fresh child, then each server's medians. A server that fails a round gets a failed row and
-/// sits out the later rounds.
+/// One load scenario's rows: `settings.rounds` rounds, each running every one of `servers` in
+/// turn on a fresh child (started with the scenario's framing), then each server's medians. A
+/// server that fails a round gets a failed row and sits out the later rounds.
 fn load_rows(
     program: &Path,
     scenario: &load::Scenario,
+    servers: &[ServerSpec],
     settings: &Settings,
     load_threads: usize,
 ) -> Vec<Row> {
     let mut results: Vec<Result<Vec<load::LoadFigures>, String>> =
-        SERVERS.iter().map(|_| Ok(Vec::new())).collect();
+        servers.iter().map(|_| Ok(Vec::new())).collect();
+    let framing = scenario.serve_args();
     for round in 1..=settings.rounds {
         let label = format!("{} (round {round}/{})", scenario.name, settings.rounds);
-        for (spec, result) in SERVERS.iter().zip(&mut results) {
+        for (spec, result) in servers.iter().zip(&mut results) {
             let Ok(rounds) = result else { continue };
-            let measured = in_child(program, spec, &label, |child| {
+            let measured = in_child(program, spec, &framing, &label, |child| {
                 load::measure(child, scenario, settings, load_threads)
             });
             match measured {
@@ -204,7 +260,7 @@ fn load_rows(
             }
         }
     }
-    SERVERS
+    servers
         .iter()
         .zip(results)
         .map(|(spec, result)| match result {
@@ -214,16 +270,18 @@ fn load_rows(
         .collect()
 }
 
-/// Starts `spec`, runs `measure` against it and kills it, announcing it on stderr.
+/// Starts `spec` with `framing` (its `--framing …` arguments), runs `measure` against it and
+/// kills it, announcing it on stderr.
 fn in_child<T>(
     program: &Path,
     spec: &ServerSpec,
+    framing: &[&str],
     label: &str,
     measure: impl FnOnce(&ServerChild) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
     eprint!("{label} · {} … ", spec.name);
     let _ = io::stderr().flush();
-    let child = servers::spawn(program, spec)?;
+    let child = servers::spawn_with(program, spec, framing)?;
     let measured = measure(&child);
     child.kill()?;
     measured
@@ -237,7 +295,7 @@ fn run_one(
     scenario: &str,
     measure: impl FnOnce(&ServerChild) -> Result<Row, Failure>,
 ) -> Row {
-    match in_child(program, spec, scenario, measure) {
+    match in_child(program, spec, &["--framing", "length"], scenario, measure) {
         Ok(row) => {
             let show = |f: Option<rows::Figure>| {
                 f.map(|f| format!("{} {}", table::number(f.value), f.unit))

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::servers::{EPOLL, TOKIO};
+use super::servers::{EPOLL, TOKIO, TOKIO_WS};
 
 /// A figure with its unit, as shown in the table.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -101,8 +101,9 @@ impl Row {
     }
 }
 
-/// Sets [`Row::ratios`] on every comparable eddy row that has a tokio or
-/// epoll row with figures in the same scenario.
+/// Sets [`Row::ratios`] on every comparable eddy row that has a tokio (in
+/// WebSocket scenarios: tokio-tungstenite) or epoll row with figures in the
+/// same scenario.
 pub fn fill_ratios(rows: &mut [Row]) {
     // (throughput, cost) of `server` in `scenario`.
     let figures = |rows: &[Row], scenario: &str, server: &str| {
@@ -115,7 +116,10 @@ pub fn fill_ratios(rows: &mut [Row]) {
         if !row.server.starts_with("eddy") || row.note.is_some() || !row.compare {
             continue;
         }
-        let (tokio_thr, tokio_cost) = figures(rows, &rows[i].scenario, TOKIO);
+        let (tokio_thr, tokio_cost) = match figures(rows, &rows[i].scenario, TOKIO) {
+            (None, None) => figures(rows, &rows[i].scenario, TOKIO_WS),
+            found => found,
+        };
         let (epoll_thr, epoll_cost) = figures(rows, &rows[i].scenario, EPOLL);
         let row = &mut rows[i];
         row.ratios = Some(Ratios {
@@ -165,6 +169,32 @@ mod tests {
         assert_eq!(r.cost_vs_tokio, Some(0.5));
         assert_eq!(r.cost_vs_epoll, None, "zero cost baseline has no ratio");
         assert!(rows[1].ratios.is_none());
+    }
+
+    #[test]
+    fn websocket_rows_divide_by_tokio_tungstenite() {
+        let ws = |server: &str, thr: f64, cost: f64| Row {
+            scenario: "ws".into(),
+            ..row(server, thr, cost)
+        };
+        let mut rows = vec![
+            ws("eddy reactor", 300.0, 1.0),
+            ws(TOKIO_WS, 100.0, 2.0),
+            Row {
+                scenario: "ws+deflate".into(),
+                ..row("eddy fd", 50.0, 8.0)
+            },
+            Row::noted("ws+deflate", TOKIO_WS, "n/a"),
+        ];
+        fill_ratios(&mut rows);
+        let r = rows[0].ratios.expect("eddy row has ratios");
+        assert_eq!(
+            (r.throughput_vs_tokio, r.cost_vs_tokio),
+            (Some(3.0), Some(0.5))
+        );
+        assert_eq!(r.throughput_vs_epoll, None);
+        let r = rows[2].ratios.expect("ratios, all empty");
+        assert_eq!((r.throughput_vs_tokio, r.cost_vs_tokio), (None, None));
     }
 
     #[test]

@@ -29,6 +29,8 @@ impl ServerSpec {
 
 /// Table name of the tokio baseline.
 pub const TOKIO: &str = "tokio";
+/// Table name of the tokio-tungstenite baseline (the WebSocket rows' tokio).
+pub const TOKIO_WS: &str = "tokio-tungstenite";
 /// Table name of the epoll baseline.
 pub const EPOLL: &str = "epoll";
 
@@ -51,6 +53,18 @@ pub const SERVERS: [ServerSpec; 4] = [
     ServerSpec {
         name: EPOLL,
         args: &["--serve", "epoll"],
+    },
+];
+
+/// The WebSocket servers, in table order: eddy's WebSocket listener in both
+/// dispatch modes, and tokio-tungstenite on the tokio runtime. They are
+/// started with `--framing ws` (and `--deflate` where a scenario asks).
+pub const WS_SERVERS: [ServerSpec; 3] = [
+    SERVERS[0],
+    SERVERS[1],
+    ServerSpec {
+        name: TOKIO_WS,
+        args: &["--serve", "tokio"],
     },
 ];
 
@@ -83,10 +97,21 @@ impl std::error::Error for StartError {
 /// its `listening on ADDR` line. The child's stderr is inherited, so its
 /// own error message shows up above ours.
 pub fn spawn(program: &Path, spec: &ServerSpec) -> Result<ServerChild, StartError> {
-    let tail = ["--listen", "127.0.0.1:0", "--framing", "length"];
+    spawn_with(program, spec, &["--framing", "length"])
+}
+
+/// [`spawn`] with `framing` (e.g. `--framing ws --deflate`) instead of
+/// length framing.
+pub fn spawn_with(
+    program: &Path,
+    spec: &ServerSpec,
+    framing: &[&str],
+) -> Result<ServerChild, StartError> {
+    let mut tail = vec!["--listen", "127.0.0.1:0"];
+    tail.extend_from_slice(framing);
     let mut cmd = Command::new(program);
     cmd.args(spec.args)
-        .args(tail)
+        .args(&tail)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit());
     ServerChild::spawn(&mut cmd, START_TIMEOUT).map_err(|source| StartError {
@@ -124,5 +149,23 @@ mod tests {
     fn baselines_are_not_eddy() {
         let eddy: Vec<_> = SERVERS.iter().filter(|s| s.is_eddy()).collect();
         assert_eq!(eddy.len(), 2);
+        assert_eq!(WS_SERVERS.iter().filter(|s| s.is_eddy()).count(), 2);
+        assert!(!WS_SERVERS[2].is_eddy());
+    }
+
+    #[test]
+    fn a_websocket_start_failure_names_its_framing() {
+        let err = spawn_with(
+            Path::new("/nonexistent/x"),
+            &WS_SERVERS[2],
+            &["--framing", "ws"],
+        )
+        .expect_err("cannot start");
+        let text = err.to_string();
+        assert!(
+            text.contains("`tokio-tungstenite` failed to start"),
+            "{text}"
+        );
+        assert!(text.contains("--framing ws"), "{text}");
     }
 }
