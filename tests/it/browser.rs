@@ -232,9 +232,17 @@ impl Cdp {
                 "no answer to {method} within {BROWSER_WAIT:?}"
             );
             self.tcp.set_read_timeout(Some(left)).unwrap();
-            let message = self.socket.read().unwrap_or_else(|err| {
-                panic!("no answer to {method} within {BROWSER_WAIT:?}: {err}")
-            });
+            let message = match self.socket.read() {
+                Ok(message) => message,
+                // A read with a timeout returns EINTR when a signal lands, even under
+                // SA_RESTART (other tests signal this process): read again.
+                Err(tungstenite::Error::Io(err))
+                    if err.kind() == std::io::ErrorKind::Interrupted =>
+                {
+                    continue;
+                }
+                Err(err) => panic!("no answer to {method} within {BROWSER_WAIT:?}: {err}"),
+            };
             let text = match &message {
                 Message::Text(text) => text.as_str(),
                 Message::Close(frame) => {

@@ -110,6 +110,22 @@ fn client(addr: SocketAddr, path: &str) -> Client {
     socket
 }
 
+/// The next message, retrying a read that a signal interrupted (a socket with a read
+/// timeout returns EINTR even under SA_RESTART; other tests signal this process).
+fn read_msg(socket: &mut Client) -> tungstenite::Result<Message> {
+    loop {
+        match socket.read() {
+            Err(tungstenite::Error::Io(err)) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
+/// Whether another message came (false once the connection is closed).
+fn read_msg_ok(socket: &mut Client) -> bool {
+    read_msg(socket).is_ok()
+}
+
 #[track_caller]
 fn next_ws(rx: &Receiver<Ws>, pred: impl Fn(&Ws) -> bool) -> Ws {
     let deadline = std::time::Instant::now() + WAIT;
@@ -214,18 +230,21 @@ fn text_and_binary_messages_echo_with_their_opcode_in_order() {
             .unwrap();
     }
     for i in 0..50 {
-        assert_eq!(socket.read().unwrap(), Message::text(format!("text {i}")));
         assert_eq!(
-            socket.read().unwrap(),
+            read_msg(&mut socket).unwrap(),
+            Message::text(format!("text {i}"))
+        );
+        assert_eq!(
+            read_msg(&mut socket).unwrap(),
             Message::binary(vec![i as u8, 0xff, 0])
         );
     }
     // A large message, in many frames from the client's side of the wire.
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     socket.send(Message::binary(big.clone())).unwrap();
-    assert_eq!(socket.read().unwrap(), Message::binary(big));
+    assert_eq!(read_msg(&mut socket).unwrap(), Message::binary(big));
     socket.close(None).unwrap();
-    while socket.read().is_ok() {}
+    while read_msg_ok(&mut socket) {}
     match close_of(&rx, conn) {
         CloseReason::WebSocket { code, by_peer, .. } => assert_eq!((code, by_peer), (1005, true)),
         other => panic!("closed for {other:?}"),
@@ -295,7 +314,7 @@ fn bad_frames_close_only_their_connection_with_the_rfc_code() {
     }
     // The first client never noticed.
     good.send(Message::text("still here")).unwrap();
-    assert_eq!(good.read().unwrap(), Message::text("still here"));
+    assert_eq!(read_msg(&mut good).unwrap(), Message::text("still here"));
     server.shutdown().unwrap();
 }
 
@@ -311,7 +330,7 @@ fn the_close_handshake_echoes_the_peers_code() {
         }))
         .unwrap();
     let echoed = loop {
-        match socket.read() {
+        match read_msg(&mut socket) {
             Ok(Message::Close(frame)) => break frame,
             Ok(_) => continue,
             Err(err) => panic!("no close frame: {err}"),
@@ -347,9 +366,12 @@ fn disconnect_sends_a_close_frame_after_queued_messages_and_checks_the_code() {
     handle.send_binary(conn, [1, 2, 3]).unwrap();
     handle.disconnect(conn, 4000, "bye now").unwrap();
     assert_eq!(handle.send_text(conn, "late"), Err(SendError::Closed));
-    assert_eq!(socket.read().unwrap(), Message::text("first"));
-    assert_eq!(socket.read().unwrap(), Message::binary(vec![1, 2, 3]));
-    match socket.read().unwrap() {
+    assert_eq!(read_msg(&mut socket).unwrap(), Message::text("first"));
+    assert_eq!(
+        read_msg(&mut socket).unwrap(),
+        Message::binary(vec![1, 2, 3])
+    );
+    match read_msg(&mut socket).unwrap() {
         Message::Close(Some(frame)) => {
             assert_eq!(
                 (u16::from(frame.code), frame.reason.as_str()),
@@ -469,7 +491,7 @@ fn broadcast_and_send_to_uid_reach_websocket_and_tcp_connections_alike() {
     let delivery = server.handle().broadcast("to everyone");
     assert_eq!(delivery.delivered(), 4);
     for socket in &mut sockets {
-        assert_eq!(socket.read().unwrap(), Message::text("to everyone"));
+        assert_eq!(read_msg(socket).unwrap(), Message::text("to everyone"));
     }
     assert_eq!(read_n(&mut tcp, 11), b"to everyone");
     sockets[1].send(Message::text("/uid bob")).unwrap();
@@ -479,7 +501,7 @@ fn broadcast_and_send_to_uid_reach_websocket_and_tcp_connections_alike() {
     );
     let delivery = server.handle().send_to_uid(&Uid::from("bob"), "hi bob");
     assert_eq!(delivery.delivered(), 1);
-    assert_eq!(sockets[1].read().unwrap(), Message::text("hi bob"));
+    assert_eq!(read_msg(&mut sockets[1]).unwrap(), Message::text("hi bob"));
     // A text send of bytes that are not UTF-8 is refused on WebSockets, delivered raw on TCP.
     let delivery = server.handle().broadcast([0xff, 0xfe]);
     assert_eq!((delivery.delivered(), delivery.failed), (1, 3));
@@ -495,8 +517,8 @@ fn a_graceful_shutdown_sends_going_away_after_the_queued_messages() {
     server.handle().send_text(conn, "last words").unwrap();
     let report = server.shutdown().unwrap();
     assert!(report.graceful, "{report:?}");
-    assert_eq!(socket.read().unwrap(), Message::text("last words"));
-    match socket.read().unwrap() {
+    assert_eq!(read_msg(&mut socket).unwrap(), Message::text("last words"));
+    match read_msg(&mut socket).unwrap() {
         Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1001),
         other => panic!("expected going away, got {other:?}"),
     }
@@ -553,7 +575,7 @@ fn a_slow_reader_gets_every_echo_in_order_and_a_reload_keeps_websockets_open() {
     });
     wrote.recv_timeout(WAIT).expect("the writer got going");
     for i in 0..MESSAGES {
-        let Message::Binary(body) = socket.read().unwrap() else {
+        let Message::Binary(body) = read_msg(&mut socket).unwrap() else {
             panic!("a binary echo")
         };
         assert_eq!(body.len(), 10_000);
@@ -575,7 +597,10 @@ fn a_slow_reader_gets_every_echo_in_order_and_a_reload_keeps_websockets_open() {
         server.handle().stats().reload_count > before
     });
     socket.send(Message::text("after reload")).unwrap();
-    assert_eq!(socket.read().unwrap(), Message::text("after reload"));
+    assert_eq!(
+        read_msg(&mut socket).unwrap(),
+        Message::text("after reload")
+    );
     server.shutdown().unwrap();
 }
 
@@ -597,7 +622,7 @@ fn every_dispatch_mode_serves_websockets() {
             }
             for (n, socket) in sockets.iter_mut().enumerate() {
                 let want = Message::text(format!("{mode} {n} {round}"));
-                assert_eq!(socket.read().unwrap(), want, "{mode}");
+                assert_eq!(read_msg(socket).unwrap(), want, "{mode}");
             }
         }
         drop(rx);

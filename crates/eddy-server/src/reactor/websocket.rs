@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use eddy_ws::ProtocolError;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::{
     local::{pause, LocalConn},
@@ -22,6 +22,7 @@ use crate::{
     config::READ_CHUNK,
     conn::{CloseReason, ConnId},
     shared::Event,
+    ws::Opcode,
 };
 
 impl Reactor {
@@ -54,8 +55,30 @@ impl Reactor {
         }
     }
 
-    /// Decode and act until the bytes hold nothing more to act on now.
+    /// Decode and act until the bytes hold nothing more to act on now. The messages of one
+    /// read travel together (one event in the stateful modes), ahead of whatever comes after
+    /// them.
     fn ws_steps(&mut self, key: usize, from_scratch: bool) {
+        let mut messages = Vec::new();
+        self.ws_decode(key, from_scratch, &mut messages);
+        self.deliver_messages(key, messages);
+    }
+
+    /// Hand over the messages of one read: each alone, or all as one event when the mode
+    /// keeps a connection on one worker.
+    fn deliver_messages(&mut self, key: usize, mut messages: Vec<(Opcode, Bytes)>) {
+        let Some(conn) = self.conns.get(key).map(|lc| lc.conn.clone()) else {
+            return;
+        };
+        if messages.len() > 1 && self.dispatcher.is_stateful() {
+            return self.deliver(key, Event::Messages(conn, messages.into_boxed_slice()));
+        }
+        for (opcode, data) in messages.drain(..) {
+            self.deliver(key, Event::Message(conn.clone(), opcode, data));
+        }
+    }
+
+    fn ws_decode(&mut self, key: usize, from_scratch: bool, messages: &mut Vec<(Opcode, Bytes)>) {
         loop {
             let Some(lc) = self.conns.get_mut(key) else {
                 return;
@@ -91,17 +114,21 @@ impl Reactor {
                     let _ = self.shared.outlet.send_raw(&conn, &response);
                     return self.close_after_drain(key, CloseReason::Http { status });
                 }
-                Step::Message(opcode, data) => {
-                    self.deliver(key, Event::Message(conn, opcode, data));
-                }
+                Step::Message(opcode, data) => messages.push((opcode, data)),
                 Step::Ping(payload) => {
                     let mut pong = Vec::with_capacity(payload.len() + 2);
                     eddy_ws::encode_control(eddy_ws::OpCode::Pong, &payload, &mut pong);
                     let _ = self.shared.outlet.send_control(&conn, &pong);
                 }
                 Step::Pong => {}
-                Step::Close(code, reason) => return self.ws_peer_closed(key, code, reason),
-                Step::Fail(err) => return self.ws_fail(key, &err),
+                Step::Close(code, reason) => {
+                    self.deliver_messages(key, std::mem::take(messages));
+                    return self.ws_peer_closed(key, code, reason);
+                }
+                Step::Fail(err) => {
+                    self.deliver_messages(key, std::mem::take(messages));
+                    return self.ws_fail(key, &err);
+                }
             }
         }
     }

@@ -47,6 +47,9 @@ pub(crate) enum Event {
     Request(Arc<Conn>, Box<HttpRequest>),
     /// A whole WebSocket message.
     Message(Arc<Conn>, Opcode, Bytes),
+    /// Several whole WebSocket messages of one connection from one read (stateful modes:
+    /// one hand-over and one write for all their answers).
+    Messages(Arc<Conn>, Box<[(Opcode, Bytes)]>),
     /// A datagram, for `on_packet` (no connection: not counted anywhere).
     Packet(Box<Datagram>),
 }
@@ -81,7 +84,8 @@ impl Event {
             | Event::Close(conn)
             | Event::Handshake(conn, _)
             | Event::Request(conn, _)
-            | Event::Message(conn, ..) => conn,
+            | Event::Message(conn, ..)
+            | Event::Messages(conn, _) => conn,
             Event::Packet(_) => return None,
         })
     }
@@ -93,6 +97,7 @@ impl Event {
                 data.len()
             }
             Event::Packet(datagram) => datagram.data.len(),
+            Event::Messages(_, messages) => messages.iter().map(|(_, data)| data.len()).sum(),
             _ => 0,
         }
     }

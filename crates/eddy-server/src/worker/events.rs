@@ -12,7 +12,7 @@ use crate::{
     conn::{inflight, CloseReason, Conn},
     shared::{Command, Datagram, Event, PendingHandshake},
     task::TaskHandler,
-    ws::{Handshake, HttpRequest, HttpResponse, WsMessage},
+    ws::{Handshake, HttpRequest, HttpResponse, Opcode, WsMessage},
 };
 
 impl<T: TaskHandler> Worker<T> {
@@ -66,6 +66,7 @@ impl<T: TaskHandler> Worker<T> {
                     self.message(&conn, WsMessage { opcode, data });
                 }
             }
+            Event::Messages(_, messages) => self.message_batch(&conn, messages),
             Event::Packet(_) => {}
         }
         self.finish(&conn, weight);
@@ -99,6 +100,20 @@ impl<T: TaskHandler> Worker<T> {
         self.guard(Callback::Packet, None, |h, ctx| {
             h.on_packet(ctx, data, info)
         });
+    }
+
+    /// The messages of one read, answered with one write.
+    fn message_batch(&mut self, conn: &Arc<Conn>, messages: Box<[(Opcode, Bytes)]>) {
+        let outlet = &self.server.shared.outlet;
+        outlet.cork(conn);
+        for (opcode, data) in messages.into_vec() {
+            if conn.closing.load(Ordering::Acquire) {
+                break;
+            }
+            self.message(conn, WsMessage { opcode, data });
+            self.maintain();
+        }
+        self.server.shared.outlet.uncork(conn);
     }
 
     fn message(&mut self, conn: &Arc<Conn>, message: WsMessage) {
