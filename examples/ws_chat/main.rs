@@ -30,7 +30,7 @@ use std::{
 
 use eddy::{
     Bytes, ConnId, Context, Cursor, EventHandler, HttpRequest, HttpResponse, ProcessContext,
-    Server, ServerHandle, Uid,
+    Server, ServerHandle, Uid, WebSocketConfig,
 };
 
 /// The page, served on `GET /`.
@@ -188,8 +188,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Deflate on: browsers offer it, and chat text compresses well.
     let mut builder = Server::builder()
         .listen_ws(options.listen)
+        .websocket(WebSocketConfig::default().deflate(true))
         .worker_num(options.workers);
     if let Some(secs) = options.tick {
         let every = Duration::from_secs(secs);
