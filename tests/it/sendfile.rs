@@ -247,3 +247,35 @@ fn the_files_example_serves_files_under_its_root_only() {
     assert_eq!(example.signal(libc::SIGTERM), 0);
     let _ = std::fs::remove_dir_all(root);
 }
+
+#[test]
+fn sendwait_inside_a_batch_of_pipelined_packets_does_not_wait_for_itself() {
+    struct Waits(crossbeam_channel::Sender<Result<SendStatus, SendError>>);
+    impl EventHandler for Waits {
+        fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, line: Bytes) {
+            let _ = self
+                .0
+                .send(ctx.sendwait(conn, &line, Duration::from_secs(5)));
+        }
+    }
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let builder = builder().codec(eddy::codec::EofCodec::line()).worker_num(1);
+    let (server, addr) = start(builder, move || Waits(tx.clone()));
+    let mut client = connect(addr);
+    // Ten lines in one write: one read, one batch, corked by the worker.
+    let lines: Vec<u8> = (0..10)
+        .flat_map(|i| format!("line {i}\n").into_bytes())
+        .collect();
+    write_all(&mut client, &lines);
+    let begun = Instant::now();
+    for _ in 0..10 {
+        assert_eq!(rx.recv_timeout(WAIT).unwrap(), Ok(SendStatus::Sent));
+    }
+    assert!(
+        begun.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        begun.elapsed()
+    );
+    assert_eq!(read_n(&mut client, lines.len()), lines);
+    server.shutdown().unwrap();
+}

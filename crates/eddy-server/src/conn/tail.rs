@@ -63,7 +63,12 @@ impl OutputExt {
     /// Queue bytes behind what is in the tail.
     pub(crate) fn push_bytes(&mut self, data: &[u8]) {
         self.tail_memory += data.len();
-        if let Some(Segment::Bytes(buf, _)) = self.tail.back_mut() {
+        if let Some(Segment::Bytes(buf, head)) = self.tail.back_mut() {
+            // The segment being written: drop what went out once it is half the buffer.
+            if *head > 0 && *head >= buf.len() / 2 {
+                buf.drain(..*head);
+                *head = 0;
+            }
             buf.extend_from_slice(data);
             return;
         }

@@ -121,7 +121,7 @@ impl ServerHandle {
         // Past a few connections the bytes are queued, and the reactors write them.
         let many = self.shared.table.len() > DEFER_AT;
         let mut message = match many {
-            true => SharedMessage::deferred(data, self.shared.outlet.reactors().len()),
+            true => SharedMessage::deferred(data, &self.shared.outlet),
             false => SharedMessage::new(data),
         };
         let mut next = 0;
@@ -131,7 +131,8 @@ impl ServerHandle {
                 delivery.record(&self.shared.outlet.send_shared(&conn, &mut message));
             }
         }
-        self.shared.outlet.flush_deferred(message);
+        // Dropping it tells the reactors.
+        drop(message);
         self.count(&delivery, data.len());
         delivery
     }

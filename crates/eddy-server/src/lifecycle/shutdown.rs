@@ -86,6 +86,17 @@ fn join_until<R>(
     left.iter().filter(|l| **l).count()
 }
 
+/// Stop accepting: drop the stream listeners (new connections are refused from now on) and
+/// remove unix socket files.
+fn close_listeners(handle: &ServerHandle, listeners: Vec<Option<Listener>>) {
+    for listener in listeners.into_iter().flatten() {
+        listener.cleanup();
+    }
+    for port in handle.shared.datagrams.iter().flatten() {
+        port.socket.cleanup();
+    }
+}
+
 /// Lead the shutdown after the accept loop returned `result`; returns the report.
 pub(super) fn shut_down(
     handle: &ServerHandle,
@@ -101,13 +112,7 @@ pub(super) fn shut_down(
         tracing::error!("accept loop failed: {err}; shutting down");
     }
     shared.shutdown_requested.store(true, Ordering::Release);
-    // Dropped here, so new connections are refused from now on.
-    for listener in listeners.into_iter().flatten() {
-        listener.cleanup();
-    }
-    for port in shared.datagrams.iter().flatten() {
-        port.socket.cleanup();
-    }
+    close_listeners(handle, listeners);
     let deadline = *shared
         .deadline
         .get_or_init(|| begun + shared.config.max_wait_time);
@@ -136,6 +141,14 @@ pub(super) fn shut_down(
         deadline,
         reactors_left,
     );
+    // Datagrams `sendto` queued after their reactor had stopped: nobody flushes them now.
+    let unsent: usize = shared
+        .datagrams
+        .iter()
+        .flatten()
+        .map(|p| p.queued().1)
+        .sum();
+    abandoned.abandoned_bytes += unsent as u64;
     // User threads were told to stop when the shutdown began; wait for them before the
     // task workers stop, as they may still send tasks.
     let unfinished_processes = processes.join(deadline);

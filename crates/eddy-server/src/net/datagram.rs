@@ -23,10 +23,6 @@ pub(crate) const MAX_DATAGRAM: usize = 65_536;
 /// Datagrams read by one `recvmmsg`.
 pub(crate) const BATCH: usize = 16;
 
-/// Receive blocks are this big: a batch needs `BATCH * MAX_DATAGRAM` bytes of room, and
-/// takes only what its datagrams hold, so one block serves many batches.
-const BLOCK: usize = 4 * BATCH * MAX_DATAGRAM;
-
 /// A bound datagram socket.
 #[derive(Debug)]
 pub(crate) enum DatagramSocket {
@@ -80,23 +76,38 @@ impl DatagramSocket {
     }
 
     /// Whether `peer` is of this socket's family (IPv4, IPv6 or unix).
-    pub(crate) fn reaches(&self, peer: &PacketPeer) -> bool {
+    /// Whether `peer` is of this socket's family; `ipv4` is the socket's own (from
+    /// [`family`](Self::family), asked once).
+    pub(crate) fn reaches(&self, ipv4: Option<bool>, peer: &PacketPeer) -> bool {
         match (self, peer) {
-            (DatagramSocket::Udp(s), PacketPeer::Ip(to)) => s
-                .local_addr()
-                .is_ok_and(|local| local.is_ipv4() == to.is_ipv4()),
+            (DatagramSocket::Udp(_), PacketPeer::Ip(to)) => ipv4 == Some(to.is_ipv4()),
             (DatagramSocket::Unix(..), PacketPeer::Unix(Some(_))) => true,
             _ => false,
         }
     }
 
-    /// The most one datagram to `peer` may carry.
-    pub(crate) fn max_payload(&self) -> usize {
+    /// `Some(true)` for UDP over IPv4, `Some(false)` over IPv6, `None` for unix.
+    pub(crate) fn family(&self) -> Option<bool> {
         match self {
-            DatagramSocket::Udp(s) if s.local_addr().is_ok_and(|a| a.is_ipv6()) => 65_527,
-            DatagramSocket::Udp(_) => 65_507,
-            DatagramSocket::Unix(..) => MAX_DATAGRAM,
+            DatagramSocket::Udp(s) => s.local_addr().ok().map(|a| a.is_ipv4()),
+            DatagramSocket::Unix(..) => None,
         }
+    }
+
+    /// The most one datagram may carry, for a socket of `family`.
+    pub(crate) fn max_payload(family: Option<bool>) -> usize {
+        match family {
+            Some(true) => 65_507,
+            Some(false) => 65_527,
+            None => MAX_DATAGRAM,
+        }
+    }
+
+    /// Whether writability can be waited for: a unix datagram socket is always "writable"
+    /// (the kernel cannot know which peer's full queue a send will meet), so it is retried
+    /// on a timer instead.
+    pub(crate) fn signals_writable(&self) -> bool {
+        matches!(self, DatagramSocket::Udp(_))
     }
 
     /// Send one datagram now; `WouldBlock` when the socket's buffer is full.
@@ -126,8 +137,9 @@ impl DatagramSocket {
         buf: &mut BytesMut,
         out: &mut Vec<Received>,
     ) -> io::Result<usize> {
+        // The caller copies each datagram out and clears the buffer: one allocation, reused.
         if buf.capacity() - buf.len() < BATCH * MAX_DATAGRAM {
-            buf.reserve(BLOCK);
+            buf.reserve(BATCH * MAX_DATAGRAM);
         }
         let base = buf.len();
         let spare = buf.spare_capacity_mut();

@@ -3,8 +3,14 @@
 //! the socket has room. A worker that cannot keep up loses datagrams (counted), as the
 //! network would: nothing waits for it and nothing else slows down.
 
-use std::{io, os::fd::AsFd, sync::atomic::Ordering::Relaxed, time::SystemTime};
+use std::{
+    io,
+    os::fd::AsFd,
+    sync::atomic::Ordering::Relaxed,
+    time::{Duration, Instant, SystemTime},
+};
 
+use bytes::Bytes;
 use crossbeam_channel::TrySendError;
 
 use super::{deliver::Workers, Reactor};
@@ -15,6 +21,9 @@ use crate::{
 
 /// Poller keys of datagram sockets start here (connections use slab keys from 0).
 const DATAGRAM_KEY: usize = usize::MAX / 2;
+
+/// How soon a unix datagram queue that met a full peer is tried again.
+const UNIX_RETRY: Duration = Duration::from_millis(5);
 
 /// Batches read per readiness, so one busy socket cannot starve the others.
 const BATCHES_PER_WAKE: usize = 8;
@@ -38,8 +47,8 @@ impl Reactor {
 
     /// Readiness of datagram port `i`.
     pub(super) fn on_datagram(&mut self, i: usize, readable: bool, writable: bool) {
-        if writable && self.datagrams.ports[i].flush() {
-            self.datagram_interest(i, false);
+        if writable {
+            self.flush_datagrams(i);
         }
         if readable && !self.datagrams.stopped {
             for _ in 0..BATCHES_PER_WAKE {
@@ -58,8 +67,39 @@ impl Reactor {
             .iter()
             .position(|p| p.listener == listener);
         if let Some(i) = found {
-            let empty = self.datagrams.ports[i].flush();
-            self.datagram_interest(i, !empty);
+            self.flush_datagrams(i);
+        }
+    }
+
+    /// Flush port `i`'s queue; what is left waits for writability (UDP) or a retry (unix).
+    fn flush_datagrams(&mut self, i: usize) {
+        let port = &self.datagrams.ports[i];
+        let empty = port.flush();
+        let wait_writable = !empty && port.socket.signals_writable();
+        if !empty && !wait_writable {
+            let retry = Instant::now() + UNIX_RETRY;
+            let at = self.datagrams.retry_at.map_or(retry, |t| t.min(retry));
+            self.datagrams.retry_at = Some(at);
+        }
+        if wait_writable != self.datagrams.writing[i] {
+            self.datagram_interest(i, wait_writable);
+        }
+    }
+
+    /// When unix datagram queues are to be retried.
+    pub(super) fn datagram_retry(&self) -> Option<Instant> {
+        self.datagrams.retry_at
+    }
+
+    /// Retry the unix datagram queues, once their time has come.
+    pub(super) fn retry_datagrams(&mut self) {
+        if self.datagrams.retry_at.is_some_and(|t| Instant::now() >= t) {
+            self.datagrams.retry_at = None;
+            for i in 0..self.datagrams.ports.len() {
+                if !self.datagrams.ports[i].socket.signals_writable() {
+                    self.flush_datagrams(i);
+                }
+            }
         }
     }
 
@@ -105,8 +145,11 @@ impl Reactor {
         };
         let now = SystemTime::now();
         port.counters.received.fetch_add(n as u64, Relaxed);
+        let mut at = 0;
         for r in received.drain(..) {
-            let data = self.datagrams.block.split_to(r.len).freeze();
+            // Copied out: a kept datagram must not pin the whole receive block.
+            let data = Bytes::copy_from_slice(&self.datagrams.block[at..at + r.len]);
+            at += r.len;
             if r.truncated {
                 port.counters.oversized.fetch_add(1, Relaxed);
                 tracing::debug!(listener = port.listener, "datagram over 64 KiB dropped");
@@ -120,6 +163,7 @@ impl Reactor {
             };
             self.deliver_datagram(&port, Datagram { data, info });
         }
+        self.datagrams.block.clear();
         self.datagrams.received = received;
         n
     }

@@ -1,6 +1,6 @@
 //! The datagram listeners a reactor reads, and its buffers for them.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use bytes::BytesMut;
 
@@ -21,6 +21,9 @@ pub(super) struct Datagrams {
     pub(super) stopped: bool,
     pub(super) block: BytesMut,
     pub(super) received: Vec<Received>,
+    /// When to retry unix datagram queues that met a full peer (they cannot wait for
+    /// writability).
+    pub(super) retry_at: Option<Instant>,
 }
 
 impl Datagrams {

@@ -158,7 +158,8 @@ impl Reactor {
             // next timer.
             let timer = self.inline.as_ref().and_then(|w| w.next_due());
             let handshake = self.handshakes.front().map(|h| h.0);
-            let timeout = [self.deadline, timer, handshake]
+            let retry = self.datagram_retry();
+            let timeout = [self.deadline, timer, handshake, retry]
                 .into_iter()
                 .flatten()
                 .min()
@@ -190,6 +191,7 @@ impl Reactor {
             if !self.handshakes.is_empty() {
                 self.expire_handshakes();
             }
+            self.retry_datagrams();
             self.flush_backlogs();
             self.wake_workers();
             if let Some(deadline) = self.deadline {

@@ -16,6 +16,10 @@ use crate::{
     net::{DatagramSocket, PacketPeer},
 };
 
+/// The most datagrams a send queue holds, however small (each entry costs its peer's address
+/// and a buffer).
+const MAX_QUEUED: usize = 16 * 1024;
+
 /// Why datagrams were dropped, counted per listener.
 #[derive(Debug, Default)]
 pub(crate) struct DatagramCounters {
@@ -52,6 +56,8 @@ pub(crate) struct DatagramPort {
     pub(crate) reactor: usize,
     /// The most bytes the send queue holds (`socket_buffer_size`).
     queue_limit: usize,
+    /// The socket's family (`Some(ipv4)` for UDP), asked once at bind.
+    family: Option<bool>,
     queue: Mutex<SendQueue>,
     pub(crate) counters: DatagramCounters,
 }
@@ -65,6 +71,7 @@ impl DatagramPort {
     ) -> Self {
         DatagramPort {
             listener,
+            family: socket.family(),
             socket,
             reactor,
             queue_limit,
@@ -84,14 +91,14 @@ impl DatagramPort {
         if data.is_empty() {
             return Err(SendToError::Empty);
         }
-        let max = self.socket.max_payload();
+        let max = DatagramSocket::max_payload(self.family);
         if data.len() > max {
             return Err(SendToError::TooLarge {
                 len: data.len(),
                 max,
             });
         }
-        if !self.socket.reaches(peer) {
+        if !self.socket.reaches(self.family, peer) {
             return Err(SendToError::FamilyMismatch);
         }
         let mut queue = self.queue.lock();
@@ -111,7 +118,7 @@ impl DatagramPort {
                 Err(err) => return Err(SendToError::Io(err.kind())),
             }
         }
-        if queue.bytes + data.len() > self.queue_limit {
+        if queue.bytes + data.len() > self.queue_limit || queue.items.len() >= MAX_QUEUED {
             self.counters.queue_full.fetch_add(1, Relaxed);
             return Err(SendToError::QueueFull {
                 pending: queue.bytes,
@@ -131,13 +138,29 @@ impl DatagramPort {
         Ok(SendStatus::Queued { pending })
     }
 
-    /// Reactor side: send what is queued until the socket would block. Returns whether the
-    /// queue is empty now.
+    /// Reactor side: send what is queued, in order per peer; a peer whose queue is full
+    /// (`WouldBlock`) keeps the rest of its datagrams for later without holding up the others.
+    /// Returns whether the queue is empty now.
     pub(crate) fn flush(&self) -> bool {
         let mut queue = self.queue.lock();
-        while let Some((peer, data)) = queue.items.front() {
-            match self.socket.send_to(data, peer) {
-                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return false,
+        let mut blocked: Vec<PacketPeer> = Vec::new();
+        let mut kept = VecDeque::new();
+        while let Some((peer, data)) = queue.items.pop_front() {
+            if blocked.contains(&peer) {
+                kept.push_back((peer, data));
+                continue;
+            }
+            match self.socket.send_to(&data, &peer) {
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                    blocked.push(peer.clone());
+                    kept.push_back((peer, data));
+                    if self.socket.signals_writable() || blocked.len() > 64 {
+                        // UDP: the whole socket is full; unix: enough peers are full.
+                        kept.append(&mut queue.items);
+                        break;
+                    }
+                    continue;
+                }
                 Ok(_) => {
                     self.counters.sent.fetch_add(1, Relaxed);
                 }
@@ -146,12 +169,14 @@ impl DatagramPort {
                     tracing::debug!(listener = self.listener, "queued datagram refused: {err}");
                 }
             }
-            let len = data.len();
-            queue.items.pop_front();
-            queue.bytes -= len;
+            queue.bytes -= data.len();
         }
-        queue.flush_requested = false;
-        true
+        queue.items = kept;
+        let empty = queue.items.is_empty();
+        if empty {
+            queue.flush_requested = false;
+        }
+        empty
     }
 
     /// Datagrams and bytes waiting in the send queue.

@@ -256,9 +256,24 @@ impl Outlet {
                 drop(out);
                 self.post(conn, Command::Output(conn.clone()));
             }
-            // The reactor sees the same error on its side and closes with the reason.
-            Err(_) => out.state = OutState::Broken,
+            Err(err) => {
+                out.state = OutState::Broken;
+                drop(out);
+                self.broke(conn, &err);
+            }
         }
+    }
+
+    /// A write from a sender's thread failed: the connection cannot be written any more. The
+    /// reactor may not see it (a file error leaves the socket healthy): tell it to close.
+    pub(super) fn broke(&self, conn: &Arc<Conn>, err: &std::io::Error) {
+        let reason = match err.kind() {
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
+                CloseReason::PeerReset
+            }
+            kind => CloseReason::Error(kind),
+        };
+        self.post(conn, Command::Close(conn.clone(), reason));
     }
 
     /// Ask the owning reactor to close: after flushing (`ServerClosed`) or at once (the other

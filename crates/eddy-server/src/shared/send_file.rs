@@ -35,8 +35,10 @@ impl Outlet {
         let was_empty = out.pending() == 0 && !out.corked;
         out.push_file(file, offset, len);
         if was_empty {
-            if out.flush(&conn.transport, conn.fd()).is_err() {
+            if let Err(err) = out.flush(&conn.transport, conn.fd()) {
                 out.state = OutState::Broken;
+                drop(out);
+                self.broke(conn, &err);
                 return Err(SendError::Closed);
             }
             if out.pending() == 0 {
@@ -69,20 +71,43 @@ impl Outlet {
             return Err(SendError::OnReactor);
         }
         let deadline = std::time::Instant::now() + timeout;
+        let status = self.send(conn, data)?;
+        if status == SendStatus::Sent {
+            return Ok(status);
+        }
+        let mut tell_reactor = false;
         let target = {
-            let status = self.send(conn, data)?;
-            if status == SendStatus::Sent {
-                return Ok(status);
-            }
             let mut out = conn.out.lock();
+            if matches!(out.state, OutState::Closed | OutState::Broken) {
+                // Closed since: what was queued was dropped.
+                return Err(SendError::Closed);
+            }
+            if out.corked {
+                // This thread's own batch holds the output until it returns, which it will
+                // not while it waits: write it now, and leave the rest to the reactor.
+                match out.flush(&conn.transport, conn.fd()) {
+                    Ok(0) => {}
+                    Ok(_) => tell_reactor = !std::mem::replace(&mut out.flush_requested, true),
+                    Err(err) => {
+                        out.state = OutState::Broken;
+                        drop(out);
+                        self.broke(conn, &err);
+                        return Err(SendError::Closed);
+                    }
+                }
+            }
             let pending = out.pending() as u64;
             let ext = out.ext();
             // Everything pending now was queued no later than our bytes, which are its end
-            // (or already flushed, if the reactor was quick: then the target is met).
+            // (or already flushed, if the reactor was quick: then the target is met). Bytes
+            // other threads queued after ours in between count too: the wait may be longer.
             let target = ext.flushed + pending;
             ext.wait_for(target);
             target
         };
+        if tell_reactor {
+            self.post(conn, Command::Output(conn.clone()));
+        }
         loop {
             let now = std::time::Instant::now();
             {

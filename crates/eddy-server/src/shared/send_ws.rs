@@ -58,7 +58,25 @@ pub(crate) struct SharedMessage<'a> {
     /// Queue rather than write, and collect, by reactor, the connections it must flush: a
     /// large broadcast costs its caller no system call per connection, and the reactors
     /// write in parallel.
-    deferred: Option<Vec<Vec<Arc<Conn>>>>,
+    deferred: Option<Deferred<'a>>,
+}
+
+/// The connections a deferred message was queued on, by reactor, and where to tell them.
+/// Told when dropped, so a broadcast cut short (its filter panicked) strands nothing.
+#[derive(Debug)]
+struct Deferred<'a> {
+    outlet: &'a Outlet,
+    lists: Vec<Vec<Arc<Conn>>>,
+}
+
+impl Drop for Deferred<'_> {
+    fn drop(&mut self) {
+        for (reactor, conns) in self.lists.drain(..).enumerate() {
+            if !conns.is_empty() {
+                self.outlet.reactors[reactor].command(Command::Flush(conns));
+            }
+        }
+    }
 }
 
 impl<'a> SharedMessage<'a> {
@@ -72,11 +90,12 @@ impl<'a> SharedMessage<'a> {
         }
     }
 
-    /// A message queued on each connection, for `reactors` reactors to write
-    /// ([`Outlet::flush_deferred`]).
-    pub(crate) fn deferred(data: &'a [u8], reactors: usize) -> Self {
+    /// A message queued on each connection, for the reactors of `outlet` to write once it
+    /// is dropped.
+    pub(crate) fn deferred(data: &'a [u8], outlet: &'a Outlet) -> Self {
+        let lists = vec![Vec::new(); outlet.reactors.len()];
         SharedMessage {
-            deferred: Some(vec![Vec::new(); reactors]),
+            deferred: Some(Deferred { outlet, lists }),
             ..SharedMessage::new(data)
         }
     }
@@ -141,7 +160,7 @@ impl Outlet {
         }
         let Some(ws) = out.ws.as_deref() else {
             return match &mut message.deferred {
-                Some(lists) => self.queue_locked(conn, out, data, lists),
+                Some(deferred) => self.queue_locked(conn, out, data, &mut deferred.lists),
                 None => self.write_locked(conn, out, data),
             };
         };
@@ -153,7 +172,7 @@ impl Outlet {
         let frame = message.frame(opcode)?;
         self.check_size(frame.len())?;
         match &mut message.deferred {
-            Some(lists) => self.queue_locked(conn, out, &frame, lists),
+            Some(deferred) => self.queue_locked(conn, out, &frame, &mut deferred.lists),
             None => self.write_locked(conn, out, &frame),
         }
     }
@@ -186,15 +205,6 @@ impl Outlet {
             lists[conn.reactor].push(conn.clone());
         }
         Ok(SendStatus::Queued { pending })
-    }
-
-    /// Hand each reactor the connections a deferred message queued on (one command each).
-    pub(crate) fn flush_deferred(&self, message: SharedMessage<'_>) {
-        for (reactor, conns) in message.deferred.into_iter().flatten().enumerate() {
-            if !conns.is_empty() {
-                self.reactors[reactor].command(Command::Flush(conns));
-            }
-        }
     }
 
     /// The WebSocket handshake was accepted: write the 101 `response` and open the connection
