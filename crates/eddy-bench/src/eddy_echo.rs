@@ -7,7 +7,8 @@ use std::str::FromStr;
 use bytes::Bytes;
 use eddy_codec::{EofCodec, LengthCodec};
 use eddy_server::{
-    BuildError, ConnId, Context, DispatchMode, EventHandler, Server, WebSocketConfig, WsMessage,
+    BuildError, ConnId, Context, DispatchMode, EventHandler, PacketInfo, Server, WebSocketConfig,
+    WsMessage,
 };
 
 use crate::frames::Framing;
@@ -100,13 +101,29 @@ impl EventHandler for WsEcho {
     fn on_receive(&mut self, _: &mut Context<'_>, _: ConnId, _: Bytes) {}
 }
 
+/// Echoes every UDP datagram to its sender: the handler of
+/// `examples/echo.rs --udp`.
+#[derive(Debug)]
+struct UdpEcho;
+
+impl EventHandler for UdpEcho {
+    fn on_packet(&mut self, ctx: &mut Context<'_>, packet: Bytes, from: PacketInfo) {
+        // A full send queue drops the answer, as UDP may.
+        let _ = ctx.sendto(from.listener, &from.peer, &packet);
+    }
+
+    fn on_receive(&mut self, _: &mut Context<'_>, _: ConnId, _: Bytes) {}
+}
+
 /// The largest WebSocket message the echo takes (as `examples/ws_echo.rs`).
 const WS_MAX_MESSAGE: usize = 16 << 20;
 
 /// Binds an eddy echo server on `listen` with `framing` (eddy's
 /// `LengthCodec`, `EofCodec::line()`, or a WebSocket listener set up as
 /// `examples/ws_echo.rs` sets it up: 16 MiB messages, a 64 MiB output
-/// buffer, permessage-deflate per [`EddyConfig::deflate`]), a backlog of
+/// buffer, permessage-deflate per [`EddyConfig::deflate`]; or, for
+/// [`Framing::Udp`], a `listen_udp` socket whose `on_packet` sends every
+/// datagram back with `sendto`), a backlog of
 /// 1024 and otherwise eddy's defaults. Start it with [`Server::run`].
 pub fn build(listen: &str, framing: Framing, config: EddyConfig) -> Result<Server, BuildError> {
     let builder = match framing {
@@ -120,6 +137,7 @@ pub fn build(listen: &str, framing: Framing, config: EddyConfig) -> Result<Serve
                     .deflate(config.deflate),
             )
             .socket_buffer_size(WS_MAX_MESSAGE * 4),
+        Framing::Udp => Server::builder().listen_udp(listen),
     };
     let mut builder = builder.dispatch_mode(config.dispatch.into()).backlog(1024);
     if let Some(n) = config.reactors {
@@ -130,6 +148,7 @@ pub fn build(listen: &str, framing: Framing, config: EddyConfig) -> Result<Serve
     }
     match framing {
         Framing::WebSocket => builder.build(|| WsEcho),
+        Framing::Udp => builder.build(|| UdpEcho),
         Framing::Length | Framing::Line => builder.build(|| Echo),
     }
 }
@@ -148,7 +167,12 @@ mod tests {
 
     #[test]
     fn builds_with_every_framing() {
-        for framing in [Framing::Length, Framing::Line, Framing::WebSocket] {
+        for framing in [
+            Framing::Length,
+            Framing::Line,
+            Framing::WebSocket,
+            Framing::Udp,
+        ] {
             let config = EddyConfig {
                 dispatch: Dispatch::Reactor,
                 workers: Some(1),

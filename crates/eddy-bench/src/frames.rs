@@ -17,13 +17,18 @@ pub const MAX_BODY: usize = eddy_load::frame::MAX_BODY;
 /// no complete packet end (the previous buffer length); line framing only
 /// searches the bytes after it. Fails with `InvalidData` on a length header
 /// or line over [`MAX_BODY`], and with `InvalidInput` for
-/// [`Framing::WebSocket`], which these baselines do not speak (see
-/// [`tokio_ws_echo`](crate::tokio_ws_echo)).
+/// [`Framing::WebSocket`] and [`Framing::Udp`], which these stream baselines
+/// do not speak (see [`tokio_ws_echo`](crate::tokio_ws_echo) and
+/// [`tokio_udp_echo`](crate::tokio_udp_echo)).
 pub fn complete_prefix(framing: Framing, buf: &[u8], scanned: usize) -> io::Result<usize> {
     match framing {
         Framing::WebSocket => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "WebSocket framing needs a WebSocket server",
+        )),
+        Framing::Udp => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "UDP datagrams need a UDP server",
         )),
         Framing::Length => {
             let mut end = 0;

@@ -8,6 +8,10 @@
 //! * [`tokio_ws_echo`] — a tokio-tungstenite WebSocket echo server, a task
 //!   per connection: the WebSocket baseline (`--serve tokio --framing ws`;
 //!   `--serve eddy --framing ws [--deflate]` is eddy's WebSocket echo).
+//! * [`tokio_udp_echo`] — a tokio `UdpSocket` echo, one receiving task
+//!   per runtime worker on the shared socket: the UDP baseline
+//!   (`--serve tokio --framing udp`; `--serve eddy --framing udp` is eddy's
+//!   `listen_udp` with an `on_packet` echo).
 //! * [`serve::serve_main`] — `--serve eddy|tokio|epoll` (the
 //!   `eddy-baseline` binary, and the `echo` bench re-executing itself):
 //!   binds with a backlog of 1024, prints `listening on ADDR`, serves;
@@ -32,6 +36,7 @@ pub mod serve;
 pub mod suite;
 pub mod tasks;
 pub mod tokio_echo;
+pub mod tokio_udp_echo;
 pub mod tokio_ws_echo;
 
 pub use frames::Framing;

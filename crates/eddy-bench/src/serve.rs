@@ -14,19 +14,22 @@ use eddy_server::BuildError;
 use crate::eddy_echo::{self, EddyConfig};
 use crate::frames::Framing;
 use crate::listen::{self, BACKLOG};
-use crate::{epoll_echo, tokio_echo, tokio_ws_echo};
+use crate::{epoll_echo, tokio_echo, tokio_udp_echo, tokio_ws_echo};
 
 /// Usage text of `--serve`.
 pub const USAGE: &str = "\
-usage: eddy-baseline --serve eddy|tokio|epoll [--listen ADDR] [--framing length|line|ws]
+usage: eddy-baseline --serve eddy|tokio|epoll [--listen ADDR] [--framing length|line|ws|udp]
                      [--deflate] [--dispatch fd|reactor] [--reactors N] [--workers N]
                      [--threads N]
 
   --serve eddy|tokio|epoll  eddy echo, tokio multi-thread echo, or single-thread raw epoll echo
   --listen ADDR             address to bind (default 127.0.0.1:0)
-  --framing length|line|ws  packet framing (default length); ws: a WebSocket echo of every
+  --framing length|line|ws|udp
+                            packet framing (default length); ws: a WebSocket echo of every
                             message (eddy's WebSocket listener, or tokio-tungstenite with
-                            tokio; epoll has none)
+                            tokio; epoll has none); udp: a UDP echo of every datagram
+                            (eddy's listen_udp + on_packet, or a tokio UdpSocket with one
+                            recv_from/send_to task per runtime worker; epoll has none)
   --deflate                 eddy with ws only: accept permessage-deflate (tokio-tungstenite
                             has none)
   --dispatch fd|reactor     eddy only: dispatch mode (default fd)
@@ -166,6 +169,9 @@ where
         (ServerKind::Epoll, Framing::WebSocket, _) => Err(ServeError::Usage(
             "the epoll baseline has no WebSocket framing (use eddy or tokio)".into(),
         )),
+        (ServerKind::Epoll, Framing::Udp, _) => Err(ServeError::Usage(
+            "the epoll baseline has no UDP echo (use eddy or tokio)".into(),
+        )),
         (_, framing, true) if framing != Framing::WebSocket => {
             Err(ServeError::Usage("--deflate needs --framing ws".into()))
         }
@@ -190,6 +196,11 @@ where
             let server = eddy_echo::build(&opts.listen, opts.framing, opts.eddy)?;
             announce(server.local_addr())?;
             server.run()?;
+        }
+        ServerKind::Tokio if opts.framing == Framing::Udp => {
+            let socket = std::net::UdpSocket::bind(&opts.listen)?;
+            announce(socket.local_addr()?)?;
+            tokio_udp_echo::run(socket, opts.threads)?;
         }
         ServerKind::Tokio if opts.framing == Framing::WebSocket => {
             let listener = listen::bind(&opts.listen, BACKLOG)?;
@@ -309,8 +320,12 @@ mod tests {
             (o.server, o.framing),
             (ServerKind::Tokio, Framing::WebSocket)
         );
+        let o = parse_serve_args(["--serve", "tokio", "--framing", "udp"]).expect("parses");
+        assert_eq!((o.server, o.framing), (ServerKind::Tokio, Framing::Udp));
         for bad in [
-            &["--serve", "epoll", "--framing", "ws"][..],
+            &["--serve", "epoll", "--framing", "udp"][..],
+            &["--serve", "eddy", "--framing", "udp", "--deflate"],
+            &["--serve", "epoll", "--framing", "ws"],
             &["--serve", "tokio", "--framing", "ws", "--deflate"],
             &["--serve", "eddy", "--deflate"],
         ] {

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::Duration;
 
 use eddy_bench::child::ServerChild;
-use eddy_bench::{epoll_echo, tokio_echo, tokio_ws_echo, Framing};
+use eddy_bench::{epoll_echo, tokio_echo, tokio_udp_echo, tokio_ws_echo, Framing};
 use eddy_load::{run, LoadConfig, LoadError, Payload};
 
 #[derive(Clone, Copy, Debug)]
@@ -275,6 +275,7 @@ fn baselines_refuse_what_they_cannot_serve() {
     for args in [
         &["--serve", "epoll", "--framing", "ws"][..],
         &["--serve", "tokio", "--framing", "ws", "--deflate"],
+        &["--serve", "epoll", "--framing", "udp"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_eddy-baseline"))
             .args(args)
@@ -284,6 +285,55 @@ fn baselines_refuse_what_they_cannot_serve() {
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("WebSocket")
                 || String::from_utf8_lossy(&out.stderr).contains("deflate")
+                || String::from_utf8_lossy(&out.stderr).contains("UDP")
         );
+    }
+}
+
+/// A UDP load of `count` datagrams.
+fn udp_load(addr: std::net::SocketAddr, depth: usize, size: usize, count: u64) -> LoadConfig {
+    LoadConfig {
+        framing: Framing::Udp,
+        size,
+        ..ws_load(addr, depth, size, count)
+    }
+}
+
+#[test]
+fn tokio_udp_echoes_datagrams() {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || tokio_udp_echo::run_until(socket, 2, stop))
+    };
+    let results: Vec<_> = [(1, 64, 2000), (16, 64, 4000), (2, 8000, 500)]
+        .iter()
+        .map(|&(depth, size, count)| (count, run(&udp_load(addr, depth, size, count))))
+        .collect();
+    stop.store(true, Ordering::Relaxed);
+    server.join().expect("server").expect("serve");
+    for (count, report) in results {
+        let report = report.expect("tokio udp echo");
+        assert_eq!(report.packets, count);
+        assert!(report.lost.is_some());
+    }
+}
+
+#[test]
+fn eddy_echoes_udp_datagrams_in_both_dispatch_modes() {
+    for dispatch in ["fd", "reactor"] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eddy-baseline"));
+        cmd.args(["--serve", "eddy", "--dispatch", dispatch, "--workers", "2"])
+            .args(["--framing", "udp"]);
+        let child = ServerChild::spawn(&mut cmd, Duration::from_secs(10)).expect("spawn");
+        for (depth, size) in [(1, 64), (8, 1400)] {
+            let report = run(&udp_load(child.addr(), depth, size, 2000))
+                .unwrap_or_else(|e| panic!("eddy {dispatch} udp: {e}"));
+            assert_eq!(report.packets, 2000);
+            assert_eq!(report.bytes, 2000 * size as u64);
+        }
+        child.kill().expect("kill");
     }
 }

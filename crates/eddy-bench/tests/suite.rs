@@ -18,8 +18,12 @@ fn smoke_suite_fills_every_row() {
     assert!(!report.failed(), "{table}");
     // 4 scenarios and 3 connection rows for 4 servers, 3 WebSocket scenarios for 3 servers
     // and the deflate one for 2 (and a note for tokio-tungstenite), the broadcast pointer,
-    // then 2 task scenarios for eddy and tokio.
-    assert_eq!(report.rows.len(), 7 * 4 + 3 * 3 + 3 + 1 + 2 * 2, "{table}");
+    // 2 UDP scenarios for 3 servers, then 2 task scenarios for eddy and tokio.
+    assert_eq!(
+        report.rows.len(),
+        7 * 4 + 3 * 3 + 3 + 2 * 3 + 1 + 2 * 2,
+        "{table}"
+    );
     for row in report.rows.iter().filter(|r| r.note.is_none()) {
         assert!(row.cost.is_some(), "{table}");
         // The deflate scenario has no baseline (tokio-tungstenite has no deflate).
@@ -43,6 +47,20 @@ fn smoke_suite_fills_every_row() {
         .iter()
         .filter(|r| r.server.starts_with("eddy"))
         .all(|r| r.ratios.and_then(|x| x.throughput_vs_tokio).is_some()));
+    let udp: Vec<_> = report
+        .rows
+        .iter()
+        .filter(|r| r.scenario.starts_with("udp "))
+        .collect();
+    assert_eq!(udp.len(), 6, "{table}");
+    assert_eq!(udp.iter().filter(|r| r.server == "tokio").count(), 2);
+    assert!(udp
+        .iter()
+        .filter(|r| r.server.starts_with("eddy"))
+        .all(|r| r.ratios.and_then(|x| x.cost_vs_tokio).is_some()));
+    assert!(udp.iter().all(|r| r.details.get("lost").is_some()));
+    assert!(table.contains("udp ping-pong 50 × 64 B"), "{table}");
+    assert!(table.contains("udp: connected UDP sockets"), "{table}");
     let deflate: Vec<_> = report
         .rows
         .iter()
@@ -74,6 +92,6 @@ fn a_server_that_cannot_start_fails_its_rows_only() {
     assert!(report.failed());
     let failed = report.rows.iter().filter(|r| r.failed).count();
     // Every measured row but the deflate scenario's tokio-tungstenite note.
-    assert_eq!(failed, 7 * 4 + 3 * 3 + 2);
+    assert_eq!(failed, 7 * 4 + 3 * 3 + 2 + 2 * 3);
     assert!(report.render().contains("failed to start"));
 }

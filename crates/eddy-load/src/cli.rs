@@ -14,10 +14,15 @@ usage: eddy-load [options]
   --connections C       connections (default 50)
   --depth D             packets in flight per connection, 1 = ping-pong (default 1)
   --size BYTES          body size (default 64)
-  --framing length|line|ws
+  --framing length|line|ws|udp
                         4-byte big-endian length + body, body + '\\n', or WebSocket:
                         an HTTP/1.1 upgrade, then each body as a binary message in a
-                        frame masked with a fresh random key (default length)
+                        frame masked with a fresh random key, or udp: each connection
+                        a connected UDP socket, each packet one datagram of --size
+                        bytes (8 to 65507) starting with its sequence number
+                        (default length)
+  --udp-timeout MS      udp only: a datagram not echoed within MS milliseconds counts
+                        as lost and is replaced (default 200)
   --deflate             ws only: offer permessage-deflate, compress what is sent and
                         inflate the echoes (fails if the server declines)
   --payload pattern|json
@@ -87,6 +92,9 @@ where
             Long("size") | Short('s') => config.size = parser.value()?.parse()?,
             Long("framing") => config.framing = parser.value()?.parse()?,
             Long("deflate") => config.deflate = true,
+            Long("udp-timeout") => {
+                config.udp_timeout = Duration::from_millis(parser.value()?.parse()?);
+            }
             Long("payload") => {
                 config.payload = parser.value()?.string()?.parse().map_err(CliError)?;
             }
@@ -150,6 +158,22 @@ mod tests {
         assert_eq!(c.payload, Payload::Json);
         let (c, _) = run(&["--framing=websocket"]);
         assert_eq!((c.framing, c.deflate), (Framing::WebSocket, false));
+    }
+
+    #[test]
+    fn udp_flags() {
+        let (c, _) = run(&["--framing", "udp", "--udp-timeout", "50"]);
+        assert_eq!(c.framing, Framing::Udp);
+        assert_eq!(c.udp_timeout, Duration::from_millis(50));
+        let (c, _) = run(&["--framing=udp"]);
+        assert_eq!(c.udp_timeout, Duration::from_millis(200));
+        for bad in [
+            &["--framing", "udp", "--size", "4"][..],
+            &["--framing", "udp", "--udp-timeout", "0"],
+            &["--framing", "udp", "--deflate"],
+        ] {
+            assert!(parse_args(bad.iter().copied()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::error::LoadError;
-use crate::frame::{Framing, Payload, MAX_BODY};
+use crate::frame::{Framing, Payload, MAX_BODY, MAX_DATAGRAM, UDP_SEQ_LEN};
 
 /// Default target address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9501";
@@ -44,6 +44,9 @@ pub struct LoadConfig {
     pub connect_timeout: Duration,
     /// Fail if no echo arrives for this long while packets are outstanding.
     pub io_timeout: Duration,
+    /// With [`Framing::Udp`]: a datagram not echoed within this long counts
+    /// as lost, and a new one is sent in its place (default 200 ms).
+    pub udp_timeout: Duration,
 }
 
 impl Default for LoadConfig {
@@ -63,6 +66,7 @@ impl Default for LoadConfig {
             progress: false,
             connect_timeout: Duration::from_secs(5),
             io_timeout: Duration::from_secs(10),
+            udp_timeout: Duration::from_millis(200),
         }
     }
 }
@@ -82,6 +86,14 @@ impl LoadConfig {
         }
         if self.size > MAX_BODY {
             return bad("size must be at most 16 MiB");
+        }
+        if self.framing == Framing::Udp {
+            if !(UDP_SEQ_LEN..=MAX_DATAGRAM).contains(&self.size) {
+                return bad("udp datagrams must be between 8 and 65507 bytes");
+            }
+            if self.udp_timeout.is_zero() {
+                return bad("udp_timeout must be positive");
+            }
         }
         if self.deflate && self.framing != Framing::WebSocket {
             return bad("deflate needs WebSocket framing");
@@ -158,6 +170,16 @@ mod tests {
             },
             LoadConfig {
                 deflate: true,
+                ..base.clone()
+            },
+            LoadConfig {
+                framing: Framing::Udp,
+                size: 7,
+                ..base.clone()
+            },
+            LoadConfig {
+                framing: Framing::Udp,
+                size: MAX_DATAGRAM + 1,
                 ..base.clone()
             },
         ];

@@ -42,6 +42,8 @@ pub(crate) struct Tally {
     pub(crate) last_recv: Option<Instant>,
     /// All packets echoed, warm-up included (for progress).
     pub(crate) all_packets: u64,
+    /// UDP only: measured datagrams given up on (never echoed in time).
+    pub(crate) lost: u64,
 }
 
 /// Outcome of one read.

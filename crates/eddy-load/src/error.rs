@@ -74,7 +74,8 @@ pub enum LoadError {
         reason: String,
     },
     /// A WebSocket echo broke the protocol: an unexpected opcode, a masked
-    /// or fragmented frame, a compressed echo that does not inflate.
+    /// or fragmented frame, a compressed echo that does not inflate; or a
+    /// UDP echo of the wrong size.
     Protocol {
         /// Connection id.
         conn: u32,
@@ -132,7 +133,7 @@ impl fmt::Display for LoadError {
                 write!(f, "WebSocket handshake failed on connection {conn}: {reason}")
             }
             LoadError::Protocol { conn, reason } => {
-                write!(f, "WebSocket protocol error on connection {conn}: {reason}")
+                write!(f, "protocol error on connection {conn}: {reason}")
             }
         }
     }

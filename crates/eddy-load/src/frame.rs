@@ -30,6 +30,12 @@ use crate::ws;
 /// Size of the big-endian length header used by [`Framing::Length`].
 pub const LENGTH_HEADER: usize = 4;
 
+/// Leading sequence-number bytes of a [`Framing::Udp`] datagram.
+pub const UDP_SEQ_LEN: usize = 8;
+
+/// Largest [`Framing::Udp`] datagram (the IPv4 UDP payload limit).
+pub const MAX_DATAGRAM: usize = 65_507;
+
 /// Largest body size the generator accepts (16 MiB).
 pub const MAX_BODY: usize = 16 << 20;
 
@@ -58,6 +64,13 @@ pub enum Framing {
     /// [`LoadConfig::deflate`](crate::LoadConfig::deflate)).
     #[serde(rename = "ws")]
     WebSocket,
+    /// UDP datagrams: each "connection" is a connected UDP socket and each
+    /// packet one datagram of exactly `size` bytes, an 8-byte big-endian
+    /// sequence number ([`UDP_SEQ_LEN`]) then the body; the server sends
+    /// the datagram back as it came. Datagrams may be lost: one not
+    /// answered within [`LoadConfig::udp_timeout`](crate::LoadConfig::udp_timeout)
+    /// counts as lost and a new one takes its place.
+    Udp,
 }
 
 impl Framing {
@@ -69,6 +82,7 @@ impl Framing {
             Framing::Length => LENGTH_HEADER + body,
             Framing::Line => body + 1,
             Framing::WebSocket => ws::header_len(body) + body,
+            Framing::Udp => body,
         }
     }
 
@@ -78,6 +92,7 @@ impl Framing {
             Framing::Length => "length",
             Framing::Line => "line",
             Framing::WebSocket => "ws",
+            Framing::Udp => "udp",
         }
     }
 }
@@ -96,7 +111,7 @@ impl fmt::Display for UnknownFraming {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown framing {:?} (expected `length`, `line` or `ws`)",
+            "unknown framing {:?} (expected `length`, `line`, `ws` or `udp`)",
             self.0
         )
     }
@@ -112,6 +127,7 @@ impl FromStr for Framing {
             "length" => Ok(Framing::Length),
             "line" => Ok(Framing::Line),
             "ws" | "websocket" => Ok(Framing::WebSocket),
+            "udp" => Ok(Framing::Udp),
             other => Err(UnknownFraming(other.to_owned())),
         }
     }
@@ -203,6 +219,11 @@ pub fn write_packet_with(framing: Framing, payload: Payload, conn: u32, seq: u64
             let size = ws::body_len_of_frame(out.len()).expect("a whole WebSocket frame");
             let n = ws::write_header(ws::FIN | ws::OPCODE_BINARY, false, size, out);
             fill_body(payload, conn, seq, &mut out[n..]);
+        }
+        Framing::Udp => {
+            let (head, body) = out.split_at_mut(UDP_SEQ_LEN.min(out.len()));
+            head.copy_from_slice(&seq.to_be_bytes()[..head.len()]);
+            fill_body(payload, conn, seq, body);
         }
     }
 }

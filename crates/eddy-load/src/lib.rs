@@ -6,7 +6,9 @@
 //! as WebSocket binary messages (an HTTP/1.1 upgrade first, then frames
 //! masked as a browser masks them, optionally permessage-deflate; see
 //! [`ws`]), either ping-pong (one packet in flight per connection) or
-//! pipelined.
+//! pipelined; or as UDP datagrams ([`Framing::Udp`]: connected UDP
+//! sockets, an 8-byte sequence number per datagram, losses counted and
+//! replaced after [`LoadConfig::udp_timeout`]).
 //! Every echoed byte is checked against what was sent; any difference is a
 //! [`LoadError::Mismatch`]. The run reports throughput and HDR-histogram
 //! latency percentiles.
@@ -39,6 +41,7 @@ mod error;
 pub mod frame;
 mod report;
 mod run;
+mod udp;
 mod worker;
 pub mod ws;
 

@@ -62,6 +62,11 @@ pub struct LoadReport {
     pub p999_us: f64,
     /// Largest latency in microseconds.
     pub max_us: f64,
+    /// UDP only: measured datagrams never echoed within the loss timeout
+    /// (each was replaced by a new one; not counted in `packets`). `None`,
+    /// and left out of JSON, for the stream framings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<u64>,
 }
 
 fn secs_f64<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -81,6 +86,7 @@ impl LoadReport {
         bytes: u64,
         all_packets: u64,
         elapsed: Duration,
+        lost: Option<u64>,
     ) -> Self {
         let secs = elapsed.as_secs_f64();
         let packets = hist.len();
@@ -114,6 +120,7 @@ impl LoadReport {
             p99_us: q(0.99),
             p999_us: q(0.999),
             max_us: if empty { 0.0 } else { us(hist.max()) },
+            lost,
         }
     }
 }
@@ -145,6 +152,18 @@ impl fmt::Display for LoadReport {
             self.elapsed.as_secs_f64(),
             self.all_packets
         )?;
+        if let Some(lost) = self.lost {
+            let sent = self.packets + lost;
+            let pct = if sent > 0 {
+                lost as f64 * 100.0 / sent as f64
+            } else {
+                0.0
+            };
+            writeln!(
+                f,
+                "lost        {lost} datagrams ({pct:.3}% of measured sends)"
+            )?;
+        }
         writeln!(
             f,
             "throughput  {:.0} packets/s  {:.2} MB/s",

@@ -1,6 +1,7 @@
 //! Running a load: connect, spread connections over threads, collect.
 
 use std::io::Write;
+use std::net::{TcpStream, UdpSocket};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -13,6 +14,7 @@ use crate::connect::{connect_all, set_nonblocking};
 use crate::error::LoadError;
 use crate::frame::Framing;
 use crate::report::LoadReport;
+use crate::udp::{self, UdpConn, UdpWorker};
 use crate::worker::{new_histogram, Shared, Worker};
 use crate::ws;
 
@@ -23,28 +25,36 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Connects all connections first (retrying until
 /// [`LoadConfig::connect_timeout`], which also bounds the WebSocket
 /// handshakes), then sends for the warm-up and the measured phase, then
-/// waits for every outstanding echo. Blocks the calling thread; the work
+/// waits for every outstanding echo. With [`Framing::Udp`] there is
+/// nothing to connect: each socket is bound and `connect`ed, and datagrams
+/// not echoed within [`LoadConfig::udp_timeout`] are counted as lost
+/// ([`LoadReport::lost`]) and replaced. Blocks the calling thread; the work
 /// happens on [`LoadConfig::threads`] threads.
 pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     config.validate()?;
     let addr = resolve_loopback(&config.addr)?;
     let deadline = Instant::now() + config.connect_timeout;
-    let streams = connect_all(addr, config.connections, deadline)?;
-    let agreed = if config.framing == Framing::WebSocket {
-        let mut rng = ws::Rng::from_entropy(u64::from(addr.port()));
-        let host = addr.to_string();
-        let agreed = ws::handshake_all(&streams, &host, config.deflate, deadline, &mut rng)?;
-        if let Some(i) = agreed.iter().position(|a| config.deflate && a.is_none()) {
-            return Err(LoadError::Handshake {
-                conn: i as u32,
-                reason: "the server declined permessage-deflate, which was asked for".into(),
-            });
-        }
-        agreed
+    let endpoints = if config.framing == Framing::Udp {
+        Endpoints::Udp(udp::open_all(addr, config.connections)?)
     } else {
-        vec![None; streams.len()]
+        let streams = connect_all(addr, config.connections, deadline)?;
+        let agreed = if config.framing == Framing::WebSocket {
+            let mut rng = ws::Rng::from_entropy(u64::from(addr.port()));
+            let host = addr.to_string();
+            let agreed = ws::handshake_all(&streams, &host, config.deflate, deadline, &mut rng)?;
+            if let Some(i) = agreed.iter().position(|a| config.deflate && a.is_none()) {
+                return Err(LoadError::Handshake {
+                    conn: i as u32,
+                    reason: "the server declined permessage-deflate, which was asked for".into(),
+                });
+            }
+            agreed
+        } else {
+            vec![None; streams.len()]
+        };
+        set_nonblocking(&streams)?;
+        Endpoints::Tcp(streams, agreed)
     };
-    set_nonblocking(&streams)?;
 
     let threads = config.effective_threads();
     let shape = Shape {
@@ -59,27 +69,47 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
         measure_start,
         measure_end: config.duration.map(|d| measure_start + d),
     };
-    let conns = streams.len() as u64;
+    let conns = config.connections as u64;
     let budget = |i: u64| config.count.map(|n| n / conns + u64::from(i < n % conns));
 
-    let mut groups: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, (stream, deflate)) in streams.into_iter().zip(agreed).enumerate() {
-        let id = i as u32; // validate() bounds connections by u32::MAX
-        let conn = Conn::new(stream, id, shape, budget(i as u64), start, deflate);
-        groups[i % threads].push(conn);
-    }
+    let jobs: Vec<Job> = match endpoints {
+        Endpoints::Tcp(streams, agreed) => {
+            let mut groups: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
+            for (i, (stream, deflate)) in streams.into_iter().zip(agreed).enumerate() {
+                let id = i as u32; // validate() bounds connections by u32::MAX
+                let conn = Conn::new(stream, id, shape, budget(i as u64), start, deflate);
+                groups[i % threads].push(conn);
+            }
+            groups
+                .into_iter()
+                .map(|conns| {
+                    Job::Tcp(Worker {
+                        conns,
+                        shape,
+                        sched,
+                        io_timeout: config.io_timeout,
+                    })
+                })
+                .collect()
+        }
+        Endpoints::Udp(sockets) => {
+            let mut groups: Vec<Vec<UdpConn>> = (0..threads).map(|_| Vec::new()).collect();
+            for (i, socket) in sockets.into_iter().enumerate() {
+                let conn = UdpConn::new(socket, i as u32, shape, budget(i as u64));
+                groups[i % threads].push(conn);
+            }
+            groups
+                .into_iter()
+                .map(|conns| Job::Udp(UdpWorker::new(conns, shape, sched, config)))
+                .collect()
+        }
+    };
 
     let shared = Shared::default();
     let tallies = thread::scope(|scope| {
         let (tx, rx) = mpsc::channel();
         let mut spawn_error = None;
-        for (t, conns) in groups.into_iter().enumerate() {
-            let worker = Worker {
-                conns,
-                shape,
-                sched,
-                io_timeout: config.io_timeout,
-            };
+        for (t, worker) in jobs.into_iter().enumerate() {
             let (tx, shared) = (tx.clone(), &shared);
             let spawned = thread::Builder::new()
                 .name(format!("eddy-load-{t}"))
@@ -106,7 +136,9 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     let mut bytes = 0;
     let mut all_packets = 0;
     let mut last = None::<Instant>;
+    let mut lost = 0;
     for t in &tallies {
+        lost += t.lost;
         hist.add(&t.hist)
             .map_err(|e| LoadError::Thread(format!("merging histograms: {e:?}")))?;
         bytes += t.bytes;
@@ -123,7 +155,31 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
         bytes,
         all_packets,
         elapsed,
+        (config.framing == Framing::Udp).then_some(lost),
     ))
+}
+
+/// The connected sockets of a run, before they are spread over threads.
+enum Endpoints {
+    /// TCP streams, with the permessage-deflate agreement of each (WebSocket).
+    Tcp(Vec<TcpStream>, Vec<Option<ws::DeflateParams>>),
+    /// Connected UDP sockets.
+    Udp(Vec<UdpSocket>),
+}
+
+/// One load thread's work.
+enum Job {
+    Tcp(Worker),
+    Udp(UdpWorker),
+}
+
+impl Job {
+    fn run(self, shared: &Shared) -> Result<Tally, LoadError> {
+        match self {
+            Job::Tcp(w) => w.run(shared),
+            Job::Udp(w) => w.run(shared),
+        }
+    }
 }
 
 /// Waits for all workers, printing progress; the first error wins and

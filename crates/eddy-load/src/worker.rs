@@ -75,6 +75,7 @@ impl Worker {
             bytes: 0,
             last_recv: None,
             all_packets: 0,
+            lost: 0,
         };
         let capacity =
             NonZeroUsize::new(self.conns.len().clamp(1, 1024)).unwrap_or(NonZeroUsize::MIN);

@@ -71,6 +71,11 @@ fn ping_pong_length_counts_exactly() {
     assert_eq!(report.bytes, 1000 * 68);
     assert_eq!(report.all_packets, 1000);
     assert_eq!(report.packet_len, 68);
+    // `lost` is UDP's: left out of a stream framing's report and JSON.
+    assert_eq!(report.lost, None);
+    assert!(!report.to_string().contains("lost"));
+    let json = serde_json::to_value(&report).expect("json");
+    assert!(json.get("lost").is_none(), "{json}");
     assert!(report.packets_per_sec > 0.0);
     assert!(report.p50_us > 0.0 && report.p50_us <= report.p99_us);
     assert!(report.p99_us <= report.p999_us && report.p999_us <= report.max_us);

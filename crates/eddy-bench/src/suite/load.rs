@@ -54,6 +54,14 @@ impl Scenario {
         }
     }
 
+    /// A UDP scenario: `connections` connected sockets, datagrams of `size` bytes.
+    const fn udp(name: &'static str, connections: usize, depth: usize, size: usize) -> Self {
+        Scenario {
+            framing: Framing::Udp,
+            ..Scenario::tcp(name, connections, depth, size)
+        }
+    }
+
     /// The `--serve` arguments that make a server speak this scenario's
     /// framing (the server itself comes from its [`ServerSpec`](super::servers::ServerSpec)).
     pub fn serve_args(&self) -> Vec<&'static str> {
@@ -88,6 +96,15 @@ pub const WS_SCENARIOS: [Scenario; 4] = [
         payload: Payload::Json,
         ..Scenario::ws("ws+deflate ping-pong 50 conn × 4 KiB JSON", 50, 1, 4096)
     },
+];
+
+/// Every UDP load scenario, in table order: each "connection" a connected
+/// UDP socket, each packet one 64-byte datagram (an 8-byte sequence number
+/// first); they run on [`UDP_SERVERS`](super::servers::UDP_SERVERS). A
+/// datagram not echoed within 200 ms counts as lost and is replaced.
+pub const UDP_SCENARIOS: [Scenario; 2] = [
+    Scenario::udp("udp ping-pong 50 × 64 B", 50, 1, 64),
+    Scenario::udp("udp pipelined 50 × 16 × 64 B", 50, 16, 64),
 ];
 
 /// What a measured run found.
@@ -141,6 +158,12 @@ impl LoadFigures {
         if rounds.iter().any(|r| r.report.deflate) {
             details["wire_fraction"] = json!(median(LoadFigures::wire_fraction));
         }
+        if rounds.iter().any(|r| r.report.lost.is_some()) {
+            let lost: u64 = rounds.iter().filter_map(|r| r.report.lost).sum();
+            let echoed: u64 = rounds.iter().map(|r| r.report.packets).sum();
+            details["lost"] = json!(lost);
+            details["lost_fraction"] = json!(lost as f64 / (lost + echoed).max(1) as f64);
+        }
         Row {
             throughput: median(|r| r.report.packets_per_sec).map(|v| Figure::new(v, "packets/s")),
             mb_per_sec: median(|r| r.report.mb_per_sec),
@@ -177,6 +200,7 @@ pub fn measure(
         progress: false,
         connect_timeout: Duration::from_secs(10),
         io_timeout: Duration::from_secs(10),
+        udp_timeout: Duration::from_millis(200),
     };
     if !settings.warmup.is_zero() {
         eddy_load::run(&LoadConfig {
@@ -220,6 +244,7 @@ mod tests {
                 p99_us,
                 p999_us: p99_us,
                 max_us: p99_us,
+                lost: None,
             },
             server_cpu: Duration::from_millis(cpu_ms),
         }
@@ -266,5 +291,20 @@ mod tests {
         assert_eq!(deflate.len(), 1);
         assert_eq!(deflate[0].serve_args(), ["--framing", "ws", "--deflate"]);
         assert_eq!(deflate[0].payload, Payload::Json);
+        assert!(UDP_SCENARIOS.iter().all(|s| s.framing == Framing::Udp));
+        assert_eq!(UDP_SCENARIOS[1].serve_args(), ["--framing", "udp"]);
+    }
+
+    #[test]
+    fn udp_rows_carry_their_losses() {
+        let mut a = round(100.0, 40.0, 10, 990);
+        a.report.lost = Some(10);
+        let mut b = round(100.0, 40.0, 10, 1000);
+        b.report.lost = Some(0);
+        let row = LoadFigures::row(&[a, b], "udp", "tokio");
+        assert_eq!(row.details["lost"], 10);
+        assert_eq!(row.details["lost_fraction"], 10.0 / 2000.0);
+        let tcp = LoadFigures::row(&[round(1.0, 1.0, 1, 1)], "s", "eddy");
+        assert!(tcp.details.get("lost").is_none());
     }
 }

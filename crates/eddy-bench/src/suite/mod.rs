@@ -5,7 +5,9 @@
 //! settings, and the child's CPU time and RSS are read from `/proc`. The
 //! WebSocket scenarios ([`load::WS_SCENARIOS`]) do the same with
 //! [`servers::WS_SERVERS`]: eddy's WebSocket listener against
-//! tokio-tungstenite.
+//! tokio-tungstenite; the UDP scenarios ([`load::UDP_SCENARIOS`]) run
+//! on [`servers::UDP_SERVERS`]: eddy's `listen_udp` against a tokio
+//! `UdpSocket` echo.
 //! [`run_suite`] returns every figure; [`SuiteReport::render`] prints them
 //! as one table.
 
@@ -29,7 +31,7 @@ use crate::child::ServerChild;
 use machine::Machine;
 use options::{Profile, Settings, SuiteOptions};
 use rows::Row;
-use servers::{ServerSpec, SERVERS, TOKIO_WS, WS_SERVERS};
+use servers::{ServerSpec, SERVERS, TOKIO_WS, UDP_SERVERS, WS_SERVERS};
 
 /// A measurement's error, for display.
 pub type Failure = Box<dyn std::error::Error + Send + Sync>;
@@ -94,6 +96,28 @@ impl SuiteReport {
                 deflated.join(", ")
             ));
         }
+        let udp: Vec<String> = self
+            .rows
+            .iter()
+            .filter_map(|r| {
+                let lost = r.details.get("lost")?.as_u64()?;
+                let fraction = r.details.get("lost_fraction")?.as_f64()?;
+                Some(format!(
+                    "{} {} {lost} ({:.3}%)",
+                    r.scenario.trim_start_matches("udp "),
+                    r.server,
+                    fraction * 100.0
+                ))
+            })
+            .collect();
+        if !udp.is_empty() {
+            out.push_str(&format!(
+                "\nudp: connected UDP sockets, 64-byte datagrams; a datagram not echoed within \
+                 200 ms counts as lost and is replaced (it costs the run its wait). Lost, over \
+                 all rounds: {}.\n",
+                udp.join("; ")
+            ));
+        }
         out
     }
 
@@ -148,6 +172,15 @@ pub fn run_suite(program: &Path, opts: &SuiteOptions) -> SuiteReport {
                 opts.load_threads,
             ));
         }
+    }
+    for scenario in &load::UDP_SCENARIOS {
+        rows.extend(load_rows(
+            program,
+            scenario,
+            &UDP_SERVERS,
+            &settings,
+            opts.load_threads,
+        ));
     }
     let idle_name = format!(
         "idle RSS, {} conn",

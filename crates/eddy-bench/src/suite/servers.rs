@@ -68,6 +68,11 @@ pub const WS_SERVERS: [ServerSpec; 3] = [
     },
 ];
 
+/// The UDP servers, in table order: eddy's `listen_udp` in both dispatch
+/// modes, and a tokio `UdpSocket` echo (one task per runtime worker). They
+/// are started with `--framing udp`.
+pub const UDP_SERVERS: [ServerSpec; 3] = [SERVERS[0], SERVERS[1], SERVERS[2]];
+
 /// A server that did not come up.
 #[derive(Debug)]
 pub struct StartError {
