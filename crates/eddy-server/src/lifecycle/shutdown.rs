@@ -141,17 +141,13 @@ pub(super) fn shut_down(
         deadline,
         reactors_left,
     );
-    // Datagrams `sendto` queued after their reactor had stopped: nobody flushes them now.
-    let unsent: usize = shared
-        .datagrams
-        .iter()
-        .flatten()
-        .map(|p| p.queued().1)
-        .sum();
-    abandoned.abandoned_bytes += unsent as u64;
     // User threads were told to stop when the shutdown began; wait for them before the
     // task workers stop, as they may still send tasks.
     let unfinished_processes = processes.join(deadline);
+    // Datagrams `sendto` queued after their reactor had stopped (a reactor that reached the
+    // deadline dropped and counted its own): nobody flushes them now.
+    let unsent: usize = shared.datagrams.iter().flatten().map(|p| p.discard()).sum();
+    abandoned.abandoned_bytes += unsent as u64;
     // Workers have taken the results owed to them: now the task workers finish what is
     // queued, until the deadline.
     let (tasks_abandoned, unfinished_task_workers) =

@@ -85,7 +85,7 @@ impl Reactor {
             self.report.abandoned_bytes += pending as u64;
             self.finalize(key, CloseReason::Shutdown);
         }
-        self.report.abandoned_bytes += self.datagrams.queued_bytes() as u64;
+        self.report.abandoned_bytes += self.datagrams.discard() as u64;
         self.flush_backlogs();
         for backlog in &mut self.backlog {
             for event in backlog.drain(..) {

@@ -55,8 +55,8 @@ impl Datagrams {
         self.ports.iter().all(|port| port.queued().0 == 0)
     }
 
-    /// Bytes waiting in the send queues (abandoned at the shutdown deadline).
-    pub(super) fn queued_bytes(&self) -> usize {
-        self.ports.iter().map(|port| port.queued().1).sum()
+    /// Drop what the send queues hold (the shutdown deadline passed); returns the bytes.
+    pub(super) fn discard(&self) -> usize {
+        self.ports.iter().map(|port| port.discard()).sum()
     }
 }

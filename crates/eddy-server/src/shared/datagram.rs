@@ -20,6 +20,9 @@ use crate::{
 /// and a buffer).
 const MAX_QUEUED: usize = 16 * 1024;
 
+/// The most queued datagrams one flush looks at (the lock it holds is every sender's).
+const FLUSH_LOOK: usize = 1024;
+
 /// Why datagrams were dropped, counted per listener.
 #[derive(Debug, Default)]
 pub(crate) struct DatagramCounters {
@@ -145,7 +148,15 @@ impl DatagramPort {
         let mut queue = self.queue.lock();
         let mut blocked: Vec<PacketPeer> = Vec::new();
         let mut kept = VecDeque::new();
+        let mut looked = 0;
         while let Some((peer, data)) = queue.items.pop_front() {
+            looked += 1;
+            if looked > FLUSH_LOOK {
+                // Enough for one pass: the rest keeps its order for the next.
+                kept.push_back((peer, data));
+                kept.append(&mut queue.items);
+                break;
+            }
             if blocked.contains(&peer) {
                 kept.push_back((peer, data));
                 continue;
@@ -177,6 +188,14 @@ impl DatagramPort {
             queue.flush_requested = false;
         }
         empty
+    }
+
+    /// Drop what is queued (the shutdown deadline passed); returns the bytes dropped.
+    pub(crate) fn discard(&self) -> usize {
+        let mut queue = self.queue.lock();
+        queue.items.clear();
+        queue.flush_requested = false;
+        std::mem::take(&mut queue.bytes)
     }
 
     /// Datagrams and bytes waiting in the send queue.
