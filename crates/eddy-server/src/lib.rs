@@ -56,6 +56,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! - Datagram listeners ([`ServerBuilder::listen_udp`], [`ServerBuilder::listen_unix_dgram`])
+//!   are read by a reactor a batch at a time; each datagram goes to
+//!   [`EventHandler::on_packet`], answered with [`ServerHandle::sendto`] from any thread. A
+//!   flood the workers cannot keep up with is dropped and counted, never buffered.
+//! - [`ServerHandle::sendfile`] queues file ranges (zero-copy) in order with other output;
+//!   [`ServerHandle::sendwait`] blocks its caller until its bytes are in the kernel.
+//!
 //! # Layers
 //!
 //! The modules form layers: each imports only modules of lower layers, never through a

@@ -48,6 +48,7 @@ impl Reactor {
                 .fetch_and(!inflight::NOTIFY_IDLE, Ordering::AcqRel);
         }
         let from_scratch = lc.rbuf.is_empty();
+        let framed = lc.protocol.is_framed();
         let conn = &lc.conn;
         let result = if from_scratch {
             if self.scratch.capacity() - self.scratch.len() < READ_CHUNK {
@@ -73,9 +74,10 @@ impl Reactor {
                 self.shared.stats.reactors[self.id]
                     .received_bytes
                     .add(n as u64);
-                match self.conns.get(key).map(|lc| lc.protocol.is_framed()) {
-                    Some(true) => self.cut_packets(key, from_scratch),
-                    _ => self.ws_process(key, from_scratch),
+                if framed {
+                    self.cut_packets(key, from_scratch);
+                } else {
+                    self.ws_process(key, from_scratch);
                 }
                 self.account_buffer(key);
             }
