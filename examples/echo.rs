@@ -7,6 +7,8 @@
 //!     [--dispatch fd|round-robin|idle|ip|uid|reactor] [--codec length|eof|eof-check|line|raw]
 //!     [--length-type u32be] [--length-offset 0] [--body-offset 4] [--eof '\r\n']
 //!     [--max-packet BYTES] [--udp] [--unix-dgram PATH]
+//!     [--tls-cert CERT.pem --tls-key KEY.pem | --tls-self-signed] [--tls-alpn P1,P2]
+//!     [--tls-sni NAME:CERT.pem:KEY.pem]... [--tls-client-ca CA.pem]
 //! ```
 //!
 //! `--length-type` is one of `i8 u8 i16be u16be i16le u16le i32be u32be i32le u32le i64be u64be
@@ -25,8 +27,19 @@
 //! (`nc -u 127.0.0.1 9501`, then type lines); with `--unix-dgram PATH`, on a unix datagram
 //! socket at PATH (`socat - UNIX-DATAGRAM:PATH,bind=/tmp/me.sock`). SIGTERM or Ctrl-C shuts
 //! it down gracefully (exit code 0).
+//!
+//! With `--tls-cert` and `--tls-key` (or `--tls-self-signed`, which makes a certificate for
+//! `localhost` at start) it serves the same echo over TLS and prints the certificate's path
+//! beside the address: `listening on ADDR (TLS, certificate PATH)`. Then
+//! `openssl s_client -connect 127.0.0.1:9501 -CAfile PATH` and type lines (with
+//! `--codec line`). `--tls-alpn h2,http/1.1` offers ALPN protocols, `--tls-sni` adds a
+//! certificate for a server name, `--tls-client-ca` requires client certificates signed by
+//! that CA; SIGUSR1 reads the certificate files again.
 
 use std::{io::Write, process::ExitCode};
+
+#[path = "common/tls.rs"]
+mod tls;
 
 use eddy::{
     codec::{Codec, Endian, EofCodec, LengthCodec, LengthType, RawCodec},
@@ -62,12 +75,15 @@ struct Options {
     max_packet: usize,
     /// Listen for UDP (`--udp`) or unix datagrams (`--unix-dgram PATH`) instead of TCP.
     datagram: Option<String>,
+    tls: tls::TlsFlags,
 }
 
 const USAGE: &str = "usage: echo [--listen ADDR] [--reactors N] [--workers N] \
     [--dispatch fd|round-robin|idle|ip|uid|reactor] \
     [--codec length|eof|eof-check|line|raw] [--length-type TYPE] [--length-offset N] \
-    [--body-offset N] [--eof DELIM] [--max-packet BYTES] [--udp] [--unix-dgram PATH]";
+    [--body-offset N] [--eof DELIM] [--max-packet BYTES] [--udp] [--unix-dgram PATH] \
+    [--tls-cert CERT.pem --tls-key KEY.pem | --tls-self-signed] [--tls-alpn P1,P2] \
+    [--tls-sni NAME:CERT.pem:KEY.pem]... [--tls-client-ca CA.pem]";
 
 /// `\r`, `\n`, `\t`, `\0` and `\\` in a delimiter given on the command line.
 fn unescape(text: &str) -> Result<Vec<u8>, String> {
@@ -106,9 +122,13 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         eof: b"\r\n".to_vec(),
         max_packet: 2 * 1024 * 1024,
         datagram: None,
+        tls: tls::TlsFlags::default(),
     };
     let mut udp = false;
     while let Some(flag) = args.next() {
+        if options.tls.take(&flag, &mut args)? {
+            continue;
+        }
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         let number = |v: String| {
             v.parse::<usize>()
@@ -189,8 +209,18 @@ fn main() -> ExitCode {
         }
     };
     let listen = options.datagram.clone().unwrap_or(options.listen.clone());
-    let mut builder = Server::builder()
-        .listen(listen)
+    let tls = match options.tls.config() {
+        Ok(tls) => tls,
+        Err(err) => {
+            eprintln!("echo: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut builder = Server::builder().listen(listen);
+    if let Some((config, _)) = &tls {
+        builder = builder.tls(config.clone());
+    }
+    let mut builder = builder
         .dispatch_mode(options.dispatch)
         .package_max_length(options.max_packet)
         .socket_buffer_size(buffer);
@@ -207,7 +237,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    println!("listening on {}", server.local_addr());
+    let cert = tls.as_ref().map(|(_, cert)| cert.as_path());
+    println!("{}", tls::listening_line(server.local_addr(), cert));
     let _ = std::io::stdout().flush();
     match server.run() {
         Ok(report) => {

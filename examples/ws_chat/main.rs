@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! cargo run --release --example ws_chat -- [--listen 127.0.0.1:9505] [--workers 4] [--tick SECS]
+//!     [--tls-cert CERT.pem --tls-key KEY.pem | --tls-self-signed]
 //! ```
 //!
 //! It prints `listening on ADDR` when ready. Open `http://127.0.0.1:9505/` in two browser tabs
@@ -20,6 +21,11 @@
 //!
 //! `--tick N` sends every logged-in user `time <unix seconds>` every N seconds. SIGTERM or
 //! Ctrl-C: graceful exit (close frames 1001), code 0.
+//!
+//! With `--tls-cert` and `--tls-key` (or `--tls-self-signed`: a certificate for `localhost`
+//! made at start) the page and the socket are served over `https://` and `wss://`, and the
+//! ready line names the certificate: `listening on ADDR (TLS, certificate PATH)`. Open
+//! `https://localhost:9505/` (accept the self-signed certificate, or import PATH).
 
 use std::{
     collections::BTreeSet,
@@ -27,6 +33,9 @@ use std::{
     process::ExitCode,
     time::{Duration, SystemTime},
 };
+
+#[path = "../common/tls.rs"]
+mod tls;
 
 use eddy::{
     Bytes, ConnId, Context, Cursor, EventHandler, HttpRequest, HttpResponse, ProcessContext,
@@ -134,17 +143,23 @@ struct Options {
     listen: String,
     workers: usize,
     tick: Option<u64>,
+    tls: tls::TlsFlags,
 }
 
-const USAGE: &str = "usage: ws_chat [--listen ADDR] [--workers N] [--tick SECS]";
+const USAGE: &str = "usage: ws_chat [--listen ADDR] [--workers N] [--tick SECS] \
+    [--tls-cert CERT.pem --tls-key KEY.pem | --tls-self-signed]";
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut options = Options {
         listen: "127.0.0.1:9505".into(),
         workers: 4,
         tick: None,
+        tls: tls::TlsFlags::default(),
     };
     while let Some(flag) = args.next() {
+        if options.tls.take(&flag, &mut args)? {
+            continue;
+        }
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         let number = |v: String| {
             v.parse::<u64>()
@@ -188,9 +203,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let tls = match options.tls.config() {
+        Ok(tls) => tls,
+        Err(err) => {
+            eprintln!("ws_chat: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut builder = Server::builder().listen_ws(options.listen);
+    if let Some((config, _)) = &tls {
+        builder = builder.tls(config.clone());
+    }
     // Deflate on: browsers offer it, and chat text compresses well.
-    let mut builder = Server::builder()
-        .listen_ws(options.listen)
+    let mut builder = builder
         .websocket(WebSocketConfig::default().deflate(true))
         .worker_num(options.workers);
     if let Some(secs) = options.tick {
@@ -204,7 +229,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    println!("listening on {}", server.local_addr());
+    let cert = tls.as_ref().map(|(_, cert)| cert.as_path());
+    println!("{}", tls::listening_line(server.local_addr(), cert));
     let _ = std::io::stdout().flush();
     match server.run() {
         Ok(report) => {

@@ -240,6 +240,8 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
 pub struct Example {
     child: Child,
     pub addr: SocketAddr,
+    /// The whole ready line.
+    pub line: String,
 }
 
 impl Example {
@@ -280,11 +282,12 @@ impl Example {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
+        // `listening on ADDR`, maybe followed by what it serves (a TLS certificate's path).
         let addr = line
             .strip_prefix("listening on ")
-            .and_then(|a| a.trim().parse().ok())
+            .and_then(|a| a.split_whitespace().next()?.parse().ok())
             .unwrap_or_else(|| panic!("expected `listening on ADDR`, got {line:?}"));
-        Example { child, addr }
+        Example { child, addr, line }
     }
 
     /// Send a signal, without waiting.

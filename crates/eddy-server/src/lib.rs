@@ -77,21 +77,22 @@
 //! | 1 | `message` | messages between threads, command targets | any |
 //! | 2 | `error` | the error types | any |
 //! | 3 | `ws` | WebSocket types for handlers and settings: messages, the handshake decision, HTTP answers | any |
-//! | 4 | `timer` | per-thread timers | workers, task workers |
-//! | 5 | `net` | addresses, listeners, accepted streams | supervisor |
-//! | 6 | `conn` | connection ids, the record any thread may hold, its output buffer and transport, close reasons | any |
-//! | 7 | `dispatch` | dispatch modes and each reactor's picker | reactors |
-//! | 8 | `config` | validated settings, each listener's protocol | read by all |
-//! | 9 | `shared` | what threads share, split by owner: table, uid index, the send path, reactor and worker mailboxes, counters, reload state, `ServerHandle`'s state | any |
-//! | 10 | `task` | the task pool, task worker threads, `TaskHandler`, `TaskContext` | task workers |
-//! | 11 | `handle` | `ServerHandle`'s methods: send, broadcast, listing, flow, stats, control | any |
-//! | 12 | `context` | the `Context` every worker callback gets | workers |
-//! | 13 | `handler` | the `EventHandler` trait | workers |
-//! | 14 | `reactor` | reactor threads: read, cut packets through the protocol, dispatch, flush, close | `eddy-reactor-N` |
-//! | 15 | `worker` | worker threads: events to callbacks, task results, rebuilds | `eddy-worker-N` |
-//! | 16 | `lifecycle` | supervisor (accept, heartbeat), signals, reload, user threads, shutdown | the thread in `run` |
-//! | 17 | `server` | `Server`: the shared state and mailboxes built, run, report | the thread in `run` |
-//! | 18 | `builder` | `ServerBuilder`: settings, checked at `build` | the caller |
+//! | 4 | `tls` | TLS settings, each TLS listener's acceptor (reloadable), the rustls session a connection drives | any |
+//! | 5 | `timer` | per-thread timers | workers, task workers |
+//! | 6 | `net` | addresses, listeners, accepted streams | supervisor |
+//! | 7 | `conn` | connection ids, the record any thread may hold, its output buffer and transport, close reasons | any |
+//! | 8 | `dispatch` | dispatch modes and each reactor's picker | reactors |
+//! | 9 | `config` | validated settings, each listener's protocol | read by all |
+//! | 10 | `shared` | what threads share, split by owner: table, uid index, the send path, reactor and worker mailboxes, counters, reload state, `ServerHandle`'s state | any |
+//! | 11 | `task` | the task pool, task worker threads, `TaskHandler`, `TaskContext` | task workers |
+//! | 12 | `handle` | `ServerHandle`'s methods: send, broadcast, listing, flow, stats, control | any |
+//! | 13 | `context` | the `Context` every worker callback gets | workers |
+//! | 14 | `handler` | the `EventHandler` trait | workers |
+//! | 15 | `reactor` | reactor threads: read, cut packets through the protocol, dispatch, flush, close | `eddy-reactor-N` |
+//! | 16 | `worker` | worker threads: events to callbacks, task results, rebuilds | `eddy-worker-N` |
+//! | 17 | `lifecycle` | supervisor (accept, heartbeat), signals, reload, user threads, shutdown | the thread in `run` |
+//! | 18 | `server` | `Server`: the shared state and mailboxes built, run, report | the thread in `run` |
+//! | 19 | `builder` | `ServerBuilder`: settings, checked at `build` | the caller |
 //!
 //! A connection's bytes pass two seams on their way to dispatch, each an enum whose variants
 //! are the implementations: the transport (`conn::Transport`: plain today, TLS next) and the
@@ -138,6 +139,7 @@ mod shared;
 mod sys;
 mod task;
 mod timer;
+mod tls;
 mod worker;
 mod ws;
 
@@ -160,6 +162,7 @@ pub use shared::{
 };
 pub use task::{NoTasks, Task, TaskContext, TaskHandler, TaskId, TaskSource, Tasks, MAX_MULTI};
 pub use timer::{TimerError, TimerId, MIN_TICK};
+pub use tls::{ClientAuth, TlsConfig, TlsError, TlsFailure, TlsInfo, TlsVersion};
 pub use ws::{
     DeflateConfig, Handshake, HttpRequest, HttpResponse, Opcode, WebSocketConfig, WsMessage,
     WsStatus,

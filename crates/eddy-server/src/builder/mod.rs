@@ -16,6 +16,7 @@ use crate::{
     server::Server,
     shared::{CommandContext, CommandFn, Commands},
     task::{NoTasks, TaskFactory, TaskHandler},
+    tls::TlsConfig,
     ws::WebSocketConfig,
 };
 
@@ -112,6 +113,20 @@ impl<T: TaskHandler> ServerBuilder<T> {
     /// `send` on such a connection sends one message. Mixes freely with TCP listeners.
     pub fn listen_ws(mut self, addr: impl Into<String>) -> Self {
         self.s.listeners.push((addr.into(), Speaks::WebSocket));
+        self
+    }
+
+    /// Serve TLS on the listener added last (a TCP, unix or WebSocket listener: `wss://`),
+    /// with these certificates and settings (Swoole's `SWOOLE_SSL` port with its `ssl_*`
+    /// settings). Its files are read and checked at [`build`](Self::build): a missing or
+    /// broken file, or a key that does not match its certificate, is refused there, naming
+    /// the file. Handlers and codecs see plaintext; `on_connect` runs once the handshake is
+    /// done, and [`ClientInfo::tls`](crate::ClientInfo::tls) tells what it negotiated.
+    /// [`ServerHandle::reload_tls`](crate::ServerHandle::reload_tls) (or SIGUSR1) reads the
+    /// files again for new connections.
+    pub fn tls(mut self, config: TlsConfig) -> Self {
+        let last = self.s.listeners.len().checked_sub(1);
+        self.s.tls.push((last, config));
         self
     }
 

@@ -10,6 +10,7 @@ use crate::{
     dispatch::DispatchMode,
     error::ConfigError,
     net::ListenAddr,
+    tls::{TlsAcceptor, TlsConfig},
     ws::WebSocketConfig,
 };
 
@@ -26,6 +27,8 @@ pub(super) struct Settings {
     pub(super) listeners: Vec<(String, Speaks)>,
     /// The settings of the WebSocket listeners.
     pub(super) websocket: WebSocketConfig,
+    /// TLS settings, by the index of the listener they secure (`None`: given before any).
+    pub(super) tls: Vec<(Option<usize>, TlsConfig)>,
     pub(super) codec: Arc<dyn Codec>,
     pub(super) reactor_num: Option<usize>,
     pub(super) worker_num: Option<usize>,
@@ -58,6 +61,7 @@ impl Default for Settings {
         Settings {
             listeners: Vec::new(),
             websocket: WebSocketConfig::default(),
+            tls: Vec::new(),
             codec: Arc::new(RawCodec),
             reactor_num: None,
             worker_num: None,
@@ -322,8 +326,46 @@ impl Settings {
                 self.package_max_length,
                 (protocol.min_packet().max(1), limits::PACKAGE_MAX_LENGTH),
             )?;
-            listeners.push(ListenerConfig { addr, protocol });
+            let tls = self.tls_of(listeners.len(), &addr)?;
+            listeners.push(ListenerConfig {
+                addr,
+                protocol,
+                tls,
+            });
+        }
+        if let Some((None, _)) = self.tls.first() {
+            return Err(ConfigError::new(
+                "tls",
+                "given before any listener: call it after the listener it secures",
+            ));
         }
         Ok(listeners)
+    }
+
+    /// The TLS acceptor of listener `index`, its files read and checked now.
+    fn tls_of(
+        &self,
+        index: usize,
+        addr: &ListenAddr,
+    ) -> Result<Option<Arc<TlsAcceptor>>, ConfigError> {
+        let mut given = self.tls.iter().filter(|(i, _)| *i == Some(index));
+        let Some((_, tls)) = given.next() else {
+            return Ok(None);
+        };
+        if given.next().is_some() {
+            return Err(ConfigError::new(
+                "tls",
+                format!("listener {addr} is given TLS settings twice"),
+            ));
+        }
+        if addr.is_datagram() {
+            return Err(ConfigError::new(
+                "tls",
+                format!("{addr} is a datagram address: TLS needs a stream (DTLS is not supported)"),
+            ));
+        }
+        let acceptor = TlsAcceptor::new(tls.clone())
+            .map_err(|err| ConfigError::new("tls", format!("listener {addr}: {err}")))?;
+        Ok(Some(Arc::new(acceptor)))
     }
 }

@@ -10,7 +10,9 @@ pub(crate) use protocol::Protocol;
 
 use std::time::Duration;
 
-use crate::{dispatch::DispatchMode, net::ListenAddr};
+use std::sync::Arc;
+
+use crate::{dispatch::DispatchMode, net::ListenAddr, tls::TlsAcceptor};
 
 /// One listener's settings.
 #[derive(Clone, Debug)]
@@ -18,6 +20,8 @@ pub(crate) struct ListenerConfig {
     pub(crate) addr: ListenAddr,
     /// What its connections speak over their transport.
     pub(crate) protocol: Protocol,
+    /// Its TLS acceptor (a stream listener with TLS).
+    pub(crate) tls: Option<Arc<TlsAcceptor>>,
 }
 
 /// Every setting, checked by `ServerBuilder::build`. See the builder for meanings and defaults.

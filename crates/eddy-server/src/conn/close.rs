@@ -2,6 +2,8 @@
 
 use eddy_codec::FrameError;
 
+use crate::tls::TlsFailure;
+
 /// Why a connection closed. Every close has one, and every close goes through one path, so
 /// [`EventHandler::on_close`](crate::EventHandler::on_close) runs exactly once per connection with its reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,9 +48,14 @@ pub enum CloseReason {
         /// Whether the peer sent the close first.
         by_peer: bool,
     },
-    /// A WebSocket listener's client sent no complete upgrade request within
-    /// `handshake_timeout`.
+    /// The client did not finish its handshake in time: a TLS listener's within
+    /// `TlsConfig::handshake_timeout`, a WebSocket listener's upgrade request within
+    /// `WebSocketConfig::handshake_timeout`.
     HandshakeTimeout,
+    /// The TLS session ended without a clean close: the handshake or a record failed, or
+    /// the peer closed without close_notify (`TlsFailure::Truncated`; what it sent was
+    /// still handled). A peer's close_notify is a clean `PeerClosed`.
+    Tls(TlsFailure),
     /// A WebSocket listener answered the request with this HTTP status and closed: a
     /// broken or refused upgrade, an oversized request head, or a plain HTTP request
     /// answered by `on_request`.
@@ -105,7 +112,8 @@ impl std::fmt::Display for CloseReason {
                 }
                 f.write_str(")")
             }
-            CloseReason::HandshakeTimeout => f.write_str("websocket handshake timeout"),
+            CloseReason::HandshakeTimeout => f.write_str("handshake timeout"),
+            CloseReason::Tls(failure) => failure.fmt(f),
             CloseReason::Http { status } => write!(f, "answered HTTP {status}"),
         }
     }

@@ -17,3 +17,4 @@ pub(crate) use id::FnvHasher;
 pub use id::{ConnId, Uid};
 pub(crate) use output::{OutState, Output, WsOut};
 pub(crate) use record::{inflight, Conn};
+pub(crate) use transport::Transport;

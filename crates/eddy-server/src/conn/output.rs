@@ -1,11 +1,15 @@
 //! A connection's output buffer and the send side's state, behind the record's lock.
 
-use std::os::fd::BorrowedFd;
+use std::{fs::File, io, os::fd::BorrowedFd, sync::Arc};
 
-use std::{fs::File, sync::Arc};
+use bytes::BytesMut;
 
-use super::{close::CloseReason, tail::OutputExt, transport::Transport};
-use crate::ws::{Opcode, WsStatus};
+use super::{close::CloseReason, tail::OutputExt};
+use crate::{
+    sys,
+    tls::{TlsEvents, TlsSession},
+    ws::{Opcode, WsStatus},
+};
 
 /// The send side's state, as senders see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -37,6 +41,9 @@ pub(crate) struct Output {
     pub(crate) ext: Option<Box<OutputExt>>,
     /// A WebSocket connection's send side (`None` for other protocols).
     pub(crate) ws: Option<Box<WsOut>>,
+    /// The TLS session of a connection on a TLS listener: what is queued in `buf` is
+    /// ciphertext, and what is queued behind a file is plaintext, encrypted when reached.
+    pub(crate) tls: Option<Box<TlsSession>>,
 }
 
 /// A WebSocket connection's send side: where its handshake is, and its encoder (which holds
@@ -101,17 +108,25 @@ fn truncate(text: &str, max: usize) -> &str {
 /// A drained buffer larger than this is freed, so idle connections cost nothing.
 const KEEP_CAPACITY: usize = 64 * 1024;
 
+/// A TLS connection's queued file is read and encrypted this much at a time.
+const TLS_FILE_CHUNK: usize = 64 * 1024;
+
 impl Output {
     /// Bytes queued, in memory and in files: what watermarks and closes look at.
     pub(crate) fn pending(&self) -> usize {
         let tail = self.ext.as_ref().map_or(0, |ext| ext.tail_total());
-        self.buf.len() - self.head as usize + tail
+        self.buf.len() - self.head as usize + tail + self.early_plaintext()
     }
 
     /// Bytes queued in memory: what `socket_buffer_size` caps.
     pub(crate) fn memory(&self) -> usize {
         let tail = self.ext.as_ref().map_or(0, |ext| ext.tail_memory());
-        self.buf.len() - self.head as usize + tail
+        self.buf.len() - self.head as usize + tail + self.early_plaintext()
+    }
+
+    /// Plaintext a TLS session holds until its handshake finishes.
+    fn early_plaintext(&self) -> usize {
+        self.tls.as_ref().map_or(0, |tls| tls.early_plaintext())
     }
 
     /// The rare parts, made on first use.
@@ -124,16 +139,41 @@ impl Output {
         self.ext.as_ref()?.requested_close.as_ref()
     }
 
-    /// Queue `data` behind what is pending.
-    pub(crate) fn push(&mut self, data: &[u8]) {
-        if let Some(ext) = self.ext.as_mut().filter(|ext| ext.has_tail()) {
-            return ext.push_bytes(data);
-        }
+    /// The byte buffer, ready to be appended to: what went out is dropped once it is half.
+    fn buf_for_append(&mut self) -> &mut Vec<u8> {
         if self.head > 0 && self.head as usize >= self.buf.len() / 2 {
             self.buf.drain(..self.head as usize);
             self.head = 0;
         }
-        self.buf.extend_from_slice(data);
+        &mut self.buf
+    }
+
+    /// Queue `data` behind what is pending (encrypted first on a TLS connection).
+    pub(crate) fn push(&mut self, data: &[u8]) -> io::Result<()> {
+        if let Some(ext) = self.ext.as_mut().filter(|ext| ext.has_tail()) {
+            ext.push_bytes(data);
+            return Ok(());
+        }
+        self.buf_for_append();
+        match &mut self.tls {
+            Some(tls) => tls.encrypt(data, &mut self.buf),
+            None => {
+                self.buf.extend_from_slice(data);
+                Ok(())
+            }
+        }
+    }
+
+    /// Write `data` to the socket now (nothing may be pending). Returns how much of it was
+    /// taken; a TLS connection takes it all, queueing the records the kernel did not take.
+    pub(crate) fn write_now(&mut self, fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
+        match &mut self.tls {
+            None => sys::send(fd, data),
+            Some(tls) => {
+                tls.write_direct(fd, data, &mut self.buf)?;
+                Ok(data.len())
+            }
+        }
     }
 
     /// Queue `len` bytes of `file` from `offset`, behind what is pending.
@@ -141,13 +181,33 @@ impl Output {
         self.ext().push_file(file, offset, len);
     }
 
-    /// Write as much as the kernel takes. Returns the bytes still pending.
-    pub(crate) fn flush(
+    /// Read and decrypt what a TLS connection's socket holds (see `TlsSession::read`).
+    pub(crate) fn tls_read(
         &mut self,
-        transport: &Transport,
         fd: BorrowedFd<'_>,
-    ) -> std::io::Result<usize> {
-        let result = self.flush_all(transport, fd);
+        buf: &mut BytesMut,
+        max: usize,
+        events: &mut TlsEvents,
+    ) -> io::Result<usize> {
+        self.buf_for_append();
+        match &mut self.tls {
+            Some(tls) => tls.read(fd, buf, max, &mut self.buf, events),
+            None => sys::read_into(fd, buf, max),
+        }
+    }
+
+    /// End a TLS session cleanly: close_notify, written if the kernel takes it.
+    pub(crate) fn close_notify(&mut self, fd: BorrowedFd<'_>) {
+        self.buf_for_append();
+        if let Some(tls) = &mut self.tls {
+            tls.close_notify(&mut self.buf);
+            let _ = self.flush(fd);
+        }
+    }
+
+    /// Write as much as the kernel takes. Returns the bytes still pending.
+    pub(crate) fn flush(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
+        let result = self.flush_all(fd);
         if let Some(ext) = &mut self.ext {
             ext.wake_done();
         }
@@ -158,22 +218,36 @@ impl Output {
         Ok(self.pending())
     }
 
-    fn flush_all(&mut self, transport: &Transport, fd: BorrowedFd<'_>) -> std::io::Result<()> {
-        while self.buf.len() > self.head as usize {
-            match transport.write(fd, &self.buf[self.head as usize..]) {
-                Ok(n) => {
-                    self.head += n as u32;
-                    if let Some(ext) = &mut self.ext {
-                        ext.flushed += n as u64;
+    fn flush_all(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        loop {
+            while self.buf.len() > self.head as usize {
+                match sys::send(fd, &self.buf[self.head as usize..]) {
+                    Ok(n) => {
+                        self.head += n as u32;
+                        if let Some(ext) = &mut self.ext {
+                            ext.flushed += n as u64;
+                        }
                     }
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(err) => return Err(err),
                 }
-                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-                Err(err) => return Err(err),
             }
-        }
-        match &mut self.ext {
-            Some(ext) if ext.has_tail() => ext.flush_tail(transport, fd).map(|_| ()),
-            _ => Ok(()),
+            let Some(ext) = self.ext.as_mut().filter(|ext| ext.has_tail()) else {
+                return Ok(());
+            };
+            let Some(tls) = &mut self.tls else {
+                return ext.flush_tail(fd).map(|_| ());
+            };
+            // TLS: the next piece of the tail, read and encrypted into the emptied buffer
+            // (no zero-copy: the kernel would send the file's plaintext).
+            self.buf.clear();
+            self.head = 0;
+            let mut plain = Vec::with_capacity(TLS_FILE_CHUNK);
+            if ext.take_front(TLS_FILE_CHUNK, &mut plain)? == 0 {
+                return Ok(());
+            }
+            tls.encrypt(&plain, &mut self.buf)?;
+            ext.grew(self.buf.len().saturating_sub(plain.len()) as u64);
         }
     }
 

@@ -6,6 +6,7 @@
 //! record lives a layer up, in `shared::send`, as it needs the reactors' mailboxes.
 
 use std::{
+    io,
     os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd},
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize},
@@ -14,6 +15,7 @@ use std::{
     time::SystemTime,
 };
 
+use bytes::BytesMut;
 use parking_lot::Mutex;
 
 use super::{
@@ -22,7 +24,11 @@ use super::{
     output::{OutState, Output},
     transport::Transport,
 };
-use crate::net::{PeerAddr, Stream};
+use crate::{
+    net::{PeerAddr, Stream},
+    sys,
+    tls::{TlsEvents, TlsInfo},
+};
 
 /// Bits of [`Conn::inflight`].
 ///
@@ -64,12 +70,10 @@ pub(crate) struct Conn {
     pub(crate) last_recv: AtomicU64,
     /// When a send to it was last made (milliseconds since the epoch; 0: never).
     pub(crate) last_send: AtomicU64,
-    /// When a worker last took one of its events (milliseconds since the epoch; 0: never).
-    pub(crate) last_dispatch: AtomicU64,
     /// The socket, owned so that the descriptor closes when the last holder drops the
     /// record (its number cannot be reused while anyone may still write to it).
     stream: Stream,
-    /// How bytes reach the socket (plain; TLS next).
+    /// How bytes reach the socket: plain, or through the TLS session in `out`.
     pub(crate) transport: Transport,
     /// A sender pushed the output buffer to the high watermark and the reactor has not yet
     /// reported the drain. Read by the reactor before every read of this socket.
@@ -77,12 +81,15 @@ pub(crate) struct Conn {
     /// The server asked to close: input not yet handled is dropped, sends fail.
     pub(crate) closing: AtomicBool,
     pub(crate) uid_bound: AtomicBool,
-    /// Exempt from the heartbeat (`protect`).
-    pub(crate) protected: AtomicBool,
     /// Index of the listener that accepted it.
     pub(crate) listener: usize,
     pub(crate) out: Mutex<Output>,
     // Cold: set up once, or read by requests about the connection.
+    /// When a worker last took one of its events (milliseconds since the epoch; 0: never).
+    /// Written by the worker, read only by `client_info`.
+    pub(crate) last_dispatch: AtomicU64,
+    /// Exempt from the heartbeat (`protect`).
+    pub(crate) protected: AtomicBool,
     /// The key of the connection in its reactor's slab (written by that reactor only).
     pub(crate) key: AtomicUsize,
     /// `Uid::dispatch_hash` of the bound uid, valid when `uid_bound` is set.
@@ -96,6 +103,11 @@ pub(crate) struct Conn {
     pub(crate) confirmed: AtomicBool,
     uid: Mutex<UidSlot>,
     pub(crate) close_reason: OnceLock<CloseReason>,
+    /// `on_connect` was dispatched (at accept; on a TLS listener, once the handshake is
+    /// done): `on_close` runs only for a connection the handler heard of.
+    pub(crate) announced: AtomicBool,
+    /// What its TLS handshake negotiated, once it finished.
+    pub(crate) tls_info: OnceLock<TlsInfo>,
 }
 
 impl Conn {
@@ -130,6 +142,8 @@ impl Conn {
             uid_hash: AtomicU64::new(0),
             uid_bound: AtomicBool::new(false),
             close_reason: OnceLock::new(),
+            announced: AtomicBool::new(false),
+            tls_info: OnceLock::new(),
             out: Mutex::new(Output::default()),
         }
     }
@@ -137,6 +151,21 @@ impl Conn {
     /// The uid slot, locked: `UidIndex::bind` holds it across its index update.
     pub(crate) fn uid_slot(&self) -> parking_lot::MutexGuard<'_, UidSlot> {
         self.uid.lock()
+    }
+
+    /// Read at most `max` bytes of the peer's plaintext into `buf`: 0 at the end of a plain
+    /// stream; a TLS session reports its handshake, its end and what it queued in `events`.
+    #[inline]
+    pub(crate) fn read(
+        &self,
+        buf: &mut BytesMut,
+        max: usize,
+        events: &mut TlsEvents,
+    ) -> io::Result<usize> {
+        match self.transport {
+            Transport::Plain => sys::read_into(self.fd(), buf, max),
+            Transport::Tls => self.out.lock().tls_read(self.fd(), buf, max, events),
+        }
     }
 
     /// The socket, borrowed for a system call.

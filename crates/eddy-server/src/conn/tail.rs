@@ -7,12 +7,16 @@ use std::{
     collections::VecDeque,
     fs::File,
     io,
-    os::fd::{AsRawFd, BorrowedFd},
+    os::{
+        fd::{AsRawFd, BorrowedFd},
+        unix::fs::FileExt,
+    },
     sync::Arc,
     thread::Thread,
 };
 
-use super::{close::CloseReason, transport::Transport};
+use super::close::CloseReason;
+use crate::sys;
 
 /// One piece of output queued behind a file.
 #[derive(Debug)]
@@ -86,15 +90,11 @@ impl OutputExt {
     }
 
     /// Write the tail until the kernel stops taking it. `Ok(true)` when it is empty.
-    pub(crate) fn flush_tail(
-        &mut self,
-        transport: &Transport,
-        fd: BorrowedFd<'_>,
-    ) -> io::Result<bool> {
+    pub(crate) fn flush_tail(&mut self, fd: BorrowedFd<'_>) -> io::Result<bool> {
         while let Some(segment) = self.tail.front_mut() {
             let done = match segment {
                 Segment::Bytes(buf, head) => {
-                    let n = match transport.write(fd, &buf[*head..]) {
+                    let n = match sys::send(fd, &buf[*head..]) {
                         Ok(n) => n,
                         Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                         Err(err) => return Err(err),
@@ -105,7 +105,7 @@ impl OutputExt {
                     *head == buf.len()
                 }
                 Segment::File { file, offset, left } => {
-                    let n = match send_file(transport, fd, file, offset, *left) {
+                    let n = match send_file(fd, file, offset, *left) {
                         Ok(n) => n,
                         Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                         Err(err) => return Err(err),
@@ -121,6 +121,51 @@ impl OutputExt {
             }
         }
         Ok(true)
+    }
+
+    /// Move up to `max` bytes from the front of the tail into `into`, as plaintext for a TLS
+    /// session to encrypt (a file is read); returns how many.
+    pub(crate) fn take_front(&mut self, max: usize, into: &mut Vec<u8>) -> io::Result<usize> {
+        let Some(segment) = self.tail.front_mut() else {
+            return Ok(0);
+        };
+        let (n, done) = match segment {
+            Segment::Bytes(buf, head) => {
+                let n = (buf.len() - *head).min(max);
+                into.extend_from_slice(&buf[*head..*head + n]);
+                *head += n;
+                self.tail_memory -= n;
+                (n, *head == buf.len())
+            }
+            Segment::File { file, offset, left } => {
+                let start = into.len();
+                into.resize(start + (*left).min(max as u64) as usize, 0);
+                let n = file.read_at(&mut into[start..], *offset)?;
+                into.truncate(start + n);
+                if n == 0 {
+                    return Err(ended_early());
+                }
+                *offset += n as u64;
+                *left -= n as u64;
+                self.tail_files -= n as u64;
+                (n, *left == 0)
+            }
+        };
+        if done {
+            self.tail.pop_front();
+        }
+        Ok(n)
+    }
+
+    /// Bytes moved out of the tail take `by` more on the wire (TLS records): the `sendwait`
+    /// callers still waiting wait for those too.
+    pub(crate) fn grew(&mut self, by: u64) {
+        let flushed = self.flushed;
+        for (target, _) in &mut self.waiters {
+            if *target > flushed {
+                *target += by;
+            }
+        }
     }
 
     /// Drop the tail; returns how many bytes it held.
@@ -173,16 +218,7 @@ impl OutputExt {
 /// Send up to `left` bytes of `file` from `offset` with `sendfile(2)` (zero-copy), advancing
 /// `offset`. A file that ends before `left` bytes is an error (`UnexpectedEof`): the queued
 /// range can never be sent, and waiting for it would hang.
-fn send_file(
-    transport: &Transport,
-    fd: BorrowedFd<'_>,
-    file: &File,
-    offset: &mut u64,
-    left: u64,
-) -> io::Result<u64> {
-    match transport {
-        Transport::Plain => {}
-    }
+fn send_file(fd: BorrowedFd<'_>, file: &File, offset: &mut u64, left: u64) -> io::Result<u64> {
     let chunk = left.min(1 << 30) as usize;
     let mut off = *offset as libc::off_t;
     // SAFETY: both descriptors are open (the socket borrowed, the file owned by `file`);
@@ -197,11 +233,15 @@ fn send_file(
         };
     }
     if n == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the file ended before the range sendfile was asked for",
-        ));
+        return Err(ended_early());
     }
     *offset = off as u64;
     Ok(n as u64)
+}
+
+fn ended_early() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the file ended before the range sendfile was asked for",
+    )
 }

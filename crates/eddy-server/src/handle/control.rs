@@ -10,6 +10,7 @@ use crate::{
         CommandCall, Rebuild, ReloadError, ReloadScope, ServerHandle, WakeWorker, WorkerStatus,
     },
     task::{TaskHandler, TaskPool, Tasks},
+    tls::TlsError,
 };
 
 impl ServerHandle {
@@ -40,6 +41,24 @@ impl ServerHandle {
         self.shared.reload.request(scope)?;
         self.shared.supervisor.notify();
         Ok(())
+    }
+
+    /// Read the certificate, key and CA files of TLS listener `listener` again (its index in
+    /// the order listeners were added) and use them for the connections accepted from now
+    /// on; open connections keep their session. If a file is missing or broken, or the key
+    /// does not match, the listener keeps the certificate it had and the error says why.
+    /// SIGUSR1 reloads every TLS listener this way, besides the handlers.
+    pub fn reload_tls(&self, listener: usize) -> Result<(), TlsError> {
+        match self
+            .shared
+            .config
+            .listeners
+            .get(listener)
+            .and_then(|l| l.tls.as_ref())
+        {
+            Some(acceptor) => acceptor.reload(),
+            None => Err(TlsError::NotTls { listener }),
+        }
     }
 
     /// Restart one worker (Swoole's `stop($worker_id)`): it rebuilds its handler from the

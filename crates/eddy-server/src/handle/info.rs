@@ -7,6 +7,7 @@ use crate::{
     net::{ListenAddr, PeerAddr},
     shared::Shared,
     sys,
+    tls::TlsInfo,
     ws::WsStatus,
 };
 
@@ -62,6 +63,9 @@ pub struct ClientInfo {
     pub peer_credentials: Option<PeerCredentials>,
     /// Why it closed, once it has (inside `on_close`).
     pub close_reason: Option<String>,
+    /// On a TLS listener, what the handshake negotiated, once it finished: version, cipher
+    /// suite, ALPN protocol, SNI name, the client certificate's subject (mutual TLS).
+    pub tls: Option<TlsInfo>,
 }
 
 /// The process at the other end of a unix stream socket, as it was when it connected.
@@ -143,6 +147,7 @@ impl ClientInfo {
                 PeerAddr::Tcp(_) => None,
             },
             close_reason: conn.close_reason.get().map(ToString::to_string),
+            tls: conn.tls_info.get().cloned(),
         }
     }
 

@@ -13,11 +13,11 @@ use super::{
     signals::{SignalAction, Signals},
 };
 use crate::{
-    conn::{Conn, WsOut},
+    conn::{Conn, Transport, WsOut},
     error::panic_message,
     message::CommandTarget,
-    net::Listener,
-    shared::{Command, ServerHandle, Shared},
+    net::{Listener, PeerAddr, Stream},
+    shared::{Command, ReloadScope, ServerHandle, Shared},
     sys::{self, Events},
 };
 
@@ -166,8 +166,27 @@ impl<'a> Acceptor<'a> {
             Some(SignalAction::Reload(scope)) => {
                 tracing::info!(?scope, "signal received: reloading");
                 let _ = self.shared.reload.request(scope);
+                if scope == ReloadScope::All {
+                    self.reload_tls();
+                }
             }
             None => {}
+        }
+    }
+
+    /// SIGUSR1: every TLS listener reads its files again (a failure keeps the old ones).
+    fn reload_tls(&self) {
+        for (index, listener) in self.shared.config.listeners.iter().enumerate() {
+            let Some(acceptor) = &listener.tls else {
+                continue;
+            };
+            match acceptor.reload() {
+                Ok(()) => tracing::info!(listener = index, "TLS certificates reloaded"),
+                Err(err) => tracing::error!(
+                    listener = index,
+                    "TLS reload failed, keeping the certificates in use: {err}"
+                ),
+            }
         }
     }
 
@@ -193,17 +212,9 @@ impl<'a> Acceptor<'a> {
             match listener.accept(self.shared.config.tcp_nodelay) {
                 Ok((stream, peer)) => {
                     let reactor = self.next_reactor;
-                    let now = self.shared.now_ms();
-                    let websocket = self.shared.config.listeners[index].protocol.websocket();
-                    let conn = self.shared.table.insert(|id| {
-                        let conn = Conn::new(id, stream, reactor, index, peer, now);
-                        // Before the record is in the table: no sender ever sees it without.
-                        if let Some(ws) = websocket {
-                            let out = WsOut::new(ws.default_opcode, ws.ping_idle);
-                            conn.out.lock().ws = Some(Box::new(out));
-                        }
-                        conn
-                    });
+                    let Some(conn) = self.record(index, reactor, stream, peer) else {
+                        continue;
+                    };
                     match conn {
                         Some(conn) => {
                             self.next_reactor = (reactor + 1) % self.shared.outlet.reactors().len();
@@ -221,6 +232,41 @@ impl<'a> Acceptor<'a> {
             }
         }
         false
+    }
+
+    /// Put a connection just accepted on listener `index` in the table, for `reactor`, with
+    /// its TLS session and WebSocket send side: `Some(None)` when `max_conn` refused it,
+    /// `None` when no TLS session could start (logged).
+    fn record(
+        &self,
+        index: usize,
+        reactor: usize,
+        stream: Stream,
+        peer: PeerAddr,
+    ) -> Option<Option<Arc<Conn>>> {
+        let now = self.shared.now_ms();
+        let config = &self.shared.config.listeners[index];
+        let tls = match config.tls.as_ref().map(|tls| tls.session()).transpose() {
+            Ok(tls) => tls.map(Box::new),
+            Err(err) => {
+                tracing::error!("cannot start a TLS session: {err}");
+                return None;
+            }
+        };
+        let websocket = config.protocol.websocket();
+        Some(self.shared.table.insert(|id| {
+            let mut conn = Conn::new(id, stream, reactor, index, peer, now);
+            // Before the record is in the table: no sender ever sees it without.
+            if tls.is_some() {
+                conn.transport = Transport::Tls;
+            }
+            let out = conn.out.get_mut();
+            out.tls = tls;
+            if let Some(ws) = websocket {
+                out.ws = Some(Box::new(WsOut::new(ws.default_opcode, ws.ping_idle)));
+            }
+            conn
+        }))
     }
 
     /// `max_conn` connections are open: the new one was closed (dropping it did that).

@@ -6,7 +6,7 @@ use super::{local::pause, Reactor};
 use crate::{
     conn::{inflight, CloseReason, OutState},
     shared::Event,
-    sys,
+    sys, tls,
 };
 
 /// The most unread input a graceful close reads and drops to avoid a reset.
@@ -106,6 +106,9 @@ impl Reactor {
 
 /// The close reason for a failed read or write.
 pub(super) fn close_reason(err: &io::Error) -> CloseReason {
+    if let Some(failure) = tls::failure_of(err) {
+        return CloseReason::Tls(failure.clone());
+    }
     match err.kind() {
         io::ErrorKind::ConnectionReset
         | io::ErrorKind::BrokenPipe

@@ -86,6 +86,8 @@ pub(crate) struct LocalConn {
     pub(crate) held_events: Held,
     /// Close once the output is flushed (and, at shutdown, once no event is in flight).
     pub(crate) closing: Option<CloseReason>,
+    /// Its TLS handshake has not finished (`on_connect` waits for it).
+    pub(crate) tls_handshaking: bool,
 }
 
 impl LocalConn {
@@ -103,6 +105,7 @@ impl LocalConn {
             full_reported: false,
             held_events: Held::None,
             closing: None,
+            tls_handshaking: false,
         }
     }
 

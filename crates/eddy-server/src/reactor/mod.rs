@@ -16,6 +16,7 @@ mod local;
 mod output;
 mod protocol;
 mod read;
+mod tls;
 mod websocket;
 mod ws_read;
 
@@ -37,7 +38,7 @@ use self::{
 };
 use crate::{
     config::Protocol,
-    conn::{CloseReason, Conn, ConnId},
+    conn::{CloseReason, Conn, ConnId, Transport},
     dispatch::Dispatcher,
     shared::{Command, Event, Shared, WorkerRun},
     sys::{self, idle, Event as PollEvent, Events, Poller},
@@ -80,6 +81,8 @@ pub(crate) struct Reactor {
     /// WebSocket connections that must finish their handshake by then: (deadline, key, id),
     /// in deadline order.
     handshakes: VecDeque<(Instant, usize, ConnId)>,
+    /// The same for TLS handshakes (their own timeout, so their own order).
+    tls_handshakes: VecDeque<(Instant, usize, ConnId)>,
     /// The datagram listeners this reactor reads.
     datagrams: Datagrams,
     report: ReactorReport,
@@ -115,6 +118,7 @@ impl Reactor {
             to_wake: vec![false; workers],
             deadline: None,
             handshakes: VecDeque::new(),
+            tls_handshakes: VecDeque::new(),
             datagrams: Datagrams::new(id, &shared.datagrams),
             report: ReactorReport::default(),
             inline,
@@ -154,16 +158,7 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         let mut busy = false;
         loop {
-            // Wake for the shutdown deadline, a handshake deadline, or the inline worker's
-            // next timer.
-            let timer = self.inline.as_ref().and_then(|w| w.next_due());
-            let handshake = self.handshakes.front().map(|h| h.0);
-            let retry = self.datagram_retry();
-            let timeout = [self.deadline, timer, handshake, retry]
-                .into_iter()
-                .flatten()
-                .min()
-                .map(|at| at.saturating_duration_since(Instant::now()));
+            let timeout = self.timeout();
             let polled = if busy {
                 self.poll_briefly(&mut events)
             } else {
@@ -188,8 +183,10 @@ impl Reactor {
             if let Some(inline) = &mut self.inline {
                 inline.take_mail();
             }
-            if !self.handshakes.is_empty() {
-                self.expire_handshakes();
+            if !self.handshakes.is_empty() || !self.tls_handshakes.is_empty() {
+                let now = Instant::now();
+                self.expire_handshakes(now);
+                self.expire_tls_handshakes(now);
             }
             self.retry_datagrams();
             self.flush_backlogs();
@@ -219,6 +216,20 @@ impl Reactor {
             worker.wake();
         }
         self.report
+    }
+
+    /// How long the poller may sleep: until the shutdown deadline, a handshake deadline, a
+    /// datagram retry or the inline worker's next timer.
+    fn timeout(&self) -> Option<Duration> {
+        let timer = self.inline.as_ref().and_then(|w| w.next_due());
+        let handshake = self.handshakes.front().map(|h| h.0);
+        let tls_handshake = self.tls_handshakes.front().map(|h| h.0);
+        let retry = self.datagram_retry();
+        [self.deadline, timer, handshake, tls_handshake, retry]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.saturating_duration_since(Instant::now()))
     }
 
     fn on_event(&mut self, ev: PollEvent) {
@@ -292,10 +303,16 @@ impl Reactor {
         if let Some(key) = self.key_of(conn) {
             let lc = &mut self.conns[key];
             lc.paused &= !bits;
-            // WebSocket frames already read and kept while paused: the socket will not say.
-            let kept = lc.paused == 0 && !lc.rbuf.is_empty() && lc.protocol.is_open_websocket();
+            // WebSocket frames, or a TLS session's plaintext, already read and kept while
+            // paused: the socket will not say.
+            let tls = lc.conn.transport == Transport::Tls;
+            let kept =
+                lc.paused == 0 && !lc.rbuf.is_empty() && (tls || lc.protocol.is_open_websocket());
+            let framed = lc.protocol.is_framed();
             self.sync_interest(key);
-            if kept {
+            if kept && framed {
+                self.cut_packets(key, false);
+            } else if kept {
                 self.ws_process(key, false);
             }
         }
@@ -311,8 +328,10 @@ impl Reactor {
     }
 
     fn register(&mut self, conn: Arc<Conn>) {
-        // Stateless modes read nothing before `on_connect` returns, so no packet overtakes it.
-        let gated = !self.dispatcher.is_stateful();
+        // Stateless modes read nothing before `on_connect` returns, so no packet overtakes it;
+        // a TLS connection is read for its handshake, and gated once that is done.
+        let tls = conn.transport == Transport::Tls;
+        let gated = !tls && !self.dispatcher.is_stateful();
         // A pause or confirm may have been asked for before this reactor knew the connection.
         let delayed =
             self.shared.config.enable_delay_receive && !conn.confirmed.load(Ordering::Acquire);
@@ -331,13 +350,11 @@ impl Reactor {
         let (read, write) = lc.registered;
         // The socket stays open while registered: `finalize` deletes it from the poller.
         let added = self.poller.add(conn.fd(), key, read, write);
-        self.deliver(
-            key,
-            Event::Connect {
-                conn: conn.clone(),
-                gated,
-            },
-        );
+        if tls {
+            self.watch_tls_handshake(key, conn.id);
+        } else {
+            self.announce(key, gated);
+        }
         self.watch_handshake(key, conn.id);
         if let Err(err) = added {
             tracing::error!(conn = conn.id.as_u64(), "cannot watch socket: {err}");

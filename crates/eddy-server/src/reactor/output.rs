@@ -28,7 +28,7 @@ impl Reactor {
         };
         let flushed = {
             let mut out = lc.conn.out.lock();
-            let result = out.flush(&lc.conn.transport, lc.conn.fd());
+            let result = out.flush(lc.conn.fd());
             if matches!(result, Ok(0)) {
                 out.flush_requested = false;
             }
@@ -141,8 +141,9 @@ impl Reactor {
 }
 
 /// A WebSocket that closes without having sent its close frame (a shutdown: 1001, a plain
-/// `close`: 1000) sends it now, after everything queued: its output is empty, so the kernel
-/// takes these few bytes unless its own buffer is full (then the peer sees the TCP close).
+/// `close`: 1000) sends it now, after everything queued; a TLS session then says
+/// close_notify. Its output is empty, so the kernel takes these few bytes unless its own
+/// buffer is full (then the peer sees the TCP close).
 fn say_goodbye(conn: &Conn, out: &mut Output, reason: &CloseReason) {
     let code = match reason {
         CloseReason::Shutdown => eddy_ws::close_code::GOING_AWAY,
@@ -153,6 +154,7 @@ fn say_goodbye(conn: &Conn, out: &mut Output, reason: &CloseReason) {
         .as_deref_mut()
         .and_then(|ws| ws.close_frame(code, ""))
     {
-        let _ = conn.transport.write(conn.fd(), &frame);
+        let _ = out.write_now(conn.fd(), &frame);
     }
+    out.close_notify(conn.fd());
 }

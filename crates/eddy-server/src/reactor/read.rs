@@ -9,6 +9,7 @@ use super::{close::close_reason, local::pause, Reactor};
 use crate::{
     config::READ_CHUNK,
     conn::{inflight, CloseReason},
+    tls::TlsEvents,
 };
 
 /// Scratch blocks are this big; reads land in them and packets are cut from them without a copy.
@@ -50,31 +51,37 @@ impl Reactor {
         let from_scratch = lc.rbuf.is_empty();
         let framed = lc.protocol.is_framed();
         let conn = &lc.conn;
+        let mut tls = TlsEvents::default();
         let result = if from_scratch {
             if self.scratch.capacity() - self.scratch.len() < READ_CHUNK {
                 self.scratch.reserve(SCRATCH_BLOCK);
             }
-            conn.transport
-                .read(conn.fd(), &mut self.scratch, READ_CHUNK)
+            conn.read(&mut self.scratch, READ_CHUNK, &mut tls)
         } else {
             let want = lc
                 .expect
                 .map_or(READ_CHUNK, |total| total.saturating_sub(lc.rbuf.len()))
                 .clamp(1, READ_CHUNK);
-            conn.transport.read(conn.fd(), &mut lc.rbuf, want)
+            conn.read(&mut lc.rbuf, want, &mut tls)
         };
+        // A TLS session's handshake output, its end, its `on_connect`: rare, off the plain path.
+        let cut = tls == TlsEvents::default() || self.tls_progress(key, tls, from_scratch);
         match result {
             // The peer has sent everything: answer what it sent, flush, then close (a client
             // that half-closes after its request still gets the whole reply).
             Ok(0) => self.close_after_drain(key, CloseReason::PeerClosed),
             Ok(n) => {
-                lc.conn
-                    .last_recv
-                    .store(self.shared.now_ms(), Ordering::Relaxed);
+                if let Some(lc) = self.conns.get(key) {
+                    lc.conn
+                        .last_recv
+                        .store(self.shared.now_ms(), Ordering::Relaxed);
+                }
                 self.shared.stats.reactors[self.id]
                     .received_bytes
                     .add(n as u64);
-                if framed {
+                if !cut {
+                    // Gone, or held behind `on_connect` (see `tls_progress`).
+                } else if framed {
                     self.cut_packets(key, from_scratch);
                 } else {
                     self.ws_process(key, from_scratch);
@@ -83,6 +90,9 @@ impl Reactor {
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
             Err(err) => self.finalize(key, close_reason(&err)),
+        }
+        if let Some(clean) = tls.ended {
+            self.tls_ended(key, clean);
         }
     }
 
@@ -101,7 +111,7 @@ impl Reactor {
     }
 
     /// Cut every whole packet from the bytes just read and dispatch them; keep the rest.
-    fn cut_packets(&mut self, key: usize, from_scratch: bool) {
+    pub(super) fn cut_packets(&mut self, key: usize, from_scratch: bool) {
         let max = self.shared.config.package_max_length;
         let lc = &mut self.conns[key];
         let protocol = &self.protocols[lc.conn.listener];

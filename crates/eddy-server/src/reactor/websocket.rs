@@ -224,8 +224,7 @@ impl Reactor {
     }
 
     /// Close the connections whose handshake deadline passed before they upgraded.
-    pub(super) fn expire_handshakes(&mut self) {
-        let now = Instant::now();
+    pub(super) fn expire_handshakes(&mut self, now: Instant) {
         while let Some(&(deadline, key, id)) = self.handshakes.front() {
             if deadline > now {
                 break;

@@ -191,8 +191,7 @@ impl Outlet {
         conn.last_send.store(self.clock.now_ms(), Ordering::Relaxed);
         let mut rest = data;
         if out.pending() == 0 && !out.corked {
-            match conn.transport.write(conn.fd(), data) {
-                Ok(n) if n == data.len() => return Ok((SendStatus::Sent, false)),
+            match out.write_now(conn.fd(), data) {
                 Ok(n) => rest = &data[n..],
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(_) => {
@@ -202,8 +201,15 @@ impl Outlet {
                     return Err(SendError::Closed);
                 }
             }
+            // All of it in the kernel's buffer (on TLS: every record, none held back).
+            if rest.is_empty() && out.pending() == 0 {
+                return Ok((SendStatus::Sent, false));
+            }
         }
-        out.push(rest);
+        if !rest.is_empty() && out.push(rest).is_err() {
+            out.state = OutState::Broken;
+            return Err(SendError::Closed);
+        }
         let pending = out.pending();
         // A corked buffer is flushed by `uncork`; otherwise the reactor must know.
         let mut wake = !out.corked && !out.flush_requested;
@@ -249,7 +255,7 @@ impl Outlet {
         if out.pending() == 0 || out.flush_requested || out.state == OutState::Closed {
             return;
         }
-        match out.flush(&conn.transport, conn.fd()) {
+        match out.flush(conn.fd()) {
             Ok(0) => {}
             Ok(_) => {
                 out.flush_requested = true;

@@ -35,7 +35,7 @@ impl Outlet {
         let was_empty = out.pending() == 0 && !out.corked;
         out.push_file(file, offset, len);
         if was_empty {
-            if let Err(err) = out.flush(&conn.transport, conn.fd()) {
+            if let Err(err) = out.flush(conn.fd()) {
                 out.state = OutState::Broken;
                 drop(out);
                 self.broke(conn, &err);
@@ -85,7 +85,7 @@ impl Outlet {
             if out.corked {
                 // This thread's own batch holds the output until it returns, which it will
                 // not while it waits: write it now, and leave the rest to the reactor.
-                match out.flush(&conn.transport, conn.fd()) {
+                match out.flush(conn.fd()) {
                     Ok(0) => {}
                     Ok(_) => tell_reactor = !std::mem::replace(&mut out.flush_requested, true),
                     Err(err) => {

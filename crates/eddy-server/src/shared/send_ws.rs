@@ -193,7 +193,10 @@ impl Outlet {
             });
         }
         conn.last_send.store(self.clock.now_ms(), Ordering::Relaxed);
-        out.push(data);
+        if out.push(data).is_err() {
+            out.state = crate::conn::OutState::Broken;
+            return Err(SendError::Closed);
+        }
         let pending = out.pending();
         let mut tell = !out.corked && !out.flush_requested;
         out.flush_requested |= !out.corked;

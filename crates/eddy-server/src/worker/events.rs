@@ -219,9 +219,12 @@ impl<T: TaskHandler> Worker<T> {
             .cloned()
             .unwrap_or(CloseReason::PeerClosed);
         self.server.shared.uids.release(conn);
-        self.guard(Callback::Close, Some(conn), |h, ctx| {
-            h.on_close(ctx, id, reason)
-        });
+        // A TLS connection whose handshake failed was never announced: no `on_close` either.
+        if conn.announced.load(Ordering::Acquire) {
+            self.guard(Callback::Close, Some(conn), |h, ctx| {
+                h.on_close(ctx, id, reason)
+            });
+        }
         self.server.shared.table.remove(id);
     }
 }

@@ -1,0 +1,118 @@
+//! A TLS connection's session events, as its reads produce them: handshake output to flush,
+//! the handshake's end (then `on_connect`), the peer's end of the session, and a handshake
+//! that takes too long.
+
+use std::{sync::atomic::Ordering, time::Instant};
+
+use bytes::BytesMut;
+
+use super::{local::pause, Reactor};
+use crate::{
+    conn::{CloseReason, ConnId},
+    shared::Event,
+    tls::{TlsEvents, TlsFailure},
+};
+
+impl Reactor {
+    /// Act on what a TLS read reported besides plaintext. Returns whether the plaintext just
+    /// read is to be cut now; not when the connection closed, or when it must wait for
+    /// `on_connect` to return (stateless modes: then it is kept in the connection's buffer,
+    /// and cut when the gate opens).
+    pub(super) fn tls_progress(
+        &mut self,
+        key: usize,
+        events: TlsEvents,
+        from_scratch: bool,
+    ) -> bool {
+        let mut hold = false;
+        if events.established {
+            if let Some(lc) = self.conns.get_mut(key) {
+                lc.tls_handshaking = false;
+                let info = lc.conn.out.lock().tls.as_ref().map(|tls| tls.info());
+                if let Some(info) = info {
+                    let _ = lc.conn.tls_info.set(info);
+                }
+                hold = !self.dispatcher.is_stateful();
+                if hold {
+                    lc.paused |= pause::GATE;
+                }
+                self.announce(key, hold);
+                self.sync_interest(key);
+            }
+        }
+        if events.queued {
+            self.flush_now(key);
+        }
+        let Some(lc) = self.conns.get_mut(key) else {
+            if from_scratch {
+                self.scratch.clear();
+            }
+            return false;
+        };
+        if hold && from_scratch && !self.scratch.is_empty() {
+            let mut own = BytesMut::with_capacity(self.scratch.len());
+            own.extend_from_slice(&self.scratch);
+            self.scratch.clear();
+            lc.rbuf = own;
+        }
+        !hold
+    }
+
+    /// Dispatch `on_connect` (held back, on a TLS listener, until the handshake is done).
+    pub(super) fn announce(&mut self, key: usize, gated: bool) {
+        if let Some(lc) = self.conns.get(key) {
+            let conn = lc.conn.clone();
+            conn.announced.store(true, Ordering::Release);
+            self.deliver(key, Event::Connect { conn, gated });
+        }
+    }
+
+    /// The peer ended its TLS session: with close_notify (`clean`), or by closing the
+    /// connection without it. What it sent is answered first, unless it never got past the
+    /// handshake (nothing to answer).
+    pub(super) fn tls_ended(&mut self, key: usize, clean: bool) {
+        let Some(lc) = self.conns.get(key) else {
+            return;
+        };
+        let reason = if clean {
+            CloseReason::PeerClosed
+        } else {
+            CloseReason::Tls(TlsFailure::Truncated)
+        };
+        if lc.tls_handshaking {
+            self.finalize(key, reason);
+        } else {
+            self.close_after_drain(key, reason);
+        }
+    }
+
+    /// Remember when a new TLS connection must have finished its handshake.
+    pub(super) fn watch_tls_handshake(&mut self, key: usize, id: ConnId) {
+        let Some(lc) = self.conns.get_mut(key) else {
+            return;
+        };
+        let listener = &self.shared.config.listeners[lc.conn.listener];
+        if let Some(acceptor) = &listener.tls {
+            lc.tls_handshaking = true;
+            let deadline = Instant::now() + acceptor.handshake_timeout();
+            self.tls_handshakes.push_back((deadline, key, id));
+        }
+    }
+
+    /// Close the TLS connections whose handshake deadline passed before it finished.
+    pub(super) fn expire_tls_handshakes(&mut self, now: Instant) {
+        while let Some(&(deadline, key, id)) = self.tls_handshakes.front() {
+            if deadline > now {
+                break;
+            }
+            self.tls_handshakes.pop_front();
+            let late = self
+                .conns
+                .get(key)
+                .is_some_and(|lc| lc.conn.id == id && lc.tls_handshaking);
+            if late {
+                self.finalize(key, CloseReason::HandshakeTimeout);
+            }
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! One connection's TLS session, driven sans-IO: ciphertext is read from the socket by the
+//! reactor and decrypted here; plaintext from any sender is encrypted here and written to the
+//! socket, or appended to the connection's output buffer when the kernel does not take it.
+//!
+//! The session lives in the connection's output, behind its lock, so the reactor (reading)
+//! and the senders (writing) drive it in turn and ciphertext never reorders.
+
+use std::{
+    io::{self, Read, Write},
+    os::fd::BorrowedFd,
+    sync::Arc,
+};
+
+use bytes::BytesMut;
+use rustls::{ServerConfig, ServerConnection};
+
+use super::{TlsFailure, TlsInfo};
+use crate::sys;
+
+/// What a read of the session found besides plaintext, for the reactor to act on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TlsEvents {
+    /// The handshake finished during this read.
+    pub(crate) established: bool,
+    /// Ciphertext (handshake, alert) was queued in the output buffer: flush it.
+    pub(crate) queued: bool,
+    /// The peer ended the session: cleanly (close_notify) or not (`Some(false)`).
+    pub(crate) ended: Option<bool>,
+}
+
+/// A connection's TLS session.
+#[derive(Debug)]
+pub(crate) struct TlsSession {
+    conn: ServerConnection,
+    /// Plaintext written before the handshake finished, held by rustls until it does.
+    early_plaintext: usize,
+    /// The end of the peer's stream was seen (reported once).
+    ended: bool,
+}
+
+/// `read(2)` on a borrowed socket, for rustls's `read_tls`.
+struct FdReader<'a>(BorrowedFd<'a>);
+
+impl Read for FdReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        sys::read(self.0, buf)
+    }
+}
+
+/// `send(2)` on a borrowed socket, for rustls's `write_tls`.
+struct FdWriter<'a>(BorrowedFd<'a>);
+
+impl Write for FdWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        sys::send(self.0, buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        sys::send_vectored(self.0, bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl TlsSession {
+    /// A session for a connection just accepted on a listener with this configuration.
+    pub(crate) fn new(config: Arc<ServerConfig>) -> Result<Self, rustls::Error> {
+        let mut conn = ServerConnection::new(config)?;
+        // Records go to the connection's output buffer as soon as they are made, which
+        // `socket_buffer_size` bounds; plaintext written during the handshake counts there too.
+        conn.set_buffer_limit(None);
+        Ok(TlsSession {
+            conn,
+            early_plaintext: 0,
+            ended: false,
+        })
+    }
+
+    /// Plaintext accepted before the handshake finished and not yet encrypted: it counts as
+    /// queued.
+    pub(crate) fn early_plaintext(&self) -> usize {
+        self.early_plaintext
+    }
+
+    /// Read what the socket holds, decrypt it, and append the plaintext to `buf` (stopping
+    /// once `max` bytes came); ciphertext the session must answer with (handshake messages,
+    /// alerts) is appended to `out`. `WouldBlock` when no plaintext came; a session error is
+    /// an `InvalidData` error carrying the [`TlsFailure`].
+    pub(crate) fn read(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        buf: &mut BytesMut,
+        max: usize,
+        out: &mut Vec<u8>,
+        events: &mut TlsEvents,
+    ) -> io::Result<usize> {
+        let mut got = 0;
+        let handshaking = self.conn.is_handshaking();
+        loop {
+            got += self.take_plaintext(buf, events)?;
+            if got >= max || self.ended {
+                break;
+            }
+            match self.conn.read_tls(&mut FdReader(fd)) {
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => return Err(err),
+            }
+            let processed = self.conn.process_new_packets();
+            events.queued |= self.drain_tls(out);
+            if let Err(err) = processed {
+                return Err(failure(TlsFailure::from_rustls(&err, handshaking)));
+            }
+        }
+        if handshaking && !self.conn.is_handshaking() {
+            events.established = true;
+            // What was written during the handshake is encrypted now.
+            self.early_plaintext = 0;
+            events.queued |= self.drain_tls(out);
+        }
+        if got == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(got)
+    }
+
+    /// Move the decrypted plaintext into `buf`; note the end of the stream.
+    fn take_plaintext(&mut self, buf: &mut BytesMut, events: &mut TlsEvents) -> io::Result<usize> {
+        let mut got = 0;
+        loop {
+            // Plaintext comes a record (at most 16 KiB) at a time.
+            let start = buf.len();
+            buf.resize(start + 16 * 1024, 0);
+            let read = self.conn.reader().read(&mut buf[start..]);
+            buf.truncate(start + *read.as_ref().unwrap_or(&0));
+            match read {
+                Ok(0) => {
+                    self.end(events, true);
+                    return Ok(got);
+                }
+                Ok(n) => got += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(got),
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
+                    self.end(events, false);
+                    return Ok(got);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    fn end(&mut self, events: &mut TlsEvents, clean: bool) {
+        if !self.ended {
+            self.ended = true;
+            events.ended = Some(clean);
+        }
+    }
+
+    /// Append what the session has to send to `out`; whether there was anything.
+    fn drain_tls(&mut self, out: &mut Vec<u8>) -> bool {
+        let mut any = false;
+        while self.conn.wants_write() {
+            match self.conn.write_tls(out) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => any = true,
+            }
+        }
+        any
+    }
+
+    /// Encrypt `data` and append the records to `out`.
+    pub(crate) fn encrypt(&mut self, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        self.take(data, |session| {
+            session.drain_tls(out);
+            Ok(())
+        })
+    }
+
+    /// Encrypt `data` and write the records to the socket; what the kernel does not take is
+    /// appended to `out`. A `WouldBlock` is not an error: the rest is queued.
+    pub(crate) fn write_direct(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        self.take(data, |session| {
+            while session.conn.wants_write() {
+                match session.conn.write_tls(&mut FdWriter(fd)) {
+                    Ok(_) => {}
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(err) => return Err(err),
+                }
+            }
+            session.drain_tls(out);
+            Ok(())
+        })
+    }
+
+    /// Feed `data` to the session, handing its records to `emit` as they are made (rustls
+    /// holds a bounded amount of them). During the handshake the plaintext waits inside the
+    /// session; once its bound is reached the rest is refused.
+    fn take(
+        &mut self,
+        mut data: &[u8],
+        mut emit: impl FnMut(&mut Self) -> io::Result<()>,
+    ) -> io::Result<()> {
+        while !data.is_empty() {
+            let n = self.conn.writer().write(data)?;
+            if self.conn.is_handshaking() {
+                self.early_plaintext += n;
+            }
+            emit(self)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "the TLS session holds as much as it may before its handshake finishes",
+                ));
+            }
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// Say close_notify: appended to `out`.
+    pub(crate) fn close_notify(&mut self, out: &mut Vec<u8>) {
+        self.conn.send_close_notify();
+        self.drain_tls(out);
+    }
+
+    /// What the handshake negotiated (call once it finished).
+    pub(crate) fn info(&self) -> TlsInfo {
+        TlsInfo::of(&self.conn)
+    }
+}
+
+/// An `io::Error` carrying a TLS failure, for the reactor's close path.
+fn failure(failure: TlsFailure) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, failure)
+}
+
+/// The TLS failure an error carries, if it carries one.
+pub(crate) fn failure_of(err: &io::Error) -> Option<&TlsFailure> {
+    err.get_ref()?.downcast_ref::<TlsFailure>()
+}
