@@ -89,7 +89,8 @@ struct Browser {
 }
 
 impl Browser {
-    fn launch() -> Browser {
+    /// Start the browser with these flags besides the test's own.
+    fn launch(extra: &[&str]) -> Browser {
         let binary = find_chromium();
         let profile = fresh_dir("chromium-profile");
         let mut child = Command::new(&binary)
@@ -100,6 +101,7 @@ impl Browser {
                 "--remote-debugging-port=0",
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
+            .args(extra)
             .args(["--no-first-run", "--no-default-browser-check", "about:blank"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -483,9 +485,26 @@ fn screenshot(cdp: &mut Cdp, tab: &Tab) {
 
 #[test]
 fn ws_chat_in_headless_chromium() {
-    let chat = Example::start("ws_chat", &[]);
-    let url = format!("http://{}/", chat.addr);
-    let browser = Browser::launch();
+    chat_in_browser(&[], "http", &[]);
+}
+
+/// The same over `https://` and `wss://`: the example's self-signed certificate, which the
+/// browser is told to accept.
+#[test]
+fn ws_chat_over_tls_in_headless_chromium() {
+    chat_in_browser(
+        &["--tls-self-signed"],
+        "https",
+        &["--ignore-certificate-errors"],
+    );
+}
+
+/// ws_chat started with `args`, its page at `scheme://ADDR/` in two tabs of a browser started
+/// with `browser_args`: log in, talk, check every page's log.
+fn chat_in_browser(args: &[&str], scheme: &str, browser_args: &[&str]) {
+    let chat = Example::start("ws_chat", args);
+    let url = format!("{scheme}://{}/", chat.addr);
+    let browser = Browser::launch(browser_args);
     let mut cdp = Cdp::connect(&browser.devtools);
 
     let alice = cdp.open("alice", &url);
@@ -526,6 +545,8 @@ fn ws_chat_in_headless_chromium() {
         "bob's page"
     );
 
-    screenshot(&mut pages.cdp, &pages.bob);
+    if scheme == "http" {
+        screenshot(&mut pages.cdp, &pages.bob);
+    }
     // Dropped in reverse: the DevTools socket, the browser (killed), the example.
 }

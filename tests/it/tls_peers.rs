@@ -234,3 +234,44 @@ fn python_ssl_gets_the_sni_certificate_and_mutual_tls_is_enforced() {
     );
     assert_eq!(server.signal(libc::SIGTERM), 0);
 }
+
+#[test]
+fn sigusr1_reloads_the_echo_examples_certificate_for_new_connections() {
+    let ca = Ca::new("eddy test CA");
+    let (first, second) = (ca.server(&["localhost"]), ca.server(&["localhost"]));
+    let (cert, key) = first.write("sigusr1");
+    let server = Example::start(
+        "echo",
+        &[
+            "--codec",
+            "line",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let config = ca.client_config(&[], None);
+    let served = || {
+        let mut client = crate::pki::tls_connect(server.addr, config.clone(), "localhost").unwrap();
+        client.write_all(b"ping\n").unwrap();
+        let mut echo = [0; 5];
+        std::io::Read::read_exact(&mut client, &mut echo).unwrap();
+        assert_eq!(&echo, b"ping\n");
+        client.conn.peer_certificates().unwrap()[0].to_vec()
+    };
+    let mut open = crate::pki::tls_connect(server.addr, config.clone(), "localhost").unwrap();
+    assert_eq!(served(), first.der);
+    std::fs::write(&cert, &second.cert).unwrap();
+    std::fs::write(&key, &second.key).unwrap();
+    server.notify(libc::SIGUSR1);
+    wait_until("new connections get the reloaded certificate", || {
+        served() == second.der
+    });
+    // The connection opened before the reload is still served.
+    open.write_all(b"still open\n").unwrap();
+    let mut echo = [0; 11];
+    std::io::Read::read_exact(&mut open, &mut echo).unwrap();
+    assert_eq!(&echo, b"still open\n");
+    assert_eq!(server.signal(libc::SIGTERM), 0);
+}

@@ -10,8 +10,9 @@ use std::{
 
 use crossbeam_channel::{Receiver, Sender};
 use eddy::{
-    Bytes, CloseReason, ConnId, Context, EventHandler, Handshake, HttpRequest, HttpResponse,
-    Opcode, RunningServer, SendError, ServerBuilder, Uid, WebSocketConfig, WsMessage, WsStatus,
+    Bytes, CloseReason, ConnId, Context, DispatchMode, EventHandler, Handshake, HttpRequest,
+    HttpResponse, Opcode, RunningServer, SendError, ServerBuilder, Uid, WebSocketConfig, WsMessage,
+    WsStatus,
 };
 use tungstenite::{
     protocol::{frame::coding::CloseCode, CloseFrame},
@@ -626,6 +627,61 @@ fn every_dispatch_mode_serves_websockets() {
             }
         }
         drop(rx);
+        server.shutdown().unwrap();
+    }
+}
+
+/// `wss://`: the upgrade and the frames travel inside TLS; in a stateless mode the upgrade
+/// request that came with the handshake's end waits for `on_connect`, and is not lost.
+#[test]
+fn wss_upgrades_and_echoes_in_stateful_and_stateless_modes() {
+    let ca = crate::pki::Ca::new("eddy test CA");
+    let pem = ca.server(&["localhost"]);
+    for mode in [DispatchMode::Fd, DispatchMode::RoundRobin] {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let tls = eddy::TlsConfig::from_pem(pem.cert.clone(), pem.key.clone());
+        let builder = ws_builder(WebSocketConfig::default().deflate(true))
+            .tls(tls)
+            .dispatch_mode(mode.clone());
+        let (server, addr) = start(builder, move || WsEcho { tx: tx.clone() });
+        let stream =
+            crate::pki::tls_connect(addr, ca.client_config(&[], None), "localhost").unwrap();
+        let (mut socket, _) = tungstenite::client::client("wss://localhost/secure", stream)
+            .expect("the upgrade over TLS succeeds");
+        assert_eq!(
+            next_ws(&rx, |w| matches!(w, Ws::Handshake(_))),
+            Ws::Handshake("/secure".into())
+        );
+        let conn = opened(&rx);
+        for text in ["hello over wss", "and again"] {
+            socket.send(Message::text(text)).unwrap();
+            let echo = loop {
+                match socket.read() {
+                    Err(tungstenite::Error::Io(e))
+                        if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    other => break other.unwrap(),
+                }
+            };
+            assert_eq!(echo, Message::text(text), "{mode:?}");
+        }
+        let info = server.handle().client_info(conn).unwrap();
+        assert!(
+            info.tls.is_some() && info.websocket_status.is_some(),
+            "{info:?}"
+        );
+        socket.close(None).unwrap();
+        let reason = close_of(&rx, conn);
+        assert!(
+            matches!(
+                reason,
+                CloseReason::WebSocket {
+                    code: 1005,
+                    by_peer: true,
+                    ..
+                }
+            ),
+            "{reason:?}"
+        );
         server.shutdown().unwrap();
     }
 }
