@@ -95,7 +95,7 @@
 //! | 19 | `builder` | `ServerBuilder`: settings, checked at `build` | the caller |
 //!
 //! A connection's bytes pass two seams on their way to dispatch, each an enum whose variants
-//! are the implementations: the transport (`conn::Transport`: plain today, TLS next) and the
+//! are the implementations: the transport (`conn::Transport`: plain or TLS) and the
 //! listener's protocol (`config::Protocol` with the reactor's per-connection state: framing
 //! codecs today, WebSocket next).
 //!
