@@ -15,6 +15,10 @@
 //! i64le u64le`; `--body-offset 0` makes the length count the whole packet. `--eof` sets the
 //! delimiter of `eof` and `eof-check` (escapes `\r \n \t \0 \\`).
 //!
+//! The default dispatch is `reactor` (the handler runs on the reactor threads, one fewer than
+//! the cores: see `ServerBuilder::worker_num`); `--dispatch fd` and the others hand packets to
+//! worker threads, as a handler that blocks needs.
+//!
 //! It prints `listening on ADDR` when ready. Then, with the default length framing (a 4-byte
 //! big-endian body length, then the body):
 //!
@@ -114,7 +118,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         listen: "127.0.0.1:9501".into(),
         reactors: None,
         workers: None,
-        dispatch: DispatchMode::Fd,
+        // The echo does no blocking work: it runs on the reactor threads, as Swoole's default
+        // SWOOLE_BASE mode does, one hop and one thread per packet fewer than `fd`.
+        dispatch: DispatchMode::Reactor,
         codec: "length".into(),
         length_type: LengthType::U32(Endian::Big),
         length_offset: 0,

@@ -55,11 +55,15 @@ impl EventHandler for WsEcho {
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, message: WsMessage) {
+        // Bound before the test hears of the message, so it can send to the uid at once.
+        let uid = message.text().and_then(|t| t.strip_prefix("/uid "));
+        if let Some(uid) = uid {
+            ctx.bind(conn, uid).unwrap();
+        }
         let _ = self
             .tx
             .send(Ws::Message(conn, message.opcode, message.data.clone()));
-        if let Some(uid) = message.text().and_then(|t| t.strip_prefix("/uid ")) {
-            ctx.bind(conn, uid).unwrap();
+        if uid.is_some() {
             return;
         }
         ctx.send_opcode(conn, message.opcode, &message.data)

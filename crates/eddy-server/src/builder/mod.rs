@@ -144,14 +144,22 @@ impl<T: TaskHandler> ServerBuilder<T> {
         self
     }
 
-    /// Reactor threads (`reactor_num`), which own the sockets. Default: the number of cores.
-    /// Range 1 to 64.
+    /// Reactor threads (`reactor_num`), which own the sockets. Default: the number of cores;
+    /// with [`DispatchMode::Reactor`], where each reactor is also a worker, one less (at least
+    /// one), see [`worker_num`](Self::worker_num). Range 1 to 64.
     pub fn reactor_num(mut self, n: usize) -> Self {
         self.s.reactor_num = Some(n);
         self
     }
 
     /// Worker threads (`worker_num`), which run the handler. Default: the number of cores.
+    ///
+    /// With [`DispatchMode::Reactor`] the default is one less than the number of cores (at
+    /// least one): a reactor owns its connections, so a reactor thread waiting for a core
+    /// holds all of them back for a scheduler slice. With the load on the same machine that
+    /// was the p99: two reactors on 2 cores answered ping-pong at 3.7 ms p99 where one
+    /// answered at 0.35 ms, at higher throughput. Give a machine whose cores are the server's
+    /// alone (clients elsewhere) one worker per core.
     /// Range 1 to 1024.
     pub fn worker_num(mut self, n: usize) -> Self {
         self.s.worker_num = Some(n);

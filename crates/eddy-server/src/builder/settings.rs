@@ -155,8 +155,14 @@ impl Settings {
 
     /// `reactor_num` and `worker_num`, defaulted from the core count.
     fn threads(&self) -> Result<(usize, usize), ConfigError> {
-        let worker_num = self.worker_num.unwrap_or_else(cores);
         let inline = matches!(self.dispatch_mode, DispatchMode::Reactor);
+        // Inline reactors own their connections: leave a core for the rest of the machine
+        // (see `ServerBuilder::worker_num`).
+        let worker_num = match self.worker_num {
+            Some(n) => n,
+            None if inline => cores().saturating_sub(1).max(1),
+            None => cores(),
+        };
         let reactor_num = match self.reactor_num {
             Some(n) => n,
             None if inline => worker_num,
