@@ -491,3 +491,27 @@ fn an_impossible_codec_answer_closes_the_connection_instead_of_looping() {
     ));
     server.shutdown().unwrap();
 }
+
+/// Reactors accept for themselves, and keep what they accept only while they hold no more
+/// than a few connections over the least loaded: a burst of connections ends up spread.
+#[test]
+fn reactors_accepting_for_themselves_spread_a_burst_of_connections_evenly() {
+    let (recorder, events) = Recorder::new(false);
+    let builder = builder().reactor_num(4).worker_num(2);
+    let (server, addr) = start(builder, move || recorder.clone());
+    let clients: Vec<_> = (0..200).map(|_| connect(addr)).collect();
+    wait_until("every connection is admitted", || {
+        server.handle().connection_count() == clients.len()
+    });
+    let mut per_reactor = [0usize; 4];
+    for _ in 0..clients.len() {
+        let conn = next_where(&events, |s| s.kind == Kind::Connect).conn;
+        per_reactor[server.handle().client_info(conn).unwrap().reactor_id] += 1;
+    }
+    let (least, most) = (
+        per_reactor.iter().min().unwrap(),
+        per_reactor.iter().max().unwrap(),
+    );
+    assert!(most - least <= 8 + least / 8 + 1, "{per_reactor:?}");
+    server.shutdown().unwrap();
+}

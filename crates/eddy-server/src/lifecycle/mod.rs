@@ -22,7 +22,7 @@ use std::{io, sync::Arc, thread::JoinHandle};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
-use self::{roles::spawn, shutdown::Threads, signals::Signals, supervisor::Acceptor};
+use self::{roles::spawn, shutdown::Threads, signals::Signals, supervisor::Supervisor};
 use crate::{
     dispatch::DispatchMode,
     net::Listener,
@@ -99,7 +99,10 @@ pub(crate) fn run(
     let mut main = roles.main();
     main.on_start(&handle);
     let mut processes = Processes::start(&handle, processes)?;
-    let accepted = Acceptor::new(&shared, &listeners, signals, &mut *main);
+    // Shared with the reactors, which accept on them; closed at the shutdown.
+    let listeners: Vec<Option<Arc<Listener>>> =
+        listeners.into_iter().map(|l| l.map(Arc::new)).collect();
+    let accepted = Supervisor::new(&shared, &listeners, signals, &mut *main);
     ready();
     let (result, signals) = accepted.run();
     processes.tell_stop();

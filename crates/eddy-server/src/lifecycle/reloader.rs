@@ -4,10 +4,10 @@
 
 use std::{sync::atomic::Ordering, time::Instant};
 
-use super::supervisor::Acceptor;
+use super::supervisor::Supervisor;
 use crate::shared::{Rebuild, ReloadScope, ServerHandle, WakeWorker};
 
-impl Acceptor<'_> {
+impl Supervisor<'_> {
     /// Start a requested reload; end the running one once every handler concerned has been
     /// rebuilt, or at its deadline.
     pub(super) fn step_reload(&mut self, server: &ServerHandle) {

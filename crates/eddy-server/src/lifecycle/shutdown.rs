@@ -4,7 +4,7 @@
 
 use std::{
     io,
-    sync::atomic::Ordering,
+    sync::{atomic::Ordering, Arc},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -86,10 +86,11 @@ fn join_until<R>(
     left.iter().filter(|l| **l).count()
 }
 
-/// Stop accepting: drop the stream listeners (new connections are refused from now on) and
-/// remove unix socket files.
-fn close_listeners(handle: &ServerHandle, listeners: Vec<Option<Listener>>) {
+/// Stop accepting: stop the stream listeners (new connections are refused from now on; the
+/// reactors drop them as they begin their shutdown) and remove unix socket files.
+fn close_listeners(handle: &ServerHandle, listeners: Vec<Option<Arc<Listener>>>) {
     for listener in listeners.into_iter().flatten() {
+        listener.stop();
         listener.cleanup();
     }
     for port in handle.shared.datagrams.iter().flatten() {
@@ -100,7 +101,7 @@ fn close_listeners(handle: &ServerHandle, listeners: Vec<Option<Listener>>) {
 /// Lead the shutdown after the accept loop returned `result`; returns the report.
 pub(super) fn shut_down(
     handle: &ServerHandle,
-    listeners: Vec<Option<Listener>>,
+    listeners: Vec<Option<Arc<Listener>>>,
     threads: Threads,
     processes: Processes,
     main: &mut dyn Lifecycle,

@@ -1,11 +1,12 @@
-//! The supervisor: the thread that called `run`. It accepts connections and spreads them over
-//! the reactors, watches for signals, and leads the shutdown.
+//! The supervisor: the thread that called `run`. It starts the reactors accepting (each
+//! accepts for itself: `reactor::accept`), watches for signals, runs the heartbeat, reloads
+//! and admin commands, and leads the shutdown.
 
 use std::{
     os::fd::AsFd,
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{atomic::Ordering, Arc},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use super::{
@@ -13,72 +14,58 @@ use super::{
     signals::{SignalAction, Signals},
 };
 use crate::{
-    conn::{Conn, Transport, WsOut},
     error::panic_message,
     message::CommandTarget,
-    net::{Listener, PeerAddr, Stream},
+    net::Listener,
     shared::{Command, ReloadScope, ServerHandle, Shared},
-    sys::{self, Events},
+    sys::Events,
 };
 
-/// Poller key of the first signal pipe; the others count down from it (listeners use their
-/// index).
+/// Poller key of the first signal pipe; the others count down from it.
 const SIGNAL_KEY: usize = usize::MAX - 1;
-/// At most this many accepts per listener per wake-up, so one busy listener cannot starve
-/// signals or the other listeners.
-const ACCEPT_BATCH: usize = 64;
-/// How long accepting pauses when the process runs out of file descriptors or memory.
-const EXHAUSTED_PAUSE: Duration = Duration::from_millis(200);
 
-/// Accepts until a shutdown is requested (by a handle or a signal).
-pub(crate) struct Acceptor<'a> {
+/// Supervises until a shutdown is requested (by a handle or a signal).
+pub(crate) struct Supervisor<'a> {
     pub(super) shared: &'a Arc<Shared>,
-    listeners: &'a [Option<Listener>],
+    /// The stream listeners, by listener index, for the reactors to accept on.
+    listeners: &'a [Option<Arc<Listener>>],
     signals: Option<Signals>,
     /// The main handler: `on_before_reload` and `on_after_reload` run here.
     main: &'a mut dyn Lifecycle,
-    next_reactor: usize,
-    last_refusal_log: Option<Instant>,
     /// When the running reload must be over.
     pub(super) reload_deadline: Option<Instant>,
 }
 
-impl<'a> Acceptor<'a> {
+impl<'a> Supervisor<'a> {
     pub(crate) fn new(
         shared: &'a Arc<Shared>,
-        listeners: &'a [Option<Listener>],
+        listeners: &'a [Option<Arc<Listener>>],
         signals: Option<Signals>,
         main: &'a mut dyn Lifecycle,
     ) -> Self {
-        Acceptor {
+        Supervisor {
             shared,
             listeners,
             signals,
             main,
-            next_reactor: 0,
-            last_refusal_log: None,
             reload_deadline: None,
         }
     }
 
-    fn watch_listeners(&self) -> std::io::Result<()> {
-        let streams = self.listeners.iter().enumerate();
-        for (key, listener) in streams.filter_map(|(i, l)| Some((i, l.as_ref()?))) {
-            // Listeners outlive the loop, and are deleted from the poller before it ends.
-            self.shared
-                .supervisor
-                .add(listener.as_fd(), key, true, false)?;
-        }
-        Ok(())
-    }
-
-    fn unwatch_listeners(&self) {
-        for listener in self.listeners.iter().flatten() {
-            let _ = self.shared.supervisor.delete(listener.as_fd());
+    /// Every reactor starts accepting on the stream listeners.
+    fn start_accepting(&self) {
+        let listeners: Arc<[(usize, Arc<Listener>)]> = self
+            .listeners
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| Some((i, l.clone()?)))
+            .collect();
+        for reactor in self.shared.outlet.reactors() {
+            reactor.command(Command::Accept(listeners.clone()));
         }
     }
 
-    /// Run the accept loop; returns when a shutdown was requested, with the signal handlers
+    /// Run until a shutdown is requested; returns when a shutdown was requested, with the signal handlers
     /// (kept until the end of the shutdown, for a second SIGINT).
     pub(crate) fn run(mut self) -> (std::io::Result<()>, Option<Signals>) {
         let result = self.serve();
@@ -96,9 +83,8 @@ impl<'a> Acceptor<'a> {
                 poller.add(rx.as_fd(), SIGNAL_KEY - index, true, false)?;
             }
         }
-        self.watch_listeners()?;
+        self.start_accepting();
         let mut events = Events::with_capacity(64);
-        let mut paused_until: Option<Instant> = None;
         let heartbeat = self.shared.config.heartbeat_check_interval;
         let mut next_heartbeat = heartbeat.map(|every| Instant::now() + every);
         let server = ServerHandle {
@@ -106,7 +92,7 @@ impl<'a> Acceptor<'a> {
         };
         while !self.shared.shutdown_requested.load(Ordering::Acquire) {
             // Sleep until something happens or a timer is due: nothing polls in between.
-            let due = [paused_until, next_heartbeat, self.reload_deadline]
+            let due = [next_heartbeat, self.reload_deadline]
                 .into_iter()
                 .flatten()
                 .min();
@@ -115,15 +101,7 @@ impl<'a> Acceptor<'a> {
             for ev in events.iter() {
                 if ev.key > SIGNAL_KEY - 8 {
                     self.on_signal(SIGNAL_KEY - ev.key);
-                } else if paused_until.is_none() && self.accept_batch(ev.key) {
-                    tracing::warn!("out of file descriptors or memory: pausing accept");
-                    self.unwatch_listeners();
-                    paused_until = Some(Instant::now() + EXHAUSTED_PAUSE);
                 }
-            }
-            if paused_until.is_some_and(|t| Instant::now() >= t) {
-                paused_until = None;
-                self.watch_listeners()?;
             }
             if let (Some(due), Some(every)) = (next_heartbeat, heartbeat) {
                 if Instant::now() >= due {
@@ -140,9 +118,6 @@ impl<'a> Acceptor<'a> {
         self.lifecycle("on_before_shutdown", |main| {
             main.on_before_shutdown(&server)
         });
-        if paused_until.is_none() {
-            self.unwatch_listeners();
-        }
         if let Some(signals) = &self.signals {
             for (rx, _) in &signals.pipes {
                 let _ = poller.delete(rx.as_fd());
@@ -198,90 +173,6 @@ impl<'a> Acceptor<'a> {
                 callback = what,
                 "handler panicked: {}",
                 panic_message(&*panic)
-            );
-        }
-    }
-
-    /// Accept what is waiting on one listener. Returns true when the process ran out of a
-    /// resource and accepting must pause.
-    fn accept_batch(&mut self, index: usize) -> bool {
-        let Some(listener) = self.listeners.get(index).and_then(Option::as_ref) else {
-            return false;
-        };
-        for _ in 0..ACCEPT_BATCH {
-            match listener.accept(self.shared.config.tcp_nodelay) {
-                Ok((stream, peer)) => {
-                    let reactor = self.next_reactor;
-                    let Some(conn) = self.record(index, reactor, stream, peer) else {
-                        continue;
-                    };
-                    match conn {
-                        Some(conn) => {
-                            self.next_reactor = (reactor + 1) % self.shared.outlet.reactors().len();
-                            self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
-                            self.shared
-                                .reactor(reactor)
-                                .command(Command::Register(conn));
-                        }
-                        None => self.refuse(),
-                    }
-                }
-                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(err) if sys::is_resource_exhaustion(&err) => return true,
-                Err(err) => tracing::debug!("accept failed for one connection: {err}"),
-            }
-        }
-        false
-    }
-
-    /// Put a connection just accepted on listener `index` in the table, for `reactor`, with
-    /// its TLS session and WebSocket send side: `Some(None)` when `max_conn` refused it,
-    /// `None` when no TLS session could start (logged).
-    fn record(
-        &self,
-        index: usize,
-        reactor: usize,
-        stream: Stream,
-        peer: PeerAddr,
-    ) -> Option<Option<Arc<Conn>>> {
-        let now = self.shared.now_ms();
-        let config = &self.shared.config.listeners[index];
-        let tls = match config.tls.as_ref().map(|tls| tls.session()).transpose() {
-            Ok(tls) => tls.map(Box::new),
-            Err(err) => {
-                tracing::error!("cannot start a TLS session: {err}");
-                return None;
-            }
-        };
-        let websocket = config.protocol.websocket();
-        Some(self.shared.table.insert(|id| {
-            let mut conn = Conn::new(id, stream, reactor, index, peer, now);
-            // Before the record is in the table: no sender ever sees it without.
-            if tls.is_some() {
-                conn.transport = Transport::Tls;
-            }
-            let out = conn.out.get_mut();
-            out.tls = tls;
-            if let Some(ws) = websocket {
-                out.ws = Some(Box::new(WsOut::new(ws.default_opcode, ws.ping_idle)));
-            }
-            conn
-        }))
-    }
-
-    /// `max_conn` connections are open: the new one was closed (dropping it did that).
-    fn refuse(&mut self) {
-        self.shared.stats.aborted.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
-        if self
-            .last_refusal_log
-            .is_none_or(|last| now - last >= Duration::from_secs(1))
-        {
-            self.last_refusal_log = Some(now);
-            tracing::warn!(
-                max_conn = self.shared.config.max_conn,
-                refused = self.shared.stats.aborted.load(Ordering::Relaxed),
-                "max_conn reached: closing new connections"
             );
         }
     }

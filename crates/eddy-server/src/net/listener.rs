@@ -115,6 +115,13 @@ impl Listener {
         }
     }
 
+    /// Stop listening now, while the descriptor stays open for the reactors that still hold
+    /// it: `shutdown(2)` on a listening socket refuses new connections (and resets those
+    /// not accepted yet), as closing it would.
+    pub(crate) fn stop(&self) {
+        crate::sys::shutdown(self.as_fd());
+    }
+
     /// Remove what the listener left on disk (a unix socket file).
     pub(crate) fn cleanup(&self) {
         if let Listener::Unix(_, path) = self {

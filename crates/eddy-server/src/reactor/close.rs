@@ -68,6 +68,10 @@ impl Reactor {
             }
         }
         self.shared.stats.reactors[self.id].closed.add(1);
+        self.shared
+            .reactor(self.id)
+            .open
+            .fetch_sub(1, Ordering::Relaxed);
         tracing::debug!(conn = conn.id.as_u64(), %reason, dropped, "connection closed");
         let _ = conn.close_reason.set(reason);
         let before = conn.inflight.fetch_or(inflight::CLOSED, Ordering::AcqRel);

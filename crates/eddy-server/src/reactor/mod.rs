@@ -8,6 +8,8 @@
 //! `read` (through the listener's `protocol`), handing events over in `deliver`, output and
 //! watermarks in `output`, the one close path in `close`.
 
+mod accept;
+mod accepting;
 mod close;
 mod datagram;
 mod datagrams;
@@ -32,6 +34,7 @@ use crossbeam_channel::{Receiver, Sender};
 use slab::Slab;
 
 use self::{
+    accepting::Accepting,
     datagrams::Datagrams,
     local::{pause, LocalConn},
     protocol::ProtocolState,
@@ -85,6 +88,8 @@ pub(crate) struct Reactor {
     tls_handshakes: VecDeque<(Instant, usize, ConnId)>,
     /// The datagram listeners this reactor reads.
     datagrams: Datagrams,
+    /// The stream listeners this reactor accepts on.
+    accepting: Accepting,
     report: ReactorReport,
 }
 
@@ -120,6 +125,7 @@ impl Reactor {
             handshakes: VecDeque::new(),
             tls_handshakes: VecDeque::new(),
             datagrams: Datagrams::new(id, &shared.datagrams),
+            accepting: Accepting::default(),
             report: ReactorReport::default(),
             inline,
             start_failed: false,
@@ -189,6 +195,9 @@ impl Reactor {
                 self.expire_tls_handshakes(now);
             }
             self.retry_datagrams();
+            if self.accepting.paused_until.is_some() {
+                self.resume_accepting();
+            }
             self.flush_backlogs();
             self.wake_workers();
             if let Some(deadline) = self.deadline {
@@ -205,6 +214,7 @@ impl Reactor {
             }
         }
         self.unwatch_datagrams();
+        self.stop_accepting();
         if let Some(inline) = &mut self.inline {
             inline.stop();
         }
@@ -225,14 +235,25 @@ impl Reactor {
         let handshake = self.handshakes.front().map(|h| h.0);
         let tls_handshake = self.tls_handshakes.front().map(|h| h.0);
         let retry = self.datagram_retry();
-        [self.deadline, timer, handshake, tls_handshake, retry]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|at| at.saturating_duration_since(Instant::now()))
+        let accept = self.accepting.paused_until;
+        [
+            self.deadline,
+            timer,
+            handshake,
+            tls_handshake,
+            retry,
+            accept,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| at.saturating_duration_since(Instant::now()))
     }
 
     fn on_event(&mut self, ev: PollEvent) {
+        if let Some(slot) = self.listener_of(ev.key) {
+            return self.on_listener(slot);
+        }
         if let Some(port) = self.datagram_of(ev.key) {
             return self.on_datagram(port, ev.readable, ev.writable);
         }
@@ -287,8 +308,10 @@ impl Reactor {
             }
             Command::Resume(conn) => self.unpause(&conn, pause::USER | pause::DELAY),
             Command::DatagramOutput(listener) => self.datagram_output(listener),
+            Command::Accept(listeners) => self.accept_on(listeners),
             Command::Shutdown(deadline) => {
                 self.deadline = Some(deadline);
+                self.stop_accepting();
                 self.stop_datagrams();
                 let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
                 for key in keys {

@@ -79,6 +79,8 @@ pub(crate) struct Counters {
     pub(crate) other: WorkerCounters,
     pub(crate) accepted: AtomicU64,
     pub(crate) aborted: AtomicU64,
+    /// When a `max_conn` refusal was last logged (milliseconds on the server's clock + 1).
+    pub(crate) refusal_logged: AtomicU64,
 }
 
 impl Counters {
@@ -94,6 +96,7 @@ impl Counters {
             other: WorkerCounters::default(),
             accepted: AtomicU64::new(0),
             aborted: AtomicU64::new(0),
+            refusal_logged: AtomicU64::new(0),
         }
     }
 

@@ -5,6 +5,7 @@
 //! Above `config`, below `task`. Nothing here runs a loop of its own; the threads
 //! that do (reactor, worker, supervisor) import it, never the other way.
 
+mod admit;
 mod counters;
 mod datagram;
 mod reactor_mail;

@@ -1,11 +1,15 @@
 //! A reactor's mailbox: what other threads ask of it, and the poller to wake it with.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{atomic::AtomicUsize, Arc},
+    time::Instant,
+};
 
 use crossbeam_channel::Sender;
 
 use crate::{
     conn::{CloseReason, Conn},
+    net::Listener,
     sys::Poller,
 };
 
@@ -35,6 +39,9 @@ pub(crate) enum Command {
     Resume(Arc<Conn>),
     /// Datagrams were queued on this datagram listener: flush them when it is writable.
     DatagramOutput(usize),
+    /// Start accepting on these stream listeners (by listener index); sent once the server
+    /// has started (`on_start` returned).
+    Accept(Arc<[(usize, Arc<Listener>)]>),
     /// Stop reading, let in-flight work finish and output flush, close everything, exit by
     /// the deadline.
     Shutdown(Instant),
@@ -45,11 +52,17 @@ pub(crate) enum Command {
 pub(crate) struct ReactorHandle {
     tx: Sender<Command>,
     pub(crate) poller: Arc<Poller>,
+    /// Connections placed on it and not closed yet (how accepting reactors spread them).
+    pub(crate) open: AtomicUsize,
 }
 
 impl ReactorHandle {
     pub(crate) fn new(tx: Sender<Command>, poller: Arc<Poller>) -> Self {
-        ReactorHandle { tx, poller }
+        ReactorHandle {
+            tx,
+            poller,
+            open: AtomicUsize::new(0),
+        }
     }
 
     /// Queue a command and wake the reactor (wake-ups coalesce while it is busy).

@@ -147,6 +147,13 @@ impl Poller {
         )
     }
 
+    /// Watch a listening socket under `key` with `EPOLLEXCLUSIVE`: when several pollers watch
+    /// it, a new connection wakes one of those waiting, not all. The caller deletes it.
+    pub(crate) fn add_exclusive(&self, fd: BorrowedFd<'_>, key: usize) -> io::Result<()> {
+        let events = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
+        self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), key as u64, events)
+    }
+
     /// Change what `fd` is watched for.
     pub(crate) fn modify(
         &self,
