@@ -435,3 +435,30 @@ fn sendfile_and_large_messages_over_tls_arrive_byte_exact_in_order() {
     server.shutdown().unwrap();
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn a_send_before_the_handshake_finishes_is_queued_and_arrives_after_it() {
+    let ca = Ca::new("eddy test CA");
+    let (server, addr, events) = tls_server(tls_of(&ca.server(&["localhost"])), DispatchMode::Fd);
+    // Connected, no handshake yet: the server knows the connection, the handler does not.
+    let tcp = connect(addr);
+    wait_until("the connection is in the table", || {
+        server.handle().connection_count() == 1
+    });
+    let conn = server.handle().connections().next().expect("listed");
+    let status = server.handle().send(conn, b"early words").unwrap();
+    assert!(
+        matches!(status, eddy::SendStatus::Queued { .. }),
+        "{status:?}"
+    );
+    let config = ca.client_config(&[], None);
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let session = rustls::ClientConnection::new(config, name).unwrap();
+    let mut client = rustls::StreamOwned::new(session, tcp);
+    let mut got = [0; 11];
+    client.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"early words");
+    assert_eq!(next(&events).kind, Kind::Connect);
+    round_trip(&mut client, b"and then");
+    server.shutdown().unwrap();
+}

@@ -124,6 +124,12 @@ impl Output {
         self.buf.len() - self.head as usize + tail + self.early_plaintext()
     }
 
+    /// Bytes a flush can write now: what is pending, but for the plaintext a TLS session
+    /// holds until its handshake finishes (the socket's writability cannot move it).
+    pub(crate) fn flushable(&self) -> usize {
+        self.pending() - self.early_plaintext()
+    }
+
     /// Plaintext a TLS session holds until its handshake finishes.
     fn early_plaintext(&self) -> usize {
         self.tls.as_ref().map_or(0, |tls| tls.early_plaintext())
@@ -190,10 +196,18 @@ impl Output {
         events: &mut TlsEvents,
     ) -> io::Result<usize> {
         self.buf_for_append();
-        match &mut self.tls {
+        let read = match &mut self.tls {
             Some(tls) => tls.read(fd, buf, max, &mut self.buf, events),
             None => sys::read_into(fd, buf, max),
+        };
+        if read
+            .as_ref()
+            .is_err_and(|err| crate::tls::failure_of(err).is_some())
+        {
+            // The session failed: its alert goes out before the reactor closes the socket.
+            let _ = self.flush_all(fd);
         }
+        read
     }
 
     /// End a TLS session cleanly: close_notify, written if the kernel takes it.

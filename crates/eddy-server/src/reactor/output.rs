@@ -52,7 +52,7 @@ impl Reactor {
         let mut drained = false;
         let idle = conn.inflight.load(Ordering::Acquire) & inflight::WEIGHT == 0;
         let mut done = false;
-        let pending = {
+        let flushable = {
             let mut out = conn.out.lock();
             let pending = out.pending();
             // Decide a pending close under the same lock senders take, so no send can be
@@ -73,9 +73,9 @@ impl Reactor {
                 conn.high_crossed.store(false, Ordering::Release);
                 drained = true;
             }
-            pending
+            out.flushable()
         };
-        lc.want_write = pending > 0;
+        lc.want_write = flushable > 0;
         if full && config.output_backpressure {
             lc.paused |= pause::WATERMARK;
         }
