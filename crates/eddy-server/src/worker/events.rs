@@ -219,6 +219,7 @@ impl<T: TaskHandler> Worker<T> {
             .cloned()
             .unwrap_or(CloseReason::PeerClosed);
         self.server.shared.uids.release(conn);
+        self.server.shared.groups.release(conn);
         self.guard(Callback::Close, Some(conn), |h, ctx| {
             h.on_close(ctx, id, reason)
         });
