@@ -45,7 +45,7 @@ impl Delivery {
         }
     }
 
-    pub(crate) fn record(&mut self, result: &Result<SendStatus, SendError>) {
+    fn record(&mut self, result: &Result<SendStatus, SendError>) {
         match result {
             Ok(SendStatus::Sent) => self.sent += 1,
             Ok(SendStatus::Queued { .. }) => self.queued += 1,
@@ -127,9 +127,18 @@ impl ServerHandle {
     /// [`send_to_uid`](Self::send_to_uid) on this node only: what the cluster bus calls for
     /// a message another node published.
     pub(crate) fn deliver_to_uid(&self, uid: &Uid, data: &[u8]) -> Delivery {
+        self.deliver_to(self.shared.uids.get(uid), data)
+    }
+
+    /// Send `data` to each of `ids` (encoded once), counting each.
+    pub(crate) fn deliver_to(
+        &self,
+        ids: impl IntoIterator<Item = ConnId>,
+        data: &[u8],
+    ) -> Delivery {
         let mut delivery = Delivery::default();
         let mut message = SharedMessage::new(data);
-        for id in self.shared.uids.get(uid) {
+        for id in ids {
             let result = match self.shared.table.get(id) {
                 Some(conn) => self.shared.outlet.send_shared(&conn, &mut message),
                 None => Err(SendError::NotFound),
@@ -203,7 +212,7 @@ impl ServerHandle {
         delivery
     }
 
-    pub(crate) fn count(&self, delivery: &Delivery, len: usize) {
+    fn count(&self, delivery: &Delivery, len: usize) {
         let sends = delivery.delivered();
         self.shared
             .stats

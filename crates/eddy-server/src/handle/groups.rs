@@ -5,7 +5,7 @@ use crate::{
     conn::ConnId,
     error::{ClusterError, SendError},
     handle::broadcast::Delivery,
-    shared::{ServerHandle, SharedMessage},
+    shared::ServerHandle,
 };
 
 impl ServerHandle {
@@ -62,19 +62,7 @@ impl ServerHandle {
         data: &[u8],
         exclude: &[ConnId],
     ) -> Delivery {
-        let mut delivery = Delivery::default();
-        let mut message = SharedMessage::new(data);
-        for id in self.shared.groups.get(group) {
-            if exclude.contains(&id) {
-                continue;
-            }
-            let result = match self.shared.table.get(id) {
-                Some(conn) => self.shared.outlet.send_shared(&conn, &mut message),
-                None => Err(SendError::NotFound),
-            };
-            delivery.record(&result);
-        }
-        self.count(&delivery, data.len());
-        delivery
+        let members = self.shared.groups.get(group).into_iter();
+        self.deliver_to(members.filter(|id| !exclude.contains(id)), data)
     }
 }
