@@ -154,7 +154,7 @@ fn broadcasts_and_groups_span_the_nodes() {
     let (n2, a2) = node(&redis, "n2");
     let (n3, a3) = node(&redis, "n3");
     let h2 = n2.handle();
-    let mut alice = login(a1, "alice", &h2);
+    let mut alice = login(a1, "alice", h2);
     let mut carol = login(a2, "carol", h2);
     let mut bob = login(a3, "bob", h2);
     let d = h2.broadcast("to all\n");
