@@ -390,3 +390,36 @@ fn ws_chat_users_on_two_nodes_talk() {
     assert_eq!(n1.signal(libc::SIGTERM), 0);
     assert_eq!(n2.signal(libc::SIGTERM), 0);
 }
+
+#[test]
+fn a_uid_bound_on_two_nodes_gets_every_send_on_both_once() {
+    let redis = Redis::start();
+    let (n1, a1) = node(&redis, "n1");
+    let (n2, _) = node(&redis, "n2");
+    let (n3, a3) = node(&redis, "n3");
+    let (h1, h3) = (n1.handle(), n3.handle());
+    let mut phone = login(a3, "bob", h1);
+    let mut laptop = Client::connect(a1);
+    assert_eq!(laptop.say("login bob"), "ok bob");
+    // Node 1 learns it shares bob when it registers him, node 3 at its next heartbeat.
+    let shared = |h: &ServerHandle| h.stats().cluster.unwrap().shared_uids;
+    wait_until("both nodes know bob is on both", || {
+        shared(h1) == 1 && shared(h3) == 1
+    });
+    for (from, local) in [(h1, 1), (h3, 1), (n2.handle(), 0)] {
+        let d = from.send_to_uid(&"bob".into(), "to both\n");
+        assert_eq!((d.delivered(), d.nodes), (local, 2 - local), "{d:?}");
+    }
+    for device in [&mut phone, &mut laptop] {
+        for _ in 0..3 {
+            assert_eq!(device.line(), "to both");
+        }
+    }
+    // Once the laptop logs off, bob is node 3's alone again.
+    drop(laptop);
+    wait_until("node 3 alone holds bob", || {
+        shared(h3) == 0 && shared(h1) == 0
+    });
+    h3.send_to_uid(&"bob".into(), "end\n");
+    assert_eq!(phone.line(), "end", "nothing twice");
+}

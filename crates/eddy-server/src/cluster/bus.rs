@@ -322,6 +322,7 @@ impl ClusterBus for RedisBus {
             dropped: c.dropped.load(Relaxed),
             presence_dropped: c.presence_dropped.load(Relaxed),
             reconnects: c.reconnects.load(Relaxed),
+            shared_uids: self.presence.shared_uids.len(),
         }
     }
 

@@ -84,7 +84,13 @@ impl Presence {
                     }
                     Err(err) => {
                         self.started.take();
-                        tracing::debug!("cluster: cannot reach Redis: {err}; again in {backoff:?}");
+                        if backoff == FIRST_BACKOFF {
+                            tracing::warn!(url = %self.shared.link.url, "cluster: cannot reach Redis ({err}); retrying with back-off");
+                        } else {
+                            tracing::debug!(
+                                "cluster: cannot reach Redis: {err}; again in {backoff:?}"
+                            );
+                        }
                         if !matches!(
                             self.stop.recv_timeout(backoff),
                             Err(crossbeam_channel::RecvTimeoutError::Timeout)

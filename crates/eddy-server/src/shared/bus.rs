@@ -57,4 +57,7 @@ pub struct ClusterStats {
     pub presence_dropped: u64,
     /// Connections to Redis re-established after a loss.
     pub reconnects: u64,
+    /// Uids bound here that another node holds too (a send to one of them is also
+    /// published to the others).
+    pub shared_uids: usize,
 }
