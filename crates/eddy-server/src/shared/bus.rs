@@ -24,8 +24,8 @@ pub enum ClusterState {
     /// Connected: remote sends are published, presence is kept.
     Up,
     /// Not connected (never yet, or lost): remote sends fail at once with
-    /// [`ClusterError::Unavailable`]; local delivery goes on; the bus reconnects with
-    /// back-off and then registers this node's presence again.
+    /// [`ClusterError::Unavailable`](crate::ClusterError::Unavailable); local delivery goes
+    /// on; the bus reconnects with back-off and then registers this node's presence again.
     Down,
 }
 
