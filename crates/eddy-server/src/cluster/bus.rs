@@ -171,6 +171,7 @@ impl RedisBus {
             conn: None,
         };
         let subscriber = Subscriber {
+            server: server.clone(),
             link: self.link.clone(),
             keys: self.keys().clone(),
             inbox: to_deliver,

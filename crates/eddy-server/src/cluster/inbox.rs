@@ -5,7 +5,10 @@
 
 use std::{
     sync::{
-        atomic::{AtomicUsize, Ordering::Relaxed},
+        atomic::{
+            AtomicUsize,
+            Ordering::{Acquire, Relaxed, Release},
+        },
         Arc,
     },
     time::{Duration, Instant},
@@ -22,6 +25,8 @@ pub(crate) struct Inbox {
     tx: Sender<Inbound>,
     bytes: Arc<AtomicUsize>,
     max_bytes: usize,
+    /// Messages queued or being delivered.
+    pending: Arc<AtomicUsize>,
 }
 
 /// The receiving end, kept by the delivery thread.
@@ -29,6 +34,7 @@ pub(crate) struct Inbox {
 pub(crate) struct Outbox {
     rx: Receiver<Inbound>,
     bytes: Arc<AtomicUsize>,
+    pending: Arc<AtomicUsize>,
 }
 
 /// Why a message was not queued.
@@ -46,15 +52,28 @@ pub(crate) enum Full {
 pub(crate) fn inbox(messages: usize, bytes: usize) -> (Inbox, Outbox) {
     let (tx, rx) = crossbeam_channel::bounded(messages);
     let count = Arc::new(AtomicUsize::new(0));
+    let pending = Arc::new(AtomicUsize::new(0));
     let inbox = Inbox {
         tx,
         bytes: count.clone(),
         max_bytes: bytes,
+        pending: pending.clone(),
     };
-    (inbox, Outbox { rx, bytes: count })
+    let outbox = Outbox {
+        rx,
+        bytes: count,
+        pending,
+    };
+    (inbox, outbox)
 }
 
 impl Inbox {
+    /// Whether nothing is queued or being delivered: a message delivered now, by the
+    /// subscriber itself, overtakes none (the subscriber is the only one to queue).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.pending.load(Acquire) == 0
+    }
+
     /// Queue a message, or say why not (it is dropped).
     pub(crate) fn push(&self, message: Inbound) -> Result<(), Full> {
         let len = message.payload.len();
@@ -63,9 +82,11 @@ impl Inbox {
             self.bytes.fetch_sub(len, Relaxed);
             return Err(Full::Bytes);
         }
+        self.pending.fetch_add(1, Relaxed);
         match self.tx.try_send(message) {
             Ok(()) => Ok(()),
             Err(err) => {
+                self.pending.fetch_sub(1, Relaxed);
                 self.bytes.fetch_sub(len, Relaxed);
                 Err(match err {
                     TrySendError::Full(_) => Full::Messages,
@@ -77,11 +98,17 @@ impl Inbox {
 }
 
 impl Outbox {
-    /// The next message, until the subscriber is gone and the queue empty.
+    /// The next message, until the subscriber is gone and the queue empty. Call
+    /// [`done`](Self::done) once it is delivered.
     pub(crate) fn next(&self) -> Option<Inbound> {
         let message = self.rx.recv().ok()?;
         self.bytes.fetch_sub(message.payload.len(), Relaxed);
         Some(message)
+    }
+
+    /// The message from [`next`](Self::next) is delivered.
+    pub(crate) fn done(&self) {
+        self.pending.fetch_sub(1, Release);
     }
 }
 
@@ -132,15 +159,22 @@ mod tests {
     #[test]
     fn the_queue_is_bounded_in_messages_and_bytes() {
         let (inbox, outbox) = inbox(2, 100);
+        assert!(inbox.is_idle());
         inbox.push(message(10)).unwrap();
         inbox.push(message(10)).unwrap();
         assert_eq!(inbox.push(message(10)), Err(Full::Messages));
         assert_eq!(outbox.next().unwrap().payload.len(), 10);
+        outbox.done();
+        assert!(!inbox.is_idle(), "one still queued");
         assert_eq!(inbox.push(message(200)), Err(Full::Bytes));
         assert_eq!(outbox.next().unwrap().payload.len(), 10);
         // One message alone may be as large as any message the bus takes.
         inbox.push(message(200)).unwrap();
         assert_eq!(outbox.next().unwrap().payload.len(), 200);
+        assert!(!inbox.is_idle(), "being delivered");
+        outbox.done();
+        outbox.done();
+        assert!(inbox.is_idle());
         drop(inbox);
         assert!(outbox.next().is_none());
     }

@@ -1,6 +1,7 @@
 //! The subscriber thread (this node's channel and the broadcast channel, reconnecting with
 //! back-off) and the delivery thread (what it read, sent to this node's connections like
-//! any other thread's `send_to_uid`, group send or broadcast).
+//! any other thread's `send_to_uid`, group send or broadcast). A message for a uid that
+//! finds the queue empty is delivered by the subscriber itself, one wake-up fewer.
 
 use std::{
     sync::{
@@ -18,7 +19,7 @@ use super::{
     keys::Keys,
     link::Link,
     presence::FIRST_BACKOFF,
-    wire::{self, Target},
+    wire::{self, Inbound, Target},
 };
 use crate::shared::ServerHandle;
 
@@ -26,6 +27,8 @@ static DROPS: Throttle = Throttle::new();
 
 /// The subscriber thread's state.
 pub(crate) struct Subscriber {
+    /// Where uid messages are delivered when nothing waits in the queue.
+    pub(crate) server: ServerHandle,
     pub(crate) link: Arc<Link>,
     pub(crate) keys: Keys,
     pub(crate) inbox: Inbox,
@@ -122,6 +125,12 @@ impl Subscriber {
             &counters.received_broadcast
         };
         counter.fetch_add(1, Relaxed);
+        // A message for a uid is cheap to deliver: with nothing ahead of it, deliver it
+        // here and save the delivery thread's wake-up. Groups and broadcasts (many
+        // connections) go through the queue, so reading Redis never waits on them.
+        if matches!(inbound.target, Target::Uid(_)) && self.inbox.is_idle() {
+            return deliver_one(&self.server, &self.link, inbound);
+        }
         match self.inbox.push(inbound) {
             Ok(()) => {}
             Err(Full::Closed) => {}
@@ -140,13 +149,19 @@ impl Subscriber {
 /// Deliver what the subscriber queued, until it is gone.
 pub(crate) fn deliver(server: &ServerHandle, link: &Link, outbox: &Outbox) {
     while let Some(message) = outbox.next() {
-        let payload = &message.payload;
-        let delivery = match message.target {
-            Target::Uid(uid) => server.deliver_to_uid(&uid.into(), payload),
-            Target::Group(group) => server.deliver_to_group(&group, payload, &[]),
-            Target::All => server.broadcast_local(payload, |_| true),
-        };
-        let delivered = delivery.delivered() as u64;
-        link.counters.delivered.fetch_add(delivered, Relaxed);
+        deliver_one(server, link, message);
+        outbox.done();
     }
+}
+
+/// Send one message from the bus to this node's connections, counting them.
+fn deliver_one(server: &ServerHandle, link: &Link, message: Inbound) {
+    let payload = &message.payload;
+    let delivery = match message.target {
+        Target::Uid(uid) => server.deliver_to_uid(&uid.into(), payload),
+        Target::Group(group) => server.deliver_to_group(&group, payload, &[]),
+        Target::All => server.broadcast_local(payload, |_| true),
+    };
+    let delivered = delivery.delivered() as u64;
+    link.counters.delivered.fetch_add(delivered, Relaxed);
 }
