@@ -9,7 +9,8 @@
 //!
 //! - **Latency**: node 1 calls `send_to_uid("bob")`, bob is a TCP client of node 3; the time
 //!   runs from the call to bob's socket having the 16-byte line (one send at a time). The
-//!   same through node 3 itself (a local uid) is the baseline.
+//!   same through node 3 itself (a local uid), and a bare `PING` round trip to redis-server,
+//!   are the baselines.
 //! - **Throughput**: 1, 2 and 4 threads on node 1 send to bob as fast as `send_to_uid`
 //!   returns; the time runs until bob has every line.
 //! - **Broadcast**: 10,000 clients (in a child process: this binary re-executed with
@@ -148,6 +149,28 @@ fn latency(label: &str, from: &ServerHandle, bob: &mut TcpStream, n: usize, remo
         us(totals[totals.len() - 1]),
         us(percentile(&calls, 0.5)),
         us(percentile(&calls, 0.99)),
+    );
+}
+
+/// `n` `PING`s to redis-server on a plain socket, one at a time: the floor under every
+/// cross-node figure (a remote send is one round trip to Redis, then Redis to the node).
+fn redis_ping(redis: &RedisServer, n: usize) {
+    let mut conn = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    conn.set_nodelay(true).unwrap();
+    let mut buf = [0u8; 7];
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        conn.write_all(b"PING\r\n").unwrap();
+        conn.read_exact(&mut buf).unwrap();
+        times.push(start.elapsed());
+        assert_eq!(&buf, b"+PONG\r\n");
+    }
+    times.sort();
+    println!(
+        "redis-server PING round trip (baseline)  | p50 {:6.1} µs p99 {:6.1} µs",
+        us(percentile(&times, 0.5)),
+        us(percentile(&times, 0.99)),
     );
 }
 
@@ -357,9 +380,10 @@ fn main() {
         .collect();
     let (h1, h3) = (nodes[0].0.handle(), nodes[2].0.handle());
     let mut bob = login(nodes[2].1, "bob", h1);
+    redis_ping(&redis, sends);
     latency("local (node 3 to bob)", h3, &mut bob, sends, false);
     latency("node 1 to bob on node 3", h1, &mut bob, sends, true);
-    for threads in [1, 2, 4, 1] {
+    for threads in [1, 2, 4] {
         throughput(h1, &mut bob, threads, sends * 5 / threads);
     }
     broadcast(&nodes, users, broadcasts);
