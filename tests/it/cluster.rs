@@ -423,3 +423,47 @@ fn a_uid_bound_on_two_nodes_gets_every_send_on_both_once() {
     h3.send_to_uid(&"bob".into(), "end\n");
     assert_eq!(phone.line(), "end", "nothing twice");
 }
+
+#[test]
+fn a_node_slower_than_the_bus_drops_and_counts_never_repeats() {
+    let redis = Redis::start();
+    let (n1, _) = node(&redis, "n1");
+    // One message of room: a burst overflows it whenever delivery falls behind.
+    let tiny = ClusterConfig {
+        inbound_queue: 1,
+        ..config(&redis, "n2")
+    };
+    let (n2, a2) = start(builder().codec(EofCodec::line()).cluster(tiny), || Node);
+    let h2 = n2.handle();
+    wait_until("n2 subscribed", || h2.stats().cluster.unwrap().subscribed);
+    let mut carol = login(a2, "carol", n1.handle());
+    let senders: Vec<_> = (0..2)
+        .map(|t| {
+            let h1 = n1.handle().clone();
+            std::thread::spawn(move || {
+                for i in 0..1000 {
+                    assert_eq!(h1.broadcast(format!("b{t}-{i}\n")).nodes, 1);
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.join().unwrap();
+    }
+    let cluster = || h2.stats().cluster.unwrap();
+    wait_until("every broadcast read, then delivered or dropped", || {
+        let c = cluster();
+        c.received_broadcast == 2000 && c.delivered + c.dropped == 2000
+    });
+    let delivered = cluster().delivered;
+    h2.send_to_uid(&"carol".into(), "end\n");
+    let mut lines = 0;
+    while carol.line() != "end" {
+        lines += 1;
+    }
+    assert_eq!(
+        lines, delivered,
+        "what was counted delivered arrived, once each"
+    );
+    println!("dropped {} of 2000", cluster().dropped);
+}
