@@ -69,7 +69,7 @@
 //!   `send_to_uid` reaches a uid on whichever node holds it, `is_uid_online` and
 //!   `uid_count` answer for the whole cluster, and local delivery never waits for Redis.
 //!   Without a cluster the same calls answer for this node alone. Pub/sub is at-most-once:
-//!   the `cluster` module's docs (and `ClusterConfig`'s) say what can be lost and when.
+//!   the docs of `ServerBuilder::cluster` say what can be lost and when.
 //!
 //! # Layers
 //!

@@ -48,7 +48,8 @@ pub struct ClusterConfig {
     /// The longest a call to Redis may take (a remote send, a presence question) before the
     /// bus counts Redis as down. Default 100 ms. Range 1 ms to 10 s.
     pub command_timeout: Duration,
-    /// The longest a connection attempt may take. Default 1 s. Range 1 ms to 1 min.
+    /// The longest a connection attempt may take (a server starting waits for its bus's
+    /// first attempts, about twice this at most). Default 1 s. Range 1 ms to 1 min.
     pub connect_timeout: Duration,
     /// The longest wait between two reconnection attempts (the wait starts at 50 ms and
     /// doubles). Default 2 s. Range 50 ms to 5 min.
