@@ -34,26 +34,12 @@ use std::{
 use eddy::{
     Bytes, ConnId, Context, EventHandler, ListenAddr, Server, ServerHandle, WebSocketConfig,
 };
+use eddy_bench::host::{mono_ns, raise_fd_limit};
 
 struct Quiet;
 
 impl EventHandler for Quiet {
     fn on_receive(&mut self, _: &mut Context<'_>, _: ConnId, _: Bytes) {}
-}
-
-/// Raise the open-file limit to the hard limit; returns it.
-fn raise_fd_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: reads and sets this process's own limit.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        limit.rlim_cur = limit.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-    }
-    limit.rlim_cur
 }
 
 /// Reads every client socket and counts the bytes, until told to stop.
@@ -240,17 +226,6 @@ const FD_MARGIN: usize = 200;
 /// The 64-byte message: ASCII, so it goes out as a text frame (eddy's default opcode).
 const WS_MESSAGE: &[u8; 64] =
     b"{\"type\":\"tick\",\"seq\":1234567,\"price\":101.25,\"market\":\"EDDY-USD\"}";
-
-/// `CLOCK_MONOTONIC` in nanoseconds: what `Instant` reads, but comparable across processes.
-fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: writes the current time into `ts`.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 /// Broadcast one 64-byte message to `conns` WebSocket connections `rounds` times: the call's
 /// time, and the time until the last client (in a child process) had the whole frame.

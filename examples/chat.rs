@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example chat -- [--listen 127.0.0.1:9502] [--workers 4] [--idle SECS] [--tick SECS]
+//!     [--redis redis://127.0.0.1:6379 --node NAME [--presence-ttl SECS]]
 //! ```
 //!
 //! It prints `listening on ADDR` when ready. Then, in two terminals, `nc 127.0.0.1 9502`:
@@ -16,6 +17,13 @@
 //! /whoami               → your client_info as JSON
 //! /stats                → the server's stats as JSON
 //! ```
+//!
+//! With `--redis URL --node NAME`, several chat servers are one chat: run two on different
+//! ports with the same Redis and different names, and users on either talk to each other
+//! (`bob:hi`, `all:hi`); `/who` lists the users of every node, `/stats` shows the cluster
+//! bus under `cluster`. A node killed outright is offline to the others within
+//! `--presence-ttl` (default 30 s). If Redis is lost, users on one node still talk to each
+//! other, and a message to another node's user answers `error: …`.
 //!
 //! `--idle N` closes connections that send nothing for N seconds; `--tick N` sends every
 //! logged-in user `time <unix seconds>` every N seconds. A line over 64 KiB closes the
@@ -30,12 +38,15 @@ use std::{
 };
 
 use eddy::{
-    codec::EofCodec, Bytes, ConnId, Context, Cursor, EventHandler, ProcessContext, Server,
-    ServerHandle, Uid,
+    codec::EofCodec, Bytes, ClusterConfig, ConnId, Context, Cursor, EventHandler, ProcessContext,
+    Server, ServerHandle, Uid,
 };
 
 /// The longest line, newline excluded.
 const MAX_LINE: usize = 64 * 1024;
+
+/// The group every logged-in user joins: `all:` goes to it, on every node.
+const LOBBY: &str = "lobby";
 
 struct Chat;
 
@@ -56,13 +67,22 @@ impl Chat {
             let _ = ctx.close(conn);
             return;
         }
-        if ctx.bind(conn, uid).is_ok() {
+        if ctx.bind(conn, uid).is_ok() && ctx.server().join_group(conn, LOBBY).is_ok() {
             Self::reply(ctx, conn, &format!("welcome {uid}"));
         }
     }
 
-    /// Every distinct uid online, sorted, found by walking `client_list`.
+    /// Every distinct uid online, sorted: in a cluster from presence, else found by
+    /// walking `client_list`.
     fn who(server: &ServerHandle) -> String {
+        if server.node_id().is_some() {
+            return match server.online_uids(10_000) {
+                Ok(uids) => uids
+                    .iter()
+                    .fold(String::from("online"), |line, uid| format!("{line} {uid}")),
+                Err(err) => format!("error: {err}"),
+            };
+        }
         let mut uids = BTreeSet::new();
         let mut cursor = Cursor::START;
         loop {
@@ -102,12 +122,14 @@ impl Chat {
             _ => match line.split_once(':') {
                 Some(("all", text)) => {
                     let message = format!("{from}: {text}\n");
-                    server.broadcast_where(message, |target| target.is_bound());
+                    server.send_to_group(LOBBY, message, &[]);
                 }
                 Some((to, text)) => {
                     let delivery = server.send_to_uid(&to.into(), format!("{from}: {text}\n"));
-                    if delivery.delivered() == 0 {
-                        Self::reply(ctx, conn, &format!("offline {to}"));
+                    match delivery.cluster {
+                        _ if delivery.reached_anyone() => {}
+                        None => Self::reply(ctx, conn, &format!("offline {to}")),
+                        Some(err) => Self::reply(ctx, conn, &format!("error: {to}: {err}")),
                     }
                 }
                 None => Self::reply(
@@ -139,7 +161,13 @@ struct Options {
     workers: usize,
     idle: Option<u64>,
     tick: Option<u64>,
+    redis: Option<String>,
+    node: Option<String>,
+    presence_ttl: u64,
 }
+
+const USAGE: &str = "usage: chat [--listen ADDR] [--workers N] [--idle SECS] [--tick SECS] \
+                     [--redis URL --node NAME [--presence-ttl SECS]]";
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut options = Options {
@@ -147,6 +175,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         workers: 4,
         idle: None,
         tick: None,
+        redis: None,
+        node: None,
+        presence_ttl: 30,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -161,13 +192,15 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--workers" => options.workers = number(value()?)? as usize,
             "--idle" => options.idle = Some(number(value()?)?),
             "--tick" => options.tick = Some(number(value()?)?),
-            "-h" | "--help" => {
-                return Err(
-                    "usage: chat [--listen ADDR] [--workers N] [--idle SECS] [--tick SECS]".into(),
-                )
-            }
+            "--redis" => options.redis = Some(value()?),
+            "--node" => options.node = Some(value()?),
+            "--presence-ttl" => options.presence_ttl = number(value()?)?,
+            "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag `{other}` (try --help)")),
         }
+    }
+    if options.redis.is_some() != options.node.is_some() {
+        return Err("--redis and --node go together".into());
     }
     Ok(options)
 }
@@ -179,7 +212,7 @@ fn ticker(ctx: &ProcessContext, every: Duration) {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         ctx.server()
-            .broadcast_where(format!("time {now}\n"), |target| target.is_bound());
+            .broadcast_local(format!("time {now}\n"), |target| target.is_bound());
     }
 }
 
@@ -204,6 +237,12 @@ fn main() -> ExitCode {
         .worker_num(options.workers);
     if let Some(idle) = options.idle {
         builder = builder.heartbeat_idle_time(Duration::from_secs(idle));
+    }
+    if let (Some(url), Some(node)) = (options.redis, options.node) {
+        builder = builder.cluster(ClusterConfig {
+            presence_ttl: Duration::from_secs(options.presence_ttl),
+            ..ClusterConfig::new(url, node)
+        });
     }
     if let Some(secs) = options.tick {
         let every = Duration::from_secs(secs);

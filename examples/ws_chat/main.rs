@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --release --example ws_chat -- [--listen 127.0.0.1:9505] [--workers 4] [--tick SECS]
 //!     [--tls-cert CERT.pem --tls-key KEY.pem | --tls-self-signed]
+//!     [--redis redis://127.0.0.1:6379 --node NAME [--presence-ttl SECS]]
 //! ```
 //!
 //! It prints `listening on ADDR` when ready. Open `http://127.0.0.1:9505/` in two browser tabs
@@ -18,6 +19,10 @@
 //! all:hi everyone       → every logged-in user gets "alice: hi everyone"
 //! /who                  → online alice bob
 //! ```
+//!
+//! With `--redis URL --node NAME`, several ws_chat servers (different ports, one Redis) are
+//! one chat: users on either talk to each other and `/who` lists everyone's users. If
+//! Redis is lost, a message to another node's user answers `error: …`.
 //!
 //! `--tick N` sends every logged-in user `time <unix seconds>` every N seconds. SIGTERM or
 //! Ctrl-C: graceful exit (close frames 1001), code 0.
@@ -38,12 +43,15 @@ use std::{
 mod tls;
 
 use eddy::{
-    Bytes, ConnId, Context, Cursor, EventHandler, HttpRequest, HttpResponse, ProcessContext,
-    Server, ServerHandle, Uid, WebSocketConfig,
+    Bytes, ClusterConfig, ConnId, Context, Cursor, EventHandler, HttpRequest, HttpResponse,
+    ProcessContext, Server, ServerHandle, Uid, WebSocketConfig,
 };
 
 /// The page, served on `GET /`.
 const PAGE: &str = include_str!("page.html");
+
+/// The group every logged-in user joins: `all:` goes to it, on every node.
+const LOBBY: &str = "lobby";
 
 struct Chat;
 
@@ -65,13 +73,21 @@ impl Chat {
             let _ = ctx.disconnect(conn, 4000, "bad uid");
             return;
         }
-        if ctx.bind(conn, uid).is_ok() {
+        if ctx.bind(conn, uid).is_ok() && ctx.server().join_group(conn, LOBBY).is_ok() {
             Self::reply(ctx, conn, &format!("welcome {uid}"));
         }
     }
 
-    /// Every distinct uid online, sorted.
+    /// Every distinct uid online, sorted (in a cluster, of every node).
     fn who(server: &ServerHandle) -> String {
+        if server.node_id().is_some() {
+            return match server.online_uids(10_000) {
+                Ok(uids) => uids
+                    .iter()
+                    .fold(String::from("online"), |line, uid| format!("{line} {uid}")),
+                Err(err) => format!("error: {err}"),
+            };
+        }
         let mut uids = BTreeSet::new();
         let mut cursor = Cursor::START;
         loop {
@@ -101,12 +117,14 @@ impl Chat {
         }
         match text.split_once(':') {
             Some(("all", text)) => {
-                server.broadcast_where(format!("{from}: {text}"), |target| target.is_bound());
+                server.send_to_group(LOBBY, format!("{from}: {text}"), &[]);
             }
             Some((to, text)) => {
                 let delivery = server.send_to_uid(&to.into(), format!("{from}: {text}"));
-                if delivery.delivered() == 0 {
-                    Self::reply(ctx, conn, &format!("offline {to}"));
+                match delivery.cluster {
+                    _ if delivery.reached_anyone() => {}
+                    None => Self::reply(ctx, conn, &format!("offline {to}")),
+                    Some(err) => Self::reply(ctx, conn, &format!("error: {to}: {err}")),
                 }
             }
             None => Self::reply(ctx, conn, "error: try <uid>:<text>, all:<text> or /who"),
@@ -144,10 +162,14 @@ struct Options {
     workers: usize,
     tick: Option<u64>,
     tls: tls::TlsFlags,
+    redis: Option<String>,
+    node: Option<String>,
+    presence_ttl: u64,
 }
 
 const USAGE: &str = "usage: ws_chat [--listen ADDR] [--workers N] [--tick SECS] \
-    [--tls-cert CERT.pem --tls-key KEY.pem | --tls-self-signed]";
+    [--tls-cert CERT.pem --tls-key KEY.pem | --tls-self-signed] \
+    [--redis URL --node NAME [--presence-ttl SECS]]";
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut options = Options {
@@ -155,6 +177,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         workers: 4,
         tick: None,
         tls: tls::TlsFlags::default(),
+        redis: None,
+        node: None,
+        presence_ttl: 30,
     };
     while let Some(flag) = args.next() {
         if options.tls.take(&flag, &mut args)? {
@@ -171,9 +196,15 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--listen" => options.listen = value()?,
             "--workers" => options.workers = number(value()?)? as usize,
             "--tick" => options.tick = Some(number(value()?)?),
+            "--redis" => options.redis = Some(value()?),
+            "--node" => options.node = Some(value()?),
+            "--presence-ttl" => options.presence_ttl = number(value()?)?,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag `{other}` ({USAGE})")),
         }
+    }
+    if options.redis.is_some() != options.node.is_some() {
+        return Err("--redis and --node go together".into());
     }
     Ok(options)
 }
@@ -185,7 +216,7 @@ fn ticker(ctx: &ProcessContext, every: Duration) {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         ctx.server()
-            .broadcast_where(format!("time {now}"), |target| target.is_bound());
+            .broadcast_local(format!("time {now}"), |target| target.is_bound());
     }
 }
 
@@ -218,6 +249,12 @@ fn main() -> ExitCode {
     let mut builder = builder
         .websocket(WebSocketConfig::default().deflate(true))
         .worker_num(options.workers);
+    if let (Some(url), Some(node)) = (options.redis, options.node) {
+        builder = builder.cluster(ClusterConfig {
+            presence_ttl: Duration::from_secs(options.presence_ttl),
+            ..ClusterConfig::new(url, node)
+        });
+    }
     if let Some(secs) = options.tick {
         let every = Duration::from_secs(secs);
         builder = builder.add_process("chat-ticker", move |ctx| ticker(ctx, every));

@@ -167,3 +167,45 @@ fn sigusr1_reloads_with_every_connection_kept() {
     assert_eq!(bob.message(), "online alice bob");
     assert_eq!(chat.signal(libc::SIGTERM), 0);
 }
+
+#[test]
+fn two_chat_servers_with_one_redis_are_one_chat() {
+    let mut redis = crate::redis::Redis::start();
+    let url = redis.url();
+    let n1 = Example::start("chat", &["--redis", &url, "--node", "n1"]);
+    let n2 = Example::start("chat", &["--redis", &url, "--node", "n2"]);
+    let mut alice = User::login(&n1, "alice");
+    let mut bob = User::login(&n2, "bob");
+    // Presence follows a login within a moment: ask until both are listed.
+    wait_until("/who to list both nodes' users", || {
+        alice.say("/who");
+        alice.message() == "online alice bob"
+    });
+    alice.say("bob:hello from n1");
+    assert_eq!(bob.message(), "alice: hello from n1");
+    bob.say("all:hi both");
+    assert_eq!(bob.message(), "bob: hi both");
+    assert_eq!(alice.message(), "bob: hi both");
+    alice.say("carol:there?");
+    assert_eq!(alice.message(), "offline carol");
+    alice.say("/stats");
+    let stats: serde_json::Value = serde_json::from_str(&alice.message()).unwrap();
+    assert_eq!(stats["cluster"]["node_id"], "n1");
+    assert_eq!(stats["cluster"]["state"], "up");
+    assert_eq!(stats["cluster"]["published"], 1, "to bob's node");
+    redis.stop();
+    alice.say("bob:lost?");
+    assert_eq!(
+        alice.message(),
+        "error: bob: the cluster's Redis is unavailable"
+    );
+    let mut alice2 = User::login(&n1, "alice2");
+    alice2.say("alice:same node");
+    assert_eq!(
+        alice.message(),
+        "alice2: same node",
+        "local delivery goes on"
+    );
+    assert_eq!(n1.signal(libc::SIGTERM), 0);
+    assert_eq!(n2.signal(libc::SIGTERM), 0);
+}

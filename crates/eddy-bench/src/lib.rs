@@ -17,6 +17,9 @@
 //!   binds with a backlog of 1024, prints `listening on ADDR`, serves;
 //!   [`child::ServerChild`] spawns such a server and reads its address;
 //!   [`proc_cpu`] measures a process's CPU time and RSS from `/proc`.
+//! * [`host`] — a clock comparable across processes, the open-file limit raised.
+//! * [`redis_server`] — a `redis-server` child on a free port, for the cluster tests
+//!   and bench.
 //! * [`suite`] — the `cargo bench --bench echo` suite: every server as a
 //!   child, the same eddy-load runs against each, one table.
 //!
@@ -30,8 +33,10 @@ pub mod eddy_echo;
 pub mod epoll_echo;
 mod epoll_sys;
 pub mod frames;
+pub mod host;
 pub mod listen;
 pub mod proc_cpu;
+pub mod redis_server;
 pub mod serve;
 pub mod suite;
 pub mod tasks;

@@ -240,6 +240,14 @@ pub enum BuildError {
     },
     /// Another system call failed while setting up (creating a poller, …).
     Io(io::Error),
+    /// The cluster's Redis could not be reached at build time, and the cluster is set to
+    /// refuse to start without it (`ClusterConfig::on_unavailable_at_start`).
+    Cluster {
+        /// The Redis URL, without its password.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -248,6 +256,9 @@ impl fmt::Display for BuildError {
             BuildError::Config(err) => err.fmt(f),
             BuildError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             BuildError::Io(err) => write!(f, "cannot set up the server: {err}"),
+            BuildError::Cluster { url, reason } => {
+                write!(f, "cannot reach the cluster's Redis at {url}: {reason}")
+            }
         }
     }
 }
@@ -258,6 +269,7 @@ impl std::error::Error for BuildError {
             BuildError::Config(err) => Some(err),
             BuildError::Bind { source, .. } => Some(source),
             BuildError::Io(err) => Some(err),
+            BuildError::Cluster { .. } => None,
         }
     }
 }
@@ -398,6 +410,45 @@ impl fmt::Display for CommandError {
 }
 
 impl std::error::Error for CommandError {}
+
+/// Why the part of a message for other nodes, or a cluster-wide question, went unanswered.
+///
+/// Local delivery never waits for the cluster: a [`Delivery`](crate::Delivery) counts this
+/// node's connections whatever happened to the rest, and carries this error in
+/// [`Delivery::cluster`](crate::Delivery::cluster).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// Redis cannot be reached now: known to be down (the call returned at once), or it did
+    /// not answer within `command_timeout` (then it is known down from then on). Nothing
+    /// was published. The bus reconnects by itself.
+    Unavailable,
+    /// The message is larger than the cluster's `max_message_bytes`: not published.
+    TooLarge {
+        /// The message's length.
+        len: usize,
+        /// `max_message_bytes`.
+        limit: usize,
+    },
+    /// Redis answered with an error (logged): a script error, or a key of eddy's namespace
+    /// holding another type because something else wrote it.
+    Rejected,
+}
+
+impl fmt::Display for ClusterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClusterError::Unavailable => f.write_str("the cluster's Redis is unavailable"),
+            ClusterError::TooLarge { len, limit } => write!(
+                f,
+                "a message of {len} bytes is over the cluster's max_message_bytes ({limit})"
+            ),
+            ClusterError::Rejected => f.write_str("the cluster's Redis refused the command"),
+        }
+    }
+}
+
+impl std::error::Error for ClusterError {}
 
 /// The message a panic was raised with.
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

@@ -62,6 +62,14 @@
 //!   flood the workers cannot keep up with is dropped and counted, never buffered.
 //! - [`ServerHandle::sendfile`] queues file ranges (zero-copy) in order with other output;
 //!   [`ServerHandle::sendwait`] blocks its caller until its bytes are in the kernel.
+//! - Groups ([`ServerHandle::join_group`], [`ServerHandle::send_to_group`]) are named sets
+//!   of connections, left on close. With the cargo feature `cluster`,
+//!   `ServerBuilder::cluster` makes the server one node of several that share uids, groups
+//!   and broadcasts through Redis (pub/sub for messages, expiring keys for presence):
+//!   `send_to_uid` reaches a uid on whichever node holds it, `is_uid_online` and
+//!   `uid_count` answer for the whole cluster, and local delivery never waits for Redis.
+//!   Without a cluster the same calls answer for this node alone. Pub/sub is at-most-once:
+//!   the docs of `ServerBuilder::cluster` say what can be lost and when.
 //!
 //! # Layers
 //!
@@ -91,8 +99,9 @@
 //! | 15 | `reactor` | reactor threads: read, cut packets through the protocol, dispatch, flush, close | `eddy-reactor-N` |
 //! | 16 | `worker` | worker threads: events to callbacks, task results, rebuilds | `eddy-worker-N` |
 //! | 17 | `lifecycle` | supervisor (accept, heartbeat), signals, reload, user threads, shutdown | the thread in `run` |
-//! | 18 | `server` | `Server`: the shared state and mailboxes built, run, report | the thread in `run` |
-//! | 19 | `builder` | `ServerBuilder`: settings, checked at `build` | the caller |
+//! | 18 | `cluster` | the cluster bus over Redis (feature `cluster`): presence, subscriber, delivery | `eddy-cluster-*` |
+//! | 19 | `server` | `Server`: the shared state and mailboxes built, run, report | the thread in `run` |
+//! | 20 | `builder` | `ServerBuilder`: settings, checked at `build` | the caller |
 //!
 //! A connection's bytes pass two seams on their way to dispatch, each an enum whose variants
 //! are the implementations: the transport (`conn::Transport`: plain or TLS) and the
@@ -123,6 +132,8 @@
 //! ```
 
 mod builder;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod config;
 mod conn;
 mod context;
@@ -144,12 +155,14 @@ mod worker;
 mod ws;
 
 pub use builder::ServerBuilder;
+#[cfg(feature = "cluster")]
+pub use cluster::{ClusterConfig, StartMode};
 pub use conn::{CloseReason, ConnId, Uid};
 pub use context::Context;
 pub use dispatch::{DispatchFn, DispatchInfo, DispatchMode};
 pub use error::{
-    BuildError, CommandError, ConfigError, SendError, SendFileError, SendStatus, SendToError,
-    TaskError,
+    BuildError, ClusterError, CommandError, ConfigError, SendError, SendFileError, SendStatus,
+    SendToError, TaskError,
 };
 pub use handle::{ClientInfo, Connections, Cursor, Delivery, PeerCredentials, Stats, Target};
 pub use handler::EventHandler;
@@ -158,7 +171,8 @@ pub use message::{CommandTarget, Destination, Message, MessageError, MessageSour
 pub use net::{ListenAddr, PacketInfo, PacketPeer, PeerAddr};
 pub use server::{RunningServer, Server};
 pub use shared::{
-    CommandContext, ReloadError, ReloadScope, ServerHandle, WorkerError, WorkerStatus,
+    ClusterState, ClusterStats, CommandContext, ReloadError, ReloadScope, ServerHandle,
+    WorkerError, WorkerStatus,
 };
 pub use task::{NoTasks, Task, TaskContext, TaskHandler, TaskId, TaskSource, Tasks, MAX_MULTI};
 pub use timer::{TimerError, TimerId, MIN_TICK};

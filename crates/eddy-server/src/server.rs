@@ -19,8 +19,8 @@ use crate::{
     lifecycle::{self, Mailboxes, ProcessFn, Roles, ShutdownReport, TaskRoles, Typed},
     net::{DatagramSocket, ListenAddr, Listener},
     shared::{
-        Commands, ConnTable, Counters, DatagramPort, Outlet, ReactorHandle, ServerHandle, Shared,
-        WorkerShared,
+        ClusterBus, Commands, ConnTable, Counters, DatagramPort, GroupIndex, Outlet, ReactorHandle,
+        ServerHandle, Shared, UidIndex, Watch, WorkerShared,
     },
     sys::{Clock, Poller},
     task::{TaskFactory, TaskHandler},
@@ -71,6 +71,7 @@ impl Server {
         task_factory: Option<TaskFactory<T>>,
         processes: Vec<(String, ProcessFn)>,
         commands: Commands,
+        cluster: Option<Arc<dyn ClusterBus>>,
     ) -> Result<Server, BuildError>
     where
         T: TaskHandler,
@@ -98,6 +99,7 @@ impl Server {
                 .map(|l| l.protocol.clone())
                 .collect(),
         );
+        let watch = cluster.clone().map(|bus| bus as Arc<dyn Watch>);
         let shared = Arc::new(Shared {
             tasks: tasks.as_ref().map(TaskRoles::control),
             deadline: OnceLock::new(),
@@ -112,7 +114,9 @@ impl Server {
             local_addrs,
             supervisor: Arc::new(Poller::new().map_err(BuildError::Io)?),
             shutdown_requested: Default::default(),
-            uids: Default::default(),
+            uids: UidIndex::new(watch.clone()),
+            groups: GroupIndex::new(watch),
+            cluster,
             start_time: SystemTime::now(),
             config,
         });
@@ -191,7 +195,18 @@ impl Server {
             processes,
             mailboxes,
         } = self;
-        lifecycle::run(shared, listeners, roles, &processes, mailboxes, ready)
+        let bus = shared.cluster.clone();
+        if let Some(bus) = &bus {
+            bus.start(ServerHandle {
+                shared: shared.clone(),
+            })?;
+        }
+        let result = lifecycle::run(shared, listeners, roles, &processes, mailboxes, ready);
+        // Every connection is closed by now: leave the cluster, stop the bus's threads.
+        if let Some(bus) = &bus {
+            bus.stop();
+        }
+        result
     }
 }
 

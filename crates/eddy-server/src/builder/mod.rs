@@ -381,6 +381,54 @@ impl<T: TaskHandler> ServerBuilder<T> {
         self
     }
 
+    /// Make this server one node of a cluster (cargo feature `cluster`): servers that reach
+    /// each other's uids, groups and connections through Redis, GatewayWorker's
+    /// `sendToUid` / `sendToGroup` / `sendToAll` with no register process. Off by default.
+    /// `build` checks `config` (a bad field is a [`ConfigError`] naming it, as
+    /// `cluster.node_id`) and, unless it may start degraded, that Redis answers
+    /// ([`BuildError::Cluster`] otherwise).
+    ///
+    /// The API is the same with or without a cluster; with one:
+    ///
+    /// - [`send_to_uid`](crate::ServerHandle::send_to_uid) delivers here when the uid is
+    ///   bound here, and publishes to the channel of each other node that presence says
+    ///   holds it (never to every node). A uid bound on several nodes reaches all its
+    ///   connections on all of them.
+    /// - [`broadcast`](crate::ServerHandle::broadcast) and `broadcast_where` deliver here,
+    ///   then publish once for every other node, which delivers to all its connections
+    ///   (a filter runs only here), encoding the frame once.
+    /// - [`send_to_group`](crate::ServerHandle::send_to_group) publishes to each other node
+    ///   with members in the group; [`group_count`](crate::ServerHandle::group_count),
+    ///   [`is_uid_online`](crate::ServerHandle::is_uid_online),
+    ///   [`uid_count`](crate::ServerHandle::uid_count) and `online_uids` answer from
+    ///   presence.
+    /// - Presence: a bind registers `uid → node` in Redis (asynchronously, within a moment)
+    ///   with `presence_ttl`, renewed by a heartbeat every third of it; unbinding or closing
+    ///   removes it; a node that dies stops renewing, and its uids and groups expire within
+    ///   `presence_ttl`. Expiry uses sorted sets scored by Redis's own clock: Redis 7.0 is
+    ///   enough.
+    /// - Faults: local delivery never waits for Redis. With Redis lost, remote parts fail at
+    ///   once ([`ClusterError::Unavailable`](crate::ClusterError::Unavailable) in
+    ///   [`Delivery::cluster`](crate::Delivery::cluster)) once the loss is known, and within
+    ///   `command_timeout` when it is not yet; the bus reconnects with back-off and writes
+    ///   this node's presence again. A remote part costs the calling thread one round trip
+    ///   to Redis.
+    ///
+    /// **Redis pub/sub is at-most-once.** A message is never delivered twice, but it is
+    /// lost, with no error to its sender, when the receiving node's subscriber is not
+    /// connected at that moment (Redis restarting, the node reconnecting, or the node dead
+    /// while its presence has not expired yet), when the receiving node cannot keep up (its
+    /// delivery queue is full: dropped, counted in
+    /// [`ClusterStats::dropped`](crate::ClusterStats::dropped) and logged) or Redis cuts a
+    /// subscriber that reads too slowly (`client-output-buffer-limit pubsub`), and when the
+    /// uid or group leaves the receiving node while the message is on its way. Messages
+    /// from one sending thread to one node keep their order.
+    #[cfg(feature = "cluster")]
+    pub fn cluster(mut self, config: crate::cluster::ClusterConfig) -> Self {
+        self.s.cluster = Some(config);
+        self
+    }
+
     /// The task handler (Swoole's `onTask`): `factory` makes one per task worker. This types
     /// the tasks of the server: its event handler implements `EventHandler<U>`, and
     /// [`Context::task`](crate::Context::task) takes `U::Task`.
@@ -405,7 +453,15 @@ impl<T: TaskHandler> ServerBuilder<T> {
         H: EventHandler<T>,
         F: Fn() -> H + Send + Sync + 'static,
     {
-        let config = self.s.config(self.tasks.is_some())?;
+        #[allow(unused_mut)]
+        let mut settings = self.s;
+        #[cfg(feature = "cluster")]
+        let cluster = settings.cluster.take();
+        let config = settings.config(self.tasks.is_some())?;
+        #[cfg(feature = "cluster")]
+        let cluster = cluster.map(crate::cluster::connect).transpose()?;
+        #[cfg(not(feature = "cluster"))]
+        let cluster = None;
         let mut commands = Commands::default();
         for (name, body) in self.commands {
             if commands.0.insert(name.clone(), body).is_some() {
@@ -420,6 +476,7 @@ impl<T: TaskHandler> ServerBuilder<T> {
             self.tasks,
             self.processes,
             commands,
+            cluster,
         )
     }
 }

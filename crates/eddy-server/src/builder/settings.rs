@@ -54,6 +54,9 @@ pub(super) struct Settings {
     pub(super) task_max_request: Option<usize>,
     pub(super) max_request: Option<usize>,
     pub(super) close_on_panic: bool,
+    /// The cluster this server is a node of.
+    #[cfg(feature = "cluster")]
+    pub(super) cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for Settings {
@@ -87,6 +90,8 @@ impl Default for Settings {
             task_max_request: None,
             max_request: None,
             close_on_panic: true,
+            #[cfg(feature = "cluster")]
+            cluster: None,
         }
     }
 }

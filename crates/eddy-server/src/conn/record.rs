@@ -148,7 +148,8 @@ impl Conn {
         }
     }
 
-    /// The uid slot, locked: `UidIndex::bind` holds it across its index update.
+    /// The uid slot, locked: `UidIndex::bind` and `GroupIndex::join` hold it across their
+    /// index update.
     pub(crate) fn uid_slot(&self) -> parking_lot::MutexGuard<'_, UidSlot> {
         self.uid.lock()
     }
@@ -193,11 +194,14 @@ impl Conn {
     }
 }
 
-/// The uid a connection is bound to, and whether it may still bind one.
+/// The uid a connection is bound to, the groups it joined, and whether it may still bind
+/// or join.
 #[derive(Debug, Default)]
 pub(crate) struct UidSlot {
     pub(crate) uid: Option<Uid>,
-    /// Closed: the uid index no longer takes this connection.
+    /// The groups it is in (`join_group`), each once.
+    pub(crate) groups: Vec<std::sync::Arc<str>>,
+    /// Closed: the uid and group indexes no longer take this connection.
     pub(crate) released: bool,
 }
 

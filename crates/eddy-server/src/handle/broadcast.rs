@@ -1,17 +1,19 @@
-//! Reaching many connections at once: by user id, or all of them.
+//! Reaching many connections at once: by user id, or all of them, on this node and, in a
+//! cluster, on the others.
 
 use std::sync::Arc;
 
 use crate::{
     conn::{Conn, ConnId, Uid},
-    error::{SendError, SendStatus},
+    error::{ClusterError, SendError, SendStatus},
     shared::{ServerHandle, SharedMessage},
 };
 
 /// Open connections past which a broadcast queues, and leaves the writing to the reactors.
 const DEFER_AT: usize = 32;
 
-/// How a message to many connections went: one count per connection.
+/// How a message to many connections went: one count per connection of this node, and how
+/// many other nodes of a cluster took it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Delivery {
     /// Written to the kernel's socket buffer.
@@ -20,9 +22,29 @@ pub struct Delivery {
     pub queued: usize,
     /// Refused: closed, gone, or its output buffer full.
     pub failed: usize,
+    /// Other nodes of the cluster the message was published to, each to deliver it to its
+    /// own connections (0 on a single node). Counted when Redis handed it to the node's
+    /// subscriber; what that node then delivers is in its own stats.
+    pub nodes: usize,
+    /// Why the part for other nodes was not published, when it had to be (the connections
+    /// of this node are counted above either way).
+    pub cluster: Option<ClusterError>,
 }
 
 impl Delivery {
+    /// Whether it reached anyone: a connection here, or another node.
+    pub fn reached_anyone(&self) -> bool {
+        self.delivered() > 0 || self.nodes > 0
+    }
+
+    /// Add the outcome of publishing to the other nodes.
+    pub(crate) fn remote(&mut self, published: Result<usize, ClusterError>) {
+        match published {
+            Ok(nodes) => self.nodes += nodes,
+            Err(err) => self.cluster = Some(err),
+        }
+    }
+
     fn record(&mut self, result: &Result<SendStatus, SendError>) {
         match result {
             Ok(SendStatus::Sent) => self.sent += 1,
@@ -31,7 +53,7 @@ impl Delivery {
         }
     }
 
-    /// Connections the message reached or will reach.
+    /// Connections of this node the message reached or will reach.
     pub fn delivered(&self) -> usize {
         self.sent + self.queued
     }
@@ -81,11 +103,42 @@ impl ServerHandle {
 
     /// Send to every connection bound to `uid`, from any thread or worker. An empty
     /// [`Delivery`] means nobody is bound to it.
+    ///
+    /// In a cluster (`ServerBuilder::cluster`), a uid bound here is delivered here at once; a
+    /// uid bound elsewhere is looked up in presence and published to the channel of the
+    /// node(s) that hold it, never to every node ([`Delivery::nodes`]). A uid bound on
+    /// several nodes reaches all its connections on all of them: this node learns that a
+    /// uid it holds is held elsewhere too when it registers it, or at the latest at its
+    /// next heartbeat. The remote part costs one round trip to Redis on the calling thread
+    /// (at most `command_timeout`; none at all while Redis is known down, when
+    /// [`Delivery::cluster`] says [`ClusterError::Unavailable`]).
     pub fn send_to_uid(&self, uid: &Uid, data: impl AsRef<[u8]>) -> Delivery {
         let data = data.as_ref();
+        let mut delivery = self.deliver_to_uid(uid, data);
+        if let Some(bus) = &self.shared.cluster {
+            let here = delivery.sent + delivery.queued + delivery.failed > 0;
+            if !here || bus.is_shared(uid) {
+                delivery.remote(bus.send_to_uid(uid, data));
+            }
+        }
+        delivery
+    }
+
+    /// [`send_to_uid`](Self::send_to_uid) on this node only: what the cluster bus calls for
+    /// a message another node published.
+    pub(crate) fn deliver_to_uid(&self, uid: &Uid, data: &[u8]) -> Delivery {
+        self.deliver_to(self.shared.uids.get(uid), data)
+    }
+
+    /// Send `data` to each of `ids` (encoded once), counting each.
+    pub(crate) fn deliver_to(
+        &self,
+        ids: impl IntoIterator<Item = ConnId>,
+        data: &[u8],
+    ) -> Delivery {
         let mut delivery = Delivery::default();
         let mut message = SharedMessage::new(data);
-        for id in self.shared.uids.get(uid) {
+        for id in ids {
             let result = match self.shared.table.get(id) {
                 Some(conn) => self.shared.outlet.send_shared(&conn, &mut message),
                 None => Err(SendError::NotFound),
@@ -96,14 +149,36 @@ impl ServerHandle {
         delivery
     }
 
-    /// Send to every open connection. See [`broadcast_where`](Self::broadcast_where).
+    /// Send to every open connection, of every node in a cluster. See
+    /// [`broadcast_where`](Self::broadcast_where).
     pub fn broadcast(&self, data: impl AsRef<[u8]>) -> Delivery {
         self.broadcast_where(data, |_| true)
     }
 
-    /// Send to every open connection `filter` accepts, from any thread: as it is to framed
-    /// listeners' connections, as one message of the default opcode to WebSocket ones (their
-    /// frame encoded once for the whole broadcast, except for connections that compress).
+    /// Send to every open connection of this node that `filter` accepts, and, in a cluster,
+    /// to every connection of every other node: a closure cannot travel, so `filter` decides
+    /// only here; the other nodes deliver to all their connections. Published once for all
+    /// the other nodes ([`Delivery::nodes`] counts them), each encodes the frame once for
+    /// its connections. To reach a chosen set across nodes, put it in a group
+    /// ([`send_to_group`](Self::send_to_group)); to stay on this node, use
+    /// [`broadcast_local`](Self::broadcast_local).
+    pub fn broadcast_where(
+        &self,
+        data: impl AsRef<[u8]>,
+        filter: impl FnMut(&Target<'_>) -> bool,
+    ) -> Delivery {
+        let data = data.as_ref();
+        let mut delivery = self.broadcast_local(data, filter);
+        if let Some(bus) = &self.shared.cluster {
+            delivery.remote(bus.broadcast(data));
+        }
+        delivery
+    }
+
+    /// Send to every open connection of this node that `filter` accepts (never to other
+    /// nodes), from any thread: as it is to framed listeners' connections, as one message of
+    /// the default opcode to WebSocket ones (their frame encoded once for the whole
+    /// broadcast, except for connections that compress).
     ///
     /// With a few connections, the bytes are written straight to each socket whose output
     /// buffer is empty and queued behind the others. With more (over 32 open), they are
@@ -111,7 +186,7 @@ impl ServerHandle {
     /// write its connections' share, in parallel: the call returns in microseconds per
     /// thousand connections, and [`Delivery`] counts them queued. A slow client never blocks
     /// the broadcast, it only counts as queued, or as failed once its buffer is full.
-    pub fn broadcast_where(
+    pub fn broadcast_local(
         &self,
         data: impl AsRef<[u8]>,
         mut filter: impl FnMut(&Target<'_>) -> bool,

@@ -1,6 +1,6 @@
 //! [`ServerHandle`]'s methods, by topic: this file the connections (send, close, bind, look
 //! up); `control` the server (reload, commands, messages, tasks, shutdown); `broadcast`,
-//! `listing`, `flow`, `info`, `stats` and `websocket` the rest.
+//! `groups`, `presence`, `listing`, `flow`, `info`, `stats` and `websocket` the rest.
 //!
 //! The public surface over `shared`, used by the worker's `Context` and by any
 //! thread that holds a handle.
@@ -9,8 +9,10 @@ mod broadcast;
 mod control;
 mod datagram;
 mod flow;
+mod groups;
 pub(crate) mod info;
 mod listing;
+mod presence;
 mod sendfile;
 mod stats;
 mod websocket;
@@ -97,7 +99,9 @@ impl ServerHandle {
 
     /// Bind a connection to a user id (Swoole's `bind`).
     ///
-    /// A connection may be bound again; the latest uid wins. With
+    /// A connection may be bound again; the latest uid wins. In a cluster the binding is
+    /// registered in presence (asynchronously: other nodes find it within a moment), and
+    /// removed when the connection is unbound or closes. With
     /// [`DispatchMode::Uid`](crate::DispatchMode::Uid) the new worker takes over at the next
     /// packet boundary where no event of the connection is in flight, so its events never run
     /// on two workers at once and never reorder.

@@ -6,7 +6,7 @@ use std::{
 };
 
 use crate::shared::{
-    Counter, DatagramCounters, ReactorCounters, ServerHandle, Shared, WorkerStatus,
+    ClusterStats, Counter, DatagramCounters, ReactorCounters, ServerHandle, Shared, WorkerStatus,
 };
 
 /// A snapshot of a server's counters (Swoole's `stats()`, the fields this version has).
@@ -97,6 +97,13 @@ pub struct Stats {
     pub packet_send_failed: u64,
     /// Datagrams that reached a handler without `on_packet` (logged once, counted here).
     pub packet_unhandled: u64,
+    /// Distinct uids bound to connections of this node.
+    pub uid_num: usize,
+    /// Groups with members on this node.
+    pub group_num: usize,
+    /// The cluster bus, when the server is a node of a cluster (`null` when serialised
+    /// otherwise).
+    pub cluster: Option<ClusterStats>,
 }
 
 impl Stats {
@@ -140,15 +147,7 @@ impl Stats {
             worker_queue: shared.workers.iter().map(|w| w.queue_len()).collect(),
             worker_request_count: counters.workers.iter().map(|w| w.requests.get()).collect(),
             worker_response_count: counters.workers.iter().map(|w| w.responses.get()).collect(),
-            worker_dispatch_count: (0..shared.config.worker_num)
-                .map(|w| {
-                    counters
-                        .reactors
-                        .iter()
-                        .map(|r| r.per_worker[w].get())
-                        .sum()
-                })
-                .collect(),
+            worker_dispatch_count: dispatched_per_worker(shared),
             worker_status: shared.workers.iter().map(|w| w.status()).collect(),
             worker_restarts: shared.reload.worker_restarts.load(Relaxed),
             reload_count: shared.reload.count.load(Relaxed),
@@ -176,8 +175,19 @@ impl Stats {
             packet_drop_queue_full: packets(|c| &c.queue_full),
             packet_send_failed: packets(|c| &c.send_failed),
             packet_unhandled: packets(|c| &c.unhandled),
+            uid_num: shared.uids.len(),
+            group_num: shared.groups.len(),
+            cluster: shared.cluster.as_ref().map(|bus| bus.stats()),
         }
     }
+}
+
+/// Events dispatched to each worker, summed over the reactors.
+fn dispatched_per_worker(shared: &Shared) -> Vec<u64> {
+    let reactors = &shared.stats.reactors;
+    (0..shared.config.worker_num)
+        .map(|w| reactors.iter().map(|r| r.per_worker[w].get()).sum())
+        .collect()
 }
 
 impl ServerHandle {

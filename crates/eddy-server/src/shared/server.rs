@@ -7,7 +7,7 @@
 
 use std::{
     collections::HashMap,
-    fmt,
+    fmt, io,
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{atomic::AtomicBool, atomic::Ordering, Arc, OnceLock},
     time::{Instant, SystemTime},
@@ -17,8 +17,10 @@ use crossbeam_channel::{Receiver, Sender};
 use serde_json::Value;
 
 use super::{
+    bus::{ClusterStats, Watch},
     counters::Counters,
     datagram::DatagramPort,
+    groups::GroupIndex,
     reactor_mail::ReactorHandle,
     reload::ReloadState,
     send::Outlet,
@@ -29,8 +31,9 @@ use super::{
 };
 use crate::{
     config::Config,
+    conn::Uid,
     dispatch::DispatchMode,
-    error::{panic_message, CommandError},
+    error::{panic_message, ClusterError, CommandError},
     message::{CommandTarget, Destination, Message, MessageError, MessageSource},
     net::ListenAddr,
     sys::Poller,
@@ -57,6 +60,10 @@ pub(crate) struct Shared {
     pub(crate) shutdown_requested: AtomicBool,
     /// Which connections each uid is bound to.
     pub(crate) uids: UidIndex,
+    /// Which connections each group holds.
+    pub(crate) groups: GroupIndex,
+    /// The cluster bus, when the server is a node of a cluster.
+    pub(crate) cluster: Option<Arc<dyn ClusterBus>>,
     pub(crate) start_time: SystemTime,
     /// The task pool, if the server has task workers.
     pub(crate) tasks: Option<Arc<dyn PoolControl>>,
@@ -131,6 +138,35 @@ impl WakeWorker for Shared {
             self.workers[id].wake();
         }
     }
+}
+
+/// A cluster bus, as the rest of the server sees it (the seam: the Redis bus of the `cluster`
+/// module is one implementation). Every method returns at once when the
+/// bus is known to be down; the ones that ask Redis wait at most the bus's command timeout.
+pub(crate) trait ClusterBus: Watch + fmt::Debug {
+    /// Whether `uid`, bound here, is also bound on another node (so a send to it must be
+    /// published too).
+    fn is_shared(&self, uid: &Uid) -> bool;
+    /// Publish `data` for `uid` to the other nodes that hold it; returns how many took it.
+    fn send_to_uid(&self, uid: &Uid, data: &[u8]) -> Result<usize, ClusterError>;
+    /// Publish `data` to every other node's connections; returns how many nodes took it.
+    fn broadcast(&self, data: &[u8]) -> Result<usize, ClusterError>;
+    /// Publish `data` to the other nodes with members in `group`; returns how many took it.
+    fn send_to_group(&self, group: &str, data: &[u8]) -> Result<usize, ClusterError>;
+    /// Whether `uid` is bound on another node.
+    fn is_uid_online(&self, uid: &Uid) -> Result<bool, ClusterError>;
+    /// Distinct uids bound on any node, this one's as presence has them.
+    fn uid_count(&self) -> Result<usize, ClusterError>;
+    /// Up to `limit` uids bound on any node, sorted by their presence key.
+    fn online_uids(&self, limit: usize) -> Result<Vec<Uid>, ClusterError>;
+    /// Connections in `group` on the other nodes.
+    fn remote_group_count(&self, group: &str) -> Result<usize, ClusterError>;
+    /// The bus's state and counters.
+    fn stats(&self) -> ClusterStats;
+    /// Start the bus's threads, which deliver through `server`.
+    fn start(&self, server: ServerHandle) -> io::Result<()>;
+    /// Leave the cluster (presence removed) and stop the threads, waiting a bounded time.
+    fn stop(&self);
 }
 
 /// A handle to a server: send to and close any connection, look connections up, shut down.

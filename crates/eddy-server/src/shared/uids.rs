@@ -1,36 +1,81 @@
 //! The uid index: which connections each user id is bound to (`bind`, `send_to_uid`).
 
-use std::sync::atomic::Ordering;
+use std::{
+    fmt,
+    sync::{atomic::Ordering, Arc},
+};
 
 use dashmap::DashMap;
 
+use super::bus::Watch;
 use crate::{
     conn::{Conn, ConnId, Uid},
     error::SendError,
 };
 
-/// Uid to the connections bound to it, from any thread.
-#[derive(Debug, Default)]
-pub(crate) struct UidIndex(DashMap<Uid, Vec<ConnId>>);
+/// Uid to the connections bound to it, from any thread; a cluster bus watches it.
+#[derive(Default)]
+pub(crate) struct UidIndex {
+    map: DashMap<Uid, Vec<ConnId>>,
+    watch: Option<Arc<dyn Watch>>,
+}
+
+impl fmt::Debug for UidIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UidIndex")
+            .field("uids", &self.map.len())
+            .field("watched", &self.watch.is_some())
+            .finish()
+    }
+}
 
 impl UidIndex {
+    /// An empty index whose changes `watch` hears of.
+    pub(crate) fn new(watch: Option<Arc<dyn Watch>>) -> UidIndex {
+        UidIndex {
+            map: DashMap::new(),
+            watch,
+        }
+    }
+
     fn insert(&self, uid: Uid, conn: ConnId) {
-        let mut conns = self.0.entry(uid).or_default();
+        let mut conns = self.map.entry(uid).or_default();
         if !conns.contains(&conn) {
             conns.push(conn);
         }
     }
 
     fn remove(&self, uid: &Uid, conn: ConnId) {
-        self.0.remove_if_mut(uid, |_, conns| {
+        self.map.remove_if_mut(uid, |_, conns| {
             conns.retain(|c| *c != conn);
             conns.is_empty()
         });
     }
 
+    fn changed(&self, uid: &Uid) {
+        if let Some(watch) = &self.watch {
+            watch.uid_changed(uid);
+        }
+    }
+
+    /// Distinct uids bound to at least one connection.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Every uid bound now, unsorted.
+    pub(crate) fn all(&self) -> Vec<Uid> {
+        self.map.iter().map(|entry| entry.key().clone()).collect()
+    }
+
+    /// Whether any connection is bound to `uid`.
+    pub(crate) fn contains(&self, uid: &Uid) -> bool {
+        self.map.contains_key(uid)
+    }
+
     /// The connections bound to `uid` now.
     pub(crate) fn get(&self, uid: &Uid) -> Vec<ConnId> {
-        self.0
+        self.map
             .get(uid)
             .map(|conns| conns.clone())
             .unwrap_or_default()
@@ -45,8 +90,9 @@ impl UidIndex {
         if slot.released {
             return Err(SendError::Closed);
         }
-        if let Some(old) = slot.uid.take() {
-            self.remove(&old, conn.id);
+        let old = slot.uid.take();
+        if let Some(old) = &old {
+            self.remove(old, conn.id);
         }
         match &uid {
             Some(uid) => {
@@ -56,7 +102,11 @@ impl UidIndex {
             }
             None => conn.uid_bound.store(false, Ordering::Release),
         }
-        slot.uid = uid;
+        slot.uid.clone_from(&uid);
+        drop(slot);
+        for changed in [old, uid].iter().flatten() {
+            self.changed(changed);
+        }
         Ok(())
     }
 
@@ -70,6 +120,11 @@ impl UidIndex {
             self.remove(old, conn.id);
         }
         conn.uid_bound.store(false, Ordering::Release);
+        let old = slot.uid.clone();
+        drop(slot);
+        if let Some(old) = &old {
+            self.changed(old);
+        }
     }
 }
 
@@ -92,6 +147,6 @@ mod tests {
         assert!(index.get(&uid).is_empty());
         // A bind racing with the close comes too late: refused, nothing leaks.
         assert_eq!(index.bind(&conn, Some(uid.clone())), Err(SendError::Closed));
-        assert!(index.0.is_empty());
+        assert!(index.map.is_empty());
     }
 }

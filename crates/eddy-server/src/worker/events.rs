@@ -219,6 +219,7 @@ impl<T: TaskHandler> Worker<T> {
             .cloned()
             .unwrap_or(CloseReason::PeerClosed);
         self.server.shared.uids.release(conn);
+        self.server.shared.groups.release(conn);
         // A TLS connection whose handshake failed was never announced: no `on_close` either.
         if conn.announced.load(Ordering::Acquire) {
             self.guard(Callback::Close, Some(conn), |h, ctx| {

@@ -1,0 +1,311 @@
+//! The presence thread: keeps this node's uids and groups in Redis, renews them every
+//! heartbeat, and (re)connects the link with back-off.
+//!
+//! The indexes only queue which uid or group changed (`Dirty`); this thread writes what is
+//! true locally when it gets to it, so every write is idempotent and a dropped update is
+//! healed by the full resync that follows an overflow or a reconnect.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicBool, Ordering::Relaxed},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use crossbeam_channel::{select, Receiver, Sender};
+use dashmap::DashSet;
+use redis::{Connection, RedisResult};
+
+use super::{
+    keys::{decode_uid, encode_uid, Keys},
+    link::Link,
+    scripts::{self, HEARTBEAT, LEAVE, REGISTER},
+};
+use crate::{conn::Uid, shared::ServerHandle};
+
+/// The first wait before reconnecting; it doubles up to `reconnect_max_backoff`.
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Updates written per round trip.
+const BATCH: usize = 512;
+
+/// What changed on this node.
+#[derive(Debug)]
+pub(crate) enum Dirty {
+    Uid(Uid),
+    Group(Arc<str>),
+}
+
+/// What the presence thread shares with the bus.
+#[derive(Debug)]
+pub(crate) struct PresenceShared {
+    pub(crate) link: Arc<Link>,
+    pub(crate) keys: Keys,
+    /// An update was dropped: resync everything at the next chance.
+    pub(crate) resync: AtomicBool,
+    /// Uids bound here that another node holds too.
+    pub(crate) shared_uids: DashSet<Uid>,
+    pub(crate) ttl: Duration,
+    pub(crate) heartbeat: Duration,
+    pub(crate) max_backoff: Duration,
+}
+
+/// The presence thread's state.
+pub(crate) struct Presence {
+    pub(crate) shared: Arc<PresenceShared>,
+    pub(crate) server: ServerHandle,
+    pub(crate) dirty: Receiver<Dirty>,
+    pub(crate) wake: Receiver<()>,
+    pub(crate) stop: Receiver<()>,
+    /// Told once the first connection attempt is over (either way).
+    pub(crate) started: Option<Sender<()>>,
+    pub(crate) conn: Option<Connection>,
+}
+
+impl Presence {
+    /// Run until told to stop; then leave the cluster.
+    pub(crate) fn run(mut self) {
+        let mut backoff = FIRST_BACKOFF;
+        let mut connected_once = false;
+        loop {
+            if self.conn.is_none() {
+                match self.connect() {
+                    Ok(()) => {
+                        backoff = FIRST_BACKOFF;
+                        self.started.take();
+                        let counters = &self.shared.link.counters;
+                        if connected_once {
+                            counters.reconnects.fetch_add(1, Relaxed);
+                        }
+                        connected_once = true;
+                        tracing::info!(url = %self.shared.link.url, node = %self.shared.keys.node, "cluster: connected");
+                    }
+                    Err(err) => {
+                        self.started.take();
+                        if backoff == FIRST_BACKOFF {
+                            tracing::warn!(url = %self.shared.link.url, "cluster: cannot reach Redis ({err}); retrying with back-off");
+                        } else {
+                            tracing::debug!(
+                                "cluster: cannot reach Redis: {err}; again in {backoff:?}"
+                            );
+                        }
+                        if !matches!(
+                            self.stop.recv_timeout(backoff),
+                            Err(crossbeam_channel::RecvTimeoutError::Timeout)
+                        ) {
+                            return;
+                        }
+                        backoff = (backoff * 2).min(self.shared.max_backoff);
+                        continue;
+                    }
+                }
+            }
+            if !self.serve() {
+                self.leave();
+                return;
+            }
+        }
+    }
+
+    /// Serve while connected; `false` once told to stop.
+    fn serve(&mut self) -> bool {
+        let mut next_heartbeat = Instant::now() + self.shared.heartbeat;
+        while self.conn.is_some() {
+            let timeout = next_heartbeat.saturating_duration_since(Instant::now());
+            let result = select! {
+                recv(self.stop) -> _ => return false,
+                recv(self.wake) -> _ => {
+                    if !self.shared.link.is_up() {
+                        // A caller found Redis gone: reconnect everything.
+                        self.lost();
+                    }
+                    Ok(())
+                }
+                recv(self.dirty) -> first => match first {
+                    Ok(first) => self.apply(first),
+                    Err(_) => return false,
+                },
+                default(timeout) => {
+                    next_heartbeat = Instant::now() + self.shared.heartbeat;
+                    self.heartbeat()
+                }
+            };
+            if let Err(err) = result {
+                tracing::warn!("cluster: presence update failed: {err}");
+                self.lost();
+            }
+        }
+        true
+    }
+
+    fn lost(&mut self) {
+        self.conn = None;
+        self.shared.link.mark_down();
+        self.shared.link.clear();
+    }
+
+    /// Connect this thread's and the callers' connections, load the scripts, then write
+    /// this node's whole presence.
+    fn connect(&mut self) -> RedisResult<()> {
+        let link = &self.shared.link;
+        let mut conn = link.open_for_commands()?;
+        for script in scripts::all() {
+            script.load(&mut conn)?;
+        }
+        // What queued while down is in the resync.
+        while self.dirty.try_recv().is_ok() {}
+        self.resync(&mut conn)?;
+        link.fill()?;
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    /// Write this node's presence from scratch: every local uid and group, and the uids a
+    /// former run (or a dropped update) left that are no longer here removed.
+    fn resync(&self, conn: &mut Connection) -> RedisResult<()> {
+        self.shared.resync.store(false, Relaxed);
+        let keys = &self.shared.keys;
+        let stored: Vec<Vec<u8>> = redis::cmd("SMEMBERS").arg(&keys.own_uids).query(conn)?;
+        let uids = self.server.shared.uids.all();
+        let local: HashSet<Vec<u8>> = uids.iter().map(encode_uid).collect();
+        let stale = stored.iter().filter(|s| !local.contains(*s));
+        let stale: Vec<Uid> = stale.filter_map(|s| decode_uid(s)).collect();
+        self.register(conn, &stale)?;
+        self.register(conn, &uids)?;
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&keys.own_groups);
+        for (group, count) in self.server.shared.groups.all() {
+            pipe.hset(&keys.own_groups, &*group, count);
+        }
+        pipe.pexpire(&keys.own_groups, self.ttl_ms());
+        pipe.query::<()>(conn)?;
+        self.beat(conn)
+    }
+
+    /// Register each uid as it is here now (bound or not), a batch per round trip.
+    fn register(&self, conn: &mut Connection, uids: &[Uid]) -> RedisResult<()> {
+        let keys = &self.shared.keys;
+        let ttl = self.ttl_ms();
+        for chunk in uids.chunks(BATCH) {
+            let mut pipe = redis::pipe();
+            let mut present = Vec::with_capacity(chunk.len());
+            for uid in chunk {
+                let here = self.server.shared.uids.contains(uid);
+                present.push(here);
+                let flag = if here { "1" } else { "0" };
+                let (key, encoded) = (keys.uid(uid), encode_uid(uid));
+                pipe.add_command(REGISTER.cmd(
+                    &[&key, &keys.own_uids],
+                    &[&keys.node, &ttl, &flag, &encoded],
+                ));
+            }
+            let holders: Vec<u64> = pipe.query(conn)?;
+            for ((uid, here), holders) in chunk.iter().zip(present).zip(holders) {
+                if here && holders > 1 {
+                    self.shared.shared_uids.insert(uid.clone());
+                } else {
+                    self.shared.shared_uids.remove(uid);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Write the changes queued (this one and up to a batch more), each once.
+    fn apply(&mut self, first: Dirty) -> RedisResult<()> {
+        let mut uids = HashSet::new();
+        let mut groups = HashSet::new();
+        let mut next = Some(first);
+        while let Some(dirty) = next.take() {
+            match dirty {
+                Dirty::Uid(uid) => uids.insert(uid),
+                Dirty::Group(group) => groups.insert(group),
+            };
+            if uids.len() + groups.len() < BATCH {
+                next = self.dirty.try_recv().ok();
+            }
+        }
+        let Some(mut conn) = self.conn.take() else {
+            return Ok(());
+        };
+        let result = self.write(&mut conn, uids, groups);
+        self.conn = Some(conn);
+        result
+    }
+
+    fn write(
+        &self,
+        conn: &mut Connection,
+        uids: HashSet<Uid>,
+        groups: HashSet<Arc<str>>,
+    ) -> RedisResult<()> {
+        if self.shared.resync.load(Relaxed) {
+            return self.resync(conn);
+        }
+        let uids: Vec<Uid> = uids.into_iter().collect();
+        self.register(conn, &uids)?;
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let own = &self.shared.keys.own_groups;
+        let mut pipe = redis::pipe();
+        for group in groups {
+            match self.server.shared.groups.count(&group) {
+                0 => pipe.hdel(own, &*group),
+                count => pipe.hset(own, &*group, count),
+            };
+        }
+        pipe.pexpire(own, self.ttl_ms());
+        pipe.query(conn)
+    }
+
+    /// Renew every local uid and this node's entry.
+    fn heartbeat(&mut self) -> RedisResult<()> {
+        let Some(mut conn) = self.conn.take() else {
+            return Ok(());
+        };
+        let result = if self.shared.resync.load(Relaxed) {
+            self.resync(&mut conn)
+        } else {
+            let uids = self.server.shared.uids.all();
+            self.register(&mut conn, &uids)
+                .and_then(|()| self.beat(&mut conn))
+        };
+        self.conn = Some(conn);
+        result
+    }
+
+    fn beat(&self, conn: &mut Connection) -> RedisResult<()> {
+        let keys = &self.shared.keys;
+        HEARTBEAT.run(
+            conn,
+            &[&keys.nodes, &keys.own_uids, &keys.own_groups],
+            &[&keys.node, &self.ttl_ms()],
+        )
+    }
+
+    /// Take this node out of presence (at shutdown), if Redis is there.
+    fn leave(&mut self) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let keys = &self.shared.keys;
+        let left: RedisResult<u64> = LEAVE.run(
+            conn,
+            &[&keys.nodes, &keys.own_uids, &keys.own_groups],
+            &[&keys.node, &keys.uid_prefix()],
+        );
+        match left {
+            Ok(uids) => tracing::info!(node = %keys.node, uids, "cluster: left"),
+            Err(err) => tracing::warn!(
+                "cluster: could not leave cleanly ({err}): presence expires by itself"
+            ),
+        }
+    }
+
+    fn ttl_ms(&self) -> i64 {
+        i64::try_from(self.shared.ttl.as_millis()).unwrap_or(i64::MAX)
+    }
+}
