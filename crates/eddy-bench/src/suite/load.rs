@@ -201,6 +201,8 @@ pub fn measure(
         connect_timeout: Duration::from_secs(10),
         io_timeout: Duration::from_secs(10),
         udp_timeout: Duration::from_millis(200),
+        tls: None,
+        mode: eddy_load::Mode::Echo,
     };
     if !settings.warmup.is_zero() {
         eddy_load::run(&LoadConfig {
@@ -228,6 +230,8 @@ mod tests {
                 framing: Framing::Length,
                 deflate: false,
                 payload: Payload::Pattern,
+                mode: eddy_load::Mode::Echo,
+                tls: false,
                 connections: 1,
                 depth: 1,
                 size: 64,
@@ -245,6 +249,7 @@ mod tests {
                 p999_us: p99_us,
                 max_us: p99_us,
                 lost: None,
+                handshakes: None,
             },
             server_cpu: Duration::from_millis(cpu_ms),
         }
