@@ -240,7 +240,7 @@ impl LoadFigures {
 /// `/proc` right before and right after the measured run (over TLS, after
 /// the measured run's handshakes: `eddy_load::run` does them before its
 /// clock starts, so they fall in the CPU window; with 50 connections they are
-/// under 1% of it). `trust` is the PEM certificate a TLS scenario's client
+/// about 1–2% of a 1 s round's server CPU, on every server alike). `trust` is the PEM certificate a TLS scenario's client
 /// trusts.
 pub fn measure(
     child: &ServerChild,
