@@ -1,9 +1,11 @@
-//! `cargo bench --bench echo [-- --quick] [-- --json FILE]`: eddy against a
-//! tokio and a raw-epoll echo server, and over WebSocket against a
-//! tokio-tungstenite echo server, one table. See `BENCHMARKS.md`.
+//! `cargo bench --bench echo [-- --quick] [-- --json FILE] [-- --filter TEXT]`:
+//! eddy against a tokio and a raw-epoll echo server, over WebSocket against
+//! a tokio-tungstenite echo server, and over TLS against a tokio-rustls echo
+//! server, one table. See `BENCHMARKS.md`.
 //!
 //! Each server runs as a child process: this binary re-executed with
-//! `--serve eddy|tokio|epoll … [--framing ws [--deflate]]`, so nothing else
+//! `--serve eddy|tokio|epoll … [--framing ws [--deflate]] [--tls-cert C --tls-key K]`
+//! (the certificate made for the run with rcgen), so nothing else
 //! needs building. The load runs in this process (eddy-load), identical for
 //! every server.
 

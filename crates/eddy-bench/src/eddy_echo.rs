@@ -2,13 +2,14 @@
 //! for comparison with the baselines.
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 
 use bytes::Bytes;
 use eddy_codec::{EofCodec, LengthCodec};
 use eddy_server::{
-    BuildError, ConnId, Context, DispatchMode, EventHandler, PacketInfo, Server, WebSocketConfig,
-    WsMessage,
+    BuildError, ConnId, Context, DispatchMode, EventHandler, PacketInfo, Server, TlsConfig,
+    TlsVersion, WebSocketConfig, WsMessage,
 };
 
 use crate::frames::Framing;
@@ -126,6 +127,18 @@ const WS_MAX_MESSAGE: usize = 16 << 20;
 /// datagram back with `sendto`), a backlog of
 /// 1024 and otherwise eddy's defaults. Start it with [`Server::run`].
 pub fn build(listen: &str, framing: Framing, config: EddyConfig) -> Result<Server, BuildError> {
+    build_with(listen, framing, config, None)
+}
+
+/// [`build`] with TLS on the listener when `tls` names a certificate chain and key (PEM
+/// files): eddy's `TlsConfig::from_pem_files`, TLS 1.3 only, otherwise eddy's defaults (the
+/// ring provider, a 10 s handshake timeout, rustls's default session tickets).
+pub fn build_with(
+    listen: &str,
+    framing: Framing,
+    config: EddyConfig,
+    tls: Option<(&Path, &Path)>,
+) -> Result<Server, BuildError> {
     let builder = match framing {
         Framing::Length => Server::builder().listen(listen).codec(LengthCodec::new()),
         Framing::Line => Server::builder().listen(listen).codec(EofCodec::line()),
@@ -140,6 +153,9 @@ pub fn build(listen: &str, framing: Framing, config: EddyConfig) -> Result<Serve
         Framing::Udp => Server::builder().listen_udp(listen),
     };
     let mut builder = builder.dispatch_mode(config.dispatch.into()).backlog(1024);
+    if let Some((cert, key)) = tls {
+        builder = builder.tls(TlsConfig::from_pem_files(cert, key).versions(&[TlsVersion::Tls13]));
+    }
     if let Some(n) = config.reactors {
         builder = builder.reactor_num(n);
     }

@@ -12,6 +12,10 @@
 //!   per runtime worker on the shared socket: the UDP baseline
 //!   (`--serve tokio --framing udp`; `--serve eddy --framing udp` is eddy's
 //!   `listen_udp` with an `on_packet` echo).
+//! * [`tokio_tls_echo`] — a tokio-rustls echo server, a task per
+//!   connection, TLS 1.3 on ring: the TLS baseline (`--serve tokio
+//!   --tls-cert C --tls-key K`; `--serve eddy --tls-cert C --tls-key K` is
+//!   eddy's echo with `.tls(TlsConfig::from_pem_files(C, K))`).
 //! * [`serve::serve_main`] — `--serve eddy|tokio|epoll` (the
 //!   `eddy-baseline` binary, and the `echo` bench re-executing itself):
 //!   binds with a backlog of 1024, prints `listening on ADDR`, serves;
@@ -40,7 +44,9 @@ pub mod redis_server;
 pub mod serve;
 pub mod suite;
 pub mod tasks;
+pub mod tls_cert;
 pub mod tokio_echo;
+pub mod tokio_tls_echo;
 pub mod tokio_udp_echo;
 pub mod tokio_ws_echo;
 

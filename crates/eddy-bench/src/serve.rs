@@ -6,6 +6,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 
@@ -14,13 +15,13 @@ use eddy_server::BuildError;
 use crate::eddy_echo::{self, EddyConfig};
 use crate::frames::Framing;
 use crate::listen::{self, BACKLOG};
-use crate::{epoll_echo, tokio_echo, tokio_udp_echo, tokio_ws_echo};
+use crate::{epoll_echo, tokio_echo, tokio_tls_echo, tokio_udp_echo, tokio_ws_echo};
 
 /// Usage text of `--serve`.
 pub const USAGE: &str = "\
 usage: eddy-baseline --serve eddy|tokio|epoll [--listen ADDR] [--framing length|line|ws|udp]
                      [--deflate] [--dispatch fd|reactor] [--reactors N] [--workers N]
-                     [--threads N]
+                     [--threads N] [--tls-cert CERT.pem --tls-key KEY.pem]
 
   --serve eddy|tokio|epoll  eddy echo, tokio multi-thread echo, or single-thread raw epoll echo
   --listen ADDR             address to bind (default 127.0.0.1:0)
@@ -36,6 +37,10 @@ usage: eddy-baseline --serve eddy|tokio|epoll [--listen ADDR] [--framing length|
   --reactors N              eddy only: reactor threads (default: eddy's, one per core)
   --workers N               eddy only: worker threads (default: eddy's, one per core)
   --threads N               tokio only: worker threads, 0 = one per core (default 0)
+  --tls-cert CERT.pem --tls-key KEY.pem
+                            eddy and tokio, length and line framing: serve the echo over
+                            TLS 1.3 (rustls on ring) with this certificate chain and key:
+                            eddy's `.tls(TlsConfig::from_pem_files(..))`, or tokio-rustls
 
 All listen with a backlog of 1024. Prints `listening on ADDR` on stdout once
 bound, then serves until killed.
@@ -81,6 +86,17 @@ pub struct ServeOptions {
     pub eddy: EddyConfig,
     /// Tokio worker threads (0 = one per core); ignored by the others.
     pub threads: usize,
+    /// Serve over TLS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its private key, as PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
 }
 
 /// Errors of [`serve_main`].
@@ -149,7 +165,9 @@ where
         framing: Framing::Length,
         eddy: EddyConfig::default(),
         threads: 0,
+        tls: None,
     };
+    let (mut cert, mut key) = (None::<PathBuf>, None::<PathBuf>);
     while let Some(arg) = parser.next()? {
         match arg {
             Long("serve") => server = Some(parser.value()?.parse()?),
@@ -160,11 +178,34 @@ where
             Long("reactors") => opts.eddy.reactors = Some(parser.value()?.parse()?),
             Long("workers") => opts.eddy.workers = Some(parser.value()?.parse()?),
             Long("threads") => opts.threads = parser.value()?.parse()?,
+            Long("tls-cert") => cert = Some(parser.value()?.into()),
+            Long("tls-key") => key = Some(parser.value()?.into()),
             Long("help") | Short('h') => return Err(ServeError::Usage(USAGE.to_owned())),
             _ => return Err(arg.unexpected().into()),
         }
     }
     opts.server = server.ok_or_else(|| ServeError::Usage("--serve is required".into()))?;
+    opts.tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => {
+            return Err(ServeError::Usage(
+                "--tls-cert and --tls-key go together".into(),
+            ))
+        }
+    };
+    if opts.tls.is_some() {
+        if opts.server == ServerKind::Epoll {
+            return Err(ServeError::Usage(
+                "the epoll baseline has no TLS (use eddy or tokio)".into(),
+            ));
+        }
+        if !matches!(opts.framing, Framing::Length | Framing::Line) {
+            return Err(ServeError::Usage(
+                "TLS is served with length and line framing only".into(),
+            ));
+        }
+    }
     match (opts.server, opts.framing, opts.eddy.deflate) {
         (ServerKind::Epoll, Framing::WebSocket, _) => Err(ServeError::Usage(
             "the epoll baseline has no WebSocket framing (use eddy or tokio)".into(),
@@ -191,28 +232,36 @@ where
     I::Item: Into<OsString>,
 {
     let opts = parse_serve_args(args)?;
-    match opts.server {
-        ServerKind::Eddy => {
-            let server = eddy_echo::build(&opts.listen, opts.framing, opts.eddy)?;
+    let tls = opts.tls.as_ref();
+    match (opts.server, tls) {
+        (ServerKind::Eddy, tls) => {
+            let tls = tls.map(|t| (t.cert.as_path(), t.key.as_path()));
+            let server = eddy_echo::build_with(&opts.listen, opts.framing, opts.eddy, tls)?;
             announce(server.local_addr())?;
             server.run()?;
         }
-        ServerKind::Tokio if opts.framing == Framing::Udp => {
+        (ServerKind::Tokio, Some(tls)) => {
+            let config = tokio_tls_echo::server_config(&tls.cert, &tls.key)?;
+            let listener = listen::bind(&opts.listen, BACKLOG)?;
+            announce(listener.local_addr()?)?;
+            tokio_tls_echo::run(listener, opts.framing, opts.threads, config)?;
+        }
+        (ServerKind::Tokio, None) if opts.framing == Framing::Udp => {
             let socket = std::net::UdpSocket::bind(&opts.listen)?;
             announce(socket.local_addr()?)?;
             tokio_udp_echo::run(socket, opts.threads)?;
         }
-        ServerKind::Tokio if opts.framing == Framing::WebSocket => {
+        (ServerKind::Tokio, None) if opts.framing == Framing::WebSocket => {
             let listener = listen::bind(&opts.listen, BACKLOG)?;
             announce(listener.local_addr()?)?;
             tokio_ws_echo::run(listener, opts.threads)?;
         }
-        ServerKind::Tokio => {
+        (ServerKind::Tokio, None) => {
             let listener = listen::bind(&opts.listen, BACKLOG)?;
             announce(listener.local_addr()?)?;
             tokio_echo::run(listener, opts.framing, opts.threads)?;
         }
-        ServerKind::Epoll => {
+        (ServerKind::Epoll, _) => {
             let listener = listen::bind(&opts.listen, BACKLOG)?;
             announce(listener.local_addr()?)?;
             epoll_echo::run(listener, opts.framing)?;
@@ -278,6 +327,7 @@ mod tests {
                 framing: Framing::Line,
                 eddy: EddyConfig::default(),
                 threads: 3,
+                tls: None,
             }
         );
         assert!(parse_serve_args(["--listen", "x"]).is_err());
@@ -308,6 +358,54 @@ mod tests {
             }
         );
         assert!(parse_serve_args(["--serve", "eddy", "--dispatch", "idle"]).is_err());
+    }
+
+    #[test]
+    fn parses_tls_options() {
+        let o = parse_serve_args([
+            "--serve",
+            "tokio",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--framing",
+            "line",
+        ])
+        .expect("parses");
+        let files = TlsFiles {
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+        };
+        assert_eq!(o.tls, Some(files));
+        for bad in [
+            &["--serve", "eddy", "--tls-cert", "c.pem"][..],
+            &["--serve", "tokio", "--tls-key", "k.pem"],
+            &["--serve", "epoll", "--tls-cert", "c", "--tls-key", "k"],
+            &[
+                "--serve",
+                "eddy",
+                "--framing",
+                "ws",
+                "--tls-cert",
+                "c",
+                "--tls-key",
+                "k",
+            ],
+            &[
+                "--serve",
+                "tokio",
+                "--framing",
+                "udp",
+                "--tls-cert",
+                "c",
+                "--tls-key",
+                "k",
+            ],
+        ] {
+            let err = parse_serve_args(bad.iter().copied()).expect_err("refused");
+            assert!(matches!(err, ServeError::Usage(_)), "{bad:?}");
+        }
     }
 
     #[test]

@@ -10,8 +10,9 @@ use std::thread;
 use std::time::Duration;
 
 use eddy_bench::child::ServerChild;
+use eddy_bench::tls_cert::TestCert;
 use eddy_bench::{epoll_echo, tokio_echo, tokio_udp_echo, tokio_ws_echo, Framing};
-use eddy_load::{run, LoadConfig, LoadError, Payload};
+use eddy_load::{run, LoadConfig, LoadError, Mode, Payload, TlsClient};
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -265,6 +266,69 @@ fn eddy_serves_websocket_with_and_without_deflate() {
                 });
                 assert!(matches!(declined, Err(LoadError::Handshake { .. })));
             }
+            child.kill().expect("kill");
+        }
+    }
+}
+
+#[test]
+fn eddy_and_tokio_rustls_serve_tls_echo_and_handshakes() {
+    let cert = TestCert::generate().expect("certificate");
+    let servers: [&[&str]; 3] = [
+        &["--serve", "eddy", "--dispatch", "fd", "--workers", "2"],
+        &["--serve", "eddy", "--dispatch", "reactor"],
+        &["--serve", "tokio", "--threads", "2"],
+    ];
+    for server in servers {
+        for framing in [Framing::Length, Framing::Line] {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_eddy-baseline"));
+            cmd.args(server)
+                .args(["--framing", framing.as_str()])
+                .args(cert.serve_args());
+            let child = ServerChild::spawn(&mut cmd, Duration::from_secs(10)).expect("spawn");
+            let tls = LoadConfig {
+                tls: Some(TlsClient::from_pem(cert.pem())),
+                framing,
+                connections: 4,
+                warmup: Duration::ZERO,
+                duration: None,
+                io_timeout: Duration::from_secs(10),
+                ..small(1)
+            };
+            for (depth, size) in [(1, 64), (8, 16 * 1024)] {
+                let report = run(&LoadConfig {
+                    addr: child.addr().to_string(),
+                    depth,
+                    size,
+                    count: Some(1000),
+                    ..tls.clone()
+                })
+                .unwrap_or_else(|e| panic!("{server:?} {framing} {depth}x{size}: {e}"));
+                assert_eq!(report.packets, 1000);
+                assert_eq!(report.handshakes.map(|h| h.count), Some(4));
+            }
+            let report = run(&LoadConfig {
+                addr: child.addr().to_string(),
+                mode: Mode::Handshakes,
+                count: Some(100),
+                ..tls.clone()
+            })
+            .unwrap_or_else(|e| panic!("{server:?} {framing} handshakes: {e}"));
+            assert_eq!(report.packets, 100);
+            // A client that does not trust the certificate is refused, and the server serves on.
+            let other = TestCert::generate().expect("certificate");
+            let refused = run(&LoadConfig {
+                addr: child.addr().to_string(),
+                tls: Some(TlsClient::from_pem(other.pem())),
+                ..tls.clone()
+            });
+            assert!(matches!(refused, Err(LoadError::Tls { .. })), "{refused:?}");
+            let again = run(&LoadConfig {
+                addr: child.addr().to_string(),
+                count: Some(10),
+                ..tls.clone()
+            });
+            assert_eq!(again.expect("serves on").packets, 10);
             child.kill().expect("kill");
         }
     }

@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::config::LoadConfig;
+use crate::tls::TlsClient;
 
 /// Usage text printed by `--help` and on usage errors.
 pub const USAGE: &str = "\
@@ -28,6 +29,16 @@ usage: eddy-load [options]
   --payload pattern|json
                         body filler: a rotating alphabet (compresses to nothing) or
                         JSON-like records, partly compressible (default pattern)
+  --tls                 length or line framing only: every connection a TLS client
+                        (rustls, ring), trusting the certificates of --tls-ca; the
+                        handshakes are done before the clock starts and reported apart
+  --tls-ca PATH         PEM file of the CA (or self-signed server certificate) to trust
+  --tls-name NAME       server name to ask for and verify (default localhost)
+  --mode echo|handshakes
+                        echo: connections stay open and echo (default); handshakes: each
+                        of the --connections slots connects, completes the TLS handshake
+                        (with --tls), echoes one packet, closes, and starts over; the
+                        throughput is handshakes (or connections) per second
   --duration SECS       measured phase length (default 10, or unlimited with --count)
   --count N             measured packets over all connections
   --warmup SECS         unmeasured warm-up (default 1)
@@ -39,6 +50,8 @@ usage: eddy-load [options]
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq)]
+// Parsed once per process: boxing the configuration would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run a load.
     Run {
@@ -84,6 +97,7 @@ where
     };
     let mut duration_set = false;
     let mut json = false;
+    let (mut tls, mut tls_ca, mut tls_name) = (false, None, None);
     while let Some(arg) = parser.next()? {
         match arg {
             Long("addr") => config.addr = parser.value()?.string()?,
@@ -105,12 +119,25 @@ where
             Long("count") | Short('n') => config.count = Some(parser.value()?.parse()?),
             Long("warmup") => config.warmup = secs(&parser.value()?.string()?)?,
             Long("threads") | Short('t') => config.threads = parser.value()?.parse()?,
+            Long("tls") => tls = true,
+            Long("tls-ca") => tls_ca = Some(parser.value()?),
+            Long("tls-name") => tls_name = Some(parser.value()?.string()?),
+            Long("mode") => config.mode = parser.value()?.string()?.parse().map_err(CliError)?,
             Long("json") => json = true,
             Long("quiet") | Short('q') => config.progress = false,
             Long("help") | Short('h') => return Ok(Command::Help),
             _ => return Err(arg.unexpected().into()),
         }
     }
+    config.tls = match (tls, tls_ca, tls_name) {
+        (true, Some(ca), name) => Some(TlsClient {
+            server_name: name.unwrap_or_else(|| crate::tls::DEFAULT_SERVER_NAME.to_owned()),
+            ..TlsClient::from_ca_file(ca)
+        }),
+        (true, None, _) => return Err(CliError("--tls needs --tls-ca PATH".into())),
+        (false, None, None) => None,
+        (false, _, _) => return Err(CliError("--tls-ca and --tls-name need --tls".into())),
+    };
     if config.count.is_some() && !duration_set {
         config.duration = None;
     }
@@ -206,6 +233,37 @@ mod tests {
         assert_eq!(c.count, Some(1000));
         assert_eq!(c.warmup, Duration::ZERO);
         assert!(json && !c.progress);
+    }
+
+    #[test]
+    fn tls_flags() {
+        use crate::config::Mode;
+        use crate::tls::TlsTrust;
+        let (c, _) = run(&["--tls", "--tls-ca", "ca.pem", "--mode", "handshakes"]);
+        let tls = c.tls.expect("tls");
+        assert_eq!(tls.trust, TlsTrust::File("ca.pem".into()));
+        assert_eq!(tls.server_name, "localhost");
+        assert_eq!(c.mode, Mode::Handshakes);
+        let (c, _) = run(&[
+            "--tls",
+            "--tls-ca=x",
+            "--tls-name",
+            "eddy.test",
+            "--framing=line",
+        ]);
+        assert_eq!(c.tls.map(|t| t.server_name), Some("eddy.test".to_owned()));
+        let (c, _) = run(&["--mode", "handshakes"]);
+        assert_eq!((c.mode, c.tls), (Mode::Handshakes, None));
+        for bad in [
+            &["--tls"][..],
+            &["--tls-ca", "ca.pem"],
+            &["--tls-name", "localhost"],
+            &["--tls", "--tls-ca", "ca.pem", "--framing", "ws"],
+            &["--mode", "flood"],
+            &["--mode", "handshakes", "--depth", "4"],
+        ] {
+            assert!(parse_args(bad.iter().copied()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

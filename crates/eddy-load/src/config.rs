@@ -1,20 +1,69 @@
 //! Run configuration and target address checks.
 
+use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::str::FromStr;
 use std::time::Duration;
+
+use serde::Serialize;
 
 use crate::error::LoadError;
 use crate::frame::{Framing, Payload, MAX_BODY, MAX_DATAGRAM, UDP_SEQ_LEN};
+use crate::tls::TlsClient;
 
 /// Default target address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9501";
+
+/// What each connection does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Connections stay open and echo packets, `depth` in flight each.
+    #[default]
+    Echo,
+    /// Each connection slot opens a connection, completes the TLS handshake (with
+    /// [`LoadConfig::tls`]), does one round trip of one packet, closes, and starts over:
+    /// the report counts these cycles (handshakes per second with TLS; without it, TCP
+    /// connections per second).
+    Handshakes,
+}
+
+impl Mode {
+    /// The name used on the command line and in reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mode::Echo => "echo",
+            Mode::Handshakes => "handshakes",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "echo" => Ok(Mode::Echo),
+            "handshakes" => Ok(Mode::Handshakes),
+            other => Err(format!(
+                "unknown mode {other:?} (expected `echo` or `handshakes`)"
+            )),
+        }
+    }
+}
 
 /// What to run: target, traffic shape and how long.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadConfig {
     /// Target `host:port`; must resolve to a loopback address.
     pub addr: String,
-    /// Number of connections.
+    /// Number of connections (in [`Mode::Handshakes`], of connections open at once).
     pub connections: usize,
     /// Packets in flight per connection (1 = ping-pong).
     pub depth: usize,
@@ -47,6 +96,12 @@ pub struct LoadConfig {
     /// With [`Framing::Udp`]: a datagram not echoed within this long counts
     /// as lost, and a new one is sent in its place (default 200 ms).
     pub udp_timeout: Duration,
+    /// Run every connection over TLS (length or line framing): a rustls client trusting
+    /// these certificates. In [`Mode::Echo`] all handshakes are done before the clock starts
+    /// and reported apart ([`LoadReport::handshakes`](crate::LoadReport::handshakes)).
+    pub tls: Option<TlsClient>,
+    /// What each connection does.
+    pub mode: Mode,
 }
 
 impl Default for LoadConfig {
@@ -67,6 +122,8 @@ impl Default for LoadConfig {
             connect_timeout: Duration::from_secs(5),
             io_timeout: Duration::from_secs(10),
             udp_timeout: Duration::from_millis(200),
+            tls: None,
+            mode: Mode::Echo,
         }
     }
 }
@@ -97,6 +154,17 @@ impl LoadConfig {
         }
         if self.deflate && self.framing != Framing::WebSocket {
             return bad("deflate needs WebSocket framing");
+        }
+        if self.tls.is_some() && !matches!(self.framing, Framing::Length | Framing::Line) {
+            return bad("TLS works with length and line framing only");
+        }
+        if self.mode == Mode::Handshakes {
+            if !matches!(self.framing, Framing::Length | Framing::Line) {
+                return bad("handshakes mode works with length and line framing only");
+            }
+            if self.depth != 1 {
+                return bad("handshakes mode makes one round trip per connection: depth must be 1");
+            }
         }
         match (self.duration, self.count) {
             (None, None) => return bad("set a duration, a count, or both"),
@@ -182,6 +250,22 @@ mod tests {
                 size: MAX_DATAGRAM + 1,
                 ..base.clone()
             },
+            LoadConfig {
+                framing: Framing::WebSocket,
+                tls: Some(TlsClient::from_pem(Vec::new())),
+                ..base.clone()
+            },
+            LoadConfig {
+                mode: Mode::Handshakes,
+                depth: 2,
+                ..base.clone()
+            },
+            LoadConfig {
+                mode: Mode::Handshakes,
+                framing: Framing::Udp,
+                size: 64,
+                ..base.clone()
+            },
         ];
         for c in cases {
             assert!(matches!(c.validate(), Err(LoadError::Config(_))), "{c:?}");
@@ -194,6 +278,20 @@ mod tests {
             framing: Framing::WebSocket,
             deflate: true,
             payload: Payload::Json,
+            ..LoadConfig::default()
+        };
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn modes_parse_and_tls_with_length_is_valid() {
+        assert_eq!("handshakes".parse::<Mode>(), Ok(Mode::Handshakes));
+        assert_eq!("echo".parse::<Mode>(), Ok(Mode::Echo));
+        assert!("flood".parse::<Mode>().is_err());
+        let c = LoadConfig {
+            tls: Some(TlsClient::from_ca_file("ca.pem")),
+            mode: Mode::Handshakes,
+            framing: Framing::Line,
             ..LoadConfig::default()
         };
         assert!(c.validate().is_ok());

@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 
 use crate::error::LoadError;
 use crate::frame::{append_packet_with, fill_body, EchoChecker, Fed, Framing, Payload};
+use crate::tls::Session;
 use crate::ws::{self, DeflateParams, Deflater, FrameChecker, Rng};
 
 /// Phase boundaries shared by all threads.
@@ -44,6 +45,23 @@ pub(crate) struct Tally {
     pub(crate) all_packets: u64,
     /// UDP only: measured datagrams given up on (never echoed in time).
     pub(crate) lost: u64,
+    /// Handshakes mode with TLS: each measured handshake's time, in nanoseconds.
+    pub(crate) handshakes: Option<Histogram<u64>>,
+}
+
+impl Tally {
+    /// An empty tally; `handshakes` is kept when TLS handshakes are timed.
+    pub(crate) fn new(hist: Histogram<u64>, handshakes: Option<Histogram<u64>>) -> Self {
+        Tally {
+            hist,
+            packets: 0,
+            bytes: 0,
+            last_recv: None,
+            all_packets: 0,
+            lost: 0,
+            handshakes,
+        }
+    }
 }
 
 /// Outcome of one read.
@@ -109,22 +127,22 @@ pub(crate) struct Conn {
     pub(crate) stream: TcpStream,
     id: u32,
     sender: Sender,
-    checker: Verifier,
+    rx: Echoes,
     next_seq: u64,
-    pkt_len: u64,
-    sent_at: Box<[Instant]>,
     wbuf: Vec<u8>,
     wpos: usize,
     /// Measured sends left, in count mode.
     budget: Option<u64>,
     /// Whether the poller is watching for writability.
     pub(crate) write_armed: bool,
+    /// The TLS session, when the connection runs over TLS (its handshake done).
+    tls: Option<Box<Session>>,
 }
 
 impl Conn {
     /// A connection whose handshake is done: `deflate` holds the
     /// permessage-deflate parameters of a WebSocket connection that agreed
-    /// on them.
+    /// on them; `tls` the established session of a TLS connection.
     pub(crate) fn new(
         stream: TcpStream,
         id: u32,
@@ -132,6 +150,7 @@ impl Conn {
         budget: Option<u64>,
         now: Instant,
         deflate: Option<DeflateParams>,
+        tls: Option<Box<Session>>,
     ) -> Self {
         let pkt = shape.framing.packet_len(shape.size);
         let exact = || {
@@ -174,14 +193,18 @@ impl Conn {
             stream,
             id,
             sender,
-            checker,
+            rx: Echoes {
+                id,
+                checker,
+                pkt_len: pkt as u64,
+                sent_at: vec![now; shape.depth].into_boxed_slice(),
+            },
             next_seq: 0,
-            pkt_len: pkt as u64,
-            sent_at: vec![now; shape.depth].into_boxed_slice(),
             wbuf: Vec::with_capacity(sent_len * shape.depth),
             wpos: 0,
             budget,
             write_armed: false,
+            tls,
         }
     }
 
@@ -192,7 +215,7 @@ impl Conn {
 
     /// Packets sent (or queued) but not yet fully echoed.
     pub(crate) fn outstanding(&self) -> u64 {
-        self.next_seq - self.checker.next_seq()
+        self.next_seq - self.rx.checker.next_seq()
     }
 
     fn may_send(&self, now: Instant, sched: &Schedule) -> bool {
@@ -218,7 +241,7 @@ impl Conn {
             }
             self.append(shape)?;
             let slot = (self.next_seq % shape.depth as u64) as usize;
-            self.sent_at[slot] = now;
+            self.rx.sent_at[slot] = now;
             if now >= sched.measure_start {
                 if let Some(b) = self.budget.as_mut() {
                     *b -= 1;
@@ -269,24 +292,13 @@ impl Conn {
     /// Writes queued output until done or the socket would block.
     /// Returns `true` when output is still pending.
     pub(crate) fn flush(&mut self) -> Result<bool, LoadError> {
-        while self.wpos < self.wbuf.len() {
-            match (&self.stream).write(&self.wbuf[self.wpos..]) {
-                Ok(0) => {
-                    return Err(self.io_err(io::Error::from(io::ErrorKind::WriteZero)));
-                }
-                Ok(n) => self.wpos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.io_err(e)),
-            }
-        }
-        self.wbuf.clear();
-        self.wpos = 0;
-        Ok(false)
+        let tls = self.tls.as_deref_mut();
+        flush_output(&self.stream, tls, &mut self.wbuf, &mut self.wpos, self.id)
     }
 
-    /// Reads once into `rbuf`, verifies the bytes and records every
-    /// completed packet in `tally`.
+    /// Reads once into `rbuf` (over TLS: what the socket holds, a bounded
+    /// amount), verifies the bytes and records every completed packet in
+    /// `tally`.
     pub(crate) fn read(
         &mut self,
         rbuf: &mut [u8],
@@ -294,6 +306,20 @@ impl Conn {
         sched: &Schedule,
         tally: &mut Tally,
     ) -> Result<ReadOutcome, LoadError> {
+        if let Some(mut tls) = self.tls.take() {
+            let (mut completed, next_seq, rx) = (0, self.next_seq, &mut self.rx);
+            let got = tls.receive(&self.stream, rbuf, self.id, |data| {
+                completed += rx.consume(next_seq, data, now, sched, tally)?;
+                Ok(())
+            });
+            self.tls = Some(tls);
+            let got = got?;
+            return match (got.eof, completed) {
+                (true, _) => self.end_of_stream(),
+                (false, 0) if !got.any => Ok(ReadOutcome::WouldBlock),
+                (false, done) => Ok(ReadOutcome::Data(done)),
+            };
+        }
         let n = loop {
             match (&self.stream).read(rbuf) {
                 Ok(n) => break n,
@@ -305,19 +331,113 @@ impl Conn {
             }
         };
         if n == 0 {
-            return match self.outstanding() {
-                0 => Ok(ReadOutcome::Eof),
-                outstanding => Err(LoadError::Closed {
-                    conn: self.id,
-                    outstanding,
-                }),
-            };
+            return self.end_of_stream();
         }
-        let mut data = &rbuf[..n];
+        let completed = self
+            .rx
+            .consume(self.next_seq, &rbuf[..n], now, sched, tally)?;
+        Ok(ReadOutcome::Data(completed))
+    }
+
+    /// The server ended the stream: fine when nothing is outstanding.
+    fn end_of_stream(&self) -> Result<ReadOutcome, LoadError> {
+        match self.outstanding() {
+            0 => Ok(ReadOutcome::Eof),
+            outstanding => Err(LoadError::Closed {
+                conn: self.id,
+                outstanding,
+            }),
+        }
+    }
+
+    fn io_err(&self, source: io::Error) -> LoadError {
+        LoadError::Io {
+            conn: Some(self.id),
+            source,
+        }
+    }
+}
+
+/// Writes `wbuf[*wpos..]` to `stream` (through `tls` when given: plaintext into the
+/// session, ciphertext to the socket) until done or the socket would block; returns `true`
+/// when output is still pending. Clears `wbuf` once all of it is written.
+pub(crate) fn flush_output(
+    stream: &TcpStream,
+    mut tls: Option<&mut Session>,
+    wbuf: &mut Vec<u8>,
+    wpos: &mut usize,
+    conn: u32,
+) -> Result<bool, LoadError> {
+    let io_err = |source| LoadError::Io {
+        conn: Some(conn),
+        source,
+    };
+    loop {
+        let Some(tls) = tls.as_deref_mut() else {
+            if *wpos >= wbuf.len() {
+                break;
+            }
+            match (&*stream).write(&wbuf[*wpos..]) {
+                Ok(0) => return Err(io_err(io::Error::from(io::ErrorKind::WriteZero))),
+                Ok(n) => *wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err(e)),
+            }
+            continue;
+        };
+        let taken = if *wpos < wbuf.len() {
+            let n = tls.write_plain(&wbuf[*wpos..]).map_err(io_err)?;
+            *wpos += n;
+            n
+        } else {
+            0
+        };
+        if tls.send(stream).map_err(io_err)? {
+            return Ok(true);
+        }
+        if *wpos >= wbuf.len() {
+            break;
+        }
+        if taken == 0 {
+            // Nothing pending, yet the session took nothing: it never does that after its
+            // handshake, but do not spin if it did.
+            return Err(LoadError::Tls {
+                conn: Some(conn),
+                reason: "the session takes no more plaintext".into(),
+            });
+        }
+    }
+    wbuf.clear();
+    *wpos = 0;
+    Ok(false)
+}
+
+/// What checks a connection's echoes and times them.
+#[derive(Debug)]
+struct Echoes {
+    id: u32,
+    checker: Verifier,
+    pkt_len: u64,
+    /// When each in-flight packet was queued, by sequence number modulo depth.
+    sent_at: Box<[Instant]>,
+}
+
+impl Echoes {
+    /// Verifies echoed bytes and records every packet they complete; returns
+    /// how many they complete. `sent` packets were sent so far.
+    fn consume(
+        &mut self,
+        sent: u64,
+        mut data: &[u8],
+        now: Instant,
+        sched: &Schedule,
+        tally: &mut Tally,
+    ) -> Result<u64, LoadError> {
         let mut completed = 0;
         let depth = self.sent_at.len() as u64;
         while !data.is_empty() {
-            if self.outstanding() == 0 {
+            if sent == self.checker.next_seq() {
                 return Err(LoadError::Unsolicited { conn: self.id });
             }
             let fed = self.checker.feed(data)?;
@@ -325,9 +445,9 @@ impl Conn {
             if let Some(seq) = fed.completed {
                 completed += 1;
                 tally.all_packets += 1;
-                let sent = self.sent_at[(seq % depth) as usize];
-                if sent >= sched.measure_start {
-                    let nanos = now.saturating_duration_since(sent).as_nanos();
+                let queued_at = self.sent_at[(seq % depth) as usize];
+                if queued_at >= sched.measure_start {
+                    let nanos = now.saturating_duration_since(queued_at).as_nanos();
                     tally
                         .hist
                         .saturating_record(u64::try_from(nanos).unwrap_or(u64::MAX));
@@ -340,13 +460,6 @@ impl Conn {
                 }
             }
         }
-        Ok(ReadOutcome::Data(completed))
-    }
-
-    fn io_err(&self, source: io::Error) -> LoadError {
-        LoadError::Io {
-            conn: Some(self.id),
-            source,
-        }
+        Ok(completed)
     }
 }

@@ -73,6 +73,15 @@ pub enum LoadError {
         /// What was wrong with the answer.
         reason: String,
     },
+    /// TLS failed: the trusted certificates could not be read, a handshake was refused
+    /// (say, a certificate not trusted) or did not finish in time, or a record did not
+    /// decrypt.
+    Tls {
+        /// Connection id, or `None` for the client's configuration.
+        conn: Option<u32>,
+        /// What went wrong, as rustls says it.
+        reason: String,
+    },
     /// A WebSocket echo broke the protocol: an unexpected opcode, a masked
     /// or fragmented frame, a compressed echo that does not inflate; or a
     /// UDP echo of the wrong size.
@@ -132,6 +141,11 @@ impl fmt::Display for LoadError {
             LoadError::Handshake { conn, reason } => {
                 write!(f, "WebSocket handshake failed on connection {conn}: {reason}")
             }
+            LoadError::Tls {
+                conn: Some(c),
+                reason,
+            } => write!(f, "TLS error on connection {c}: {reason}"),
+            LoadError::Tls { conn: None, reason } => write!(f, "TLS client setup: {reason}"),
             LoadError::Protocol { conn, reason } => {
                 write!(f, "protocol error on connection {conn}: {reason}")
             }

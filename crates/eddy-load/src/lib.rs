@@ -13,6 +13,12 @@
 //! [`LoadError::Mismatch`]. The run reports throughput and HDR-histogram
 //! latency percentiles.
 //!
+//! With [`LoadConfig::tls`] every connection is a rustls client (length or
+//! line framing; see [`tls`]): in [`Mode::Echo`] the handshakes are done
+//! first and reported apart, and [`Mode::Handshakes`] measures them: each
+//! connection slot connects, completes a handshake, makes one round trip
+//! and closes, again and again.
+//!
 //! It is built to be cheap: non-blocking sockets on a level-triggered
 //! [`polling`] poller per thread, per-connection buffers reused for the
 //! whole run, no allocation per packet.
@@ -37,16 +43,19 @@ pub mod cli;
 mod config;
 mod conn;
 mod connect;
+mod cycle;
 mod error;
 pub mod frame;
 mod report;
 mod run;
+pub mod tls;
 mod udp;
 mod worker;
 pub mod ws;
 
-pub use config::{resolve_loopback, LoadConfig, DEFAULT_ADDR};
+pub use config::{resolve_loopback, LoadConfig, Mode, DEFAULT_ADDR};
 pub use error::LoadError;
 pub use frame::{Framing, Mismatch, Payload};
-pub use report::LoadReport;
+pub use report::{HandshakeReport, LoadReport};
 pub use run::run;
+pub use tls::{TlsClient, TlsTrust};

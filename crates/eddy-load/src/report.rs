@@ -6,10 +6,58 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Serialize, Serializer};
 
-use crate::config::LoadConfig;
+use crate::config::{LoadConfig, Mode};
 use crate::frame::{Framing, Payload};
 
+/// The TLS handshakes of a run: how many and how long each took.
+///
+/// In [`Mode::Echo`] these are the handshakes of every connection, all started together
+/// before the measured phase (so later ones include waiting for the others); in
+/// [`Mode::Handshakes`] those of the measured cycles, each from the TCP connection being
+/// established to the server's Finished.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HandshakeReport {
+    /// Handshakes timed.
+    pub count: u64,
+    /// Mean handshake time in microseconds.
+    pub mean_us: f64,
+    /// Median handshake time in microseconds.
+    pub p50_us: f64,
+    /// 99th percentile handshake time in microseconds.
+    pub p99_us: f64,
+    /// Longest handshake in microseconds.
+    pub max_us: f64,
+}
+
+impl HandshakeReport {
+    /// The figures of a histogram of handshake times (nanoseconds).
+    pub(crate) fn of(hist: &Histogram<u64>) -> Self {
+        let q = |quantile: f64| {
+            if hist.is_empty() {
+                0.0
+            } else {
+                us(hist.value_at_quantile(quantile))
+            }
+        };
+        HandshakeReport {
+            count: hist.len(),
+            mean_us: if hist.is_empty() {
+                0.0
+            } else {
+                hist.mean() / 1_000.0
+            },
+            p50_us: q(0.5),
+            p99_us: q(0.99),
+            max_us: if hist.is_empty() { 0.0 } else { us(hist.max()) },
+        }
+    }
+}
+
 /// Throughput and latency of the measured phase of a run.
+///
+/// In [`Mode::Handshakes`] a "packet" is a whole cycle (connect, TLS handshake, one round
+/// trip, close): `packets_per_sec` is handshakes per second, and the latency is a cycle's,
+/// from starting the connect to the echo.
 ///
 /// Only packets sent after the warm-up are counted. `bytes` counts echoed
 /// bytes in one direction, framing included (with permessage-deflate, the
@@ -28,7 +76,13 @@ pub struct LoadReport {
     /// What filled the bodies (left out of JSON when the default).
     #[serde(skip_serializing_if = "Payload::is_default")]
     pub payload: Payload,
-    /// Connections used.
+    /// Echo, or handshakes (left out of JSON when echo).
+    #[serde(skip_serializing_if = "is_echo")]
+    pub mode: Mode,
+    /// Every connection ran over TLS (left out of JSON when not).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+    /// Connections used (in handshakes mode: open at once).
     pub connections: usize,
     /// Packets in flight per connection.
     pub depth: usize,
@@ -67,6 +121,14 @@ pub struct LoadReport {
     /// and left out of JSON, for the stream framings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost: Option<u64>,
+    /// With TLS: the handshakes (left out of JSON without TLS).
+    /// [`run`](crate::run) fills it in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshakes: Option<HandshakeReport>,
+}
+
+fn is_echo(mode: &Mode) -> bool {
+    *mode == Mode::Echo
 }
 
 fn secs_f64<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -104,6 +166,8 @@ impl LoadReport {
             framing: config.framing,
             deflate: config.deflate,
             payload: config.payload,
+            mode: config.mode,
+            tls: config.tls.is_some(),
             connections: config.connections,
             depth: config.depth,
             size: config.size,
@@ -121,6 +185,7 @@ impl LoadReport {
             p999_us: q(0.999),
             max_us: if empty { 0.0 } else { us(hist.max()) },
             lost,
+            handshakes: None,
         }
     }
 }
@@ -131,8 +196,14 @@ impl fmt::Display for LoadReport {
         if self.deflate {
             framing.push_str(" + permessage-deflate");
         }
+        if self.tls {
+            framing.push_str(" over TLS");
+        }
         if !self.payload.is_default() {
             framing.push_str(&format!("  payload {}", self.payload));
+        }
+        if self.mode != Mode::Echo {
+            framing.push_str(&format!("  mode {}", self.mode));
         }
         writeln!(
             f,
@@ -164,11 +235,23 @@ impl fmt::Display for LoadReport {
                 "lost        {lost} datagrams ({pct:.3}% of measured sends)"
             )?;
         }
+        let unit = match (self.mode, self.tls) {
+            (Mode::Echo, _) => "packets/s",
+            (Mode::Handshakes, true) => "handshakes/s",
+            (Mode::Handshakes, false) => "connections/s",
+        };
         writeln!(
             f,
-            "throughput  {:.0} packets/s  {:.2} MB/s",
+            "throughput  {:.0} {unit}  {:.2} MB/s",
             self.packets_per_sec, self.mb_per_sec
         )?;
+        if let Some(h) = &self.handshakes {
+            writeln!(
+                f,
+                "handshakes  {} TLS: mean {:.1} us  p50 {:.1} us  p99 {:.1} us  max {:.1} us",
+                h.count, h.mean_us, h.p50_us, h.p99_us, h.max_us
+            )?;
+        }
         writeln!(
             f,
             "latency us  {:>9} {:>9} {:>9} {:>9} {:>9}",

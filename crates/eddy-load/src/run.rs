@@ -8,12 +8,14 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::config::{resolve_loopback, LoadConfig};
+use crate::config::{resolve_loopback, LoadConfig, Mode};
 use crate::conn::{Conn, Schedule, Shape, Tally};
 use crate::connect::{connect_all, set_nonblocking};
+use crate::cycle::{CycleWorker, Slot};
 use crate::error::LoadError;
 use crate::frame::Framing;
-use crate::report::LoadReport;
+use crate::report::{HandshakeReport, LoadReport};
+use crate::tls::{self, Connector};
 use crate::udp::{self, UdpConn, UdpWorker};
 use crate::worker::{new_histogram, Shared, Worker};
 use crate::ws;
@@ -28,13 +30,22 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// waits for every outstanding echo. With [`Framing::Udp`] there is
 /// nothing to connect: each socket is bound and `connect`ed, and datagrams
 /// not echoed within [`LoadConfig::udp_timeout`] are counted as lost
-/// ([`LoadReport::lost`]) and replaced. Blocks the calling thread; the work
-/// happens on [`LoadConfig::threads`] threads.
+/// ([`LoadReport::lost`]) and replaced. With [`LoadConfig::tls`] every
+/// connection's TLS handshake is done (all at once, bounded by the same
+/// deadline) before the clock starts, and reported in
+/// [`LoadReport::handshakes`]. In [`Mode::Handshakes`] nothing is connected
+/// up front: each thread's slots connect, handshake, echo once and close,
+/// over and over. Blocks the calling thread; the work happens on
+/// [`LoadConfig::threads`] threads.
 pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     config.validate()?;
     let addr = resolve_loopback(&config.addr)?;
+    let connector = config.tls.as_ref().map(Connector::new).transpose()?;
     let deadline = Instant::now() + config.connect_timeout;
-    let endpoints = if config.framing == Framing::Udp {
+    let mut handshakes = None;
+    let endpoints = if config.mode == Mode::Handshakes {
+        Endpoints::Cycles
+    } else if config.framing == Framing::Udp {
         Endpoints::Udp(udp::open_all(addr, config.connections)?)
     } else {
         let streams = connect_all(addr, config.connections, deadline)?;
@@ -53,7 +64,18 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
             vec![None; streams.len()]
         };
         set_nonblocking(&streams)?;
-        Endpoints::Tcp(streams, agreed)
+        let sessions = match &connector {
+            Some(connector) => {
+                let done = tls::handshake_all(&streams, connector, deadline)?;
+                handshakes = Some(done.hist);
+                done.sessions
+                    .into_iter()
+                    .map(|s| Some(Box::new(s)))
+                    .collect()
+            }
+            None => (0..streams.len()).map(|_| None).collect(),
+        };
+        Endpoints::Tcp(streams, agreed, sessions)
     };
 
     let threads = config.effective_threads();
@@ -73,11 +95,12 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     let budget = |i: u64| config.count.map(|n| n / conns + u64::from(i < n % conns));
 
     let jobs: Vec<Job> = match endpoints {
-        Endpoints::Tcp(streams, agreed) => {
+        Endpoints::Tcp(streams, agreed, sessions) => {
             let mut groups: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
-            for (i, (stream, deflate)) in streams.into_iter().zip(agreed).enumerate() {
+            let each = streams.into_iter().zip(agreed).zip(sessions);
+            for (i, ((stream, deflate), session)) in each.enumerate() {
                 let id = i as u32; // validate() bounds connections by u32::MAX
-                let conn = Conn::new(stream, id, shape, budget(i as u64), start, deflate);
+                let conn = Conn::new(stream, id, shape, budget(i as u64), start, deflate, session);
                 groups[i % threads].push(conn);
             }
             groups
@@ -101,6 +124,26 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
             groups
                 .into_iter()
                 .map(|conns| Job::Udp(UdpWorker::new(conns, shape, sched, config)))
+                .collect()
+        }
+        Endpoints::Cycles => {
+            let mut groups: Vec<Vec<Slot>> = (0..threads).map(|_| Vec::new()).collect();
+            for i in 0..config.connections {
+                let slot = Slot::new(i as u32, shape, budget(i as u64));
+                groups[i % threads].push(slot);
+            }
+            groups
+                .into_iter()
+                .map(|slots| {
+                    Job::Cycle(CycleWorker {
+                        addr,
+                        slots,
+                        shape,
+                        sched,
+                        io_timeout: config.io_timeout,
+                        connector: connector.clone(),
+                    })
+                })
                 .collect()
         }
     };
@@ -137,10 +180,16 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     let mut all_packets = 0;
     let mut last = None::<Instant>;
     let mut lost = 0;
+    let merge_err = |e| LoadError::Thread(format!("merging histograms: {e:?}"));
     for t in &tallies {
         lost += t.lost;
-        hist.add(&t.hist)
-            .map_err(|e| LoadError::Thread(format!("merging histograms: {e:?}")))?;
+        hist.add(&t.hist).map_err(merge_err)?;
+        if let Some(h) = &t.handshakes {
+            handshakes
+                .get_or_insert_with(new_histogram)
+                .add(h)
+                .map_err(merge_err)?;
+        }
         bytes += t.bytes;
         all_packets += t.all_packets;
         last = last.max(t.last_recv);
@@ -148,7 +197,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     let elapsed = last.map_or(Duration::ZERO, |l| {
         l.saturating_duration_since(measure_start)
     });
-    Ok(LoadReport::new(
+    let mut report = LoadReport::new(
         config,
         addr.to_string(),
         &hist,
@@ -156,21 +205,33 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
         all_packets,
         elapsed,
         (config.framing == Framing::Udp).then_some(lost),
-    ))
+    );
+    if config.tls.is_some() {
+        report.handshakes = handshakes.as_ref().map(HandshakeReport::of);
+    }
+    Ok(report)
 }
 
 /// The connected sockets of a run, before they are spread over threads.
 enum Endpoints {
-    /// TCP streams, with the permessage-deflate agreement of each (WebSocket).
-    Tcp(Vec<TcpStream>, Vec<Option<ws::DeflateParams>>),
+    /// TCP streams, with the permessage-deflate agreement of each (WebSocket)
+    /// and the TLS session of each (TLS).
+    Tcp(
+        Vec<TcpStream>,
+        Vec<Option<ws::DeflateParams>>,
+        Vec<Option<Box<tls::Session>>>,
+    ),
     /// Connected UDP sockets.
     Udp(Vec<UdpSocket>),
+    /// Nothing yet: handshakes mode connects as it goes.
+    Cycles,
 }
 
 /// One load thread's work.
 enum Job {
     Tcp(Worker),
     Udp(UdpWorker),
+    Cycle(CycleWorker),
 }
 
 impl Job {
@@ -178,6 +239,7 @@ impl Job {
         match self {
             Job::Tcp(w) => w.run(shared),
             Job::Udp(w) => w.run(shared),
+            Job::Cycle(w) => w.run(shared),
         }
     }
 }

@@ -274,14 +274,7 @@ impl UdpWorker {
     }
 
     fn event_loop(&mut self, poller: &Poller, shared: &Shared) -> Result<Tally, LoadError> {
-        let mut tally = Tally {
-            hist: new_histogram(),
-            packets: 0,
-            bytes: 0,
-            last_recv: None,
-            all_packets: 0,
-            lost: 0,
-        };
+        let mut tally = Tally::new(new_histogram(), None);
         let capacity =
             NonZeroUsize::new(self.conns.len().clamp(1, 1024)).unwrap_or(NonZeroUsize::MIN);
         let mut events = Events::with_capacity(capacity);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use eddy_load::{Framing, LoadConfig, LoadReport, Payload};
+use eddy_load::{Framing, LoadConfig, LoadReport, Mode, Payload, TlsClient};
 use serde_json::json;
 
 use super::options::Settings;
@@ -30,6 +30,11 @@ pub struct Scenario {
     pub deflate: bool,
     /// What fills the bodies.
     pub payload: Payload,
+    /// Over TLS: the servers are started with the suite's certificate and eddy-load trusts
+    /// it.
+    pub tls: bool,
+    /// Echo on open connections, or handshakes (connect, handshake, one round trip, close).
+    pub mode: Mode,
 }
 
 impl Scenario {
@@ -43,7 +48,31 @@ impl Scenario {
             framing: Framing::Length,
             deflate: false,
             payload: Payload::Pattern,
+            tls: false,
+            mode: Mode::Echo,
         }
+    }
+
+    /// A length-framed scenario over TLS.
+    const fn tls(name: &'static str, connections: usize, depth: usize, size: usize) -> Self {
+        Scenario {
+            tls: true,
+            ..Scenario::tcp(name, connections, depth, size)
+        }
+    }
+
+    /// TLS handshakes, `connections` at a time, each followed by one round trip of a
+    /// 64-byte packet and a close.
+    const fn handshakes(name: &'static str, connections: usize) -> Self {
+        Scenario {
+            mode: Mode::Handshakes,
+            ..Scenario::tls(name, connections, 1, 64)
+        }
+    }
+
+    /// Whether a round is a handshakes cycle rather than a packet.
+    pub fn counts_handshakes(&self) -> bool {
+        self.mode == Mode::Handshakes
     }
 
     /// A WebSocket scenario.
@@ -107,6 +136,18 @@ pub const UDP_SCENARIOS: [Scenario; 2] = [
     Scenario::udp("udp pipelined 50 × 16 × 64 B", 50, 16, 64),
 ];
 
+/// Every TLS scenario, in table order; each runs on
+/// [`TLS_SERVERS`](super::servers::TLS_SERVERS) with a throwaway certificate (TLS 1.3, ring,
+/// ECDSA P-256, no session resumption). The echo scenarios' handshakes are done before
+/// their clock starts; the last scenario measures handshakes alone.
+pub const TLS_SCENARIOS: [Scenario; 5] = [
+    Scenario::tls("tls ping-pong 50 conn × 64 B", 50, 1, 64),
+    Scenario::tls("tls pipelined 50 conn × 16 × 64 B", 50, 16, 64),
+    Scenario::tls("tls ping-pong 50 conn × 16 KiB", 50, 1, 16 * 1024),
+    Scenario::tls("tls pipelined 50 conn × 16 × 16 KiB", 50, 16, 16 * 1024),
+    Scenario::handshakes("tls handshakes, 16 at a time", 16),
+];
+
 /// What a measured run found.
 #[derive(Debug, Clone)]
 pub struct LoadFigures {
@@ -158,18 +199,36 @@ impl LoadFigures {
         if rounds.iter().any(|r| r.report.deflate) {
             details["wire_fraction"] = json!(median(LoadFigures::wire_fraction));
         }
+        let handshakes = |f: fn(&eddy_load::HandshakeReport) -> f64| {
+            let mut values: Vec<f64> = rounds
+                .iter()
+                .filter_map(|r| r.report.handshakes.as_ref().map(f))
+                .collect();
+            values.sort_by(f64::total_cmp);
+            values.get(values.len() / 2).copied()
+        };
+        if let Some(p50) = handshakes(|h| h.p50_us) {
+            details["handshake_p50_us"] = json!(p50);
+            details["handshake_p99_us"] = json!(handshakes(|h| h.p99_us));
+        }
         if rounds.iter().any(|r| r.report.lost.is_some()) {
             let lost: u64 = rounds.iter().filter_map(|r| r.report.lost).sum();
             let echoed: u64 = rounds.iter().map(|r| r.report.packets).sum();
             details["lost"] = json!(lost);
             details["lost_fraction"] = json!(lost as f64 / (lost + echoed).max(1) as f64);
         }
+        let cycles = rounds.iter().any(|r| r.report.mode == Mode::Handshakes);
+        let (per_sec, per_unit) = if cycles {
+            ("handshakes/s", "µs CPU/handshake")
+        } else {
+            ("packets/s", "µs CPU/packet")
+        };
         Row {
-            throughput: median(|r| r.report.packets_per_sec).map(|v| Figure::new(v, "packets/s")),
-            mb_per_sec: median(|r| r.report.mb_per_sec),
+            throughput: median(|r| r.report.packets_per_sec).map(|v| Figure::new(v, per_sec)),
+            mb_per_sec: median(|r| r.report.mb_per_sec).filter(|_| !cycles),
             p50_us: median(|r| r.report.p50_us),
             p99_us: median(|r| r.report.p99_us),
-            cost: median(LoadFigures::cpu_us_per_packet).map(|v| Figure::new(v, "µs CPU/packet")),
+            cost: median(LoadFigures::cpu_us_per_packet).map(|v| Figure::new(v, per_unit)),
             details,
             ..Row::new(scenario, server)
         }
@@ -178,13 +237,23 @@ impl LoadFigures {
 
 /// Loads `child` with `scenario`: an unmeasured warm-up run, then the
 /// measured run on fresh connections, with the child's CPU time read from
-/// `/proc` right before and right after the measured run.
+/// `/proc` right before and right after the measured run (over TLS, after
+/// the measured run's handshakes: `eddy_load::run` does them before its
+/// clock starts, so they fall in the CPU window; with 50 connections they are
+/// about 1–2% of a 1 s round's server CPU, on every server alike). `trust` is the PEM certificate a TLS scenario's client
+/// trusts.
 pub fn measure(
     child: &ServerChild,
     scenario: &Scenario,
     settings: &Settings,
     load_threads: usize,
+    trust: Option<&str>,
 ) -> Result<LoadFigures, Failure> {
+    let tls = match (scenario.tls, trust) {
+        (false, _) => None,
+        (true, Some(pem)) => Some(TlsClient::from_pem(pem)),
+        (true, None) => return Err("a TLS scenario without a certificate to trust".into()),
+    };
     let config = LoadConfig {
         addr: child.addr().to_string(),
         connections: scenario.connections,
@@ -201,6 +270,8 @@ pub fn measure(
         connect_timeout: Duration::from_secs(10),
         io_timeout: Duration::from_secs(10),
         udp_timeout: Duration::from_millis(200),
+        tls,
+        mode: scenario.mode,
     };
     if !settings.warmup.is_zero() {
         eddy_load::run(&LoadConfig {
@@ -228,6 +299,8 @@ mod tests {
                 framing: Framing::Length,
                 deflate: false,
                 payload: Payload::Pattern,
+                mode: Mode::Echo,
+                tls: false,
                 connections: 1,
                 depth: 1,
                 size: 64,
@@ -245,6 +318,7 @@ mod tests {
                 p999_us: p99_us,
                 max_us: p99_us,
                 lost: None,
+                handshakes: None,
             },
             server_cpu: Duration::from_millis(cpu_ms),
         }
@@ -293,6 +367,30 @@ mod tests {
         assert_eq!(deflate[0].payload, Payload::Json);
         assert!(UDP_SCENARIOS.iter().all(|s| s.framing == Framing::Udp));
         assert_eq!(UDP_SCENARIOS[1].serve_args(), ["--framing", "udp"]);
+    }
+
+    #[test]
+    fn tls_scenarios_and_handshake_rows() {
+        assert!(TLS_SCENARIOS
+            .iter()
+            .all(|s| s.tls && s.framing == Framing::Length));
+        assert_eq!(
+            TLS_SCENARIOS
+                .iter()
+                .filter(|s| s.counts_handshakes())
+                .count(),
+            1
+        );
+        let mut r = round(2000.0, 900.0, 100, 2000);
+        r.report.mode = Mode::Handshakes;
+        r.report.tls = true;
+        let row = LoadFigures::row(&[r], "tls handshakes", "eddy fd");
+        assert_eq!(row.throughput.map(|f| f.unit), Some("handshakes/s"));
+        assert_eq!(
+            row.cost.map(|f| (f.value, f.unit)),
+            Some((50.0, "µs CPU/handshake"))
+        );
+        assert_eq!(row.mb_per_sec, None);
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! [`servers::WS_SERVERS`]: eddy's WebSocket listener against
 //! tokio-tungstenite; the UDP scenarios ([`load::UDP_SCENARIOS`]) run
 //! on [`servers::UDP_SERVERS`]: eddy's `listen_udp` against a tokio
-//! `UdpSocket` echo.
+//! `UdpSocket` echo; the TLS scenarios ([`load::TLS_SCENARIOS`]) on
+//! [`servers::TLS_SERVERS`]: eddy with `.tls(..)` against tokio-rustls, with a
+//! certificate made for the run ([`TestCert`]).
 //! [`run_suite`] returns every figure; [`SuiteReport::render`] prints them
 //! as one table.
 
@@ -28,10 +30,11 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::child::ServerChild;
+use crate::tls_cert::TestCert;
 use machine::Machine;
 use options::{Profile, Settings, SuiteOptions};
 use rows::Row;
-use servers::{ServerSpec, SERVERS, TOKIO_WS, UDP_SERVERS, WS_SERVERS};
+use servers::{ServerSpec, SERVERS, TLS_SERVERS, TOKIO_WS, UDP_SERVERS, WS_SERVERS};
 
 /// A measurement's error, for display.
 pub type Failure = Box<dyn std::error::Error + Send + Sync>;
@@ -110,6 +113,25 @@ impl SuiteReport {
                 ))
             })
             .collect();
+        let mut handshakes: Vec<f64> = self
+            .rows
+            .iter()
+            .filter(|r| r.scenario.starts_with("tls ") && !r.scenario.contains("handshakes"))
+            .filter_map(|r| r.details.get("handshake_p50_us")?.as_f64())
+            .collect();
+        handshakes.sort_by(f64::total_cmp);
+        if let (Some(low), Some(high)) = (handshakes.first(), handshakes.last()) {
+            out.push_str(&format!(
+                "\ntls: TLS 1.3, rustls on ring on both sides (eddy's TlsConfig; tokio-rustls), a \
+                 self-signed ECDSA P-256 certificate made for the run; eddy-load verifies it and \
+                 keeps no session cache, so every handshake is a full one. The echo rows' 50 \
+                 handshakes are done before the clock starts (all at once: median {} to {} µs \
+                 over the rows); the handshakes row counts cycles of connect, handshake, one \
+                 64-byte round trip and close (p50/p99 are a cycle's).\n",
+                table::number(*low),
+                table::number(*high)
+            ));
+        }
         if !udp.is_empty() {
             out.push_str(&format!(
                 "\nudp: connected UDP sockets, 64-byte datagrams; a datagram not echoed within \
@@ -138,25 +160,19 @@ pub fn run_suite(program: &Path, opts: &SuiteOptions) -> SuiteReport {
     let settings = opts.profile.settings();
     let nofile = probe::raise_nofile();
     let mut rows = Vec::new();
-    for scenario in &load::SCENARIOS {
+    let threads = opts.load_threads;
+    let plain = Context::default();
+    for scenario in load::SCENARIOS.iter().filter(|s| opts.wants(s.name)) {
         rows.extend(load_rows(
-            program,
-            scenario,
-            &SERVERS,
-            &settings,
-            opts.load_threads,
+            program, scenario, &SERVERS, &settings, &plain, threads,
         ));
     }
-    for scenario in &load::WS_SCENARIOS {
+    for scenario in load::WS_SCENARIOS.iter().filter(|s| opts.wants(s.name)) {
         if scenario.deflate {
             // tokio-tungstenite cannot: eddy only, and the table says so.
             let eddy = &WS_SERVERS[..2];
             rows.extend(load_rows(
-                program,
-                scenario,
-                eddy,
-                &settings,
-                opts.load_threads,
+                program, scenario, eddy, &settings, &plain, threads,
             ));
             rows.push(Row::noted(
                 scenario.name,
@@ -169,48 +185,53 @@ pub fn run_suite(program: &Path, opts: &SuiteOptions) -> SuiteReport {
                 scenario,
                 &WS_SERVERS,
                 &settings,
-                opts.load_threads,
+                &plain,
+                threads,
             ));
         }
     }
-    for scenario in &load::UDP_SCENARIOS {
+    for scenario in load::UDP_SCENARIOS.iter().filter(|s| opts.wants(s.name)) {
         rows.extend(load_rows(
             program,
             scenario,
             &UDP_SERVERS,
             &settings,
-            opts.load_threads,
+            &plain,
+            threads,
         ));
     }
+    rows.extend(tls_rows(program, opts, &settings));
     let idle_name = format!(
         "idle RSS, {} conn",
         table::number(settings.idle_conns as f64)
     );
-    for spec in &SERVERS {
+    for spec in SERVERS.iter().filter(|_| opts.wants(&idle_name)) {
         rows.push(run_one(program, spec, &idle_name, |child| {
             check_nofile(&nofile, settings.idle_conns)?;
             idle::idle_rss_row(child, settings.idle_conns, &idle_name, spec.name)
         }));
     }
     let accept_name = format!("accept, {} conn", table::number(settings.accepts as f64));
-    for spec in &SERVERS {
+    for spec in SERVERS.iter().filter(|_| opts.wants(&accept_name)) {
         rows.push(run_one(program, spec, &accept_name, |child| {
             let threads = settings.accept_threads;
             accept::accept_row(child, settings.accepts, threads, &accept_name, spec.name)
         }));
     }
     let idle_cpu_name = format!("idle CPU, {:.1} s", settings.idle_window.as_secs_f64());
-    for spec in &SERVERS {
+    for spec in SERVERS.iter().filter(|_| opts.wants(&idle_cpu_name)) {
         rows.push(run_one(program, spec, &idle_cpu_name, |child| {
             idle::idle_cpu_row(child, settings.idle_window, &idle_cpu_name, spec.name)
         }));
     }
-    rows.push(Row::noted(
-        "broadcast",
-        "eddy",
-        "see `cargo bench --bench table` (TCP and WebSocket)",
-    ));
-    rows.extend(task_rows(&settings));
+    if opts.wants("broadcast") {
+        rows.push(Row::noted(
+            "broadcast",
+            "eddy",
+            "see `cargo bench --bench table` (TCP and WebSocket)",
+        ));
+    }
+    rows.extend(task_rows(opts, &settings));
     rows::fill_ratios(&mut rows);
     SuiteReport {
         profile: opts.profile,
@@ -221,9 +242,56 @@ pub fn run_suite(program: &Path, opts: &SuiteOptions) -> SuiteReport {
     }
 }
 
+/// What a load scenario's servers and client need besides the scenario: over TLS, the
+/// certificate.
+#[derive(Debug, Default)]
+struct Context {
+    cert: Option<TestCert>,
+}
+
+/// The TLS scenarios' rows, on a certificate made for them (removed when they are done). If
+/// it cannot be made, each row says why.
+fn tls_rows(program: &Path, opts: &SuiteOptions, settings: &Settings) -> Vec<Row> {
+    let scenarios: Vec<_> = load::TLS_SCENARIOS
+        .iter()
+        .filter(|s| opts.wants(s.name))
+        .collect();
+    if scenarios.is_empty() {
+        return Vec::new();
+    }
+    let cert = match TestCert::generate() {
+        Ok(cert) => cert,
+        Err(e) => {
+            let why = format!("making the test certificate: {e}");
+            return scenarios
+                .iter()
+                .flat_map(|s| {
+                    TLS_SERVERS
+                        .iter()
+                        .map(|spec| Row::failed(s.name, spec.name, &why))
+                })
+                .collect();
+        }
+    };
+    let context = Context { cert: Some(cert) };
+    scenarios
+        .into_iter()
+        .flat_map(|s| {
+            load_rows(
+                program,
+                s,
+                &TLS_SERVERS,
+                settings,
+                &context,
+                opts.load_threads,
+            )
+        })
+        .collect()
+}
+
 /// Task round trips and one-way task throughput, eddy's task workers against tokio's
 /// `spawn_blocking`, two task threads each, in this process.
-fn task_rows(settings: &options::Settings) -> Vec<Row> {
+fn task_rows(opts: &SuiteOptions, settings: &options::Settings) -> Vec<Row> {
     use crate::tasks::{round_trip, throughput, Runner, TaskFigures};
     type Measure = fn(Runner, usize, std::time::Duration) -> Result<TaskFigures, String>;
     let cases: [(&str, &'static str, Measure); 2] = [
@@ -231,7 +299,7 @@ fn task_rows(settings: &options::Settings) -> Vec<Row> {
         ("one-way tasks, 1,024 in flight", "tasks/s", throughput),
     ];
     let mut rows = Vec::new();
-    for (scenario, unit, measure) in cases {
+    for (scenario, unit, measure) in cases.into_iter().filter(|c| opts.wants(c.0)) {
         for runner in [Runner::Eddy, Runner::Tokio] {
             eprint!("{scenario} · {} … ", runner.name());
             let _ = io::stderr().flush();
@@ -265,22 +333,34 @@ fn load_rows(
     scenario: &load::Scenario,
     servers: &[ServerSpec],
     settings: &Settings,
+    context: &Context,
     load_threads: usize,
 ) -> Vec<Row> {
     let mut results: Vec<Result<Vec<load::LoadFigures>, String>> =
         servers.iter().map(|_| Ok(Vec::new())).collect();
-    let framing = scenario.serve_args();
+    let tls_args = match (&context.cert, scenario.tls) {
+        (Some(cert), true) => cert.serve_args(),
+        _ => Vec::new(),
+    };
+    let mut framing: Vec<&str> = scenario.serve_args();
+    framing.extend(tls_args.iter().map(String::as_str));
+    let trust = context.cert.as_ref().map(TestCert::pem);
     for round in 1..=settings.rounds {
         let label = format!("{} (round {round}/{})", scenario.name, settings.rounds);
         for (spec, result) in servers.iter().zip(&mut results) {
             let Ok(rounds) = result else { continue };
             let measured = in_child(program, spec, &framing, &label, |child| {
-                load::measure(child, scenario, settings, load_threads)
+                load::measure(child, scenario, settings, load_threads, trust)
             });
             match measured {
                 Ok(figures) => {
+                    let unit = if scenario.counts_handshakes() {
+                        "handshake"
+                    } else {
+                        "packet"
+                    };
                     eprintln!(
-                        "{} packets/s, {:.2} µs CPU/packet",
+                        "{} {unit}s/s, {:.2} µs CPU/{unit}",
                         table::number(figures.report.packets_per_sec),
                         figures.cpu_us_per_packet()
                     );

@@ -8,12 +8,13 @@ use serde::{Serialize, Serializer};
 
 /// Usage text of the `echo` bench.
 pub const USAGE: &str = "\
-usage: cargo bench --bench echo [-- [--quick] [--json FILE] [--load-threads N]]
+usage: cargo bench --bench echo [-- [--quick] [--json FILE] [--load-threads N] [--filter TEXT]]
 
   --quick           3 rounds of 1 s per server and scenario, after 0.3 s of
                     warm-up each (full: 5 rounds of 2 s after 1 s)
   --json FILE       also write every figure to FILE as JSON
   --load-threads N  load-generator threads (default 1)
+  --filter TEXT     only the rows whose scenario name contains TEXT (e.g. `tls`)
 
 Runs every server as a child process (this binary re-executed with
 `--serve ...`), loads it in-process with eddy-load and prints one table.
@@ -103,6 +104,15 @@ pub struct SuiteOptions {
     pub json: Option<PathBuf>,
     /// Load-generator threads.
     pub load_threads: usize,
+    /// Only the scenarios whose name contains this text.
+    pub filter: Option<String>,
+}
+
+impl SuiteOptions {
+    /// Whether the scenario called `name` is to run.
+    pub fn wants(&self, name: &str) -> bool {
+        self.filter.as_deref().is_none_or(|f| name.contains(f))
+    }
 }
 
 /// Parses the suite's arguments (without the program name). `Err` carries
@@ -129,6 +139,7 @@ fn parse_flags(mut parser: lexopt::Parser) -> Result<Option<SuiteOptions>, lexop
         profile: Profile::Smoke,
         json: None,
         load_threads: 1,
+        filter: None,
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -136,6 +147,7 @@ fn parse_flags(mut parser: lexopt::Parser) -> Result<Option<SuiteOptions>, lexop
             Long("quick") => quick = true,
             Long("json") => opts.json = Some(parser.value()?.into()),
             Long("load-threads") => opts.load_threads = parser.value()?.parse()?,
+            Long("filter") => opts.filter = Some(parser.value()?.string()?),
             Long("help") | Short('h') => return Ok(None),
             _ => return Err(arg.unexpected()),
         }
@@ -169,6 +181,15 @@ mod tests {
             .expect("parses");
         assert_eq!(o.json, Some(PathBuf::from("out.json")));
         assert_eq!(o.load_threads, 2);
+    }
+
+    #[test]
+    fn filter_picks_scenarios() {
+        let o = parse_suite_args(["--bench", "--filter", "tls"]).expect("parses");
+        assert!(o.wants("tls ping-pong 50 conn × 64 B"));
+        assert!(!o.wants("ping-pong 50 conn × 64 B"));
+        let all = parse_suite_args(["--bench"]).expect("parses");
+        assert!(all.wants("anything"));
     }
 
     #[test]

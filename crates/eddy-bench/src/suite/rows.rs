@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::servers::{EPOLL, TOKIO, TOKIO_WS};
+use super::servers::{EPOLL, TOKIO, TOKIO_RUSTLS, TOKIO_WS};
 
 /// A figure with its unit, as shown in the table.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -102,8 +102,8 @@ impl Row {
 }
 
 /// Sets [`Row::ratios`] on every comparable eddy row that has a tokio (in
-/// WebSocket scenarios: tokio-tungstenite) or epoll row with figures in the
-/// same scenario.
+/// WebSocket scenarios: tokio-tungstenite; in TLS scenarios: tokio-rustls)
+/// or epoll row with figures in the same scenario.
 pub fn fill_ratios(rows: &mut [Row]) {
     // (throughput, cost) of `server` in `scenario`.
     let figures = |rows: &[Row], scenario: &str, server: &str| {
@@ -116,10 +116,12 @@ pub fn fill_ratios(rows: &mut [Row]) {
         if !row.server.starts_with("eddy") || row.note.is_some() || !row.compare {
             continue;
         }
-        let (tokio_thr, tokio_cost) = match figures(rows, &rows[i].scenario, TOKIO) {
-            (None, None) => figures(rows, &rows[i].scenario, TOKIO_WS),
-            found => found,
-        };
+        let scenario = &rows[i].scenario;
+        let (tokio_thr, tokio_cost) = [TOKIO, TOKIO_WS, TOKIO_RUSTLS]
+            .into_iter()
+            .map(|baseline| figures(rows, scenario, baseline))
+            .find(|found| *found != (None, None))
+            .unwrap_or((None, None));
         let (epoll_thr, epoll_cost) = figures(rows, &rows[i].scenario, EPOLL);
         let row = &mut rows[i];
         row.ratios = Some(Ratios {
@@ -195,6 +197,21 @@ mod tests {
         assert_eq!(r.throughput_vs_epoll, None);
         let r = rows[2].ratios.expect("ratios, all empty");
         assert_eq!((r.throughput_vs_tokio, r.cost_vs_tokio), (None, None));
+    }
+
+    #[test]
+    fn tls_rows_divide_by_tokio_rustls() {
+        let tls = |server: &str, thr: f64, cost: f64| Row {
+            scenario: "tls".into(),
+            ..row(server, thr, cost)
+        };
+        let mut rows = vec![tls("eddy fd", 90.0, 3.0), tls(TOKIO_RUSTLS, 100.0, 2.0)];
+        fill_ratios(&mut rows);
+        let r = rows[0].ratios.expect("eddy row has ratios");
+        assert_eq!(
+            (r.throughput_vs_tokio, r.cost_vs_tokio),
+            (Some(0.9), Some(1.5))
+        );
     }
 
     #[test]

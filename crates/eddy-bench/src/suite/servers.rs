@@ -31,6 +31,8 @@ impl ServerSpec {
 pub const TOKIO: &str = "tokio";
 /// Table name of the tokio-tungstenite baseline (the WebSocket rows' tokio).
 pub const TOKIO_WS: &str = "tokio-tungstenite";
+/// Table name of the tokio-rustls baseline (the TLS rows' tokio).
+pub const TOKIO_RUSTLS: &str = "tokio-rustls";
 /// Table name of the epoll baseline.
 pub const EPOLL: &str = "epoll";
 
@@ -72,6 +74,18 @@ pub const WS_SERVERS: [ServerSpec; 3] = [
 /// modes, and a tokio `UdpSocket` echo (one task per runtime worker). They
 /// are started with `--framing udp`.
 pub const UDP_SERVERS: [ServerSpec; 3] = [SERVERS[0], SERVERS[1], SERVERS[2]];
+
+/// The TLS servers, in table order: eddy with `.tls(..)` in both dispatch modes, and a
+/// tokio-rustls echo on the tokio runtime. They are started with `--tls-cert C --tls-key K`
+/// (TLS 1.3, rustls on ring on both sides) and the scenario's framing.
+pub const TLS_SERVERS: [ServerSpec; 3] = [
+    SERVERS[0],
+    SERVERS[1],
+    ServerSpec {
+        name: TOKIO_RUSTLS,
+        args: &["--serve", "tokio"],
+    },
+];
 
 /// A server that did not come up.
 #[derive(Debug)]
