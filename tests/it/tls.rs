@@ -462,3 +462,27 @@ fn a_send_before_the_handshake_finishes_is_queued_and_arrives_after_it() {
     round_trip(&mut client, b"and then");
     server.shutdown().unwrap();
 }
+
+/// A read's worth of pipelined packets is answered as one corked batch: over TLS its replies
+/// are encrypted together at the flush, in order, none lost.
+#[test]
+fn pipelined_packets_over_tls_come_back_in_order() {
+    let ca = Ca::new("eddy test CA");
+    for mode in [DispatchMode::Fd, DispatchMode::Reactor] {
+        let (recorder, _events) = Recorder::new(true);
+        let builder = eddy::Server::builder()
+            .listen_with("127.0.0.1:0", LengthCodec::new())
+            .handle_signals(false)
+            .dispatch_mode(mode.clone())
+            .tls(tls_of(&ca.server(&["localhost"])));
+        let (server, addr) = start(builder, move || recorder.clone());
+        let mut client = tls_connect(addr, ca.client_config(&[], None), "localhost").unwrap();
+        let stream: Vec<u8> = (0..500)
+            .flat_map(|i| frame(format!("packet {i}").as_bytes()))
+            .collect();
+        for _ in 0..3 {
+            round_trip(&mut client, &stream);
+        }
+        server.shutdown().unwrap();
+    }
+}

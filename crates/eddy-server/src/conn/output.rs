@@ -115,13 +115,13 @@ impl Output {
     /// Bytes queued, in memory and in files: what watermarks and closes look at.
     pub(crate) fn pending(&self) -> usize {
         let tail = self.ext.as_ref().map_or(0, |ext| ext.tail_total());
-        self.buf.len() - self.head as usize + tail + self.early_plaintext()
+        self.buf.len() - self.head as usize + tail + self.held_plaintext()
     }
 
     /// Bytes queued in memory: what `socket_buffer_size` caps.
     pub(crate) fn memory(&self) -> usize {
         let tail = self.ext.as_ref().map_or(0, |ext| ext.tail_memory());
-        self.buf.len() - self.head as usize + tail + self.early_plaintext()
+        self.buf.len() - self.head as usize + tail + self.held_plaintext()
     }
 
     /// Bytes a flush can write now: what is pending, but for the plaintext a TLS session
@@ -133,6 +133,14 @@ impl Output {
     /// Plaintext a TLS session holds until its handshake finishes.
     fn early_plaintext(&self) -> usize {
         self.tls.as_ref().map_or(0, |tls| tls.early_plaintext())
+    }
+
+    /// Plaintext a TLS session holds: until its handshake finishes, or staged by a corked
+    /// batch until the flush encrypts it.
+    fn held_plaintext(&self) -> usize {
+        self.tls
+            .as_ref()
+            .map_or(0, |tls| tls.early_plaintext() + tls.staged())
     }
 
     /// The rare parts, made on first use.
@@ -162,6 +170,11 @@ impl Output {
         }
         self.buf_for_append();
         match &mut self.tls {
+            // A corked batch (and what follows it until the flush) is encrypted at the flush.
+            Some(tls) if self.corked || tls.staged() > 0 => {
+                tls.stage(data);
+                Ok(())
+            }
             Some(tls) => tls.encrypt(data, &mut self.buf),
             None => {
                 self.buf.extend_from_slice(data);
@@ -233,6 +246,12 @@ impl Output {
     }
 
     fn flush_all(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        if self.tls.as_ref().is_some_and(|tls| tls.staged() > 0) {
+            self.buf_for_append();
+            if let Some(tls) = &mut self.tls {
+                tls.encrypt_staged(&mut self.buf)?;
+            }
+        }
         loop {
             while self.buf.len() > self.head as usize {
                 match sys::send(fd, &self.buf[self.head as usize..]) {
@@ -269,6 +288,9 @@ impl Output {
     /// callers (they find the connection closed).
     pub(crate) fn discard(&mut self) -> usize {
         let mut dropped = self.buf.len() - self.head as usize;
+        if let Some(tls) = &mut self.tls {
+            dropped += tls.discard_staged();
+        }
         if let Some(ext) = &mut self.ext {
             dropped += ext.discard();
         }

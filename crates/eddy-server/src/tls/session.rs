@@ -17,6 +17,9 @@ use rustls::{ServerConfig, ServerConnection};
 use super::{TlsFailure, TlsInfo};
 use crate::sys;
 
+/// rustls reads the socket into at least this much room; a read that returns less emptied it.
+const FULL_READ: usize = 4096;
+
 /// What a read of the session found besides plaintext, for the reactor to act on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TlsEvents {
@@ -34,6 +37,8 @@ pub(crate) struct TlsSession {
     conn: ServerConnection,
     /// Plaintext written before the handshake finished, held by rustls until it does.
     early_plaintext: usize,
+    /// Plaintext a corked batch wrote, encrypted at the flush as one run of records.
+    staged: Vec<u8>,
     /// The end of the peer's stream was seen (reported once).
     ended: bool,
 }
@@ -74,6 +79,7 @@ impl TlsSession {
         Ok(TlsSession {
             conn,
             early_plaintext: 0,
+            staged: Vec::new(),
             ended: false,
         })
     }
@@ -82,6 +88,39 @@ impl TlsSession {
     /// queued.
     pub(crate) fn early_plaintext(&self) -> usize {
         self.early_plaintext
+    }
+
+    /// Plaintext held until a flush encrypts it.
+    pub(crate) fn staged(&self) -> usize {
+        self.staged.len()
+    }
+
+    /// Hold `data` until the next flush (a corked batch), so a batch of replies becomes as few
+    /// records as its size needs, not one record per reply.
+    pub(crate) fn stage(&mut self, data: &[u8]) {
+        self.staged.extend_from_slice(data);
+    }
+
+    /// Encrypt what is staged, appending the records to `out`.
+    pub(crate) fn encrypt_staged(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let staged = std::mem::take(&mut self.staged);
+        let result = self.encrypt(&staged, out);
+        self.staged = staged;
+        self.staged.clear();
+        if self.staged.capacity() > 64 * 1024 {
+            self.staged = Vec::new();
+        }
+        result
+    }
+
+    /// Drop what is staged; how many bytes it held.
+    pub(crate) fn discard_staged(&mut self) -> usize {
+        let n = self.staged.len();
+        self.staged = Vec::new();
+        n
     }
 
     /// Read what the socket holds, decrypt it, and append the plaintext to `buf` (stopping
@@ -98,20 +137,23 @@ impl TlsSession {
     ) -> io::Result<usize> {
         let mut got = 0;
         let handshaking = self.conn.is_handshaking();
-        loop {
-            got += self.take_plaintext(buf, events)?;
-            if got >= max || self.ended {
-                break;
-            }
-            match self.conn.read_tls(&mut FdReader(fd)) {
-                Ok(_) => {}
+        while got < max && !self.ended {
+            let n = match self.conn.read_tls(&mut FdReader(fd)) {
+                Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) => return Err(err),
-            }
+            };
             let processed = self.conn.process_new_packets();
             events.queued |= self.drain_tls(out);
-            if let Err(err) = processed {
-                return Err(failure(TlsFailure::from_rustls(&err, handshaking)));
+            let state = match processed {
+                Ok(state) => state,
+                Err(err) => return Err(failure(TlsFailure::from_rustls(&err, handshaking))),
+            };
+            got += self.take_plaintext(buf, state.plaintext_bytes_to_read(), events)?;
+            if n < FULL_READ {
+                // The socket had less than a buffer's worth (or ended): drained for now, and
+                // level-triggered epoll says when more comes. No second read to hear EAGAIN.
+                break;
             }
         }
         if handshaking && !self.conn.is_handshaking() {
@@ -126,29 +168,41 @@ impl TlsSession {
         Ok(got)
     }
 
-    /// Move the decrypted plaintext into `buf`; note the end of the stream.
-    fn take_plaintext(&mut self, buf: &mut BytesMut, events: &mut TlsEvents) -> io::Result<usize> {
-        let mut got = 0;
-        loop {
-            // Plaintext comes a record (at most 16 KiB) at a time.
-            let start = buf.len();
-            buf.resize(start + 16 * 1024, 0);
-            let read = self.conn.reader().read(&mut buf[start..]);
-            buf.truncate(start + *read.as_ref().unwrap_or(&0));
-            match read {
-                Ok(0) => {
-                    self.end(events, true);
-                    return Ok(got);
+    /// Move the `ready` bytes of decrypted plaintext into `buf`; note the end of the stream.
+    fn take_plaintext(
+        &mut self,
+        buf: &mut BytesMut,
+        ready: usize,
+        events: &mut TlsEvents,
+    ) -> io::Result<usize> {
+        let start = buf.len();
+        if ready > 0 {
+            // Zeroed first: rustls writes into a slice.
+            buf.resize(start + ready, 0);
+            let mut filled = 0;
+            while filled < ready {
+                match self.conn.reader().read(&mut buf[start + filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => break,
+                    Err(err) => {
+                        buf.truncate(start + filled);
+                        return Err(err);
+                    }
                 }
-                Ok(n) => got += n,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(got),
-                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
-                    self.end(events, false);
-                    return Ok(got);
-                }
-                Err(err) => return Err(err),
             }
+            buf.truncate(start + filled);
         }
+        // Nothing is left: the reader says whether the stream is still open.
+        let mut probe = [0u8; 1];
+        match self.conn.reader().read(&mut probe) {
+            Ok(0) => self.end(events, true),
+            Ok(_) => buf.extend_from_slice(&probe),
+            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => self.end(events, false),
+            Err(_) => {}
+        }
+        Ok(buf.len() - start)
     }
 
     fn end(&mut self, events: &mut TlsEvents, clean: bool) {
