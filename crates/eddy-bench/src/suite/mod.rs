@@ -14,6 +14,7 @@
 //! as one table.
 
 pub mod accept;
+pub mod goals;
 pub mod idle;
 pub mod load;
 pub mod machine;
@@ -83,6 +84,7 @@ impl SuiteReport {
             self.load_threads,
             table::render(&self.rows)
         );
+        out.push_str(&goals::summary(&self.rows));
         let deflated: Vec<String> = self
             .rows
             .iter()

@@ -102,12 +102,12 @@ pub(crate) struct Conn {
     /// `confirm` (or `resume`) was called: `enable_delay_receive` no longer holds it back.
     pub(crate) confirmed: AtomicBool,
     uid: Mutex<UidSlot>,
-    pub(crate) close_reason: OnceLock<CloseReason>,
+    pub(crate) close_reason: OnceLock<Box<CloseReason>>,
     /// `on_connect` was dispatched (at accept; on a TLS listener, once the handshake is
     /// done): `on_close` runs only for a connection the handler heard of.
     pub(crate) announced: AtomicBool,
     /// What its TLS handshake negotiated, once it finished.
-    pub(crate) tls_info: OnceLock<TlsInfo>,
+    pub(crate) tls_info: OnceLock<Box<TlsInfo>>,
 }
 
 impl Conn {
@@ -199,8 +199,10 @@ impl Conn {
 #[derive(Debug, Default)]
 pub(crate) struct UidSlot {
     pub(crate) uid: Option<Uid>,
-    /// The groups it is in (`join_group`), each once.
-    pub(crate) groups: Vec<std::sync::Arc<str>>,
+    /// The groups it is in (`join_group`), each once (`None`: none; boxed, so an idle
+    /// connection in no group pays one pointer, not a vector's three words).
+    #[allow(clippy::box_collection)]
+    pub(crate) groups: Option<Box<Vec<std::sync::Arc<str>>>>,
     /// Closed: the uid and group indexes no longer take this connection.
     pub(crate) released: bool,
 }
@@ -216,5 +218,15 @@ mod tests {
         let out_end = offset_of!(Conn, out) + size_of::<parking_lot::Mutex<Output>>();
         assert!(out_end <= 128, "the output buffer ends at byte {out_end}");
         assert!(offset_of!(Conn, stream) < 128 && offset_of!(Conn, closing) < 128);
+    }
+
+    #[test]
+    fn a_record_stays_small() {
+        // Idle connections cost their record: the cold parts are pointers, not inline.
+        assert!(
+            size_of::<Conn>() <= 304,
+            "a record is {} bytes",
+            size_of::<Conn>()
+        );
     }
 }

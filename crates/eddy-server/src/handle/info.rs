@@ -147,7 +147,7 @@ impl ClientInfo {
                 PeerAddr::Tcp(_) => None,
             },
             close_reason: conn.close_reason.get().map(ToString::to_string),
-            tls: conn.tls_info.get().cloned(),
+            tls: conn.tls_info.get().map(|info| (**info).clone()),
         }
     }
 

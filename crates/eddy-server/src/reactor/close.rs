@@ -73,7 +73,7 @@ impl Reactor {
             .open
             .fetch_sub(1, Ordering::Relaxed);
         tracing::debug!(conn = conn.id.as_u64(), %reason, dropped, "connection closed");
-        let _ = conn.close_reason.set(reason);
+        let _ = conn.close_reason.set(Box::new(reason));
         let before = conn.inflight.fetch_or(inflight::CLOSED, Ordering::AcqRel);
         if before & inflight::WEIGHT == 0 {
             let worker = lc.worker.unwrap_or(0);

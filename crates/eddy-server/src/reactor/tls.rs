@@ -30,7 +30,7 @@ impl Reactor {
                 lc.tls_handshaking = false;
                 let info = lc.conn.out.lock().tls.as_ref().map(|tls| tls.info());
                 if let Some(info) = info {
-                    let _ = lc.conn.tls_info.set(info);
+                    let _ = lc.conn.tls_info.set(Box::new(info));
                 }
                 hold = !self.dispatcher.is_stateful();
                 if hold {

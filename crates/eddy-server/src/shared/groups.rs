@@ -71,11 +71,18 @@ impl GroupIndex {
         if slot.released {
             return Err(SendError::Closed);
         }
-        if slot.groups.iter().any(|g| &**g == group) {
+        if slot
+            .groups
+            .iter()
+            .flat_map(|g| g.iter())
+            .any(|g| &**g == group)
+        {
             return Ok(());
         }
         let group: Arc<str> = Arc::from(group);
-        slot.groups.push(group.clone());
+        slot.groups
+            .get_or_insert_with(Box::default)
+            .push(group.clone());
         self.map.entry(group.clone()).or_default().push(conn.id);
         drop(slot);
         self.changed(&group);
@@ -85,10 +92,16 @@ impl GroupIndex {
     /// Take `conn` out of `group`; `false` if it was not in it.
     pub(crate) fn leave(&self, conn: &Conn, group: &str) -> bool {
         let mut slot = conn.uid_slot();
-        let Some(at) = slot.groups.iter().position(|g| &**g == group) else {
+        let Some(list) = slot.groups.as_mut() else {
             return false;
         };
-        let group = slot.groups.swap_remove(at);
+        let Some(at) = list.iter().position(|g| &**g == group) else {
+            return false;
+        };
+        let group = list.swap_remove(at);
+        if list.is_empty() {
+            slot.groups = None;
+        }
         self.remove(&group, conn.id);
         drop(slot);
         self.changed(&group);
@@ -99,7 +112,7 @@ impl GroupIndex {
     pub(crate) fn release(&self, conn: &Conn) {
         let mut slot = conn.uid_slot();
         slot.released = true;
-        let groups = std::mem::take(&mut slot.groups);
+        let groups = slot.groups.take().map(|list| *list).unwrap_or_default();
         for group in &groups {
             self.remove(group, conn.id);
         }

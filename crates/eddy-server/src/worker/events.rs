@@ -216,8 +216,7 @@ impl<T: TaskHandler> Worker<T> {
         let reason = conn
             .close_reason
             .get()
-            .cloned()
-            .unwrap_or(CloseReason::PeerClosed);
+            .map_or(CloseReason::PeerClosed, |reason| (**reason).clone());
         self.server.shared.uids.release(conn);
         self.server.shared.groups.release(conn);
         // A TLS connection whose handshake failed was never announced: no `on_close` either.
