@@ -512,6 +512,7 @@ fn reactors_accepting_for_themselves_spread_a_burst_of_connections_evenly() {
         per_reactor.iter().min().unwrap(),
         per_reactor.iter().max().unwrap(),
     );
-    assert!(most - least <= 8 + least / 8 + 1, "{per_reactor:?}");
+    // Within the slack of one, and one more for two reactors accepting at the same moment.
+    assert!(most - least <= 3, "{per_reactor:?}");
     server.shutdown().unwrap();
 }

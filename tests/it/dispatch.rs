@@ -220,8 +220,12 @@ fn uid_mode_moves_a_connection_to_its_uid_worker_between_packets() {
     let before = id.slot() as usize % WORKERS;
     let uid = (before as u64 + 1) % WORKERS as u64 + 8; // a different worker
     server.handle().bind(id, uid).unwrap();
-    // Ping-pong: each packet is handled before the next is sent, so the switch can happen.
+    // Ping-pong: each packet is handled, and its event finished (the reply can arrive before
+    // the handler returns), before the next is sent, so the switch can happen.
     for i in 0..5 {
+        wait_until("the connection's events are finished", || {
+            server.handle().client_info(id).unwrap().recv_queued_bytes == 0
+        });
         let packet = frame(format!("p{i}").as_bytes());
         write_all(&mut client, &packet);
         assert_eq!(read_n(&mut client, packet.len()), packet);

@@ -1,6 +1,6 @@
 //! Accepting: every reactor watches the stream listeners (`EPOLLEXCLUSIVE`: a new connection
 //! wakes one waiting reactor), accepts, and keeps the connection, with no hop to another
-//! thread, unless it holds clearly more connections than the least loaded reactor: then it
+//! thread, unless it holds more than one connection over the least loaded reactor: then it
 //! hands the connection over, so connections stay spread evenly.
 
 use std::{
@@ -23,8 +23,9 @@ const ACCEPT_BATCH: usize = 32;
 const EXHAUSTED_PAUSE: Duration = Duration::from_millis(200);
 
 /// A reactor keeps what it accepts while it holds at most this many connections more than the
-/// least loaded reactor (plus an eighth of that one's).
-const SPREAD_SLACK: usize = 8;
+/// least loaded reactor: connections stay spread within a few of even, as round robin would
+/// spread them, and a connection moves to another reactor only when they are not.
+const SPREAD_SLACK: usize = 1;
 
 impl Reactor {
     /// Start accepting on these listeners.
@@ -125,7 +126,7 @@ impl Reactor {
         }
     }
 
-    /// The reactor a new connection goes to: this one, unless it holds clearly more than the
+    /// The reactor a new connection goes to: this one, unless it holds more than one over the
     /// least loaded.
     fn place(&self) -> usize {
         let reactors = self.shared.outlet.reactors();
@@ -135,7 +136,7 @@ impl Reactor {
             .map(|i| (i, load(i)))
             .min_by_key(|&(_, n)| n)
             .unwrap_or((self.id, mine));
-        if mine <= fewest + SPREAD_SLACK + fewest / 8 {
+        if mine <= fewest + SPREAD_SLACK {
             self.id
         } else {
             least
