@@ -98,6 +98,12 @@ impl Reactor {
                     }
                 }
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
+                    // The shutdown stopped the listener (`Listener::stop`): it stays readable
+                    // (hung up) until this reactor hears of the shutdown; stop watching it now.
+                    self.unwatch_listeners();
+                    break;
+                }
                 Err(err) if sys::is_resource_exhaustion(&err) => {
                     tracing::warn!(
                         reactor = self.id,
