@@ -113,6 +113,16 @@ impl Presence {
     fn serve(&mut self) -> bool {
         let mut next_heartbeat = Instant::now() + self.shared.heartbeat;
         while self.conn.is_some() {
+            // Due first: `select!` prefers a ready channel to its timeout, so steady churn
+            // would otherwise starve the heartbeat and let this node's presence expire.
+            if Instant::now() >= next_heartbeat {
+                next_heartbeat = Instant::now() + self.shared.heartbeat;
+                if let Err(err) = self.heartbeat() {
+                    tracing::warn!("cluster: presence update failed: {err}");
+                    self.lost();
+                    continue;
+                }
+            }
             let timeout = next_heartbeat.saturating_duration_since(Instant::now());
             let result = select! {
                 recv(self.stop) -> _ => return false,
