@@ -164,6 +164,20 @@ fn openssl_s_client_round_trips_chooses_alpn_and_renegotiation_is_refused() {
     assert_eq!(server.signal(libc::SIGTERM), 0);
 }
 
+/// The echo example on a line codec over TLS with this certificate and key, and `extra` flags.
+fn tls_echo(cert: &Path, key: &Path, extra: &[&str]) -> Example {
+    let mut args = vec![
+        "--codec",
+        "line",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Example::start("echo", &args)
+}
+
 /// Run `tests/peers/tls_client.py` against `port`; its JSON answer.
 fn python_tls(port: u16, ca: &Path, args: &[&str]) -> serde_json::Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/tls_client.py");
@@ -195,15 +209,10 @@ fn python_ssl_gets_the_sni_certificate_and_mutual_tls_is_enforced() {
     let (api_cert, api_key) = ca.server(&["api.localhost"]).write("peers-api");
     let (alice_cert, alice_key) = ca.client("alice", "Example Org").write("peers-alice");
     let sni = format!("api.localhost:{}:{}", api_cert.display(), api_key.display());
-    let server = Example::start(
-        "echo",
+    let server = tls_echo(
+        &cert,
+        &key,
         &[
-            "--codec",
-            "line",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
             "--tls-sni",
             &sni,
             "--tls-client-ca",
@@ -240,17 +249,7 @@ fn sigusr1_reloads_the_echo_examples_certificate_for_new_connections() {
     let ca = Ca::new("eddy test CA");
     let (first, second) = (ca.server(&["localhost"]), ca.server(&["localhost"]));
     let (cert, key) = first.write("sigusr1");
-    let server = Example::start(
-        "echo",
-        &[
-            "--codec",
-            "line",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let server = tls_echo(&cert, &key, &[]);
     let config = ca.client_config(&[], None);
     let served = || {
         let mut client = crate::pki::tls_connect(server.addr, config.clone(), "localhost").unwrap();
