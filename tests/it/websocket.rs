@@ -531,9 +531,23 @@ fn a_graceful_shutdown_sends_going_away_after_the_queued_messages() {
 
 #[test]
 fn the_heartbeat_pings_quiet_websockets_and_closes_those_that_do_not_answer() {
+    heartbeat_pings_then_closes(None);
+}
+
+#[test]
+fn a_heartbeat_pass_too_late_to_ping_in_time_pings_before_it_closes() {
+    // Checks as far apart as the idle time: a pass often finds a connection already past
+    // it, never having been pinged. It is pinged then, and closed only if it does not answer.
+    heartbeat_pings_then_closes(Some(Duration::from_millis(400)));
+}
+
+fn heartbeat_pings_then_closes(check_interval: Option<Duration>) {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let builder =
+    let mut builder =
         ws_builder(WebSocketConfig::default()).heartbeat_idle_time(Duration::from_millis(400));
+    if let Some(every) = check_interval {
+        builder = builder.heartbeat_check_interval(every);
+    }
     let (server, addr) = start(builder, move || WsEcho { tx: tx.clone() });
     let mut alive = raw_client(addr);
     opened(&rx);

@@ -50,8 +50,9 @@ impl ServerHandle {
     /// `heartbeat`). Empty when no idle time is configured.
     ///
     /// With `close`, a WebSocket connection (of a listener whose `ping_idle` is on) quiet for
-    /// half its idle time is sent a ping, once: its pong counts as activity, so only a peer
-    /// that does not answer is closed.
+    /// half its idle time is sent a ping, once: its pong counts as activity, and it is closed
+    /// only once that ping went unanswered for half the idle time (never unasked, however
+    /// late a pass comes).
     pub fn heartbeat(&self, close: bool) -> Vec<ConnId> {
         let idle: Vec<Option<u64>> = self
             .shared
@@ -74,13 +75,13 @@ impl ServerHandle {
             // Both stamps are on the coarse clock: idleness is known to within a tick (1–10 ms).
             let last_recv = conn.last_recv.load(Ordering::Relaxed);
             let quiet = now.saturating_sub(last_recv);
-            if close && quiet >= idle / 2 && quiet < idle && !conn.protected.load(Ordering::Relaxed)
-            {
-                // A WebSocket half-way to its idle time is pinged; its pong is activity.
-                self.shared.outlet.keepalive(&conn, now, last_recv);
+            if quiet < idle / 2 || conn.protected.load(Ordering::Relaxed) {
+                continue;
             }
+            // A WebSocket half-way to its idle time is pinged; its pong is activity.
+            let may_close = !close || self.shared.outlet.keepalive(&conn, now, last_recv, idle);
             // Closing connections count too: a flush its peer never reads is ended here.
-            if quiet < idle || conn.protected.load(Ordering::Relaxed) || conn.is_closed() {
+            if quiet < idle || !may_close || conn.is_closed() {
                 continue;
             }
             if !close

@@ -278,20 +278,27 @@ impl Outlet {
         true
     }
 
-    /// Ping a quiet WebSocket (the heartbeat's keep-alive), unless it was pinged since it
-    /// last sent anything (`last_recv`) or its listener does not ping.
-    pub(crate) fn keepalive(&self, conn: &Arc<Conn>, now: u64, last_recv: u64) {
+    /// The heartbeat's keep-alive for a connection quiet for half its `idle` time or more.
+    /// Returns whether the heartbeat may close it: a WebSocket of a listener that pings only
+    /// once its ping went unanswered for half the idle time (it is pinged now if it was not
+    /// since it last sent anything, `last_recv`), so a peer that answers is never closed,
+    /// however late a heartbeat pass comes; any other connection at once.
+    pub(crate) fn keepalive(&self, conn: &Arc<Conn>, now: u64, last_recv: u64, idle: u64) -> bool {
         let mut out = conn.out.lock();
         if out.state != OutState::Open {
-            return;
+            return true;
         }
         let Some(ws) = out.ws.as_deref_mut() else {
-            return;
+            return true;
         };
-        if ws.status != WsStatus::Open || !ws.ping_idle || ws.pinged_at > last_recv {
-            return;
+        if ws.status != WsStatus::Open || !ws.ping_idle {
+            return true;
+        }
+        if ws.pinged_at > last_recv {
+            return now.saturating_sub(ws.pinged_at) >= idle / 2;
         }
         ws.pinged_at = now;
         let _ = self.write_locked(conn, out, &[0x89, 0x00]);
+        false
     }
 }

@@ -103,7 +103,8 @@ impl WebSocketConfig {
 
     /// With a heartbeat (`heartbeat_idle_time`), ping a connection that has been quiet for
     /// half its idle time, so a live client's pong keeps it open and a dead one is closed at
-    /// the idle time. Default on.
+    /// the idle time (or, if the ping went out late, once it had half the idle time to be
+    /// answered). Default on.
     pub fn ping_idle(mut self, on: bool) -> Self {
         self.ping_idle = on;
         self
