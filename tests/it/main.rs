@@ -25,6 +25,7 @@ mod tasks;
 mod tasks_example;
 mod timers;
 mod tls;
+mod tls_edges;
 mod tls_peers;
 mod user_code;
 mod util;

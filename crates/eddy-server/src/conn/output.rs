@@ -124,15 +124,18 @@ impl Output {
         self.buf.len() - self.head as usize + tail + self.held_plaintext()
     }
 
-    /// Bytes a flush can write now: what is pending, but for the plaintext a TLS session
-    /// holds until its handshake finishes (the socket's writability cannot move it).
+    /// Bytes a flush can write now: what is pending, but for what waits for a TLS session's
+    /// handshake to finish (the socket's writability cannot move it): the plaintext it holds
+    /// and a queued file.
     pub(crate) fn flushable(&self) -> usize {
-        self.pending() - self.early_plaintext()
-    }
-
-    /// Plaintext a TLS session holds until its handshake finishes.
-    fn early_plaintext(&self) -> usize {
-        self.tls.as_ref().map_or(0, |tls| tls.early_plaintext())
+        let Some(tls) = &self.tls else {
+            return self.pending();
+        };
+        let mut waiting = tls.early_plaintext();
+        if tls.is_handshaking() {
+            waiting += self.ext.as_ref().map_or(0, |ext| ext.tail_total());
+        }
+        self.pending() - waiting
     }
 
     /// Plaintext a TLS session holds: until its handshake finishes, or staged by a corked
@@ -271,6 +274,11 @@ impl Output {
             let Some(tls) = &mut self.tls else {
                 return ext.flush_tail(fd).map(|_| ());
             };
+            if tls.is_handshaking() {
+                // Nothing can be encrypted yet: the file waits (the reactor flushes again
+                // when the handshake ends), rather than filling the session's buffer.
+                return Ok(());
+            }
             // TLS: the next piece of the tail, read and encrypted into the emptied buffer
             // (no zero-copy: the kernel would send the file's plaintext).
             self.buf.clear();

@@ -301,7 +301,11 @@ impl Reactor {
                 }
             }
             Command::Pause(conn) => {
-                if let Some(key) = self.key_of(&conn) {
+                // A TLS handshake goes on: the pause starts when it is done (`tls_progress`).
+                if let Some(key) = self
+                    .key_of(&conn)
+                    .filter(|&k| !self.conns[k].tls_handshaking)
+                {
                     self.conns[key].paused |= pause::USER;
                     self.sync_interest(key);
                 }
@@ -328,9 +332,14 @@ impl Reactor {
             lc.paused &= !bits;
             // WebSocket frames, or a TLS session's plaintext, already read and kept while
             // paused: the socket will not say.
+            // A peer that ended the stream meanwhile still gets them answered (its close
+            // waits for that); a close the server decided on drops them.
             let tls = lc.conn.transport == Transport::Tls;
-            let kept =
-                lc.paused == 0 && !lc.rbuf.is_empty() && (tls || lc.protocol.is_open_websocket());
+            let answers = lc.closing.as_ref().is_none_or(|r| !r.drops_unhandled());
+            let kept = lc.paused & !pause::CLOSING == 0
+                && answers
+                && !lc.rbuf.is_empty()
+                && (tls || lc.protocol.is_open_websocket());
             let framed = lc.protocol.is_framed();
             self.sync_interest(key);
             if kept && framed {
@@ -350,15 +359,23 @@ impl Reactor {
             .map(|_| key)
     }
 
-    fn register(&mut self, conn: Arc<Conn>) {
-        // Stateless modes read nothing before `on_connect` returns, so no packet overtakes it;
-        // a TLS connection is read for its handshake, and gated once that is done.
-        let tls = conn.transport == Transport::Tls;
-        let gated = !tls && !self.dispatcher.is_stateful();
-        // A pause or confirm may have been asked for before this reactor knew the connection.
+    /// The pauses asked for a connection before it was read: `enable_delay_receive` until
+    /// `confirm`, and a `pause` made before this reactor knew it.
+    fn asked_pauses(&self, conn: &Conn) -> u8 {
         let delayed =
             self.shared.config.enable_delay_receive && !conn.confirmed.load(Ordering::Acquire);
         let user_paused = conn.user_paused.load(Ordering::Acquire);
+        let delay = if delayed { pause::DELAY } else { 0 };
+        delay | if user_paused { pause::USER } else { 0 }
+    }
+
+    fn register(&mut self, conn: Arc<Conn>) {
+        // Stateless modes read nothing before `on_connect` returns, so no packet overtakes it;
+        // a TLS connection is read for its handshake, and gated once that is done.
+        // Its `enable_delay_receive` and `pause` wait for the handshake's end too.
+        let tls = conn.transport == Transport::Tls;
+        let gated = !tls && !self.dispatcher.is_stateful();
+        let held = if tls { 0 } else { self.asked_pauses(&conn) };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         conn.key.store(key, Ordering::Relaxed);
@@ -366,9 +383,7 @@ impl Reactor {
         let lc = entry.insert(LocalConn::new(
             conn.clone(),
             protocol,
-            if gated { pause::GATE } else { 0 }
-                | if delayed { pause::DELAY } else { 0 }
-                | if user_paused { pause::USER } else { 0 },
+            if gated { pause::GATE } else { 0 } | held,
         ));
         let (read, write) = lc.registered;
         // The socket stays open while registered: `finalize` deletes it from the poller.

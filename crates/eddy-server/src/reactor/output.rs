@@ -64,7 +64,10 @@ impl Reactor {
                     done = true;
                 }
             }
-            if !lc.full_reported && conn.high_crossed.load(Ordering::Acquire) {
+            // A TLS handshake goes on whatever is queued (the queue waits for it), and
+            // `on_buffer_full` comes after `on_connect`: watermarks count from its end.
+            if !lc.tls_handshaking && !lc.full_reported && conn.high_crossed.load(Ordering::Acquire)
+            {
                 lc.full_reported = true;
                 full = true;
             }
@@ -93,6 +96,17 @@ impl Reactor {
                     .fetch_and(!inflight::NOTIFY_IDLE, Ordering::AcqRel);
             }
         }
+        self.report_watermarks(key, full, drained);
+        self.sync_interest(key);
+    }
+
+    /// Hand `on_buffer_full` / `on_buffer_drain` to the connection's worker, or hold them
+    /// (coalesced) while that worker is backed up.
+    fn report_watermarks(&mut self, key: usize, full: bool, drained: bool) {
+        let Some(lc) = self.conns.get_mut(key) else {
+            return;
+        };
+        let conn = lc.conn.clone();
         let was_held = lc.held_events != Held::None;
         if full {
             lc.held_events = lc.held_events.then_full();
@@ -120,7 +134,6 @@ impl Reactor {
                 }
             }
         }
-        self.sync_interest(key);
     }
 
     pub(super) fn sync_interest(&mut self, key: usize) {

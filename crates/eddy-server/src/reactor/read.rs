@@ -29,25 +29,16 @@ impl Reactor {
             }
             return;
         }
-        if self.shared.config.output_backpressure && lc.conn.high_crossed.load(Ordering::Acquire) {
+        if self.shared.config.output_backpressure
+            && !lc.tls_handshaking
+            && lc.conn.high_crossed.load(Ordering::Acquire)
+        {
             return self.check_output(key);
         }
-        let max_queued = self.shared.config.max_queued_bytes as u64;
-        if lc.conn.inflight.load(Ordering::Acquire) & inflight::WEIGHT >= max_queued {
-            // Wait for the workers: the one that takes the weight to zero tells us.
-            let before = lc
-                .conn
-                .inflight
-                .fetch_or(inflight::NOTIFY_IDLE, Ordering::AcqRel);
-            if before & inflight::WEIGHT != 0 {
-                lc.paused |= pause::QUEUED;
-                return self.sync_interest(key);
-            }
-            // The workers caught up in between: nobody needs telling.
-            lc.conn
-                .inflight
-                .fetch_and(!inflight::NOTIFY_IDLE, Ordering::AcqRel);
+        if self.queued_too_much(key) {
+            return self.sync_interest(key);
         }
+        let lc = &mut self.conns[key];
         let from_scratch = lc.rbuf.is_empty();
         let framed = lc.protocol.is_framed();
         let conn = &lc.conn;
@@ -94,6 +85,29 @@ impl Reactor {
         if let Some(clean) = tls.ended {
             self.tls_ended(key, clean);
         }
+    }
+
+    /// Whether a connection's packets waiting for workers weigh `max_queued_bytes` or more:
+    /// then it is paused until the worker that takes the weight to zero says so.
+    fn queued_too_much(&mut self, key: usize) -> bool {
+        let max_queued = self.shared.config.max_queued_bytes as u64;
+        let lc = &mut self.conns[key];
+        if lc.conn.inflight.load(Ordering::Acquire) & inflight::WEIGHT < max_queued {
+            return false;
+        }
+        let before = lc
+            .conn
+            .inflight
+            .fetch_or(inflight::NOTIFY_IDLE, Ordering::AcqRel);
+        if before & inflight::WEIGHT != 0 {
+            lc.paused |= pause::QUEUED;
+            return true;
+        }
+        // The workers caught up in between: nobody needs telling.
+        lc.conn
+            .inflight
+            .fetch_and(!inflight::NOTIFY_IDLE, Ordering::AcqRel);
+        false
     }
 
     /// Keep `Stats::recv_buffer_bytes` equal to what this connection's partial packet holds.

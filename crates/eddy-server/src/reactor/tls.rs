@@ -26,21 +26,24 @@ impl Reactor {
     ) -> bool {
         let mut hold = false;
         if events.established {
-            if let Some(lc) = self.conns.get_mut(key) {
+            let asked = self.conns.get(key).map(|lc| self.asked_pauses(&lc.conn));
+            if let (Some(lc), Some(asked)) = (self.conns.get_mut(key), asked) {
                 lc.tls_handshaking = false;
                 let info = lc.conn.out.lock().tls.as_ref().map(|tls| tls.info());
                 if let Some(info) = info {
                     let _ = lc.conn.tls_info.set(Box::new(info));
                 }
-                hold = !self.dispatcher.is_stateful();
-                if hold {
-                    lc.paused |= pause::GATE;
-                }
-                self.announce(key, hold);
+                let gated = !self.dispatcher.is_stateful();
+                // The plaintext that came with the handshake's end waits for `on_connect`
+                // (stateless modes), `confirm` or `resume`.
+                lc.paused |= asked | if gated { pause::GATE } else { 0 };
+                hold = gated || asked != 0;
+                self.announce(key, gated);
                 self.sync_interest(key);
             }
         }
-        if events.queued {
+        // The handshake's end frees a queued file (it is not read into the handshake).
+        if events.queued || events.established {
             self.flush_now(key);
         }
         let Some(lc) = self.conns.get_mut(key) else {

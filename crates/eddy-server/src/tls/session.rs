@@ -90,6 +90,11 @@ impl TlsSession {
         self.early_plaintext
     }
 
+    /// Whether the handshake is still going on (nothing can be encrypted yet).
+    pub(crate) fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
     /// Plaintext held until a flush encrypts it.
     pub(crate) fn staged(&self) -> usize {
         self.staged.len()
