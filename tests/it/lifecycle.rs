@@ -215,3 +215,49 @@ fn shutdown_phases_run_in_order_and_serve_until_the_first_returns() {
     assert_eq!(phases.recv_timeout(WAIT), Ok("worker stop"));
     assert_eq!(phases.recv_timeout(WAIT), Ok("shutdown"));
 }
+
+#[test]
+fn connections_accepted_as_the_shutdown_begins_are_all_closed_and_none_is_lost() {
+    // Two reactors accept and hand connections to each other; a storm of connects runs
+    // through the shutdown, so some are accepted by one reactor after the other stopped.
+    let (recorder, events) = Recorder::new(false);
+    let (server, addr) = start(builder().reactor_num(2).worker_num(2), move || {
+        recorder.clone()
+    });
+    let handle = server.handle().clone();
+    let storm: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut kept = Vec::new();
+                while kept.len() < 600 {
+                    match std::net::TcpStream::connect(addr) {
+                        Ok(stream) => kept.push(stream),
+                        Err(_) => break, // the listener is closed
+                    }
+                }
+                kept
+            })
+        })
+        .collect();
+    wait_until("the storm reaches the server", || {
+        handle.connection_count() >= 50
+    });
+    let report = server.shutdown().unwrap();
+    assert!(report.graceful, "{report:?}");
+    for thread in storm {
+        for mut stream in thread.join().unwrap() {
+            stream.set_read_timeout(Some(WAIT)).unwrap();
+            // Closed (or reset, if it was never accepted): never left open.
+            read_to_close(&mut stream);
+        }
+    }
+    assert_eq!(handle.connection_count(), 0, "the table is empty");
+    let seen: Vec<Seen> = events.try_iter().collect();
+    let connects = seen.iter().filter(|s| s.kind == Kind::Connect).count();
+    let closes = seen
+        .iter()
+        .filter(|s| matches!(s.kind, Kind::Close(_)))
+        .count();
+    assert!(connects >= 50);
+    assert_eq!(connects, closes, "every on_connect has its on_close");
+}

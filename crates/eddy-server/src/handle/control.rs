@@ -191,7 +191,7 @@ impl ServerHandle {
     /// Ask the server to shut down gracefully (as SIGTERM does). Returns at once; `run`
     /// returns when the shutdown is complete. Calling it again does nothing.
     pub fn shutdown(&self) {
-        if !self.shared.shutdown_requested.swap(true, Ordering::AcqRel) {
+        if !self.shared.shutdown_requested.swap(true, Ordering::SeqCst) {
             self.shared.supervisor.notify();
         }
     }

@@ -112,7 +112,9 @@ pub(super) fn shut_down(
     if let Err(err) = result {
         tracing::error!("accept loop failed: {err}; shutting down");
     }
-    shared.shutdown_requested.store(true, Ordering::Release);
+    // SeqCst: accepting reactors read it after counting a connection they hand over
+    // (see `Shared::admit`).
+    shared.shutdown_requested.store(true, Ordering::SeqCst);
     close_listeners(handle, listeners);
     let deadline = *shared
         .deadline

@@ -91,6 +91,8 @@ impl Reactor {
                     };
                     if reactor == self.id {
                         self.register(conn);
+                    } else if !self.shared.may_hand_over() {
+                        self.shared.unadmit(&conn);
                     } else {
                         self.shared
                             .reactor(reactor)

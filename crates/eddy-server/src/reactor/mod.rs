@@ -200,17 +200,42 @@ impl Reactor {
             }
             self.flush_backlogs();
             self.wake_workers();
-            if let Some(deadline) = self.deadline {
-                if self.conns.is_empty()
-                    && self.backlog.iter().all(VecDeque::is_empty)
-                    && self.datagrams.drained()
-                {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    self.abandon();
-                    break;
-                }
+            if self.finished() {
+                break;
+            }
+        }
+        self.stop();
+        self.report
+    }
+
+    /// Whether a shutting-down reactor is done: every connection closed, or the deadline
+    /// passed (then the rest are abandoned).
+    fn finished(&mut self) -> bool {
+        let Some(deadline) = self.deadline else {
+            return false;
+        };
+        // `open` also counts connections another reactor accepted and is handing over (see
+        // `Shared::admit`): they are closed here, not lost.
+        if self.conns.is_empty()
+            && self.shared.reactor(self.id).open.load(Ordering::SeqCst) == 0
+            && self.backlog.iter().all(VecDeque::is_empty)
+            && self.datagrams.drained()
+        {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            self.abandon();
+            return true;
+        }
+        false
+    }
+
+    /// Leave the loop: stop watching sockets, and hang up on the workers.
+    fn stop(&mut self) {
+        // Past the deadline: connections still being handed over are closed unannounced.
+        while let Ok(cmd) = self.commands.try_recv() {
+            if let Command::Register(conn) = cmd {
+                self.shared.unadmit(&conn);
             }
         }
         self.unwatch_datagrams();
@@ -225,7 +250,6 @@ impl Reactor {
         for worker in self.shared.workers.iter() {
             worker.wake();
         }
-        self.report
     }
 
     /// How long the poller may sleep: until the shutdown deadline, a handshake deadline, a
@@ -400,9 +424,11 @@ impl Reactor {
         }
         // The connection was in the table before this reactor knew it: catch up with a close
         // or output requested in between (their commands found no key and were dropped).
+        // Handed over after this reactor began its shutdown: closed as the others were.
         let requested = conn.out.lock().requested_close().cloned();
         match requested {
             Some(reason) => self.apply_close(key, reason),
+            None if self.deadline.is_some() => self.close_after_drain(key, CloseReason::Shutdown),
             None => self.check_output(key),
         }
     }

@@ -5,8 +5,9 @@ use std::sync::{atomic::Ordering, Arc};
 
 use super::server::Shared;
 use crate::{
-    conn::{Conn, Transport, WsOut},
+    conn::{Conn, OutState, Transport, WsOut},
     net::{PeerAddr, Stream},
+    sys,
 };
 
 impl Shared {
@@ -48,8 +49,30 @@ impl Shared {
             return None;
         };
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        self.reactor(reactor).open.fetch_add(1, Ordering::Relaxed);
+        // SeqCst, with `shutdown_requested` and the reactor's exit check: a reactor that got
+        // the shutdown sees every connection counted before an accepting reactor found the
+        // flag unset, and so waits for its `Register`; one counted after is `unadmit`ted.
+        self.reactor(reactor).open.fetch_add(1, Ordering::SeqCst);
         Some(conn)
+    }
+
+    /// Undo `admit` for a connection no reactor will register (the shutdown began while it
+    /// was handed over): closed at once, with no `on_connect` and no `on_close`.
+    pub(crate) fn unadmit(&self, conn: &Conn) {
+        conn.out.lock().state = OutState::Closed;
+        sys::shutdown(conn.fd());
+        self.table.remove(conn.id);
+        self.stats.reactors[conn.reactor].closed.add(1);
+        let reactor = self.reactor(conn.reactor);
+        reactor.open.fetch_sub(1, Ordering::SeqCst);
+        // It may be waiting for this connection to leave before it exits.
+        reactor.poller.notify();
+    }
+
+    /// Whether a connection accepted now and counted on another reactor may be handed to
+    /// it: not once the shutdown began (it may have exited).
+    pub(crate) fn may_hand_over(&self) -> bool {
+        !self.shutdown_requested.load(Ordering::SeqCst)
     }
 
     /// `max_conn` connections are open: the new one was closed (dropping it did that).
