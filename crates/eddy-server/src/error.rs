@@ -419,9 +419,11 @@ impl std::error::Error for CommandError {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub enum ClusterError {
-    /// Redis cannot be reached now: known to be down (the call returned at once), or it did
-    /// not answer within `command_timeout` (then it is known down from then on). Nothing
-    /// was published. The bus reconnects by itself.
+    /// Redis cannot be reached now: known to be down (the call returned at once, and nothing
+    /// was published), or it did not answer within `command_timeout` (then it is known down
+    /// until the bus reconnects; Redis may have run the command all the same, so the message
+    /// may have gone out: it is never retried, so never sent twice). The bus reconnects by
+    /// itself.
     Unavailable,
     /// The message is larger than the cluster's `max_message_bytes`: not published.
     TooLarge {

@@ -410,7 +410,7 @@ impl<T: TaskHandler> ServerBuilder<T> {
     /// - Faults: local delivery never waits for Redis. With Redis lost, remote parts fail at
     ///   once ([`ClusterError::Unavailable`](crate::ClusterError::Unavailable) in
     ///   [`Delivery::cluster`](crate::Delivery::cluster)) once the loss is known, and within
-    ///   `command_timeout` when it is not yet; the bus reconnects with back-off and writes
+    ///   about twice `command_timeout` when it is not yet; the bus reconnects with back-off and writes
     ///   this node's presence again. A remote part costs the calling thread one round trip
     ///   to Redis.
     ///

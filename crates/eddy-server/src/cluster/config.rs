@@ -45,8 +45,10 @@ pub struct ClusterConfig {
     pub presence_ttl: Duration,
     /// Redis unreachable at `build`: refuse, or start degraded. Default refuse.
     pub on_unavailable_at_start: StartMode,
-    /// The longest a call to Redis may take (a remote send, a presence question) before the
-    /// bus counts Redis as down. Default 100 ms. Range 1 ms to 10 s.
+    /// How long a call to Redis (a remote send, a presence question) waits for a free
+    /// connection, and then for Redis's answer, before the bus counts Redis as down (one
+    /// late answer is enough; the presence thread reconnects, at once if Redis answers): a
+    /// call returns within about twice this. Default 100 ms. Range 1 ms to 10 s.
     pub command_timeout: Duration,
     /// The longest a connection attempt may take (a server starting waits for its bus's
     /// first attempts, about twice this at most). Default 1 s. Range 1 ms to 1 min.

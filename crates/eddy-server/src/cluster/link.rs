@@ -2,9 +2,10 @@
 //! questions), the up/down state they share, and the bus's counters.
 //!
 //! A caller never connects: it takes a free connection, or waits at most `command_timeout`
-//! for one, and fails at once with `Unavailable` while the state is down. The first call
-//! that fails marks the state down and wakes the presence thread, which reconnects every
-//! connection with back-off and marks the state up again.
+//! for one (then at most `command_timeout` for the answer), and fails at once with
+//! `Unavailable` while the state is down. The first call that fails or times out marks the
+//! state down and wakes the presence thread, which reconnects every connection with
+//! back-off and marks the state up again.
 
 use std::{
     fmt,

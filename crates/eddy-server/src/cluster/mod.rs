@@ -29,8 +29,9 @@
 //! expired yet); the receiving node cannot keep up (its delivery queue is full: dropped and
 //! counted in `ClusterStats::dropped`), or Redis cuts a subscriber that reads too slowly
 //! (`client-output-buffer-limit pubsub`); the uid or group leaves the receiving node while
-//! the message is on its way. A send fails, with an error and nothing published, when Redis
-//! is down or slower than `command_timeout` (`ClusterError::Unavailable`). Presence lags
+//! the message is on its way. A send fails with `ClusterError::Unavailable` when Redis is
+//! known down (nothing published) or does not answer within `command_timeout` (it may have
+//! published all the same; nothing is retried, so nothing goes twice). Presence lags
 //! behind a bind by one round trip of the presence thread (a moment), and a node that dies
 //! stays present until its TTL runs out. Messages from one sending thread to one node keep
 //! their order; nothing orders messages from different threads or nodes.

@@ -110,7 +110,8 @@ impl ServerHandle {
     /// several nodes reaches all its connections on all of them: this node learns that a
     /// uid it holds is held elsewhere too when it registers it, or at the latest at its
     /// next heartbeat. The remote part costs one round trip to Redis on the calling thread
-    /// (at most `command_timeout`; none at all while Redis is known down, when
+    /// (within about twice `command_timeout`, a wait for a free connection then for the
+    /// answer; none at all while Redis is known down, when
     /// [`Delivery::cluster`] says [`ClusterError::Unavailable`]).
     pub fn send_to_uid(&self, uid: &Uid, data: impl AsRef<[u8]>) -> Delivery {
         let data = data.as_ref();
