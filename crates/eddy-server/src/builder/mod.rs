@@ -410,9 +410,9 @@ impl<T: TaskHandler> ServerBuilder<T> {
     /// - Faults: local delivery never waits for Redis. With Redis lost, remote parts fail at
     ///   once ([`ClusterError::Unavailable`](crate::ClusterError::Unavailable) in
     ///   [`Delivery::cluster`](crate::Delivery::cluster)) once the loss is known, and within
-    ///   about twice `command_timeout` when it is not yet; the bus reconnects with back-off and writes
-    ///   this node's presence again. A remote part costs the calling thread one round trip
-    ///   to Redis.
+    ///   about twice `command_timeout` when it is not yet; the bus reconnects with back-off
+    ///   and writes this node's presence again. A remote part costs the calling thread one
+    ///   round trip to Redis.
     ///
     /// **Redis pub/sub is at-most-once.** A message is never delivered twice, but it is
     /// lost, with no error to its sender, when the receiving node's subscriber is not
