@@ -464,7 +464,7 @@ fn a_send_before_the_handshake_finishes_is_queued_and_arrives_after_it() {
 }
 
 /// A read's worth of pipelined packets is answered as one corked batch: over TLS its replies
-/// are encrypted together at the flush, in order, none lost.
+/// are encrypted together at the flush (the large ones as they come), in order, none lost.
 #[test]
 fn pipelined_packets_over_tls_come_back_in_order() {
     let ca = Ca::new("eddy test CA");
@@ -482,6 +482,77 @@ fn pipelined_packets_over_tls_come_back_in_order() {
             .collect();
         for _ in 0..3 {
             round_trip(&mut client, &stream);
+        }
+        // Replies of a record's worth and more are encrypted as they are sent, the small ones
+        // between them staged: all in order, byte exact.
+        let sizes = [
+            10,
+            16 * 1024,
+            3,
+            40 * 1024,
+            16 * 1024 - 5,
+            100,
+            20 * 1024,
+            1,
+        ];
+        let mixed: Vec<u8> = (0..40)
+            .flat_map(|i: usize| {
+                let body: Vec<u8> = (0..sizes[i % sizes.len()])
+                    .map(|j| (i * 7 + j) as u8)
+                    .collect();
+                frame(&body)
+            })
+            .collect();
+        for _ in 0..2 {
+            round_trip(&mut client, &mixed);
+        }
+        server.shutdown().unwrap();
+    }
+}
+
+/// Answers every packet with small and large replies in turn (unframed), in its read's corked
+/// batch.
+struct MixedReplies;
+
+/// The replies `MixedReplies` sends for each packet, in order.
+fn mixed_replies() -> Vec<Vec<u8>> {
+    [1, 16 * 1024, 2, 20 * 1024, 16 * 1024 + 1, 1]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| vec![b'a' + i as u8; len])
+        .collect()
+}
+
+impl eddy::EventHandler for MixedReplies {
+    fn on_receive(&mut self, ctx: &mut eddy::Context<'_>, conn: eddy::ConnId, _: bytes::Bytes) {
+        for reply in mixed_replies() {
+            ctx.send_raw(conn, &reply).unwrap();
+        }
+    }
+}
+
+/// In a corked batch a reply of a record's worth or more is encrypted at once, the small ones
+/// staged until the flush: the peer gets them in the order they were sent, in both modes.
+#[test]
+fn small_and_large_replies_of_one_batch_arrive_in_order() {
+    let ca = Ca::new("eddy test CA");
+    let expected: Vec<u8> = mixed_replies().concat();
+    for mode in [DispatchMode::Fd, DispatchMode::Reactor] {
+        let builder = eddy::Server::builder()
+            .listen_with("127.0.0.1:0", LengthCodec::new())
+            .handle_signals(false)
+            .dispatch_mode(mode.clone())
+            .tls(tls_of(&ca.server(&["localhost"])));
+        let (server, addr) = start(builder, || MixedReplies);
+        let mut client = tls_connect(addr, ca.client_config(&[], None), "localhost").unwrap();
+        client.get_mut().set_read_timeout(Some(WAIT)).unwrap();
+        // Two packets in one record, so one read: a batch of two.
+        let two = [frame(b"go"), frame(b"on")].concat();
+        for _ in 0..3 {
+            client.write_all(&two).unwrap();
+            let got = read_n(&mut client, 2 * expected.len());
+            let expected = expected.repeat(2);
+            assert!(got == expected, "{mode:?}: the replies out of order");
         }
         server.shutdown().unwrap();
     }

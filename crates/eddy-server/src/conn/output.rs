@@ -143,7 +143,7 @@ impl Output {
     fn held_plaintext(&self) -> usize {
         self.tls
             .as_ref()
-            .map_or(0, |tls| tls.early_plaintext() + tls.staged())
+            .map_or(0, |tls| tls.early_plaintext() + tls.held())
     }
 
     /// The rare parts, made on first use.
@@ -174,10 +174,7 @@ impl Output {
         self.buf_for_append();
         match &mut self.tls {
             // A corked batch (and what follows it until the flush) is encrypted at the flush.
-            Some(tls) if self.corked || tls.staged() > 0 => {
-                tls.stage(data);
-                Ok(())
-            }
+            Some(tls) if self.corked || tls.staged() > 0 => tls.stage(data),
             Some(tls) => tls.encrypt(data, &mut self.buf),
             None => {
                 self.buf.extend_from_slice(data);
@@ -249,12 +246,7 @@ impl Output {
     }
 
     fn flush_all(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        if self.tls.as_ref().is_some_and(|tls| tls.staged() > 0) {
-            self.buf_for_append();
-            if let Some(tls) = &mut self.tls {
-                tls.encrypt_staged(&mut self.buf)?;
-            }
-        }
+        self.flush_held(fd)?;
         loop {
             while self.buf.len() > self.head as usize {
                 match sys::send(fd, &self.buf[self.head as usize..]) {
@@ -292,12 +284,35 @@ impl Output {
         }
     }
 
+    /// Write what a TLS session holds for the flush (a corked batch's replies): straight to
+    /// the socket when nothing is queued before it (no copy through the buffer), else behind
+    /// what is. `sendwait` callers count the records' bytes, not the plaintext's.
+    fn flush_held(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        if self.tls.as_ref().is_none_or(|tls| tls.held() == 0) {
+            return Ok(());
+        }
+        let direct = self.buf.len() == self.head as usize;
+        self.buf_for_append();
+        let Some(tls) = &mut self.tls else {
+            return Ok(());
+        };
+        let plain = tls.held();
+        let queued = self.buf.len();
+        let sent = tls.flush_held(direct.then_some(fd), &mut self.buf)?;
+        if let Some(ext) = &mut self.ext {
+            let records = sent + (self.buf.len() - queued);
+            ext.grew(records.saturating_sub(plain) as u64);
+            ext.flushed += sent as u64;
+        }
+        Ok(())
+    }
+
     /// Drop everything queued; returns how many bytes were dropped. Wakes `sendwait`
     /// callers (they find the connection closed).
     pub(crate) fn discard(&mut self) -> usize {
         let mut dropped = self.buf.len() - self.head as usize;
         if let Some(tls) = &mut self.tls {
-            dropped += tls.discard_staged();
+            dropped += tls.discard_held();
         }
         if let Some(ext) = &mut self.ext {
             dropped += ext.discard();

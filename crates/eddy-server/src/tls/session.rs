@@ -6,7 +6,7 @@
 //! and the senders (writing) drive it in turn and ciphertext never reorders.
 
 use std::{
-    io::{self, Read, Write},
+    io::{self, BufRead, Read, Write},
     os::fd::BorrowedFd,
     sync::Arc,
 };
@@ -19,6 +19,9 @@ use crate::sys;
 
 /// rustls reads the socket into at least this much room; a read that returns less emptied it.
 const FULL_READ: usize = 4096;
+
+/// A corked write this large (a full record's plaintext) is encrypted at once, not staged.
+const SEAL_AT_ONCE: usize = 16 * 1024;
 
 /// What a read of the session found besides plaintext, for the reactor to act on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,6 +42,9 @@ pub(crate) struct TlsSession {
     early_plaintext: usize,
     /// Plaintext a corked batch wrote, encrypted at the flush as one run of records.
     staged: Vec<u8>,
+    /// Plaintext already encrypted into records that rustls holds until the flush (a corked
+    /// write of a record's worth or more, which staging would only copy once more).
+    sealed: usize,
     /// The end of the peer's stream was seen (reported once).
     ended: bool,
 }
@@ -52,16 +58,29 @@ impl Read for FdReader<'_> {
     }
 }
 
-/// `send(2)` on a borrowed socket, for rustls's `write_tls`.
-struct FdWriter<'a>(BorrowedFd<'a>);
+/// `send(2)` on a borrowed socket, for rustls's `write_tls`; counts what the kernel took.
+struct FdWriter<'a> {
+    fd: BorrowedFd<'a>,
+    written: usize,
+}
+
+impl<'a> FdWriter<'a> {
+    fn new(fd: BorrowedFd<'a>) -> Self {
+        FdWriter { fd, written: 0 }
+    }
+}
 
 impl Write for FdWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        sys::send(self.0, buf)
+        let n = sys::send(self.fd, buf)?;
+        self.written += n;
+        Ok(n)
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        sys::send_vectored(self.0, bufs)
+        let n = sys::send_vectored(self.fd, bufs)?;
+        self.written += n;
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -80,6 +99,7 @@ impl TlsSession {
             conn,
             early_plaintext: 0,
             staged: Vec::new(),
+            sealed: 0,
             ended: false,
         })
     }
@@ -95,24 +115,35 @@ impl TlsSession {
         self.conn.is_handshaking()
     }
 
-    /// Plaintext held until a flush encrypts it.
+    /// Plaintext held until the next flush writes it: staged, or sealed in records.
+    pub(crate) fn held(&self) -> usize {
+        self.staged.len() + self.sealed
+    }
+
+    /// Plaintext staged and not encrypted yet (what a write must queue behind).
     pub(crate) fn staged(&self) -> usize {
         self.staged.len()
     }
 
     /// Hold `data` until the next flush (a corked batch), so a batch of replies becomes as few
-    /// records as its size needs, not one record per reply.
-    pub(crate) fn stage(&mut self, data: &[u8]) {
-        self.staged.extend_from_slice(data);
+    /// records as its size needs, not one record per reply. A record's worth or more is
+    /// encrypted at once (behind what is staged) and its records held: no copy to stage it.
+    pub(crate) fn stage(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.len() < SEAL_AT_ONCE || self.conn.is_handshaking() {
+            self.staged.extend_from_slice(data);
+            return Ok(());
+        }
+        self.seal_staged()?;
+        self.seal(data)
     }
 
-    /// Encrypt what is staged, appending the records to `out`.
-    pub(crate) fn encrypt_staged(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+    /// Encrypt what is staged into records the session holds.
+    fn seal_staged(&mut self) -> io::Result<()> {
         if self.staged.is_empty() {
             return Ok(());
         }
         let staged = std::mem::take(&mut self.staged);
-        let result = self.encrypt(&staged, out);
+        let result = self.seal(&staged);
         self.staged = staged;
         self.staged.clear();
         if self.staged.capacity() > 64 * 1024 {
@@ -121,10 +152,53 @@ impl TlsSession {
         result
     }
 
-    /// Drop what is staged; how many bytes it held.
-    pub(crate) fn discard_staged(&mut self) -> usize {
-        let n = self.staged.len();
+    /// Encrypt `data` into records the session holds until the flush.
+    fn seal(&mut self, data: &[u8]) -> io::Result<()> {
+        let early = self.early_plaintext;
+        let result = self.take(data, |_| Ok(()));
+        // What a handshake still going on holds counts as early plaintext; the rest is sealed.
+        self.sealed += data.len() - (self.early_plaintext - early);
+        result
+    }
+
+    /// Encrypt what is staged and write every record held: to the socket when `fd` is given
+    /// (nothing is queued before them), appending what the kernel does not take to `out`;
+    /// else all to `out`. Returns how many bytes went to the socket.
+    pub(crate) fn flush_held(
+        &mut self,
+        fd: Option<BorrowedFd<'_>>,
+        out: &mut Vec<u8>,
+    ) -> io::Result<usize> {
+        self.seal_staged()?;
+        let mut written = 0;
+        if let Some(fd) = fd {
+            let mut socket = FdWriter::new(fd);
+            self.write_socket(&mut socket)?;
+            written = socket.written;
+        }
+        self.drain_tls(out);
+        Ok(written)
+    }
+
+    /// Write the records the session holds to the socket until the kernel takes no more.
+    fn write_socket(&mut self, socket: &mut FdWriter<'_>) -> io::Result<()> {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(socket) {
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Drop what is held (staged or sealed); how many bytes of plaintext it was.
+    pub(crate) fn discard_held(&mut self) -> usize {
+        let n = self.held();
         self.staged = Vec::new();
+        if self.sealed > 0 {
+            self.drain_tls(&mut Vec::new());
+        }
         n
     }
 
@@ -150,11 +224,10 @@ impl TlsSession {
             };
             let processed = self.conn.process_new_packets();
             events.queued |= self.drain_tls(out);
-            let state = match processed {
-                Ok(state) => state,
-                Err(err) => return Err(failure(TlsFailure::from_rustls(&err, handshaking))),
-            };
-            got += self.take_plaintext(buf, state.plaintext_bytes_to_read(), events)?;
+            if let Err(err) = processed {
+                return Err(failure(TlsFailure::from_rustls(&err, handshaking)));
+            }
+            got += self.take_plaintext(buf, events)?;
             if n < FULL_READ {
                 // The socket had less than a buffer's worth (or ended): drained for now, and
                 // level-triggered epoll says when more comes. No second read to hear EAGAIN.
@@ -173,39 +246,30 @@ impl TlsSession {
         Ok(got)
     }
 
-    /// Move the `ready` bytes of decrypted plaintext into `buf`; note the end of the stream.
-    fn take_plaintext(
-        &mut self,
-        buf: &mut BytesMut,
-        ready: usize,
-        events: &mut TlsEvents,
-    ) -> io::Result<usize> {
+    /// Move the decrypted plaintext into `buf` (no copy through a zeroed buffer); note the
+    /// end of the stream.
+    fn take_plaintext(&mut self, buf: &mut BytesMut, events: &mut TlsEvents) -> io::Result<usize> {
         let start = buf.len();
-        if ready > 0 {
-            // Zeroed first: rustls writes into a slice.
-            buf.resize(start + ready, 0);
-            let mut filled = 0;
-            while filled < ready {
-                match self.conn.reader().read(&mut buf[start + filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => break,
-                    Err(err) => {
-                        buf.truncate(start + filled);
-                        return Err(err);
-                    }
+        loop {
+            let mut reader = self.conn.reader();
+            let taken = match reader.fill_buf() {
+                // Nothing is left and the peer said close_notify.
+                Ok([]) => {
+                    self.end(events, true);
+                    break;
                 }
-            }
-            buf.truncate(start + filled);
-        }
-        // Nothing is left: the reader says whether the stream is still open.
-        let mut probe = [0u8; 1];
-        match self.conn.reader().read(&mut probe) {
-            Ok(0) => self.end(events, true),
-            Ok(_) => buf.extend_from_slice(&probe),
-            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => self.end(events, false),
-            Err(_) => {}
+                Ok(chunk) => {
+                    buf.extend_from_slice(chunk);
+                    chunk.len()
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
+                    self.end(events, false);
+                    break;
+                }
+                Err(err) => return Err(err),
+            };
+            reader.consume(taken);
         }
         Ok(buf.len() - start)
     }
@@ -226,6 +290,8 @@ impl TlsSession {
                 Ok(_) => any = true,
             }
         }
+        // The sealed records went out with the rest, in the order they were made.
+        self.sealed = 0;
         any
     }
 
@@ -246,13 +312,7 @@ impl TlsSession {
         out: &mut Vec<u8>,
     ) -> io::Result<()> {
         self.take(data, |session| {
-            while session.conn.wants_write() {
-                match session.conn.write_tls(&mut FdWriter(fd)) {
-                    Ok(_) => {}
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(err) => return Err(err),
-                }
-            }
+            session.write_socket(&mut FdWriter::new(fd))?;
             session.drain_tls(out);
             Ok(())
         })
