@@ -163,7 +163,13 @@ impl Reactor {
         }
         let mut events = Events::with_capacity(1024);
         let mut busy = false;
+        let mut turn = idle::Turn::new();
         loop {
+            if busy {
+                turn.take_turns();
+            } else {
+                turn.rest();
+            }
             let timeout = self.timeout();
             let polled = if busy {
                 self.poll_briefly(&mut events)
