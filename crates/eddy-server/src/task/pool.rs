@@ -15,7 +15,7 @@ use super::{waiter::Waiter, Task, TaskHandler, TaskId, TaskSource};
 use crate::{
     error::TaskError,
     message::{Destination, Message, MessageError, MessageSource},
-    shared::{PoolControl, TaskSnapshot, WakeWorker},
+    shared::{Counter, PoolControl, TaskSnapshot, WakeWorker},
 };
 
 /// A per-call callback (`task_then`), carried through the pool untouched and back to the
@@ -82,6 +82,10 @@ pub(crate) struct Finished<T: TaskHandler> {
 
 /// One task worker's queue, as the senders see it.
 #[repr(align(128))]
+///
+/// Aligned to its own cache lines: a task worker writes its slot with every task, and would
+/// otherwise slow the senders reading the next slot.
+#[repr(align(128))]
 pub(crate) struct Slot<T: TaskHandler> {
     tx: Sender<Msg<T>>,
     pub(crate) rx: Receiver<Msg<T>>,
@@ -93,14 +97,17 @@ pub(crate) struct Slot<T: TaskHandler> {
     pub(crate) messages: AtomicUsize,
     /// The OS thread id of the task worker (0 until it runs).
     pub(crate) tid: std::sync::atomic::AtomicI32,
+    /// Tasks this slot's task worker ran to the end (it alone writes these two).
+    pub(crate) completed: Counter,
+    /// Tasks whose `on_task` panicked.
+    pub(crate) failed: Counter,
 }
 
-/// Counters that only go up; the gauges (queued, running) are read from the queues.
+/// Counters that only go up and change off the hot path; the gauges (queued, running) are
+/// read from the queues, the tasks submitted from the task ids given out, and the tasks
+/// completed or failed from each slot.
 #[derive(Debug, Default)]
 pub(crate) struct TaskCounters {
-    pub(crate) submitted: AtomicU64,
-    pub(crate) completed: AtomicU64,
-    pub(crate) failed: AtomicU64,
     pub(crate) late: AtomicU64,
     pub(crate) rejected: AtomicU64,
     pub(crate) abandoned: AtomicU64,
@@ -111,6 +118,8 @@ pub(crate) struct TaskCounters {
 pub(crate) struct TaskPool<T: TaskHandler> {
     pub(crate) slots: Box<[Slot<T>]>,
     capacity: usize,
+    /// The next task's id: ids count from 0, one per task queued, so this is also the
+    /// number of tasks submitted.
     next_id: AtomicU64,
     rotor: AtomicUsize,
     /// Per worker: results of the tasks it sent.
@@ -157,6 +166,8 @@ impl<T: TaskHandler> TaskPool<T> {
                     busy: AtomicBool::new(false),
                     messages: AtomicUsize::new(0),
                     tid: std::sync::atomic::AtomicI32::new(0),
+                    completed: Counter::default(),
+                    failed: Counter::default(),
                 }
             })
             .collect();
@@ -212,7 +223,6 @@ impl<T: TaskHandler> TaskPool<T> {
             });
         }
         let id = TaskId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        self.counters.submitted.fetch_add(1, Ordering::Relaxed);
         let job = Job {
             task: Task { id, src, payload },
             reply,
@@ -372,9 +382,9 @@ impl<T: TaskHandler> PoolControl for TaskPool<T> {
                 .iter()
                 .map(|s| s.queued.load(Ordering::Relaxed))
                 .sum(),
-            submitted: c.submitted.load(Ordering::Relaxed),
-            completed: c.completed.load(Ordering::Relaxed),
-            failed: c.failed.load(Ordering::Relaxed),
+            submitted: self.next_id.load(Ordering::Relaxed),
+            completed: self.slots.iter().map(|s| s.completed.get()).sum(),
+            failed: self.slots.iter().map(|s| s.failed.get()).sum(),
             late: c.late.load(Ordering::Relaxed),
             rejected: c.rejected.load(Ordering::Relaxed),
             abandoned: c.abandoned.load(Ordering::Relaxed),

@@ -237,20 +237,20 @@ impl<T: TaskHandler> TaskWorker<T> {
         let outcome = self.guard("on_task", Some(&mut running), |h, ctx| {
             h.on_task(ctx, job.task)
         });
-        let counters = &self.pool.counters;
+        let slot = &self.pool.slots[self.id];
         match outcome {
             Ok(Some(output)) => {
-                counters.completed.fetch_add(1, Ordering::Relaxed);
+                slot.completed.add(1);
                 let _ = self
                     .pool
                     .deliver(&self.server, &mut running, Ok(output), true);
             }
             Ok(None) => {
-                counters.completed.fetch_add(1, Ordering::Relaxed);
+                slot.completed.add(1);
                 self.pool.end(&self.server, &mut running, None);
             }
             Err(message) => {
-                counters.failed.fetch_add(1, Ordering::Relaxed);
+                slot.failed.add(1);
                 self.pool.end(
                     &self.server,
                     &mut running,
