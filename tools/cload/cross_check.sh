@@ -58,7 +58,10 @@ CLK_TCK=$(getconf CLK_TCK)
 PORT_BASE=${CLOAD_PORT_BASE:-9700}
 NEXT_PORT=0
 
-SERVERS=(eddy eddy-fd tokio)
+# eddy: the echo's defaults (reactor mode, a reactor per core but one); eddy-cores: a reactor
+# on every core (the setting for a machine whose cores the load does not leave free).
+SERVERS=(eddy eddy-cores eddy-fd tokio)
+CORES=$(nproc)
 # name|cload flags
 SCENARIOS=(
     "pingpong 50x64B|-c 50 -d 1 -s 64 -T 1"
@@ -75,6 +78,7 @@ start_server() {
     local name=$1 addr=127.0.0.1:$2 cmd line ready=0
     case $name in
     eddy) cmd=("$ECHO" --listen "$addr") ;;
+    eddy-cores) cmd=("$ECHO" --listen "$addr" --reactors "$CORES" --workers "$CORES") ;;
     eddy-fd) cmd=("$ECHO" --listen "$addr" --dispatch fd) ;;
     tokio) cmd=("$BASELINE" --serve tokio --listen "$addr") ;;
     esac
@@ -172,7 +176,7 @@ run_one() {
     json_field p99_us "$json"; P99[$key]+=" $FIELD"
     cpu_us=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$responses" 'BEGIN { printf "%.3f", n ? d / hz * 1e6 / n : 0 }')
     CPU[$key]+=" $cpu_us"
-    printf '  %-24s %-8s rate %10.0f/s  p99 %8s us  cpu %s us/resp\n' "$sname" "$server" \
+    printf '  %-24s %-10s rate %10.0f/s  p99 %8s us  cpu %s us/resp\n' "$sname" "$server" \
         "${RATE[$key]##* }" "${P99[$key]##* }" "$cpu_us" >&2
 }
 
@@ -189,7 +193,7 @@ done
 
 printf '\n%s rounds, median of each; %s s measured per run, %s cores, load now %s\n' \
     "$ROUNDS" "$SECS" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-24s %-8s %12s %9s %9s %12s %10s %10s\n' scenario server "rate/s" "p50 us" "p99 us" \
+printf '%-24s %-10s %12s %9s %9s %12s %10s %10s\n' scenario server "rate/s" "p50 us" "p99 us" \
     "cpu us/resp" "rate/tokio" "cpu/tokio"
 for s in "${!SCENARIOS[@]}"; do
     sname=${SCENARIOS[$s]%%|*}
@@ -204,7 +208,7 @@ for s in "${!SCENARIOS[@]}"; do
         rate=$(median ${RATE[$key]}) p50=$(median ${P50[$key]}) p99=$(median ${P99[$key]}) cpu=$(median ${CPU[$key]})
         awk -v s="$sname" -v v="$server" -v r="$rate" -v a="$p50" -v b="$p99" -v c="$cpu" \
             -v tr="$tokio_rate" -v tc="$tokio_cpu" 'BEGIN {
-                printf "%-24s %-8s %12.0f %9.1f %9.1f %12.2f %10.2f %10.2f\n",
+                printf "%-24s %-10s %12.0f %9.1f %9.1f %12.2f %10.2f %10.2f\n",
                     s, v, r, a, b, c, tr ? r / tr : 0, tc ? c / tc : 0 }'
     done
 done

@@ -8,7 +8,7 @@ use std::{
 };
 
 use super::{
-    pool::{Msg, Running, IN_TASK_WORKER},
+    pool::{Msg, Running, Slot, IN_TASK_WORKER},
     TaskContext, TaskHandler, TaskPool, TaskTimer,
 };
 use crate::{
@@ -124,34 +124,44 @@ fn run_with_handler<T: TaskHandler>(
     loop {
         worker.run_timers();
         let due = worker.timers.get_mut().next_due();
-        let job = match next(&slot.rx, due) {
+        let job = match next(slot, due) {
             Next::Timer => continue,
             Next::Msg(Msg::Job(job)) => job,
             Next::Msg(Msg::Rebuild(generation)) => {
+                mark_busy(slot, false);
                 worker.rebuild();
                 let shared = &worker.server.shared;
                 shared.reload.ack(generation, &shared.supervisor);
                 continue;
             }
             Next::Msg(Msg::Message(src, message)) => {
+                mark_busy(slot, false);
                 slot.messages.fetch_sub(1, Ordering::AcqRel);
                 worker.message(src, message);
                 continue;
             }
             Next::Msg(Msg::Stop) | Next::Closed => break,
         };
-        slot.busy.store(true, Ordering::Relaxed);
+        mark_busy(slot, true);
         slot.queued.fetch_sub(1, Ordering::AcqRel);
         if pool.past_deadline() {
             pool.abandon(&worker.server, job);
         } else {
             worker.run(job);
         }
-        slot.busy.store(false, Ordering::Relaxed);
     }
+    mark_busy(slot, false);
     worker.lifecycle(false);
     // Timers end with the task worker.
     worker.timers.get_mut().clear_all();
+}
+
+/// Set the slot's running flag, writing it only when it changes: senders read it for every
+/// task they place, and a write takes the cache line from them.
+fn mark_busy<T: TaskHandler>(slot: &Slot<T>, busy: bool) {
+    if slot.busy.load(Ordering::Relaxed) != busy {
+        slot.busy.store(busy, Ordering::Relaxed);
+    }
 }
 
 /// What a task worker waits for.
@@ -167,8 +177,16 @@ enum Next<M> {
 /// the next one within microseconds (a worker's `task_wait` loop), and sleeping would add a
 /// futex wake-up to each round trip. Then it blocks until a message or `due` (no polling
 /// while idle).
-fn next<M>(rx: &crossbeam_channel::Receiver<M>, due: Option<Instant>) -> Next<M> {
+fn next<T: TaskHandler>(slot: &Slot<T>, due: Option<Instant>) -> Next<Msg<T>> {
+    let rx = &slot.rx;
     use crossbeam_channel::{RecvTimeoutError, TryRecvError};
+    // The next task is often there already: take it before reading the clock.
+    if let Ok(msg) = rx.try_recv() {
+        return Next::Msg(msg);
+    }
+    // Nothing queued: this task worker is idle until the next one comes (while tasks follow
+    // each other it stays busy, and senders see one write of the flag, not two per task).
+    mark_busy(slot, false);
     let spin_until = Instant::now() + SPIN;
     loop {
         match rx.try_recv() {
