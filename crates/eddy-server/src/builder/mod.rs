@@ -156,10 +156,11 @@ impl<T: TaskHandler> ServerBuilder<T> {
     ///
     /// With [`DispatchMode::Reactor`] the default is one less than the number of cores (at
     /// least one): a reactor owns its connections, so a reactor thread waiting for a core
-    /// holds all of them back for a scheduler slice. With the load on the same machine that
-    /// was the p99: two reactors on 2 cores answered ping-pong at 3.7 ms p99 where one
-    /// answered at 0.35 ms, at higher throughput. Give a machine whose cores are the server's
-    /// alone (clients elsewhere) one worker per core.
+    /// holds all of them back until it gets one. With a one-thread client on the same 2 cores
+    /// that was the p99: two reactors answered ping-pong at 1–4 ms where one answered at
+    /// 0.3 ms. When the load does not leave a core free (other busy processes, or a machine
+    /// whose cores are the server's alone), give one worker per core: beside a two-thread
+    /// client that was 1.15–1.7× the throughput of one.
     /// Range 1 to 1024.
     pub fn worker_num(mut self, n: usize) -> Self {
         self.s.worker_num = Some(n);
