@@ -557,3 +557,47 @@ fn small_and_large_replies_of_one_batch_arrive_in_order() {
         server.shutdown().unwrap();
     }
 }
+
+/// `sendwait` over TLS waits for the records, not the plaintext's length: it times out while
+/// the peer reads nothing, and when it returns `Sent` nothing of it is left in eddy.
+#[test]
+fn sendwait_over_tls_waits_for_its_records() {
+    let ca = Ca::new("eddy test CA");
+    let (server, addr, events) = tls_server(tls_of(&ca.server(&["localhost"])), DispatchMode::Fd);
+    let mut client = tls_connect(addr, ca.client_config(&[], None), "localhost").unwrap();
+    client.get_mut().set_read_timeout(Some(WAIT)).unwrap();
+    let conn = next(&events).conn;
+    let handle = server.handle();
+    assert_eq!(
+        handle.sendwait(conn, b"quick", WAIT),
+        Ok(eddy::SendStatus::Sent)
+    );
+    assert_eq!(read_n(&mut client, 5), b"quick");
+    // Fill the kernel's buffers while the client reads nothing.
+    while let Ok(eddy::SendStatus::Sent) = handle.send(conn, vec![7u8; 64 * 1024]) {}
+    assert_eq!(
+        handle.sendwait(conn, vec![8u8; 64 * 1024], Duration::from_millis(300)),
+        Err(eddy::SendError::TimedOut)
+    );
+    // A reader makes room; the last wait returns once its record is in the kernel, and then
+    // nothing is queued (nothing was sent after it).
+    let reader = std::thread::spawn(move || {
+        let mut tail = Vec::new();
+        let mut sink = vec![0u8; 1 << 16];
+        while !tail.ends_with(b"last") {
+            let n = client.read(&mut sink).unwrap();
+            assert!(n > 0, "the stream ended early");
+            tail.extend_from_slice(&sink[..n]);
+            let keep = tail.len().saturating_sub(8);
+            tail.drain(..keep);
+        }
+    });
+    assert_eq!(
+        handle.sendwait(conn, b"last", WAIT),
+        Ok(eddy::SendStatus::Sent)
+    );
+    let queued = handle.client_info(conn).map(|info| info.send_queued_bytes);
+    assert_eq!(queued, Some(0), "sendwait returned with bytes still queued");
+    reader.join().unwrap();
+    server.shutdown().unwrap();
+}

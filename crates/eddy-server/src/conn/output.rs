@@ -174,7 +174,7 @@ impl Output {
         self.buf_for_append();
         match &mut self.tls {
             // A corked batch (and what follows it until the flush) is encrypted at the flush.
-            Some(tls) if self.corked || tls.staged() > 0 => tls.stage(data),
+            Some(tls) if self.corked || tls.held() > 0 => tls.stage(data),
             Some(tls) => tls.encrypt(data, &mut self.buf),
             None => {
                 self.buf.extend_from_slice(data);
@@ -209,16 +209,21 @@ impl Output {
         events: &mut TlsEvents,
     ) -> io::Result<usize> {
         self.buf_for_append();
+        let before = self.pending();
         let read = match &mut self.tls {
             Some(tls) => tls.read(fd, buf, max, &mut self.buf, events),
             None => sys::read_into(fd, buf, max),
         };
+        // Held plaintext the read moved into the buffer as records (and what the session
+        // answered): `sendwait` callers wait for those bytes too.
+        self.grew_since(before);
         if read
             .as_ref()
             .is_err_and(|err| crate::tls::failure_of(err).is_some())
         {
-            // The session failed: its alert goes out before the reactor closes the socket.
-            let _ = self.flush_all(fd);
+            // The session failed: its alert, already in the buffer, goes out before the
+            // reactor closes the socket (what it held can no longer be encrypted).
+            let _ = self.write_buf(fd);
         }
         read
     }
@@ -226,9 +231,20 @@ impl Output {
     /// End a TLS session cleanly: close_notify, written if the kernel takes it.
     pub(crate) fn close_notify(&mut self, fd: BorrowedFd<'_>) {
         self.buf_for_append();
+        let before = self.pending();
         if let Some(tls) = &mut self.tls {
             tls.close_notify(&mut self.buf);
+            self.grew_since(before);
             let _ = self.flush(fd);
+        }
+    }
+
+    /// What is pending grew from `before` without a send (records made of held plaintext,
+    /// what the session says): the `sendwait` callers still waiting wait for that much more.
+    fn grew_since(&mut self, before: usize) {
+        let now = self.pending();
+        if let Some(ext) = self.ext.as_mut().filter(|_| now > before) {
+            ext.grew((now - before) as u64);
         }
     }
 
@@ -245,20 +261,28 @@ impl Output {
         Ok(self.pending())
     }
 
+    /// Write the byte buffer until the kernel takes no more; whether it emptied.
+    fn write_buf(&mut self, fd: BorrowedFd<'_>) -> io::Result<bool> {
+        while self.buf.len() > self.head as usize {
+            match sys::send(fd, &self.buf[self.head as usize..]) {
+                Ok(n) => {
+                    self.head += n as u32;
+                    if let Some(ext) = &mut self.ext {
+                        ext.flushed += n as u64;
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(true)
+    }
+
     fn flush_all(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
         self.flush_held(fd)?;
         loop {
-            while self.buf.len() > self.head as usize {
-                match sys::send(fd, &self.buf[self.head as usize..]) {
-                    Ok(n) => {
-                        self.head += n as u32;
-                        if let Some(ext) = &mut self.ext {
-                            ext.flushed += n as u64;
-                        }
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                    Err(err) => return Err(err),
-                }
+            if !self.write_buf(fd)? {
+                return Ok(());
             }
             let Some(ext) = self.ext.as_mut().filter(|ext| ext.has_tail()) else {
                 return Ok(());

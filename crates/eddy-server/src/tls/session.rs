@@ -120,11 +120,6 @@ impl TlsSession {
         self.staged.len() + self.sealed
     }
 
-    /// Plaintext staged and not encrypted yet (what a write must queue behind).
-    pub(crate) fn staged(&self) -> usize {
-        self.staged.len()
-    }
-
     /// Hold `data` until the next flush (a corked batch), so a batch of replies becomes as few
     /// records as its size needs, not one record per reply. A record's worth or more is
     /// encrypted at once (behind what is staged) and its records held: no copy to stage it.
