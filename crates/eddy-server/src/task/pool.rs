@@ -80,11 +80,9 @@ pub(crate) struct Finished<T: TaskHandler> {
     pub(crate) last: bool,
 }
 
-/// One task worker's queue, as the senders see it.
-#[repr(align(128))]
-///
-/// Aligned to its own cache lines: a task worker writes its slot with every task, and would
-/// otherwise slow the senders reading the next slot.
+/// One task worker's queue, as the senders see it. Aligned to its own cache lines: a task
+/// worker writes its slot with every task, and would otherwise slow the senders reading the
+/// next slot.
 #[repr(align(128))]
 pub(crate) struct Slot<T: TaskHandler> {
     tx: Sender<Msg<T>>,
