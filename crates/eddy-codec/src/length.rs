@@ -76,14 +76,35 @@ impl LengthType {
     /// Read the field from the first `width()` bytes of `field`. `Err` if it is negative.
     fn read(self, field: &[u8]) -> Result<u64, FrameError> {
         let width = self.width();
-        let mut raw = [0u8; 8];
-        // Widen to 8 bytes, keeping the value, then sign-extend if needed.
-        let unsigned = if self.big_endian() {
-            raw[8 - width..].copy_from_slice(&field[..width]);
-            u64::from_be_bytes(raw)
-        } else {
-            raw[..width].copy_from_slice(&field[..width]);
-            u64::from_le_bytes(raw)
+        let big = self.big_endian();
+        // One fixed-size load per width (this runs once per packet: a copy of a variable
+        // length would be a `memcpy` call).
+        let unsigned = match width {
+            1 => u64::from(field[0]),
+            2 => {
+                let raw = fixed::<2>(field);
+                u64::from(if big {
+                    u16::from_be_bytes(raw)
+                } else {
+                    u16::from_le_bytes(raw)
+                })
+            }
+            4 => {
+                let raw = fixed::<4>(field);
+                u64::from(if big {
+                    u32::from_be_bytes(raw)
+                } else {
+                    u32::from_le_bytes(raw)
+                })
+            }
+            _ => {
+                let raw = fixed::<8>(field);
+                if big {
+                    u64::from_be_bytes(raw)
+                } else {
+                    u64::from_le_bytes(raw)
+                }
+            }
         };
         if self.is_signed() && unsigned >> (width * 8 - 1) & 1 == 1 {
             return Err(FrameError::Malformed("negative length"));
@@ -107,6 +128,13 @@ impl LengthType {
         }
         Ok(())
     }
+}
+
+/// The first `N` bytes of `field` (the caller checked it holds the header).
+fn fixed<const N: usize>(field: &[u8]) -> [u8; N] {
+    let mut raw = [0u8; N];
+    raw.copy_from_slice(&field[..N]);
+    raw
 }
 
 impl std::str::FromStr for LengthType {
@@ -329,6 +357,41 @@ mod tests {
         let signed = LengthCodec::new().length_type(LengthType::I16(Endian::Little));
         assert_eq!(
             decode(&signed, b"\xff\xff", 100),
+            Err(FrameError::Malformed("negative length"))
+        );
+    }
+
+    #[test]
+    fn lengths_are_read_in_their_byte_order() {
+        use Endian::*;
+        let cases: [(LengthType, &[u8]); 8] = [
+            (LengthType::U8, b"\x01"),
+            (LengthType::U16(Big), b"\x01\x02"),
+            (LengthType::U16(Little), b"\x02\x01"),
+            (LengthType::I32(Big), b"\0\0\x01\x02"),
+            (LengthType::U32(Little), b"\x02\x01\0\0"),
+            (LengthType::U64(Big), b"\0\0\0\0\0\0\x01\x02"),
+            (LengthType::I64(Little), b"\x02\x01\0\0\0\0\0\0"),
+            (LengthType::I8, b"\x7f"),
+        ];
+        for (t, field) in cases {
+            let c = LengthCodec::new().length_type(t).body_offset(t.width());
+            let value = if t.width() == 1 {
+                field[0] as usize
+            } else {
+                0x0102
+            };
+            assert_eq!(
+                decode(&c, field, 1 << 20),
+                Ok(Decoded::Incomplete {
+                    total: Some(t.width() + value)
+                }),
+                "{t:?}"
+            );
+        }
+        let negative = LengthCodec::new().length_type(LengthType::I64(Big));
+        assert_eq!(
+            decode(&negative, &[0x80, 0, 0, 0, 0, 0, 0, 1], 100),
             Err(FrameError::Malformed("negative length"))
         );
     }
