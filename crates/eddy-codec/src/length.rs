@@ -77,34 +77,13 @@ impl LengthType {
     fn read(self, field: &[u8]) -> Result<u64, FrameError> {
         let width = self.width();
         let big = self.big_endian();
-        // One fixed-size load per width (this runs once per packet: a copy of a variable
+        // A fixed-size load per width (this runs once per packet: a copy of a variable
         // length would be a `memcpy` call).
         let unsigned = match width {
-            1 => u64::from(field[0]),
-            2 => {
-                let raw = fixed::<2>(field);
-                u64::from(if big {
-                    u16::from_be_bytes(raw)
-                } else {
-                    u16::from_le_bytes(raw)
-                })
-            }
-            4 => {
-                let raw = fixed::<4>(field);
-                u64::from(if big {
-                    u32::from_be_bytes(raw)
-                } else {
-                    u32::from_le_bytes(raw)
-                })
-            }
-            _ => {
-                let raw = fixed::<8>(field);
-                if big {
-                    u64::from_be_bytes(raw)
-                } else {
-                    u64::from_le_bytes(raw)
-                }
-            }
+            1 => load::<1>(field, big),
+            2 => load::<2>(field, big),
+            4 => load::<4>(field, big),
+            _ => load::<8>(field, big),
         };
         if self.is_signed() && unsigned >> (width * 8 - 1) & 1 == 1 {
             return Err(FrameError::Malformed("negative length"));
@@ -130,11 +109,17 @@ impl LengthType {
     }
 }
 
-/// The first `N` bytes of `field` (the caller checked it holds the header).
-fn fixed<const N: usize>(field: &[u8]) -> [u8; N] {
-    let mut raw = [0u8; N];
-    raw.copy_from_slice(&field[..N]);
-    raw
+/// The unsigned value of the first `N` bytes of `field`, in that byte order, widened to 8
+/// bytes (the caller checked `field` holds the header).
+fn load<const N: usize>(field: &[u8], big_endian: bool) -> u64 {
+    let mut raw = [0u8; 8];
+    if big_endian {
+        raw[8 - N..].copy_from_slice(&field[..N]);
+        u64::from_be_bytes(raw)
+    } else {
+        raw[..N].copy_from_slice(&field[..N]);
+        u64::from_le_bytes(raw)
+    }
 }
 
 impl std::str::FromStr for LengthType {

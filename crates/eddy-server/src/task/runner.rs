@@ -178,8 +178,8 @@ enum Next<M> {
 /// futex wake-up to each round trip. Then it blocks until a message or `due` (no polling
 /// while idle).
 fn next<T: TaskHandler>(slot: &Slot<T>, due: Option<Instant>) -> Next<Msg<T>> {
-    let rx = &slot.rx;
     use crossbeam_channel::{RecvTimeoutError, TryRecvError};
+    let rx = &slot.rx;
     // The next task is often there already: take it before reading the clock.
     if let Ok(msg) = rx.try_recv() {
         return Next::Msg(msg);
