@@ -357,3 +357,23 @@ impl Output {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Output;
+
+    #[test]
+    fn a_sendwait_met_before_the_close_is_still_met_after_it() {
+        let mut out = Output::default();
+        // A waiter whose bytes reached the kernel, woken but not yet looking, when the
+        // connection closes (the peer read them and hung up).
+        out.ext().wait_for(5);
+        out.ext().flushed = 5;
+        out.ext().wake_done();
+        assert_eq!(out.discard(), 0);
+        let ext = out.ext.as_mut().expect("the record outlives the close");
+        assert!(ext.flushed >= 5, "the waiter finds its bytes flushed");
+        ext.stop_waiting();
+        assert!(ext.is_idle(), "and leaves nothing behind once it looked");
+    }
+}

@@ -202,9 +202,12 @@ impl OutputExt {
         }
     }
 
-    /// Wake every waiter (the connection closed: they look and find it so).
-    pub(crate) fn wake_all(&mut self) {
-        for (_, thread) in self.waiters.drain(..) {
+    /// Wake every waiter (the connection closed: they look and find it so). As in
+    /// `wake_done`, they stay listed until they look: a waiter whose bytes reached the kernel
+    /// before the close (the peer may have read them and hung up) finds that in `flushed`, and
+    /// is told `Sent`, not `Closed`.
+    fn wake_all(&self) {
+        for (_, thread) in &self.waiters {
             thread.unpark();
         }
     }
