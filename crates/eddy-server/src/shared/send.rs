@@ -187,8 +187,7 @@ impl Outlet {
         out: &mut Output,
         data: &[u8],
     ) -> Result<(SendStatus, bool), SendError> {
-        // Stamped before the bytes can reach the peer, so whoever sees the reply sees the time.
-        conn.last_send.store(self.clock.now_ms(), Ordering::Relaxed);
+        self.stamp(conn, out);
         let mut rest = data;
         if out.pending() == 0 && !out.corked {
             match out.write_now(conn.fd(), data) {
@@ -218,6 +217,17 @@ impl Outlet {
             wake = true;
         }
         Ok((SendStatus::Queued { pending }, wake))
+    }
+
+    /// Stamp the send's time on `conn`, before the bytes can reach the peer (so whoever sees
+    /// the reply sees the time). Bytes a corked batch holds wait for `uncork`, which stamps
+    /// them as it writes them: one clock read per batch instead of per reply (the clock was
+    /// 2% of the server's CPU on the pipelined benchmark). If a flush is asked for, the
+    /// reactor may write them before that, so they are stamped now.
+    pub(super) fn stamp(&self, conn: &Conn, out: &Output) {
+        if !out.corked || out.flush_requested {
+            conn.last_send.store(self.clock.now_ms(), Ordering::Relaxed);
+        }
     }
 
     /// Frame `body` with the codec of the listener that accepted `conn`, then send it
@@ -255,6 +265,8 @@ impl Outlet {
         if out.pending() == 0 || out.flush_requested || out.state == OutState::Closed {
             return;
         }
+        // What the batch queued was not stamped (see `stamp`).
+        self.stamp(conn, &out);
         match out.flush(conn.fd()) {
             Ok(0) => {}
             Ok(_) => {

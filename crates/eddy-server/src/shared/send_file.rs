@@ -31,7 +31,7 @@ impl Outlet {
         if out.ws.is_some() {
             return Err(SendError::NotStream);
         }
-        conn.last_send.store(self.clock.now_ms(), Ordering::Relaxed);
+        self.stamp(conn, &out);
         let was_empty = out.pending() == 0 && !out.corked;
         out.push_file(file, offset, len);
         if was_empty {

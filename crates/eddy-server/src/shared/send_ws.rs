@@ -192,7 +192,7 @@ impl Outlet {
                 limit: self.buffer_limit,
             });
         }
-        conn.last_send.store(self.clock.now_ms(), Ordering::Relaxed);
+        self.stamp(conn, &out);
         if out.push(data).is_err() {
             out.state = crate::conn::OutState::Broken;
             return Err(SendError::Closed);

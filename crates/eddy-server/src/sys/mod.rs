@@ -159,8 +159,11 @@ pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Read at most `max` bytes into the spare capacity of `buf`, growing it first if needed.
-/// Returns the number of bytes read (0 at end of stream).
+/// Read at most `max` bytes from the socket `fd` into the spare capacity of `buf`, growing it
+/// first if needed. Returns the number of bytes read (0 at end of stream).
+///
+/// `recv(2)`, not `read(2)`: the same bytes, without the file layer's work (`vfs_read`,
+/// `fdget_pos`, `sock_read_iter`: 1% of the server's CPU on the pipelined benchmark).
 pub(crate) fn read_into(fd: BorrowedFd<'_>, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
     let fd = fd.as_raw_fd();
     if buf.capacity() - buf.len() < max {
@@ -170,7 +173,7 @@ pub(crate) fn read_into(fd: BorrowedFd<'_>, buf: &mut BytesMut, max: usize) -> i
     let want = spare.len().min(max);
     loop {
         // SAFETY: `spare` is writable for `want` bytes; the kernel writes at most that many.
-        let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), want) };
+        let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), want, 0) };
         if n >= 0 {
             let n = n as usize;
             // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
