@@ -10,6 +10,15 @@ const THROUGHPUT: f64 = 1.1;
 const COST: f64 = 1.0;
 /// p99 latency at most this many times the baseline's.
 const P99: f64 = 1.5;
+/// Pipelined throughput at least this share of the single-thread epoll echo's: the ceiling a
+/// pipelined load reaches on this machine. When tokio runs at the ceiling too, no server can
+/// be 1.1× tokio there; the issue asks pipelined rows to come within this of the ceiling.
+const CEILING: f64 = 0.95;
+
+/// Whether a scenario's throughput goal is the epoll ceiling rather than tokio's figure.
+fn against_ceiling(scenario: &str, ratios_vs_epoll: Option<f64>) -> bool {
+    scenario.starts_with("pipelined") && ratios_vs_epoll.is_some()
+}
 
 /// One line per eddy server: how many scenarios met all three goals, and what missed where.
 pub fn summary(rows: &[Row]) -> String {
@@ -21,7 +30,8 @@ pub fn summary(rows: &[Row]) -> String {
     }
     let mut out = format!(
         "\ngoals (against the scenario's tokio baseline: throughput ≥ {THROUGHPUT}×, CPU per \
-         packet ≤ {COST}×, p99 ≤ {P99}×):\n"
+         packet ≤ {COST}×, p99 ≤ {P99}×; pipelined TCP rows: throughput ≥ {CEILING}× the \
+         epoll ceiling):\n"
     );
     for server in servers {
         let (mut met, mut total, mut missed) = (0, 0, Vec::new());
@@ -38,8 +48,13 @@ pub fn summary(rows: &[Row]) -> String {
                 (Some(mine), Some(theirs)) if theirs > 0.0 => Some(mine / theirs),
                 _ => None,
             };
+            let throughput = if against_ceiling(&row.scenario, ratios.throughput_vs_epoll) {
+                ("throughput vs epoll", ratios.throughput_vs_epoll, CEILING, true)
+            } else {
+                ("throughput", ratios.throughput_vs_tokio, THROUGHPUT, true)
+            };
             let checks = [
-                ("throughput", ratios.throughput_vs_tokio, THROUGHPUT, true),
+                throughput,
                 ("CPU", ratios.cost_vs_tokio, COST, false),
                 ("p99", p99, P99, false),
             ];
@@ -69,4 +84,38 @@ pub fn summary(rows: &[Row]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::rows::{fill_ratios, Figure, Row};
+    use super::super::servers::{EPOLL, TOKIO};
+    use super::summary;
+
+    fn row(scenario: &str, server: &str, thr: f64, cost: f64) -> Row {
+        Row {
+            throughput: Some(Figure::new(thr, "packets/s")),
+            cost: Some(Figure::new(cost, "µs CPU/packet")),
+            ..Row::new(scenario, server)
+        }
+    }
+
+    #[test]
+    fn pipelined_rows_are_held_to_the_ceiling_and_the_others_to_tokio() {
+        let mut rows = Vec::new();
+        for scenario in ["pipelined 50 conn", "ping-pong 50 conn"] {
+            // eddy at 0.96× the ceiling and 1.02× tokio, at tokio's CPU.
+            rows.push(row(scenario, "eddy reactor", 102.0, 1.0));
+            rows.push(row(scenario, TOKIO, 100.0, 1.0));
+            rows.push(row(scenario, EPOLL, 106.0, 1.0));
+        }
+        fill_ratios(&mut rows);
+        let line = summary(&rows);
+        assert!(line.contains("eddy reactor: met in 1 of 2"), "{line}");
+        assert!(line.contains("ping-pong 50 conn (throughput 1.02×)"), "{line}");
+        rows[0].throughput = Some(Figure::new(99.0, "packets/s"));
+        fill_ratios(&mut rows);
+        let line = summary(&rows);
+        assert!(line.contains("pipelined 50 conn (throughput vs epoll 0.93×)"), "{line}");
+    }
 }
