@@ -143,12 +143,24 @@ pub(crate) fn send_vectored(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io:
     }
 }
 
-/// `read(2)` into `buf`; 0 at the end of the stream.
+/// Read from the socket `fd` into `buf`; 0 at the end of the stream.
 pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is writable for its whole length.
+    unsafe { recv(fd, buf.as_mut_ptr(), buf.len()) }
+}
+
+/// `recv(2)` of at most `len` bytes into `ptr`, retried on `EINTR`. `recv`, not `read(2)`:
+/// the same bytes, without the file layer's work (`vfs_read`, `fdget_pos`,
+/// `sock_read_iter`: 1% of the server's CPU on the pipelined benchmark).
+///
+/// # Safety
+/// `ptr` must be valid for writes of `len` bytes.
+unsafe fn recv(fd: BorrowedFd<'_>, ptr: *mut u8, len: usize) -> io::Result<usize> {
     let fd = fd.as_raw_fd();
     loop {
-        // SAFETY: `buf` is writable for its whole length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        // SAFETY: the caller guarantees `ptr` is writable for `len` bytes; the kernel writes
+        // at most that many.
+        let n = unsafe { libc::recv(fd, ptr.cast(), len, 0) };
         if n >= 0 {
             return Ok(n as usize);
         }
@@ -161,30 +173,17 @@ pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Read at most `max` bytes from the socket `fd` into the spare capacity of `buf`, growing it
 /// first if needed. Returns the number of bytes read (0 at end of stream).
-///
-/// `recv(2)`, not `read(2)`: the same bytes, without the file layer's work (`vfs_read`,
-/// `fdget_pos`, `sock_read_iter`: 1% of the server's CPU on the pipelined benchmark).
 pub(crate) fn read_into(fd: BorrowedFd<'_>, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
-    let fd = fd.as_raw_fd();
     if buf.capacity() - buf.len() < max {
         buf.reserve(max);
     }
     let spare = buf.spare_capacity_mut();
     let want = spare.len().min(max);
-    loop {
-        // SAFETY: `spare` is writable for `want` bytes; the kernel writes at most that many.
-        let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), want, 0) };
-        if n >= 0 {
-            let n = n as usize;
-            // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
-            unsafe { buf.set_len(buf.len() + n) };
-            return Ok(n);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
+    // SAFETY: `spare` is writable for `want` bytes.
+    let n = unsafe { recv(fd, spare.as_mut_ptr().cast(), want) }?;
+    // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
 }
 
 /// Close the connection behind `fd` with a TCP reset, now, while the descriptor number stays

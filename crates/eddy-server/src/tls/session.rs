@@ -49,7 +49,7 @@ pub(crate) struct TlsSession {
     ended: bool,
 }
 
-/// `read(2)` on a borrowed socket, for rustls's `read_tls`.
+/// `recv(2)` on a borrowed socket, for rustls's `read_tls`.
 struct FdReader<'a>(BorrowedFd<'a>);
 
 impl Read for FdReader<'_> {
