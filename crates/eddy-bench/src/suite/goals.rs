@@ -49,7 +49,12 @@ pub fn summary(rows: &[Row]) -> String {
                 _ => None,
             };
             let throughput = if against_ceiling(&row.scenario, ratios.throughput_vs_epoll) {
-                ("throughput vs epoll", ratios.throughput_vs_epoll, CEILING, true)
+                (
+                    "throughput vs epoll",
+                    ratios.throughput_vs_epoll,
+                    CEILING,
+                    true,
+                )
             } else {
                 ("throughput", ratios.throughput_vs_tokio, THROUGHPUT, true)
             };
@@ -112,10 +117,16 @@ mod tests {
         fill_ratios(&mut rows);
         let line = summary(&rows);
         assert!(line.contains("eddy reactor: met in 1 of 2"), "{line}");
-        assert!(line.contains("ping-pong 50 conn (throughput 1.02×)"), "{line}");
+        assert!(
+            line.contains("ping-pong 50 conn (throughput 1.02×)"),
+            "{line}"
+        );
         rows[0].throughput = Some(Figure::new(99.0, "packets/s"));
         fill_ratios(&mut rows);
         let line = summary(&rows);
-        assert!(line.contains("pipelined 50 conn (throughput vs epoll 0.93×)"), "{line}");
+        assert!(
+            line.contains("pipelined 50 conn (throughput vs epoll 0.93×)"),
+            "{line}"
+        );
     }
 }
