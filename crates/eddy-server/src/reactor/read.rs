@@ -8,8 +8,8 @@ use bytes::BytesMut;
 use super::{close::close_reason, local::pause, Reactor};
 use crate::{
     config::READ_CHUNK,
-    conn::{inflight, CloseReason},
-    tls::TlsEvents,
+    conn::{inflight, CloseReason, Transport},
+    tls::{TlsEvents, RECORD_PLAINTEXT},
 };
 
 /// Scratch blocks are this big; reads land in them and packets are cut from them without a copy.
@@ -44,15 +44,22 @@ impl Reactor {
         let conn = &lc.conn;
         let mut tls = TlsEvents::default();
         let result = if from_scratch {
-            if self.scratch.capacity() - self.scratch.len() < READ_CHUNK {
+            // Room for a chunk, and for the record a TLS read may overshoot it by.
+            if self.scratch.capacity() - self.scratch.len() < READ_CHUNK + RECORD_PLAINTEXT {
                 self.scratch.reserve(SCRATCH_BLOCK);
             }
             conn.read(&mut self.scratch, READ_CHUNK, &mut tls)
         } else {
-            let want = lc
-                .expect
-                .map_or(READ_CHUNK, |total| total.saturating_sub(lc.rbuf.len()))
-                .clamp(1, READ_CHUNK);
+            // A plain read takes just the rest of the packet, so the next starts in the
+            // scratch buffer. A TLS read hands over whole records whatever it asks for, so it
+            // asks for a full chunk: the packets that come with the rest are cut here too.
+            let want = match conn.transport {
+                Transport::Tls => READ_CHUNK,
+                Transport::Plain => lc
+                    .expect
+                    .map_or(READ_CHUNK, |total| total.saturating_sub(lc.rbuf.len()))
+                    .clamp(1, READ_CHUNK),
+            };
             conn.read(&mut lc.rbuf, want, &mut tls)
         };
         // A TLS session's handshake output, its end, its `on_connect`: rare, off the plain path.

@@ -20,8 +20,11 @@ use crate::sys;
 /// rustls reads the socket into at least this much room; a read that returns less emptied it.
 const FULL_READ: usize = 4096;
 
+/// The plaintext of a full record: about what one more socket read can add.
+pub(crate) const RECORD_PLAINTEXT: usize = 16 * 1024;
+
 /// A corked write this large (a full record's plaintext) is encrypted at once, not staged.
-const SEAL_AT_ONCE: usize = 16 * 1024;
+const SEAL_AT_ONCE: usize = RECORD_PLAINTEXT;
 
 /// What a read of the session found besides plaintext, for the reactor to act on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -209,6 +212,12 @@ impl TlsSession {
         out: &mut Vec<u8>,
         events: &mut TlsEvents,
     ) -> io::Result<usize> {
+        // Room for what this read may take (`max`, and the record it may overshoot by) made
+        // once, rather than by doubling as plaintext comes, copying what `buf` holds each time.
+        let room = max.saturating_add(RECORD_PLAINTEXT);
+        if buf.capacity() - buf.len() < room {
+            buf.reserve(room);
+        }
         let mut got = 0;
         let handshaking = self.conn.is_handshaking();
         while got < max && !self.ended {
@@ -226,6 +235,13 @@ impl TlsSession {
             if n < FULL_READ {
                 // The socket had less than a buffer's worth (or ended): drained for now, and
                 // level-triggered epoll says when more comes. No second read to hear EAGAIN.
+                break;
+            }
+            if got > 0 && got + RECORD_PLAINTEXT > max {
+                // Another read would likely overshoot `max`, and so the room the caller made:
+                // `buf` would be reallocated, copying all it holds (2% of the server's CPU on
+                // the 16 KiB pipelined benchmark). The rest waits in the socket for the next
+                // read (epoll is level-triggered).
                 break;
             }
         }
