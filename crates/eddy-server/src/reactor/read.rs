@@ -87,7 +87,13 @@ impl Reactor {
                 self.account_buffer(key);
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-            Err(err) => self.finalize(key, close_reason(&err)),
+            Err(err) => {
+                // Nothing a failed read took may stay for the next connection read there.
+                if from_scratch {
+                    self.scratch.clear();
+                }
+                self.finalize(key, close_reason(&err))
+            }
         }
         if let Some(clean) = tls.ended {
             self.tls_ended(key, clean);
@@ -147,10 +153,14 @@ impl Reactor {
         let (whole, failure) = (cut.whole, cut.failure);
         // Every whole packet, back to back, shared with no copy.
         let packets = buf.split_to(whole).freeze();
-        if failure.is_none() && !buf.is_empty() && (from_scratch || whole > 0) {
+        let size = lc.expect.unwrap_or(0).max(buf.len());
+        // A TLS read makes room for a chunk: a packet still partial after it keeps only the
+        // room it needs, so a slow peer does not pin the rest.
+        let oversized = buf.capacity() > size + RECORD_PLAINTEXT;
+        if failure.is_none() && !buf.is_empty() && (from_scratch || whole > 0 || oversized) {
             // Keep the partial packet in a buffer of its own, sized for the whole packet,
             // so it does not pin a shared scratch block or a large old buffer.
-            let mut own = BytesMut::with_capacity(lc.expect.unwrap_or(0).max(buf.len()));
+            let mut own = BytesMut::with_capacity(size);
             own.extend_from_slice(buf);
             buf.clear();
             lc.rbuf = own;

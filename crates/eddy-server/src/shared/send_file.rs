@@ -31,7 +31,7 @@ impl Outlet {
         if out.ws.is_some() {
             return Err(SendError::NotStream);
         }
-        self.stamp(conn, &out);
+        self.stamp(conn);
         let was_empty = out.pending() == 0 && !out.corked;
         out.push_file(file, offset, len);
         if was_empty {

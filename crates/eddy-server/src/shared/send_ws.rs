@@ -192,7 +192,7 @@ impl Outlet {
                 limit: self.buffer_limit,
             });
         }
-        self.stamp(conn, &out);
+        self.stamp(conn);
         if out.push(data).is_err() {
             out.state = crate::conn::OutState::Broken;
             return Err(SendError::Closed);

@@ -203,7 +203,8 @@ impl TlsSession {
     /// Read what the socket holds, decrypt it, and append the plaintext to `buf` (stopping
     /// once `max` bytes came); ciphertext the session must answer with (handshake messages,
     /// alerts) is appended to `out`. `WouldBlock` when no plaintext came; a session error is
-    /// an `InvalidData` error carrying the [`TlsFailure`].
+    /// an `InvalidData` error carrying the [`TlsFailure`]. A failed read leaves `buf` as it
+    /// was.
     pub(crate) fn read(
         &mut self,
         fd: BorrowedFd<'_>,
@@ -218,8 +219,43 @@ impl TlsSession {
         if buf.capacity() - buf.len() < room {
             buf.reserve(room);
         }
-        let mut got = 0;
+        let start = buf.len();
         let handshaking = self.conn.is_handshaking();
+        let got = match self.read_records(fd, buf, max, out, events, handshaking) {
+            Ok(got) => got,
+            Err(err) => {
+                // The connection closes at once, and the plaintext decrypted before the
+                // failure goes with it (as a reset plain connection loses what it had not
+                // read). None of it may stay in `buf`: it may be the reactor's scratch
+                // block, which the next connection it reads appends to.
+                buf.truncate(start);
+                return Err(err);
+            }
+        };
+        if handshaking && !self.conn.is_handshaking() {
+            events.established = true;
+            // What was written during the handshake is encrypted now.
+            self.early_plaintext = 0;
+            events.queued |= self.drain_tls(out);
+        }
+        if got == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(got)
+    }
+
+    /// The loop of `read`: records read and decrypted until `max` bytes of plaintext came,
+    /// the socket is drained, or another record might overshoot the room `read` made.
+    fn read_records(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        buf: &mut BytesMut,
+        max: usize,
+        out: &mut Vec<u8>,
+        events: &mut TlsEvents,
+        handshaking: bool,
+    ) -> io::Result<usize> {
+        let mut got = 0;
         while got < max && !self.ended {
             let n = match self.conn.read_tls(&mut FdReader(fd)) {
                 Ok(n) => n,
@@ -238,21 +274,12 @@ impl TlsSession {
                 break;
             }
             if got > 0 && got + RECORD_PLAINTEXT > max {
-                // Another read would likely overshoot `max`, and so the room the caller made:
+                // Another read would likely overshoot `max`, and so the room `read` made:
                 // `buf` would be reallocated, copying all it holds (2% of the server's CPU on
                 // the 16 KiB pipelined benchmark). The rest waits in the socket for the next
                 // read (epoll is level-triggered).
                 break;
             }
-        }
-        if handshaking && !self.conn.is_handshaking() {
-            events.established = true;
-            // What was written during the handshake is encrypted now.
-            self.early_plaintext = 0;
-            events.queued |= self.drain_tls(out);
-        }
-        if got == 0 {
-            return Err(io::ErrorKind::WouldBlock.into());
         }
         Ok(got)
     }
@@ -374,4 +401,116 @@ fn failure(failure: TlsFailure) -> io::Error {
 /// The TLS failure an error carries, if it carries one.
 pub(crate) fn failure_of(err: &io::Error) -> Option<&TlsFailure> {
     err.get_ref()?.downcast_ref::<TlsFailure>()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{self, Write},
+        os::{fd::AsFd, unix::net::UnixStream},
+        sync::Arc,
+    };
+
+    use bytes::BytesMut;
+    use rustls::{pki_types::CertificateDer, ClientConfig, ClientConnection};
+
+    use super::{TlsEvents, TlsSession};
+    use crate::tls::{TlsAcceptor, TlsConfig};
+
+    /// A server session and a rustls client, handshaken over a socket pair (the server's end
+    /// nonblocking, as the reactor's sockets are).
+    fn handshaken() -> (TlsSession, UnixStream, ClientConnection, UnixStream) {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let config = TlsConfig::from_pem(made.cert.pem(), made.signing_key.serialize_pem());
+        let mut server = TlsAcceptor::new(config).unwrap().session().unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(made.cert.der().to_vec()))
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client_config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = "localhost".try_into().unwrap();
+        let mut client = ClientConnection::new(Arc::new(client_config), name).unwrap();
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        let mut plaintext = BytesMut::new();
+        for _ in 0..16 {
+            while client.wants_write() {
+                client.write_tls(&mut theirs).unwrap();
+            }
+            let mut out = Vec::new();
+            let read = server.read(
+                ours.as_fd(),
+                &mut plaintext,
+                1 << 16,
+                &mut out,
+                &mut TlsEvents::default(),
+            );
+            assert!(
+                read.as_ref()
+                    .is_err_and(|err| err.kind() == io::ErrorKind::WouldBlock),
+                "no plaintext during the handshake: {read:?}"
+            );
+            (&ours).write_all(&out).unwrap();
+            loop {
+                match client.read_tls(&mut theirs) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        client.process_new_packets().unwrap();
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(err) => panic!("client read: {err}"),
+                }
+            }
+            if !client.is_handshaking() && !server.is_handshaking() {
+                assert!(plaintext.is_empty());
+                return (server, ours, client, theirs);
+            }
+        }
+        panic!("no handshake after 16 rounds");
+    }
+
+    #[test]
+    fn a_read_that_fails_leaves_no_plaintext_behind() {
+        let (mut server, ours, mut client, mut theirs) = handshaken();
+        // One record of exactly one socket read's worth (4,074 bytes of plaintext, 22 of
+        // header and tag: a full read, so the session reads again), then one that does not
+        // decrypt, all in the socket before the server reads.
+        client
+            .writer()
+            .write_all(&[7u8; super::FULL_READ - 22])
+            .unwrap();
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        wire.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x20]);
+        wire.extend_from_slice(&[0u8; 0x20]);
+        theirs.write_all(&wire).unwrap();
+        // What another connection left in the buffer (the reactor's scratch block) stays as
+        // it was, and nothing of this connection's is added to it.
+        let mut buf = BytesMut::from(&b"another's"[..]);
+        let mut out = Vec::new();
+        let read = server.read(
+            ours.as_fd(),
+            &mut buf,
+            1 << 16,
+            &mut out,
+            &mut TlsEvents::default(),
+        );
+        assert!(
+            read.is_err(),
+            "a record that does not decrypt fails the read: {read:?}"
+        );
+        assert!(
+            buf[..] == b"another's"[..],
+            "{} bytes were left behind",
+            buf.len() as isize - 9
+        );
+    }
 }
