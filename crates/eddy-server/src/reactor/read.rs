@@ -38,30 +38,11 @@ impl Reactor {
         if self.queued_too_much(key) {
             return self.sync_interest(key);
         }
-        let lc = &mut self.conns[key];
+        let lc = &self.conns[key];
         let from_scratch = lc.rbuf.is_empty();
         let framed = lc.protocol.is_framed();
-        let conn = &lc.conn;
         let mut tls = TlsEvents::default();
-        let result = if from_scratch {
-            // Room for a chunk, and for the record a TLS read may overshoot it by.
-            if self.scratch.capacity() - self.scratch.len() < READ_CHUNK + RECORD_PLAINTEXT {
-                self.scratch.reserve(SCRATCH_BLOCK);
-            }
-            conn.read(&mut self.scratch, READ_CHUNK, &mut tls)
-        } else {
-            // A plain read takes just the rest of the packet, so the next starts in the
-            // scratch buffer. A TLS read hands over whole records whatever it asks for, so it
-            // asks for a full chunk: the packets that come with the rest are cut here too.
-            let want = match conn.transport {
-                Transport::Tls => READ_CHUNK,
-                Transport::Plain => lc
-                    .expect
-                    .map_or(READ_CHUNK, |total| total.saturating_sub(lc.rbuf.len()))
-                    .clamp(1, READ_CHUNK),
-            };
-            conn.read(&mut lc.rbuf, want, &mut tls)
-        };
+        let result = self.read_some(key, from_scratch, &mut tls);
         // A TLS session's handshake output, its end, its `on_connect`: rare, off the plain path.
         let cut = tls == TlsEvents::default() || self.tls_progress(key, tls, from_scratch);
         match result {
@@ -98,6 +79,36 @@ impl Reactor {
         if let Some(clean) = tls.ended {
             self.tls_ended(key, clean);
         }
+    }
+
+    /// Read connection `key`'s socket: into the scratch block when no partial packet is
+    /// held, else behind the partial packet.
+    fn read_some(
+        &mut self,
+        key: usize,
+        from_scratch: bool,
+        tls: &mut TlsEvents,
+    ) -> io::Result<usize> {
+        let lc = &mut self.conns[key];
+        let conn = &lc.conn;
+        if from_scratch {
+            // Room for a chunk, and for the record a TLS read may overshoot it by.
+            if self.scratch.capacity() - self.scratch.len() < READ_CHUNK + RECORD_PLAINTEXT {
+                self.scratch.reserve(SCRATCH_BLOCK);
+            }
+            return conn.read(&mut self.scratch, READ_CHUNK, tls);
+        }
+        // A plain read takes just the rest of the packet, so the next starts in the scratch
+        // block. A TLS read hands over whole records whatever it asks for, so it asks for a
+        // full chunk: the packets that come with the rest are cut here too.
+        let want = match conn.transport {
+            Transport::Tls => READ_CHUNK,
+            Transport::Plain => lc
+                .expect
+                .map_or(READ_CHUNK, |total| total.saturating_sub(lc.rbuf.len()))
+                .clamp(1, READ_CHUNK),
+        };
+        conn.read(&mut lc.rbuf, want, tls)
     }
 
     /// Whether a connection's packets waiting for workers weigh `max_queued_bytes` or more:
@@ -154,9 +165,11 @@ impl Reactor {
         // Every whole packet, back to back, shared with no copy.
         let packets = buf.split_to(whole).freeze();
         let size = lc.expect.unwrap_or(0).max(buf.len());
-        // A TLS read makes room for a chunk: a packet still partial after it keeps only the
-        // room it needs, so a slow peer does not pin the rest.
-        let oversized = buf.capacity() > size + RECORD_PLAINTEXT;
+        // A TLS read makes room for a chunk: a packet of known size still partial after it
+        // keeps only the room it needs, so a slow peer does not pin the rest. (Of a packet
+        // whose size is unknown, a line, the room stays: shrinking it after every read would
+        // copy a long line over and over as it trickles in.)
+        let oversized = lc.expect.is_some() && buf.capacity() > size + RECORD_PLAINTEXT;
         if failure.is_none() && !buf.is_empty() && (from_scratch || whole > 0 || oversized) {
             // Keep the partial packet in a buffer of its own, sized for the whole packet,
             // so it does not pin a shared scratch block or a large old buffer.
