@@ -417,6 +417,16 @@ mod tests {
     use super::{TlsEvents, TlsSession};
     use crate::tls::{TlsAcceptor, TlsConfig};
 
+    /// One `TlsSession::read` of up to 64 KiB from the server's end of the pair.
+    fn read(
+        server: &mut TlsSession,
+        ours: &UnixStream,
+        buf: &mut BytesMut,
+        out: &mut Vec<u8>,
+    ) -> io::Result<usize> {
+        server.read(ours.as_fd(), buf, 1 << 16, out, &mut TlsEvents::default())
+    }
+
     /// A server session and a rustls client, handshaken over a socket pair (the server's end
     /// nonblocking, as the reactor's sockets are).
     fn handshaken() -> (TlsSession, UnixStream, ClientConnection, UnixStream) {
@@ -444,13 +454,7 @@ mod tests {
                 client.write_tls(&mut theirs).unwrap();
             }
             let mut out = Vec::new();
-            let read = server.read(
-                ours.as_fd(),
-                &mut plaintext,
-                1 << 16,
-                &mut out,
-                &mut TlsEvents::default(),
-            );
+            let read = read(&mut server, &ours, &mut plaintext, &mut out);
             assert!(
                 read.as_ref()
                     .is_err_and(|err| err.kind() == io::ErrorKind::WouldBlock),
@@ -495,14 +499,7 @@ mod tests {
         // What another connection left in the buffer (the reactor's scratch block) stays as
         // it was, and nothing of this connection's is added to it.
         let mut buf = BytesMut::from(&b"another's"[..]);
-        let mut out = Vec::new();
-        let read = server.read(
-            ours.as_fd(),
-            &mut buf,
-            1 << 16,
-            &mut out,
-            &mut TlsEvents::default(),
-        );
+        let read = read(&mut server, &ours, &mut buf, &mut Vec::new());
         assert!(
             read.is_err(),
             "a record that does not decrypt fails the read: {read:?}"
