@@ -195,6 +195,82 @@ fn sendto_works_from_any_thread_and_refuses_bad_calls_with_a_reason() {
     server.shutdown().unwrap();
 }
 
+/// Echoes datagrams on the reactor's thread, reporting each `sendto`'s status; the first
+/// datagram holds the reactor until the test lets it go.
+struct GatedEcho {
+    gate: crossbeam_channel::Receiver<()>,
+    statuses: Sender<SendStatus>,
+}
+
+impl EventHandler for GatedEcho {
+    fn on_packet(&mut self, ctx: &mut Context<'_>, packet: Bytes, from: PacketInfo) {
+        if &packet[..] == b"gate" {
+            self.gate
+                .recv_timeout(WAIT)
+                .expect("the test opens the gate");
+        }
+        let status = ctx.sendto(from.listener, &from.peer, &packet).unwrap();
+        let _ = self.statuses.send(status);
+    }
+
+    fn on_receive(&mut self, _: &mut Context<'_>, _: ConnId, _: Bytes) {}
+}
+
+#[test]
+fn in_reactor_mode_a_batch_of_datagrams_is_answered_with_its_replies_sent_together() {
+    let (open, gate) = crossbeam_channel::bounded(1);
+    let (statuses, reported) = crossbeam_channel::unbounded();
+    let server = dgram_builder()
+        .dispatch_mode(eddy::DispatchMode::Reactor)
+        .worker_num(1)
+        .reactor_num(1)
+        .listen_udp("127.0.0.1:0")
+        .build(move || GatedEcho {
+            gate: gate.clone(),
+            statuses: statuses.clone(),
+        })
+        .unwrap()
+        .start()
+        .unwrap();
+    let addr = addr_of(&server, 0);
+    let held = udp_client(addr);
+    held.send(b"gate").unwrap();
+    // The reactor is inside `on_packet`, so these wait in the socket and are read together.
+    let clients: Vec<UdpSocket> = (0..40).map(|_| udp_client(addr)).collect();
+    for (i, client) in clients.iter().enumerate() {
+        client.send(format!("{i}").as_bytes()).unwrap();
+        client.send(format!("{i} again").as_bytes()).unwrap();
+    }
+    let gate_status = reported.try_recv();
+    assert!(gate_status.is_err(), "the gate's reply waits for the gate");
+    open.send(()).unwrap();
+    let mut buf = [0u8; 64];
+    let n = held.recv(&mut buf).expect("the gate's echo");
+    assert_eq!(&buf[..n], b"gate");
+    for (i, client) in clients.iter().enumerate() {
+        for expected in [format!("{i}"), format!("{i} again")] {
+            let n = client
+                .recv(&mut buf)
+                .expect("every reply of a batch goes out");
+            assert_eq!(&buf[..n], expected.as_bytes());
+        }
+    }
+    let statuses: Vec<SendStatus> = (0..81)
+        .map(|_| reported.recv_timeout(WAIT).unwrap())
+        .collect();
+    // The replies to a batch were held, then sent together: `Queued`, as a corked TCP
+    // connection's are. A datagram read alone is sent at once.
+    let queued = statuses
+        .iter()
+        .filter(|s| matches!(s, SendStatus::Queued { .. }))
+        .count();
+    assert!(queued >= 40, "{statuses:?}");
+    let stats = server.handle().stats();
+    assert_eq!(stats.packet_send_count, 81, "{stats:?}");
+    assert_eq!(stats.packet_queued, (0, 0), "{stats:?}");
+    server.shutdown().unwrap();
+}
+
 #[test]
 fn a_flood_the_workers_cannot_keep_up_with_is_dropped_and_counted_not_buffered() {
     let (tx, rx) = crossbeam_channel::unbounded();

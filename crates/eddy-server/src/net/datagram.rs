@@ -1,5 +1,5 @@
 //! Datagram sockets (UDP over IPv4 and IPv6, unix datagram): bound non-blocking, read a batch
-//! at a time with `recvmmsg`, written with `sendto`.
+//! at a time with `recvmmsg`, written with `sendto`, or a queue at a time with `sendmmsg`.
 
 use std::{
     io,
@@ -11,7 +11,7 @@ use std::{
     path::PathBuf,
 };
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use socket2::{Domain, SockAddr, SockAddrStorage, Socket, Type};
 
 use super::addr::{ListenAddr, PacketPeer};
@@ -22,6 +22,9 @@ pub(crate) const MAX_DATAGRAM: usize = 65_536;
 
 /// Datagrams read by one `recvmmsg`.
 pub(crate) const BATCH: usize = 16;
+
+/// Datagrams written by one `sendmmsg`.
+const SEND_BATCH: usize = 32;
 
 /// A bound datagram socket.
 #[derive(Debug)]
@@ -119,6 +122,76 @@ impl DatagramSocket {
                 io::ErrorKind::InvalidInput,
                 "address family mismatch",
             )),
+        }
+    }
+
+    /// Send `items` in order, [`SEND_BATCH`] to a system call (`sendmmsg`), until one is not
+    /// taken: how many were, and the error of the first that was not (`WouldBlock` when the
+    /// buffer is full). Every peer must be of the socket's family.
+    pub(crate) fn send_batch(&self, items: &[(PacketPeer, Bytes)]) -> (usize, Option<io::Error>) {
+        let mut sent = 0;
+        while sent < items.len() {
+            let chunk = &items[sent..items.len().min(sent + SEND_BATCH)];
+            match self.send_chunk(chunk) {
+                Ok(n) => sent += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return (sent, Some(err)),
+            }
+        }
+        (sent, None)
+    }
+
+    /// One `sendmmsg` of up to [`SEND_BATCH`] datagrams: how many the kernel took (at least
+    /// one), or the error of the first.
+    fn send_chunk(&self, chunk: &[(PacketPeer, Bytes)]) -> io::Result<usize> {
+        let mut names: [Option<SockAddr>; SEND_BATCH] = std::array::from_fn(|_| None);
+        // SAFETY: zeroed iovec/mmsghdr are valid "empty" values; each is filled below.
+        let mut iovs: [libc::iovec; SEND_BATCH] = unsafe { std::mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
+        let mut count = 0;
+        for (i, (peer, data)) in chunk.iter().enumerate() {
+            let name = match peer {
+                PacketPeer::Ip(to) => SockAddr::from(*to),
+                PacketPeer::Unix(Some(path)) => match SockAddr::unix(path) {
+                    Ok(name) => name,
+                    // Sent up to it; it fails on its own in the next call.
+                    Err(_) if i > 0 => break,
+                    Err(err) => return Err(err),
+                },
+                PacketPeer::Unix(None) if i > 0 => break,
+                PacketPeer::Unix(None) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "an unnamed unix peer cannot be sent to",
+                    ))
+                }
+            };
+            let name = names[i].insert(name);
+            iovs[i] = libc::iovec {
+                iov_base: data.as_ptr().cast_mut().cast(),
+                iov_len: data.len(),
+            };
+            msgs[i].msg_hdr.msg_name = name.as_ptr().cast_mut().cast();
+            msgs[i].msg_hdr.msg_namelen = name.len();
+            msgs[i].msg_hdr.msg_iov = &mut iovs[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+            count = i + 1;
+        }
+        // SAFETY: each of the first `count` messages points at its own name and at one iovec
+        // over a datagram of `chunk`, all alive for the call; the kernel only reads them.
+        let n = unsafe {
+            libc::sendmmsg(
+                self.as_fd().as_raw_fd(),
+                msgs.as_mut_ptr(),
+                count as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        match n {
+            n if n < 0 => Err(io::Error::last_os_error()),
+            // Not documented for a non-empty batch; taken as a full buffer, never as a loop.
+            0 => Err(io::ErrorKind::WouldBlock.into()),
+            n => Ok(n as usize),
         }
     }
 

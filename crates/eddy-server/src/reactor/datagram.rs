@@ -1,6 +1,7 @@
 //! The datagram listeners a reactor owns: read a batch at a time (`recvmmsg`) into shared
-//! blocks, one event per datagram to the worker its peer maps to; flush `sendto`'s queue when
-//! the socket has room. A worker that cannot keep up loses datagrams (counted), as the
+//! blocks, one event per datagram to the worker its peer maps to (or, in reactor mode, to the
+//! handler right here, its replies sent together with `sendmmsg`); flush `sendto`'s queue
+//! when the socket has room. A worker that cannot keep up loses datagrams (counted), as the
 //! network would: nothing waits for it and nothing else slows down.
 
 use std::{
@@ -145,6 +146,11 @@ impl Reactor {
         };
         let now = SystemTime::now();
         port.counters.received.fetch_add(n as u64, Relaxed);
+        // Answered here, a batch's replies go out together (see `DatagramPort::cork`).
+        let corked = self.inline.is_some() && n > 1;
+        if corked {
+            port.cork();
+        }
         let mut at = 0;
         for r in received.drain(..) {
             // Copied out: a kept datagram must not pin the whole receive block.
@@ -165,6 +171,10 @@ impl Reactor {
         }
         self.datagrams.block.clear();
         self.datagrams.received = received;
+        if corked {
+            port.uncork();
+            self.flush_datagrams(i);
+        }
         n
     }
 

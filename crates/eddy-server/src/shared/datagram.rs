@@ -1,6 +1,8 @@
 //! A datagram listener as every thread sees it: its socket (read only by its reactor), its
 //! bounded send queue, and its counters. `sendto` from any thread writes straight to the
 //! socket when nothing is queued, else queues behind (in order) for the reactor to flush.
+//! While the reactor answers a batch of datagrams itself (`DispatchMode::Reactor`), the port
+//! is corked: the replies queue, and go out together with one `sendmmsg` when it uncorks.
 
 use std::{
     collections::VecDeque,
@@ -22,6 +24,12 @@ const MAX_QUEUED: usize = 16 * 1024;
 
 /// The most queued datagrams one flush looks at (the lock it holds is every sender's).
 const FLUSH_LOOK: usize = 1024;
+
+/// The most datagrams a corked port holds back; the next send flushes them first.
+const CORK_HOLD: usize = 64;
+
+/// Datagrams handed to the socket at once by a flush.
+const FLUSH_RUN: usize = 64;
 
 /// Why datagrams were dropped, counted per listener.
 #[derive(Debug, Default)]
@@ -47,6 +55,8 @@ struct SendQueue {
     bytes: usize,
     /// The reactor was told there is something to flush.
     flush_requested: bool,
+    /// The reactor is answering a batch (see `DatagramPort::cork`).
+    corked: bool,
 }
 
 /// One datagram listener.
@@ -105,7 +115,13 @@ impl DatagramPort {
             return Err(SendToError::FamilyMismatch);
         }
         let mut queue = self.queue.lock();
-        if queue.items.is_empty() {
+        if queue.corked
+            && (queue.items.len() >= CORK_HOLD || queue.bytes + data.len() > self.queue_limit)
+        {
+            // Held back long enough: what the cork holds goes first, as it would have.
+            self.flush_locked(&mut queue);
+        }
+        if queue.items.is_empty() && !queue.corked {
             match self.socket.send_to(data, peer) {
                 Ok(_) => {
                     self.counters.sent.fetch_add(1, Relaxed);
@@ -133,7 +149,8 @@ impl DatagramPort {
             .push_back((peer.clone(), Bytes::copy_from_slice(data)));
         queue.bytes += data.len();
         let pending = queue.bytes;
-        let wake = !std::mem::replace(&mut queue.flush_requested, true);
+        // A corked port is flushed when it uncorks; otherwise the reactor must know.
+        let wake = !queue.corked && !std::mem::replace(&mut queue.flush_requested, true);
         drop(queue);
         if wake {
             reactor.command(Command::DatagramOutput(self.listener));
@@ -141,53 +158,82 @@ impl DatagramPort {
         Ok(SendStatus::Queued { pending })
     }
 
+    /// Reactor side, before it answers a batch of datagrams on its own thread: hold the sends
+    /// (to any peer, from any thread) until [`uncork`](Self::uncork), so a batch of replies
+    /// costs one system call rather than one each. A send to a corked port returns `Queued`.
+    pub(crate) fn cork(&self) {
+        self.queue.lock().corked = true;
+    }
+
+    /// Reactor side, after the batch: sends go straight out again; the caller flushes what
+    /// the cork held.
+    pub(crate) fn uncork(&self) {
+        self.queue.lock().corked = false;
+    }
+
     /// Reactor side: send what is queued, in order per peer; a peer whose queue is full
     /// (`WouldBlock`) keeps the rest of its datagrams for later without holding up the others.
     /// Returns whether the queue is empty now.
     pub(crate) fn flush(&self) -> bool {
         let mut queue = self.queue.lock();
-        let mut blocked: Vec<PacketPeer> = Vec::new();
-        let mut kept = VecDeque::new();
-        let mut looked = 0;
-        while let Some((peer, data)) = queue.items.pop_front() {
-            looked += 1;
-            if looked > FLUSH_LOOK {
-                // Enough for one pass: the rest keeps its order for the next.
-                kept.push_back((peer, data));
-                kept.append(&mut queue.items);
-                break;
-            }
-            if blocked.contains(&peer) {
-                kept.push_back((peer, data));
-                continue;
-            }
-            match self.socket.send_to(&data, &peer) {
-                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                    blocked.push(peer.clone());
-                    kept.push_back((peer, data));
-                    if self.socket.signals_writable() || blocked.len() > 64 {
-                        // UDP: the whole socket is full; unix: enough peers are full.
-                        kept.append(&mut queue.items);
-                        break;
-                    }
-                    continue;
-                }
-                Ok(_) => {
-                    self.counters.sent.fetch_add(1, Relaxed);
-                }
-                Err(err) => {
-                    self.counters.send_failed.fetch_add(1, Relaxed);
-                    tracing::debug!(listener = self.listener, "queued datagram refused: {err}");
-                }
-            }
-            queue.bytes -= data.len();
-        }
-        queue.items = kept;
-        let empty = queue.items.is_empty();
+        let empty = self.flush_locked(&mut queue);
         if empty {
             queue.flush_requested = false;
         }
         empty
+    }
+
+    /// `flush` under the queue's lock: runs of datagrams to peers that are not full, each run
+    /// with as few system calls as the kernel allows (`sendmmsg`).
+    fn flush_locked(&self, queue: &mut SendQueue) -> bool {
+        let mut blocked: Vec<PacketPeer> = Vec::new();
+        let mut kept = VecDeque::new();
+        let mut run = Vec::with_capacity(FLUSH_RUN.min(queue.items.len()));
+        let mut looked = 0;
+        'flush: while looked < FLUSH_LOOK && !queue.items.is_empty() {
+            while run.len() < FLUSH_RUN && looked < FLUSH_LOOK {
+                let Some((peer, data)) = queue.items.pop_front() else {
+                    break;
+                };
+                looked += 1;
+                if blocked.contains(&peer) {
+                    kept.push_back((peer, data));
+                } else {
+                    run.push((peer, data));
+                }
+            }
+            let (sent, error) = self.socket.send_batch(&run);
+            for (_, data) in run.drain(..sent) {
+                self.counters.sent.fetch_add(1, Relaxed);
+                queue.bytes -= data.len();
+            }
+            let Some(err) = error else {
+                continue;
+            };
+            let (peer, data) = run.remove(0);
+            if err.kind() == std::io::ErrorKind::WouldBlock {
+                blocked.push(peer.clone());
+                kept.push_back((peer, data));
+                if self.socket.signals_writable() || blocked.len() > 64 {
+                    // UDP: the whole socket is full; unix: enough peers are full.
+                    kept.extend(run.drain(..));
+                    break 'flush;
+                }
+            } else {
+                self.counters.send_failed.fetch_add(1, Relaxed);
+                tracing::debug!(listener = self.listener, "queued datagram refused: {err}");
+                queue.bytes -= data.len();
+            }
+            // The rest of the run is looked at again, in its order.
+            looked -= run.len();
+            for item in run.drain(..).rev() {
+                queue.items.push_front(item);
+            }
+        }
+        // What was kept goes first: it came before everything still queued.
+        kept.append(&mut queue.items);
+        queue.items = kept;
+        queue.items.is_empty()
     }
 
     /// Drop what is queued (the shutdown deadline passed); returns the bytes dropped.
@@ -202,5 +248,93 @@ impl DatagramPort {
     pub(crate) fn queued(&self) -> (usize, usize) {
         let queue = self.queue.lock();
         (queue.items.len(), queue.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{os::unix::net::UnixDatagram, path::PathBuf, sync::Arc};
+
+    use super::*;
+    use crate::{
+        net::{DatagramSocket, ListenAddr},
+        sys::Poller,
+    };
+
+    /// A fresh directory for this test's sockets.
+    fn socket_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("eddy-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Everything `socket` holds now, without waiting.
+    fn drain(socket: &UnixDatagram) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16];
+        while let Ok(n) = socket.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        got
+    }
+
+    #[test]
+    fn a_corked_port_flushes_in_runs_past_a_full_peer_keeping_each_peers_order() {
+        let dir = socket_dir("dgram-runs");
+        let server = DatagramSocket::bind(&ListenAddr::UnixDatagram(dir.join("s")), false);
+        let port = DatagramPort::new(0, server.unwrap(), 0, 1 << 20);
+        let (tx, _commands) = crossbeam_channel::unbounded();
+        let reactor = ReactorHandle::new(tx, Arc::new(Poller::new().unwrap()));
+        let (full, reading) = (dir.join("full"), dir.join("reading"));
+        let full_peer = UnixDatagram::bind(&full).unwrap();
+        let reading_peer = UnixDatagram::bind(&reading).unwrap();
+        full_peer.set_nonblocking(true).unwrap();
+        reading_peer.set_nonblocking(true).unwrap();
+        let to_full = PacketPeer::Unix(Some(full));
+        let to_reading = PacketPeer::Unix(Some(reading));
+
+        // The full peer's queue is full before the port sends to it.
+        let filler = UnixDatagram::unbound().unwrap();
+        filler.set_nonblocking(true).unwrap();
+        while filler.send_to(b"x", dir.join("full")).is_ok() {}
+
+        // More than a cork holds: the sends past it flush what it held, in runs.
+        const EACH: u8 = 50;
+        port.cork();
+        for i in 0..EACH {
+            for (peer, tag) in [(&to_full, b'f'), (&to_reading, b'r')] {
+                let status = port.send_to(peer, &[tag, i], &reactor).unwrap();
+                assert!(matches!(status, SendStatus::Queued { .. }), "{status:?}");
+            }
+        }
+        port.uncork();
+        // The peer that reads gets all of its datagrams, in order, past the full one's.
+        let expected = |tag: u8| (0..EACH).map(|i| vec![tag, i]).collect::<Vec<_>>();
+        let mut got = Vec::new();
+        for _ in 0..1000 {
+            port.flush();
+            got.extend(drain(&reading_peer));
+            if got.len() >= EACH as usize {
+                break;
+            }
+        }
+        assert_eq!(got, expected(b'r'));
+        assert_eq!(port.queued().0, EACH as usize, "the full peer's all wait");
+
+        // As the full peer reads, flushes send the rest, in order.
+        let mut got = Vec::new();
+        for _ in 0..1000 {
+            got.extend(drain(&full_peer).into_iter().filter(|d| d != b"x"));
+            if port.flush() {
+                break;
+            }
+        }
+        got.extend(drain(&full_peer));
+        assert_eq!(got, expected(b'f'));
+        assert_eq!(port.queued(), (0, 0));
+        assert_eq!(port.counters.sent.load(Relaxed), 2 * EACH as u64);
+        assert_eq!(port.counters.send_failed.load(Relaxed), 0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
