@@ -4,7 +4,7 @@ use std::{io, sync::atomic::Ordering};
 
 use super::{local::pause, Reactor};
 use crate::{
-    conn::{inflight, CloseReason, OutState},
+    conn::{inflight, CloseReason, OutState, Transport},
     shared::Event,
     sys, tls,
 };
@@ -58,6 +58,11 @@ impl Reactor {
         match reason {
             CloseReason::ServerReset | CloseReason::HandlerPanic => sys::reset(conn.fd()),
             CloseReason::PeerReset | CloseReason::Error(_) | CloseReason::HeartbeatTimeout => {
+                sys::shutdown(conn.fd())
+            }
+            // A plain read met the peer's FIN: nothing can come after it, so there is no
+            // input to drop (a system call saved per connection the peer closes).
+            CloseReason::PeerClosed if conn.transport == Transport::Plain => {
                 sys::shutdown(conn.fd())
             }
             _ => {
