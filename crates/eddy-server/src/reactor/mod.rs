@@ -186,7 +186,11 @@ impl Reactor {
                 break;
             }
             busy = !events.is_empty();
-            for ev in events.iter() {
+            let mut ready = events.iter().peekable();
+            while let Some(ev) = ready.next() {
+                if let Some(next) = ready.peek() {
+                    self.prefetch(next.key);
+                }
                 self.on_event(ev);
             }
             while let Ok(cmd) = self.commands.try_recv() {
@@ -278,6 +282,19 @@ impl Reactor {
         .flatten()
         .min()
         .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Start bringing connection `key`'s records into the cache while the event before it is
+    /// handled: with a thousand busy connections, the misses on them were most of the reactor
+    /// loop's own time.
+    fn prefetch(&self, key: usize) {
+        if let Some(lc) = self.conns.get(key) {
+            let local: *const LocalConn = lc;
+            sys::prefetch(local.cast(), std::mem::size_of::<LocalConn>());
+            // The record, and the reference counts in front of it.
+            let record = Arc::as_ptr(&lc.conn).cast::<u8>().wrapping_sub(16);
+            sys::prefetch(record, 16 + std::mem::size_of::<Conn>());
+        }
     }
 
     fn on_event(&mut self, ev: PollEvent) {
