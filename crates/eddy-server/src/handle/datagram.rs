@@ -18,7 +18,11 @@ impl ServerHandle {
     /// read together are held until the batch is handled, then sent with one `sendmmsg`
     /// ([`SendStatus::Queued`], as a corked TCP connection's replies are; a send from another
     /// thread meanwhile waits with them): a datagram costs no system call of its own (the UDP
-    /// pipelined benchmark: 7% less CPU per datagram).
+    /// pipelined benchmark: 7% less CPU per datagram). What the kernel refuses then (a unix
+    /// peer gone, a datagram over its socket's buffer) is dropped and counted in
+    /// [`Stats::packet_send_failed`], as for any queued datagram, instead of being returned.
+    ///
+    /// [`Stats::packet_send_failed`]: crate::Stats::packet_send_failed
     ///
     /// [`DispatchMode::Reactor`]: crate::DispatchMode::Reactor
     pub fn sendto(

@@ -24,7 +24,7 @@ pub(crate) const MAX_DATAGRAM: usize = 65_536;
 pub(crate) const BATCH: usize = 16;
 
 /// Datagrams written by one `sendmmsg`.
-const SEND_BATCH: usize = 32;
+pub(crate) const SEND_BATCH: usize = 64;
 
 /// A bound datagram socket.
 #[derive(Debug)]

@@ -8,5 +8,5 @@ mod datagram;
 mod listener;
 
 pub use addr::{ListenAddr, PacketInfo, PacketPeer, PeerAddr};
-pub(crate) use datagram::{DatagramSocket, Received};
+pub(crate) use datagram::{DatagramSocket, Received, SEND_BATCH};
 pub(crate) use listener::{Listener, Stream};

@@ -286,7 +286,8 @@ impl Reactor {
 
     /// Start bringing connection `key`'s records into the cache while the event before it is
     /// handled: with a thousand busy connections, the misses on them were most of the reactor
-    /// loop's own time.
+    /// loop's own time. The slab entry is read here (its first line's miss is taken now); the
+    /// rest of it, and the shared record it points at, are prefetched.
     fn prefetch(&self, key: usize) {
         if let Some(lc) = self.conns.get(key) {
             let local: *const LocalConn = lc;

@@ -2,7 +2,7 @@
 //! bounded send queue, and its counters. `sendto` from any thread writes straight to the
 //! socket when nothing is queued, else queues behind (in order) for the reactor to flush.
 //! While the reactor answers a batch of datagrams itself (`DispatchMode::Reactor`), the port
-//! is corked: the replies queue, and go out together with one `sendmmsg` when it uncorks.
+//! is corked: the replies queue, and go out together (one `sendmmsg` per 64) when it uncorks.
 
 use std::{
     collections::VecDeque,
@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use super::reactor_mail::{Command, ReactorHandle};
 use crate::{
     error::{SendStatus, SendToError},
-    net::{DatagramSocket, PacketPeer},
+    net::{DatagramSocket, PacketPeer, SEND_BATCH},
 };
 
 /// The most datagrams a send queue holds, however small (each entry costs its peer's address
@@ -25,11 +25,12 @@ const MAX_QUEUED: usize = 16 * 1024;
 /// The most queued datagrams one flush looks at (the lock it holds is every sender's).
 const FLUSH_LOOK: usize = 1024;
 
-/// The most datagrams a corked port holds back; the next send flushes them first.
-const CORK_HOLD: usize = 64;
+/// The most datagrams a corked port holds back (one `sendmmsg`'s worth); the next send
+/// flushes them first.
+const CORK_HOLD: usize = SEND_BATCH;
 
 /// Datagrams handed to the socket at once by a flush.
-const FLUSH_RUN: usize = 64;
+const FLUSH_RUN: usize = SEND_BATCH;
 
 /// Why datagrams were dropped, counted per listener.
 #[derive(Debug, Default)]
@@ -57,6 +58,9 @@ struct SendQueue {
     flush_requested: bool,
     /// The reactor is answering a batch (see `DatagramPort::cork`).
     corked: bool,
+    /// Datagrams queued since the port was corked or last flushed by a send (what the cork
+    /// holds back, not what waits for a full socket).
+    held: usize,
 }
 
 /// One datagram listener.
@@ -115,10 +119,12 @@ impl DatagramPort {
             return Err(SendToError::FamilyMismatch);
         }
         let mut queue = self.queue.lock();
-        if queue.corked
-            && (queue.items.len() >= CORK_HOLD || queue.bytes + data.len() > self.queue_limit)
+        if queue.held > 0
+            && (queue.held >= CORK_HOLD || queue.bytes + data.len() > self.queue_limit)
         {
-            // Held back long enough: what the cork holds goes first, as it would have.
+            // Held back long enough: what the cork holds goes first, as it would have. (Once:
+            // what a full socket keeps is the reactor's to flush, as without the cork.)
+            queue.held = 0;
             self.flush_locked(&mut queue);
         }
         if queue.items.is_empty() && !queue.corked {
@@ -148,6 +154,7 @@ impl DatagramPort {
             .items
             .push_back((peer.clone(), Bytes::copy_from_slice(data)));
         queue.bytes += data.len();
+        queue.held += usize::from(queue.corked);
         let pending = queue.bytes;
         // A corked port is flushed when it uncorks; otherwise the reactor must know.
         let wake = !queue.corked && !std::mem::replace(&mut queue.flush_requested, true);
@@ -162,13 +169,17 @@ impl DatagramPort {
     /// (to any peer, from any thread) until [`uncork`](Self::uncork), so a batch of replies
     /// costs one system call rather than one each. A send to a corked port returns `Queued`.
     pub(crate) fn cork(&self) {
-        self.queue.lock().corked = true;
+        let mut queue = self.queue.lock();
+        queue.corked = true;
+        queue.held = 0;
     }
 
     /// Reactor side, after the batch: sends go straight out again; the caller flushes what
     /// the cork held.
     pub(crate) fn uncork(&self) {
-        self.queue.lock().corked = false;
+        let mut queue = self.queue.lock();
+        queue.corked = false;
+        queue.held = 0;
     }
 
     /// Reactor side: send what is queued, in order per peer; a peer whose queue is full
@@ -294,10 +305,22 @@ mod tests {
         let to_full = PacketPeer::Unix(Some(full));
         let to_reading = PacketPeer::Unix(Some(reading));
 
-        // The full peer's queue is full before the port sends to it.
-        let filler = UnixDatagram::unbound().unwrap();
-        filler.set_nonblocking(true).unwrap();
-        while filler.send_to(b"x", dir.join("full")).is_ok() {}
+        // The full peer's queue is full before the port sends to it: fillers send until a
+        // fresh one cannot (a filler may run out of its own send buffer first).
+        let mut fillers = Vec::new();
+        let peer_full = loop {
+            let filler = UnixDatagram::unbound().unwrap();
+            filler.set_nonblocking(true).unwrap();
+            let mut sent = 0;
+            while filler.send_to(b"x", dir.join("full")).is_ok() {
+                sent += 1;
+            }
+            fillers.push(filler);
+            if sent == 0 || fillers.len() > 1000 {
+                break sent == 0;
+            }
+        };
+        assert!(peer_full, "the peer's queue never filled");
 
         // More than a cork holds: the sends past it flush what it held, in runs.
         const EACH: u8 = 50;
