@@ -76,7 +76,7 @@ impl ServerHandle {
             return Err(ReloadError::ShuttingDown);
         }
         // A full control queue already holds rebuilds this one would repeat.
-        let _ = worker.control.0.try_send(Rebuild::Restart);
+        let _ = worker.ask_rebuild(Rebuild::Restart);
         self.shared.wake_worker(worker_id);
         Ok(())
     }

@@ -36,12 +36,7 @@ impl Supervisor<'_> {
         let generation = shared.reload.begin(workers + task_workers);
         self.reload_deadline = Some(Instant::now() + shared.config.max_wait_time);
         for (id, worker) in shared.workers.iter().enumerate().take(workers) {
-            if worker
-                .control
-                .0
-                .try_send(Rebuild::Reload(generation))
-                .is_ok()
-            {
+            if worker.ask_rebuild(Rebuild::Reload(generation)) {
                 shared.wake_worker(id);
             } else {
                 // Its control queue is full of rebuilds already: it rebuilds anyway.

@@ -131,7 +131,9 @@ pub(crate) struct WorkerShared {
     tid: std::sync::atomic::AtomicI32,
     inbox: Receiver<Event>,
     /// Rebuild requests (reload, `stop_worker`); a few at most are ever pending.
-    pub(crate) control: (Sender<Rebuild>, Receiver<Rebuild>),
+    control: (Sender<Rebuild>, Receiver<Rebuild>),
+    /// A rebuild was asked for and may not have been taken yet (see `take_rebuild`).
+    rebuild_asked: AtomicBool,
     /// Messages for `on_pipe_message`, bounded by `worker_queue_capacity`.
     pub(crate) messages: (Sender<Mail>, Receiver<Mail>),
 }
@@ -147,6 +149,7 @@ impl WorkerShared {
             tid: std::sync::atomic::AtomicI32::new(0),
             inbox,
             control: crossbeam_channel::bounded(8),
+            rebuild_asked: AtomicBool::new(false),
             messages: crossbeam_channel::bounded(capacity),
         }
     }
@@ -160,6 +163,41 @@ impl WorkerShared {
         } else {
             WorkerStatus::Idle
         }
+    }
+
+    /// Ask the worker to rebuild its handler. False when its queue is full: the rebuilds it
+    /// holds would repeat this one.
+    pub(crate) fn ask_rebuild(&self, cause: Rebuild) -> bool {
+        let sent = self.control.0.try_send(cause).is_ok();
+        // After the request: a worker that reads the flag sees the request too.
+        self.rebuild_asked.store(true, Ordering::Release);
+        sent
+    }
+
+    /// Worker side, between every two packets: whether a rebuild may have been asked for
+    /// (then `take_rebuild`). A plain load: the channel's `is_empty`, asked there before, was
+    /// 0.6% of the server's CPU on the pipelined benchmark.
+    #[inline]
+    pub(crate) fn rebuild_asked(&self) -> bool {
+        self.rebuild_asked.load(Ordering::Relaxed)
+    }
+
+    /// Worker side: the next rebuild asked for.
+    pub(crate) fn take_rebuild(&self) -> Option<Rebuild> {
+        // Reading the flag a sender set makes its request visible; one sent after this sets
+        // the flag again.
+        self.rebuild_asked.swap(false, Ordering::Acquire);
+        let cause = self.control.1.try_recv().ok();
+        if cause.is_some() {
+            // More may wait: the next look takes them.
+            self.rebuild_asked.store(true, Ordering::Relaxed);
+        }
+        cause
+    }
+
+    /// Worker side, before it sleeps: whether a rebuild request waits.
+    pub(crate) fn rebuild_waiting(&self) -> bool {
+        !self.control.1.is_empty()
     }
 
     pub(crate) fn queue_len(&self) -> usize {

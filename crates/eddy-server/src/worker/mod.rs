@@ -28,7 +28,7 @@ use self::callback::Callback;
 use crate::{
     context::WorkerTimer,
     handler::EventHandler,
-    shared::{jittered, Event, Mail, Rebuild, ServerHandle, WorkerError, WorkerRun},
+    shared::{jittered, Event, Mail, ServerHandle, WorkerError, WorkerRun},
     task::{Finished, TaskHandler, TaskPool},
     timer::Timers,
 };
@@ -45,7 +45,6 @@ pub(crate) struct Worker<T: TaskHandler> {
     factory: HandlerFactory<T>,
     handler: Box<dyn EventHandler<T>>,
     inbox: Receiver<Event>,
-    control: Receiver<Rebuild>,
     messages: Receiver<Mail>,
     server: ServerHandle,
     tasks: Option<Arc<TaskPool<T>>>,
@@ -71,7 +70,6 @@ impl<T: TaskHandler> Worker<T> {
     ) -> Self {
         let (tasks, results) = tasks.unzip();
         let handler = factory();
-        let control = server.shared.workers[id].control.1.clone();
         let messages = server.shared.workers[id].messages.1.clone();
         let limit = server.shared.config.max_request.map(jittered);
         Worker {
@@ -79,7 +77,6 @@ impl<T: TaskHandler> Worker<T> {
             factory,
             handler,
             inbox,
-            control,
             messages,
             server,
             tasks,

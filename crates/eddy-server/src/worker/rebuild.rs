@@ -14,8 +14,20 @@ use crate::{
 };
 
 impl<T: TaskHandler> Worker<T> {
-    /// Between events: rebuild for a panic, `max_request` or a request.
+    /// Between events (and between the packets of a batch): rebuild for a panic,
+    /// `max_request` or a request. Three plain loads when there is nothing to do.
+    #[inline]
     pub(super) fn maintain(&mut self) {
+        if self.failure.is_some()
+            || self.limit.is_some_and(|limit| self.handled >= limit)
+            || self.server.shared.workers[self.id].rebuild_asked()
+        {
+            self.rebuild_now();
+        }
+    }
+
+    #[cold]
+    fn rebuild_now(&mut self) {
         if self.failure.is_some() {
             self.rebuild(None);
         } else if self.limit.is_some_and(|limit| self.handled >= limit) {
@@ -26,12 +38,7 @@ impl<T: TaskHandler> Worker<T> {
             );
             self.rebuild(None);
         }
-        // `is_empty` is two plain loads; `try_recv` on an empty channel costs a fence, and this
-        // runs between every two packets.
-        while !self.control.is_empty() {
-            let Ok(cause) = self.control.try_recv() else {
-                break;
-            };
+        while let Some(cause) = self.server.shared.workers[self.id].take_rebuild() {
             self.rebuild(Some(cause));
         }
     }
