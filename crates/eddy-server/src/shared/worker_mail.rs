@@ -174,9 +174,10 @@ impl WorkerShared {
         sent
     }
 
-    /// Worker side, between every two packets: whether a rebuild may have been asked for
-    /// (then `take_rebuild`). A plain load: the channel's `is_empty`, asked there before, was
-    /// 0.6% of the server's CPU on the pipelined benchmark.
+    /// Worker side, between every two packets and before it sleeps: whether a rebuild may have
+    /// been asked for (then `take_rebuild`). A plain load: the channel's `is_empty`, asked there
+    /// before, was 0.6% of the server's CPU on the pipelined benchmark. (A sleeping worker is
+    /// woken after the flag is set, with a fence between: see `Shared::wake_worker`.)
     #[inline]
     pub(crate) fn rebuild_asked(&self) -> bool {
         self.rebuild_asked.load(Ordering::Relaxed)
@@ -193,11 +194,6 @@ impl WorkerShared {
             self.rebuild_asked.store(true, Ordering::Relaxed);
         }
         cause
-    }
-
-    /// Worker side, before it sleeps: whether a rebuild request waits.
-    pub(crate) fn rebuild_waiting(&self) -> bool {
-        !self.control.1.is_empty()
     }
 
     pub(crate) fn queue_len(&self) -> usize {

@@ -256,6 +256,25 @@ pub(crate) fn is_resource_exhaustion(err: &io::Error) -> bool {
     )
 }
 
+/// Ask the CPU to bring the first `len` bytes at `start` (at most four cache lines) into its
+/// caches, without waiting for them: a hint, harmless for any address.
+#[inline]
+pub(crate) fn prefetch(start: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for line in (0..len.min(256)).step_by(64) {
+        // SAFETY: `prefetcht0` is SSE, which every x86_64 CPU has, and it never faults or
+        // reads into the program, whatever the address (`wrapping_add`: no pointer is
+        // formed out of bounds either).
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                start.wrapping_add(line).cast(),
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (start, len);
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
@@ -289,23 +308,4 @@ mod tests {
             "coarse {coarse} ms, precise between {before} and {after} ms"
         );
     }
-}
-
-/// Ask the CPU to bring the first `len` bytes at `start` (at most four cache lines) into its
-/// caches, without waiting for them: a hint, harmless for any address.
-#[inline]
-pub(crate) fn prefetch(start: *const u8, len: usize) {
-    #[cfg(target_arch = "x86_64")]
-    for line in (0..len.min(256)).step_by(64) {
-        // SAFETY: `prefetcht0` is SSE, which every x86_64 CPU has, and it never faults or
-        // reads into the program, whatever the address (`wrapping_add`: no pointer is
-        // formed out of bounds either).
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                start.wrapping_add(line).cast(),
-            );
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (start, len);
 }

@@ -71,7 +71,7 @@ impl<T: TaskHandler> Worker<T> {
     /// Whether task results, control requests or messages are waiting.
     fn mail_waiting(&self) -> bool {
         self.results.as_ref().is_some_and(|r| !r.is_empty())
-            || self.server.shared.workers[self.id].rebuild_waiting()
+            || self.server.shared.workers[self.id].rebuild_asked()
             || !self.messages.is_empty()
     }
 
