@@ -19,7 +19,8 @@ use eddy::{
 
 use crate::util::*;
 
-/// Echoes (framed) unless the body is `panic`; counts handler builds and reload hooks.
+/// Echoes (framed) unless the body is `panic`; counts handler builds and reload hooks, and
+/// says when a `block` packet starts waiting at the gate.
 #[derive(Clone)]
 struct Gen {
     built: Arc<AtomicUsize>,
@@ -40,6 +41,9 @@ impl EventHandler for Gen {
         match body {
             b"panic" => panic!("asked to panic"),
             b"block" => {
+                // Say so first: the worker is busy with its connect event too, where a rebuild
+                // could still slip in before this packet.
+                let _ = self.hooks.send("blocked");
                 let _ = self.gate.as_ref().map(Receiver::recv);
             }
             _ => {}
@@ -220,9 +224,8 @@ fn a_reload_during_a_reload_is_refused() {
     // Hold the only worker in a callback: it cannot rebuild yet.
     let mut client = connect(rig.addr);
     client.write_all(&frame(b"block")).unwrap();
-    wait_until("the worker to be busy", || {
-        handle.worker_status(0) == Some(eddy::WorkerStatus::Busy)
-    });
+    assert_eq!(rig.hooks.recv_timeout(WAIT), Ok("blocked"));
+    assert_eq!(handle.worker_status(0), Some(eddy::WorkerStatus::Busy));
     handle.reload().unwrap();
     assert_eq!(rig.hooks.recv_timeout(WAIT), Ok("before"));
     assert_eq!(handle.reload(), Err(ReloadError::InProgress));
