@@ -256,19 +256,24 @@ pub(crate) fn is_resource_exhaustion(err: &io::Error) -> bool {
     )
 }
 
-/// Ask the CPU to bring the first `len` bytes at `start` (at most four cache lines) into its
-/// caches, without waiting for them: a hint, harmless for any address.
+/// Ask the CPU to bring the cache lines holding the `len` bytes at `start` (at most four
+/// lines) into its caches, without waiting for them: a hint, harmless for any address.
 #[inline]
 pub(crate) fn prefetch(start: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
-    for line in (0..len.min(256)).step_by(64) {
-        // SAFETY: `prefetcht0` is SSE, which every x86_64 CPU has, and it never faults or
-        // reads into the program, whatever the address (`wrapping_add`: no pointer is
-        // formed out of bounds either).
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                start.wrapping_add(line).cast(),
-            );
+    {
+        // From the start of the first line, so the last line is never left out.
+        let offset = start as usize % 64;
+        let first = start.wrapping_sub(offset);
+        for line in (0..(offset + len).min(256)).step_by(64) {
+            // SAFETY: `prefetcht0` is SSE, which every x86_64 CPU has, and it never faults or
+            // reads into the program, whatever the address (`wrapping_*`: no pointer is
+            // formed out of bounds either).
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    first.wrapping_add(line).cast(),
+                );
+            }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
