@@ -248,11 +248,12 @@ fn redis_lost_and_back_recovers_without_restarting_the_nodes() {
             .iter()
             .all(|h| h.stats().cluster.unwrap().state == ClusterState::Down)
     });
-    // Remote sends fail at once; local delivery goes on.
+    // Remote sends fail at once, without waiting for Redis (the command timeout is 500 ms;
+    // the bound leaves a loaded machine room for a few preemptions); local delivery goes on.
     let began = Instant::now();
     let d = h1.send_to_uid(&"bob".into(), "lost\n");
     assert!(
-        began.elapsed() < Duration::from_millis(20),
+        began.elapsed() < Duration::from_millis(250),
         "{:?}",
         began.elapsed()
     );
