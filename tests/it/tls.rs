@@ -603,3 +603,46 @@ fn sendwait_over_tls_waits_for_its_records() {
     reader.join().unwrap();
     server.shutdown().unwrap();
 }
+
+/// A close the server asks for while the handshake is going on ends the connection at once
+/// when nothing is queued, not when the handshake timeout expires; what was queued before it
+/// is still delivered once the client finishes the handshake, then the connection closes.
+#[test]
+fn a_close_during_the_handshake_ends_it_at_once_or_after_what_was_queued() {
+    let ca = Ca::new("eddy test CA");
+    let tls = tls_of(&ca.server(&["localhost"])).handshake_timeout(Duration::from_secs(60));
+    for mode in [DispatchMode::Fd, DispatchMode::Reactor] {
+        let (server, addr, _events) = tls_server(tls.clone(), mode.clone());
+        let listed = || {
+            wait_until("the connection is in the table", || {
+                server.handle().connection_count() == 1
+            });
+            server.handle().connections().next().expect("listed")
+        };
+        for request in [&[][..], &[0x16, 0x03, 0x01]] {
+            let mut stalled = connect(addr);
+            write_all(&mut stalled, request);
+            server.handle().close(listed()).unwrap();
+            // The handshake timeout is a minute: a close that waited for it fails here.
+            stalled
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            assert!(closed_by_server(&mut stalled), "{request:?} ({mode:?})");
+            wait_until("the connection is gone", || {
+                server.handle().connection_count() == 0
+            });
+        }
+        let tcp = connect(addr);
+        let conn = listed();
+        server.handle().send(conn, b"early words").unwrap();
+        server.handle().close(conn).unwrap();
+        let config = ca.client_config(&[], None);
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let session = rustls::ClientConnection::new(config, name).unwrap();
+        let mut client = rustls::StreamOwned::new(session, tcp);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"early words", "{mode:?}");
+        server.shutdown().unwrap();
+    }
+}

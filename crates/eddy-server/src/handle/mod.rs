@@ -75,6 +75,11 @@ impl ServerHandle {
     /// If the peer never reads, the flush cannot finish: [`close_reset`](Self::close_reset),
     /// or the heartbeat, ends such a close.
     ///
+    /// A TLS connection still in its handshake closes at once if nothing is queued for it.
+    /// What was queued can only be encrypted once the handshake ends: the handshake goes on,
+    /// the queued bytes go out, then the close (no `on_connect` and no `on_close`: the handler
+    /// never saw it connect). The handshake timeout bounds the wait.
+    ///
     /// [`CloseReason::ServerClosed`]: crate::CloseReason::ServerClosed
     pub fn close(&self, conn: ConnId) -> Result<(), SendError> {
         self.shared

@@ -109,8 +109,15 @@ impl LocalConn {
         }
     }
 
+    /// Whether its socket is read. A connection the server closes during its TLS handshake
+    /// is still read until the handshake ends: what was queued for it can be encrypted and
+    /// flushed only then (nothing else pauses a handshake).
+    pub(crate) fn reads(&self) -> bool {
+        self.paused == 0 || (self.tls_handshaking && self.paused == pause::CLOSING)
+    }
+
     /// The interest the poller should have now.
     pub(crate) fn interest(&self) -> (bool, bool) {
-        (self.paused == 0, self.want_write)
+        (self.reads(), self.want_write)
     }
 }

@@ -20,7 +20,7 @@ impl Reactor {
         let Some(lc) = self.conns.get_mut(key) else {
             return;
         };
-        if lc.paused != 0 {
+        if !lc.reads() {
             if hangup {
                 // The peer is gone (reset, or both directions shut) while we were not
                 // reading: nothing more can be answered. Close now, or the level-triggered

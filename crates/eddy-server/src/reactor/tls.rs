@@ -25,6 +25,22 @@ impl Reactor {
         from_scratch: bool,
     ) -> bool {
         let mut hold = false;
+        let closing = self.conns.get(key).is_some_and(|lc| lc.closing.is_some());
+        if events.established && closing {
+            // The server closed it during the handshake: what it queued goes out now, then
+            // the close; the handler, which never saw it connect, sees nothing of it, and the
+            // plaintext that came with the handshake's end is dropped with the rest.
+            if let Some(lc) = self.conns.get_mut(key) {
+                lc.tls_handshaking = false;
+                if from_scratch {
+                    self.scratch.clear();
+                } else {
+                    lc.rbuf.clear();
+                }
+            }
+            self.flush_now(key);
+            return false;
+        }
         if events.established {
             let asked = self.conns.get(key).map(|lc| self.asked_pauses(&lc.conn));
             if let (Some(lc), Some(asked)) = (self.conns.get_mut(key), asked) {
