@@ -646,3 +646,38 @@ fn a_close_during_the_handshake_ends_it_at_once_or_after_what_was_queued() {
         server.shutdown().unwrap();
     }
 }
+
+/// A handshake message larger than rustls buffers (64 KiB) closes its connection (a TLS
+/// handshake failure), and only it.
+#[test]
+fn an_oversized_handshake_message_closes_only_its_connection() {
+    let ca = Ca::new("eddy test CA");
+    let (server, addr, events) = tls_server(tls_of(&ca.server(&["localhost"])), DispatchMode::Fd);
+    let mut good = tls_connect(addr, ca.client_config(&[], None), "localhost").unwrap();
+    round_trip(&mut good, b"before");
+    let mut huge = connect(addr);
+    // A ClientHello just under rustls's 64 KiB limit for a handshake message, sent in
+    // full-size handshake records: with their headers it overflows rustls's buffer.
+    let mut first = vec![0x01, 0x00, 0xff, 0xfb];
+    first.resize(16 * 1024, 0);
+    let mut sent = 0;
+    let mut payload = first;
+    while sent < 128 * 1024 {
+        let mut record = vec![0x16, 0x03, 0x01, 0x40, 0x00];
+        record.extend_from_slice(&payload);
+        if huge.write_all(&record).is_err() {
+            break;
+        }
+        sent += payload.len();
+        payload = vec![0; 16 * 1024];
+    }
+    assert!(closed_by_server(&mut huge), "a 64 KiB ClientHello");
+    round_trip(&mut good, b"after");
+    assert_eq!(next(&events).kind, Kind::Connect);
+    assert_eq!(next(&events).kind, Kind::Receive(b"before"[..].into()));
+    assert_eq!(next(&events).kind, Kind::Receive(b"after"[..].into()));
+    wait_until("only the good connection is left", || {
+        server.handle().connection_count() == 1
+    });
+    server.shutdown().unwrap();
+}

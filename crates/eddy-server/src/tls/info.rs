@@ -60,9 +60,9 @@ pub enum TlsFailure {
     /// The peer closed the connection without sending close_notify: what it sent last may
     /// have been cut short. What did arrive was handled and answered.
     Truncated,
-    /// The handshake failed: not a ClientHello, nothing in common (version, cipher, ALPN), a
-    /// client certificate missing or not trusted, or the peer's fatal alert. The text is
-    /// rustls's.
+    /// The handshake failed: not a ClientHello, a handshake message over 64 KiB, nothing in
+    /// common (version, cipher, ALPN), a client certificate missing or not trusted, or the
+    /// peer's fatal alert. The text is rustls's.
     Handshake(String),
     /// The session failed after the handshake: a record that does not decrypt or is over
     /// the size limit, a second renegotiation attempt (the first is refused with a

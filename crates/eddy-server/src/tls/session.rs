@@ -260,6 +260,16 @@ impl TlsSession {
             let n = match self.conn.read_tls(&mut FdReader(fd)) {
                 Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                // rustls refuses to buffer more (a handshake message over 64 KiB): the
+                // peer's fault, a TLS failure like any other bad message.
+                Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+                    let why = format!("{err}");
+                    return Err(failure(if handshaking {
+                        TlsFailure::Handshake(why)
+                    } else {
+                        TlsFailure::Session(why)
+                    }));
+                }
                 Err(err) => return Err(err),
             };
             let processed = self.conn.process_new_packets();
@@ -508,6 +518,42 @@ mod tests {
             buf[..] == b"another's"[..],
             "{} bytes were left behind",
             buf.len() as isize - 9
+        );
+    }
+
+    #[test]
+    fn a_handshake_message_over_what_rustls_buffers_is_a_handshake_failure() {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let config = TlsConfig::from_pem(made.cert.pem(), made.signing_key.serialize_pem());
+        let mut server = TlsAcceptor::new(config).unwrap().session().unwrap();
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        // A ClientHello just under rustls's 64 KiB limit for a handshake message, in
+        // full-size handshake records: with their headers it overflows the buffer.
+        let mut payload = vec![0x01, 0x00, 0xff, 0xfb];
+        payload.resize(16 * 1024, 0);
+        let mut result = Ok(0);
+        for _ in 0..8 {
+            let mut record = vec![0x16, 0x03, 0x01, 0x40, 0x00];
+            record.extend_from_slice(&payload);
+            theirs.write_all(&record).unwrap();
+            payload.fill(0);
+            result = read(&mut server, &ours, &mut BytesMut::new(), &mut Vec::new());
+            if result
+                .as_ref()
+                .is_err_and(|err| err.kind() != io::ErrorKind::WouldBlock)
+            {
+                break;
+            }
+        }
+        let err = result.expect_err("the session refuses the message");
+        assert!(
+            matches!(
+                crate::tls::failure_of(&err),
+                Some(crate::tls::TlsFailure::Handshake(_))
+            ),
+            "{err:?}"
         );
     }
 }
