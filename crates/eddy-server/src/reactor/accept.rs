@@ -99,7 +99,15 @@ impl Reactor {
                             .command(Command::Register(conn));
                     }
                 }
-                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                    // A unix listener the shutdown stopped says EAGAIN, not EINVAL, and stays
+                    // readable: once the shutdown began, stop watching rather than wake on it
+                    // until this reactor hears of the shutdown.
+                    if !self.shared.may_hand_over() {
+                        self.unwatch_listeners();
+                    }
+                    break;
+                }
                 Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
                     // The shutdown stopped the listener (`Listener::stop`): it stays readable
                     // (hung up) until this reactor hears of the shutdown; stop watching it now.
