@@ -26,6 +26,10 @@ pub(crate) const RECORD_PLAINTEXT: usize = 16 * 1024;
 /// A corked write this large (a full record's plaintext) is encrypted at once, not staged.
 const SEAL_AT_ONCE: usize = RECORD_PLAINTEXT;
 
+/// What is left past the last whole record of a write sealed at once is staged, to start the
+/// next record, when it is at most this long (a short copy instead of a short record).
+const STAGE_TAIL: usize = 2 * 1024;
+
 /// What a read of the session found besides plaintext, for the reactor to act on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TlsEvents {
@@ -125,14 +129,33 @@ impl TlsSession {
 
     /// Hold `data` until the next flush (a corked batch), so a batch of replies becomes as few
     /// records as its size needs, not one record per reply. A record's worth or more is
-    /// encrypted at once (behind what is staged) and its records held: no copy to stage it.
+    /// encrypted at once, in whole records that begin with what is staged, and its records
+    /// held: no copy to stage it. A short rest (at most [`STAGE_TAIL`]) is staged to begin the
+    /// next record, so replies a little over a record long do not each end in a record of
+    /// a few bytes (the peer decrypts every record).
     pub(crate) fn stage(&mut self, data: &[u8]) -> io::Result<()> {
         if data.len() < SEAL_AT_ONCE || self.conn.is_handshaking() {
             self.staged.extend_from_slice(data);
             return Ok(());
         }
-        self.seal_staged()?;
-        self.seal(data)
+        let tail = (self.staged.len() + data.len()) % RECORD_PLAINTEXT;
+        let (now, rest) = data.split_at(if tail <= STAGE_TAIL {
+            data.len() - tail
+        } else {
+            data.len()
+        });
+        let want = self.staged.len() + now.len();
+        let bufs = [io::IoSlice::new(&self.staged), io::IoSlice::new(now)];
+        let from = usize::from(self.staged.is_empty());
+        // Not handshaking, and the session's buffer has no limit: it takes all of it.
+        let sealed = self.conn.writer().write_vectored(&bufs[from..])?;
+        self.sealed += sealed;
+        self.clear_staged();
+        if sealed < want {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        self.staged.extend_from_slice(rest);
+        Ok(())
     }
 
     /// Encrypt what is staged into records the session holds.
@@ -143,11 +166,16 @@ impl TlsSession {
         let staged = std::mem::take(&mut self.staged);
         let result = self.seal(&staged);
         self.staged = staged;
+        self.clear_staged();
+        result
+    }
+
+    /// Empty the staging buffer, keeping its room unless a large batch grew it.
+    fn clear_staged(&mut self) {
         self.staged.clear();
         if self.staged.capacity() > 64 * 1024 {
             self.staged = Vec::new();
         }
-        result
     }
 
     /// Encrypt `data` into records the session holds until the flush.
@@ -555,5 +583,52 @@ mod tests {
             ),
             "{err:?}"
         );
+    }
+
+    /// The TLS records in `wire`: their payload lengths.
+    fn record_lengths(wire: &[u8]) -> Vec<usize> {
+        let mut lengths = Vec::new();
+        let mut at = 0;
+        while at + 5 <= wire.len() {
+            let len = u16::from_be_bytes([wire[at + 3], wire[at + 4]]) as usize;
+            lengths.push(len);
+            at += 5 + len;
+        }
+        assert_eq!(at, wire.len(), "whole records");
+        lengths
+    }
+
+    #[test]
+    fn a_batch_of_replies_a_little_over_a_record_makes_whole_records() {
+        let (mut server, _ours, mut client, _theirs) = handshaken();
+        // Three replies of a record and 4 bytes, a small one, and one more large one.
+        let replies: Vec<Vec<u8>> = [16_388, 16_388, 16_388, 100, 40_000]
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| (0..len).map(|b| (b * 7 + i) as u8).collect())
+            .collect();
+        for reply in &replies {
+            server.stage(reply).unwrap();
+        }
+        assert_eq!(server.held(), replies.iter().map(Vec::len).sum::<usize>());
+        let mut wire = Vec::new();
+        server.flush_held(None, &mut wire).unwrap();
+        assert_eq!(server.held(), 0);
+        // 89,264 bytes of plaintext: five whole records and the rest, where sealing each
+        // reply on its own made ten (each large reply ending in a short record).
+        let lengths = record_lengths(&wire);
+        let whole = 16_384 + 17; // and the content type and AEAD tag
+        assert_eq!(
+            lengths,
+            [whole, whole, whole, whole, whole, 89_264 % 16_384 + 17]
+        );
+        let (mut rest, mut got) = (&wire[..], Vec::new());
+        while !rest.is_empty() {
+            client.read_tls(&mut rest).unwrap();
+            client.process_new_packets().unwrap();
+            // No close_notify: the reader ends with WouldBlock once it has handed all over.
+            let _ = std::io::Read::read_to_end(&mut client.reader(), &mut got);
+        }
+        assert_eq!(got, replies.concat());
     }
 }
