@@ -70,9 +70,9 @@ impl Read for FdReader<'_> {
 /// rustls's default buffer limit keeps each write of tokio-rustls near 64 KiB. eddy lifts
 /// that limit (`socket_buffer_size` bounds what is queued), and a corked batch's records went
 /// out in one `sendmsg` of up to a read's worth and more. On the 16 KiB pipelined TLS echo
-/// (loopback, 2 cores) those larger writes cost the server a third more system time per
-/// packet, and throughput: by hand, 8 to 12 rounds, 20.5 → 16.0 µs CPU per packet and 48k →
-/// 60k packets/s with this cap (32 KiB did about as well, 16 KiB less).
+/// (loopback, 2 cores) those larger writes cost the server nearly twice the system time per
+/// packet, and throughput: by hand, 10 rounds, 20.7 → 15.1 µs CPU per packet and 48k → 66k
+/// packets/s with this cap (32 KiB did about as well, 16 KiB less).
 const WRITE_MAX: usize = 64 * 1024;
 
 /// `send(2)` on a borrowed socket, for rustls's `write_tls`, at most [`WRITE_MAX`] a call;
