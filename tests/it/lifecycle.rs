@@ -206,9 +206,15 @@ fn shutdown_phases_run_in_order_and_serve_until_the_first_returns() {
     let mut client = connect(addr);
     let stopper = std::thread::spawn(move || server.shutdown().unwrap());
     assert_eq!(phases.recv_timeout(WAIT), Ok("before shutdown"));
-    // Still serving while on_before_shutdown runs.
+    // Still serving while on_before_shutdown runs, and still accepting: one new connection
+    // after another (each accept burst ends in EAGAIN, which must not stop the watching).
     write_all(&mut client, b"still here");
     assert_eq!(read_n(&mut client, 10), b"still here");
+    for _ in 0..2 {
+        let mut late = connect(addr);
+        write_all(&mut late, b"newcomer");
+        assert_eq!(read_n(&mut late, 8), b"newcomer");
+    }
     drop(gate_tx);
     let report = stopper.join().unwrap();
     assert!(report.graceful, "{report:?}");

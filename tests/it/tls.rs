@@ -604,6 +604,14 @@ fn sendwait_over_tls_waits_for_its_records() {
     server.shutdown().unwrap();
 }
 
+/// The one connection the server has.
+fn good_id(server: &eddy::RunningServer) -> eddy::ConnId {
+    let mut ids = server.handle().connections();
+    let id = ids.next().expect("one connection");
+    assert!(ids.next().is_none(), "only one connection");
+    id
+}
+
 /// A close the server asks for while the handshake is going on ends the connection at once
 /// when nothing is queued, not when the handshake timeout expires; what was queued before it
 /// is still delivered once the client finishes the handshake, then the connection closes.
@@ -612,7 +620,7 @@ fn a_close_during_the_handshake_ends_it_at_once_or_after_what_was_queued() {
     let ca = Ca::new("eddy test CA");
     let tls = tls_of(&ca.server(&["localhost"])).handshake_timeout(Duration::from_secs(60));
     for mode in [DispatchMode::Fd, DispatchMode::Reactor] {
-        let (server, addr, _events) = tls_server(tls.clone(), mode.clone());
+        let (server, addr, events) = tls_server(tls.clone(), mode.clone());
         let listed = || {
             wait_until("the connection is in the table", || {
                 server.handle().connection_count() == 1
@@ -643,12 +651,22 @@ fn a_close_during_the_handshake_ends_it_at_once_or_after_what_was_queued() {
         let mut got = Vec::new();
         client.read_to_end(&mut got).unwrap();
         assert_eq!(got, b"early words", "{mode:?}");
+        // The handler never saw those connections: the first events are the next one's.
+        let mut good = tls_connect(addr, ca.client_config(&[], None), "localhost").unwrap();
+        round_trip(&mut good, b"next");
+        let first = next(&events);
+        assert_eq!(first.kind, Kind::Connect, "{mode:?}");
+        assert_eq!(next(&events).kind, Kind::Receive(b"next"[..].into()));
+        wait_until("only the good connection is left", || {
+            server.handle().connection_count() == 1
+        });
+        assert_eq!(first.conn, good_id(&server), "{mode:?}");
         server.shutdown().unwrap();
     }
 }
 
-/// A handshake message larger than rustls buffers (64 KiB) closes its connection (a TLS
-/// handshake failure), and only it.
+/// A handshake message larger than rustls buffers (64 KiB) closes its connection, and only
+/// it. (That it is reported as a TLS handshake failure is `tls::session`'s unit test.)
 #[test]
 fn an_oversized_handshake_message_closes_only_its_connection() {
     let ca = Ca::new("eddy test CA");

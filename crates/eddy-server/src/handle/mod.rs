@@ -78,7 +78,8 @@ impl ServerHandle {
     /// A TLS connection still in its handshake closes at once if nothing is queued for it.
     /// What was queued can only be encrypted once the handshake ends: the handshake goes on,
     /// the queued bytes go out, then the close (no `on_connect` and no `on_close`: the handler
-    /// never saw it connect). The handshake timeout bounds the wait.
+    /// never saw it connect). The handshake timeout bounds the wait for the handshake; the
+    /// flush after it is bounded as any close's is.
     ///
     /// [`CloseReason::ServerClosed`]: crate::CloseReason::ServerClosed
     pub fn close(&self, conn: ConnId) -> Result<(), SendError> {

@@ -78,8 +78,9 @@ impl Reactor {
             .position(|(i, _)| *i == index)
     }
 
-    /// Accept what waits on the `slot`th listener.
-    pub(super) fn on_listener(&mut self, slot: usize) {
+    /// Accept what waits on the `slot`th listener; `hangup`: the poller said it hung up
+    /// (the shutdown stopped it).
+    pub(super) fn on_listener(&mut self, slot: usize, hangup: bool) {
         let (index, listener) = self.accepting.listeners[slot].clone();
         let nodelay = self.shared.config.tcp_nodelay;
         for _ in 0..ACCEPT_BATCH {
@@ -101,9 +102,10 @@ impl Reactor {
                 }
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
                     // A unix listener the shutdown stopped says EAGAIN, not EINVAL, and stays
-                    // readable: once the shutdown began, stop watching rather than wake on it
-                    // until this reactor hears of the shutdown.
-                    if !self.shared.may_hand_over() {
+                    // readable (hung up): stop watching it rather than wake on it until this
+                    // reactor hears of the shutdown. (Not on the shutdown flag alone: the
+                    // server still accepts while `on_before_shutdown` runs.)
+                    if hangup {
                         self.unwatch_listeners();
                     }
                     break;

@@ -300,7 +300,7 @@ impl Reactor {
 
     fn on_event(&mut self, ev: PollEvent) {
         if let Some(slot) = self.listener_of(ev.key) {
-            return self.on_listener(slot);
+            return self.on_listener(slot, ev.hangup);
         }
         if let Some(port) = self.datagram_of(ev.key) {
             return self.on_datagram(port, ev.readable, ev.writable);

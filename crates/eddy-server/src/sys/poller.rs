@@ -277,6 +277,35 @@ mod tests {
         poller.delete(b.as_fd()).unwrap();
     }
 
+    /// What the accept path relies on to stop watching a listener the shutdown stopped: a
+    /// shut-down listening socket (TCP or unix) reports a hang-up, and a unix one says EAGAIN
+    /// to `accept`, not EINVAL.
+    #[test]
+    fn a_shut_down_listener_hangs_up() {
+        let poller = Poller::new().unwrap();
+        let mut events = Events::with_capacity(8);
+        let path = std::env::temp_dir().join(format!("eddy-poller-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let unix = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        unix.set_nonblocking(true).unwrap();
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        poller.add(unix.as_fd(), 1, true, false).unwrap();
+        poller.add(tcp.as_fd(), 2, true, false).unwrap();
+        poller.wait(&mut events, Some(Duration::ZERO)).unwrap();
+        assert_eq!(events.iter().count(), 0, "listening, nothing to accept");
+        crate::sys::shutdown(unix.as_fd());
+        crate::sys::shutdown(tcp.as_fd());
+        poller
+            .wait(&mut events, Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut hung: Vec<usize> = events.iter().filter(|e| e.hangup).map(|e| e.key).collect();
+        hung.sort_unstable();
+        assert_eq!(hung, [1, 2]);
+        let err = unix.accept().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock, "{err}");
+        let _ = std::fs::remove_file(&path);
+    }
+
     #[test]
     fn no_wake_up_is_lost_under_racing_notifies() {
         use std::sync::atomic::AtomicU64;

@@ -172,9 +172,11 @@ impl TlsSession {
         let from = usize::from(self.staged.is_empty());
         // Not handshaking, and the session's buffer has no limit: it takes all of it.
         let sealed = self.conn.writer().write_vectored(&bufs[from..])?;
+        debug_assert_eq!(sealed, want, "a session with no buffer limit takes it all");
         self.sealed += sealed;
         self.clear_staged();
         if sealed < want {
+            // Not reachable (see the assertion); refused as a whole rather than half held.
             return Err(io::ErrorKind::WriteZero.into());
         }
         self.staged.extend_from_slice(rest);
