@@ -159,6 +159,8 @@ fn broadcasts_and_groups_span_the_nodes() {
     let mut bob = login(a3, "bob", h2);
     let d = h2.broadcast("to all\n");
     assert_eq!((d.delivered(), d.nodes, d.cluster), (1, 2, None), "{d:?}");
+    // One message on the broadcast channel, whatever the number of nodes it reached.
+    assert_eq!(h2.stats().cluster.unwrap().published, 1);
     for user in [&mut alice, &mut bob, &mut carol] {
         assert_eq!(user.line(), "to all");
     }

@@ -133,6 +133,9 @@ impl RedisBus {
     ) -> Result<usize, ClusterError> {
         let counters = &self.link.counters;
         let limit = self.config.max_message_bytes;
+        // A broadcast is one message on the broadcast channel; a uid's or a group's, one per
+        // node's channel it went to.
+        let one = matches!(target, Target::All);
         let result = if data.len() > limit {
             Err(ClusterError::TooLarge {
                 len: data.len(),
@@ -143,7 +146,9 @@ impl RedisBus {
             self.link.call(|conn| f(conn, &bytes))
         };
         match result {
-            Ok(n) => counters.published.fetch_add(n as u64, Relaxed),
+            Ok(n) => counters
+                .published
+                .fetch_add(if one { 1 } else { n as u64 }, Relaxed),
             Err(_) => counters.publish_failed.fetch_add(1, Relaxed),
         };
         result
