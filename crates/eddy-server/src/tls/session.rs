@@ -17,7 +17,10 @@ use rustls::{ServerConfig, ServerConnection};
 use super::{TlsFailure, TlsInfo};
 use crate::sys;
 
-/// rustls reads the socket into at least this much room; a read that returns less emptied it.
+/// rustls reads the socket into at least this much room, so a read that returns less
+/// emptied it. (Not quite always: with a partial record near the largest size in its buffer,
+/// rustls offers less room, and a short read may leave bytes in the socket. They are read on
+/// the next round: epoll is level-triggered.)
 const FULL_READ: usize = 4096;
 
 /// The plaintext of a full record: about what one more socket read can add.
