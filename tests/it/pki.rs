@@ -109,16 +109,20 @@ impl Ca {
 /// A TLS client stream.
 pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 
+/// A TLS client over `tcp` as `server_name`; its handshake starts with its first read or
+/// write.
+pub fn tls_client(tcp: TcpStream, config: Arc<ClientConfig>, server_name: &str) -> TlsStream {
+    let name = ServerName::try_from(server_name.to_string()).unwrap();
+    StreamOwned::new(ClientConnection::new(config, name).unwrap(), tcp)
+}
+
 /// Connect to `addr` as `server_name` and finish the handshake.
 pub fn tls_connect(
     addr: std::net::SocketAddr,
     config: Arc<ClientConfig>,
     server_name: &str,
 ) -> std::io::Result<TlsStream> {
-    let tcp = crate::util::connect(addr);
-    let name = ServerName::try_from(server_name.to_string()).unwrap();
-    let conn = ClientConnection::new(config, name).unwrap();
-    let mut stream = StreamOwned::new(conn, tcp);
+    let mut stream = tls_client(crate::util::connect(addr), config, server_name);
     while stream.conn.is_handshaking() {
         stream.conn.complete_io(&mut stream.sock)?;
     }

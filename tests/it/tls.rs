@@ -451,10 +451,7 @@ fn a_send_before_the_handshake_finishes_is_queued_and_arrives_after_it() {
         matches!(status, eddy::SendStatus::Queued { .. }),
         "{status:?}"
     );
-    let config = ca.client_config(&[], None);
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let session = rustls::ClientConnection::new(config, name).unwrap();
-    let mut client = rustls::StreamOwned::new(session, tcp);
+    let mut client = tls_client(tcp, ca.client_config(&[], None), "localhost");
     let mut got = [0; 11];
     client.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"early words");
@@ -644,10 +641,7 @@ fn a_close_during_the_handshake_ends_it_at_once_or_after_what_was_queued() {
         let conn = listed();
         server.handle().send(conn, b"early words").unwrap();
         server.handle().close(conn).unwrap();
-        let config = ca.client_config(&[], None);
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let session = rustls::ClientConnection::new(config, name).unwrap();
-        let mut client = rustls::StreamOwned::new(session, tcp);
+        let mut client = tls_client(tcp, ca.client_config(&[], None), "localhost");
         let mut got = Vec::new();
         client.read_to_end(&mut got).unwrap();
         assert_eq!(got, b"early words", "{mode:?}");

@@ -136,9 +136,7 @@ fn a_pause_asked_during_the_handshake_starts_after_it() {
     });
     let conn = handle.connections().next().expect("listed");
     handle.pause(conn).unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
-    let session = ClientConnection::new(ca.client_config(&[], None), name).unwrap();
-    let mut client = rustls::StreamOwned::new(session, tcp);
+    let mut client = tls_client(tcp, ca.client_config(&[], None), "localhost");
     client.get_mut().set_read_timeout(Some(WAIT)).unwrap();
     // The handshake completes although the connection is paused.
     while client.conn.is_handshaking() {
@@ -214,9 +212,7 @@ fn a_file_queued_before_the_handshake_waits_for_it_and_arrives_whole_and_in_orde
         6 + LEN + 5,
         "all of it counts as queued"
     );
-    let name = ServerName::try_from("localhost").unwrap();
-    let session = ClientConnection::new(ca.client_config(&[], None), name).unwrap();
-    let mut client = rustls::StreamOwned::new(session, tcp);
+    let mut client = tls_client(tcp, ca.client_config(&[], None), "localhost");
     client.get_mut().set_read_timeout(Some(WAIT)).unwrap();
     let got = read_n(&mut client, 6 + LEN + 5);
     assert_eq!(&got[..6], b"before");
