@@ -4,7 +4,7 @@ use std::io::Write;
 
 use eddy::{
     codec::{EofCodec, FrameError, LengthCodec},
-    CloseReason, ServerBuilder,
+    Bytes, CloseReason, ConnId, Context, DispatchMode, EventHandler, ServerBuilder,
 };
 
 use crate::util::*;
@@ -192,4 +192,93 @@ fn a_partial_packet_buffer_is_bounded_and_freed_once_whole() {
         handle.stats().recv_buffer_bytes == 0
     });
     server.shutdown().unwrap();
+}
+
+/// Answers each packet with `<`, the packet itself, then `>`: three sends, the middle one a
+/// slice of the packets being answered, the others copied in.
+#[derive(Clone)]
+struct Wrap;
+
+impl EventHandler for Wrap {
+    fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, packet: Bytes) {
+        for part in [&b"<"[..], &packet, b">"] {
+            ctx.send(conn, part).expect("wrap");
+        }
+    }
+}
+
+/// `count` framed packets of sizes around 16 KiB (so reads of the stream end inside packets,
+/// at ever different places), each byte naming its connection, packet and place.
+fn large_packets(conn: usize, count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| {
+            let body: Vec<u8> = (0..16_000 + i * 37)
+                .map(|j| (conn * 131 + i * 7 + j) as u8)
+                .collect();
+            frame(&body)
+        })
+        .collect()
+}
+
+/// Several connections each send a stream of large packets at once; every reply must come
+/// back whole, in order, on its own connection, whether the client reads as it goes or only
+/// after the server had to queue what the kernel would not take.
+fn large_packets_come_back_in_order(mode: DispatchMode, read_late: bool) {
+    const CONNS: usize = 3;
+    // Read late: more than the kernel's buffers hold (2 MiB a connection).
+    let count = if read_late { 240 } else { 120 };
+    let builder = builder()
+        .codec(LengthCodec::new())
+        .dispatch_mode(mode)
+        .worker_num(2)
+        .reactor_num(2);
+    let (server, addr) = start(builder, || Wrap);
+    let handle = server.handle().clone();
+    let clients: Vec<_> = (0..CONNS)
+        .map(|c| {
+            let handle = handle.clone();
+            std::thread::spawn(move || {
+                let packets = large_packets(c, count);
+                let expected: Vec<u8> = packets
+                    .iter()
+                    .flat_map(|p| [&b"<"[..], p, b">"].concat())
+                    .collect();
+                let mut client = connect(addr);
+                let port = client.local_addr().unwrap().port();
+                let mut writer = client.try_clone().unwrap();
+                let sent = std::thread::spawn(move || write_all(&mut writer, &packets.concat()));
+                if read_late {
+                    // Every packet is written, and the server holds replies the kernel did not
+                    // take: what it queued must survive the batch it was answered in.
+                    sent.join().unwrap();
+                    wait_until("replies to be queued", || {
+                        handle
+                            .connections()
+                            .filter_map(|id| handle.client_info(id))
+                            .any(|info| info.remote_port == port && info.send_queued_bytes > 0)
+                    });
+                }
+                let got = read_n(&mut client, expected.len());
+                assert!(got == expected, "connection {c}: replies differ");
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn large_pipelined_packets_come_back_whole_and_in_order() {
+    for mode in [DispatchMode::Fd, DispatchMode::Reactor] {
+        large_packets_come_back_in_order(mode, false);
+    }
+}
+
+#[test]
+fn large_replies_queued_past_their_batch_come_back_whole_and_in_order() {
+    for mode in [DispatchMode::Fd, DispatchMode::Reactor] {
+        large_packets_come_back_in_order(mode, true);
+    }
 }

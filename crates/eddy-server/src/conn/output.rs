@@ -2,7 +2,7 @@
 
 use std::{fs::File, io, os::fd::BorrowedFd, sync::Arc};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::{close::CloseReason, tail::OutputExt};
 use crate::{
@@ -180,6 +180,20 @@ impl Output {
                 self.buf.extend_from_slice(data);
                 Ok(())
             }
+        }
+    }
+
+    /// Queue a slice of the packets of the batch the connection is corked for, behind what is
+    /// pending, without a copy (a plain connection: TLS encrypts at the flush anyway). The
+    /// uncork ends its life with `own_shared`.
+    pub(crate) fn push_shared(&mut self, data: Bytes) {
+        self.ext().push_shared(data);
+    }
+
+    /// The batch is over: what is left of its slices is copied (see `OutputExt::own_shared`).
+    pub(crate) fn own_shared(&mut self) {
+        if let Some(ext) = &mut self.ext {
+            ext.own_shared();
         }
     }
 

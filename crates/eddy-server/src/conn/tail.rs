@@ -1,5 +1,6 @@
 //! What a connection's output holds beyond its byte buffer, rarely: files queued by
 //! `sendfile` (sent zero-copy with `sendfile(2)`) and the bytes queued after them, in order;
+//! large replies of a corked batch that are slices of its packets (sent from there, no copy);
 //! threads waiting in `sendwait` for their bytes to reach the kernel; the close asked for
 //! before the reactor knew the connection. Boxed, so a plain connection pays one pointer.
 
@@ -15,20 +16,47 @@ use std::{
     thread::Thread,
 };
 
+use bytes::Bytes;
+
 use super::close::CloseReason;
 use crate::sys;
 
-/// One piece of output queued behind a file.
+/// At most this many in-memory segments go out in one `sendmsg`.
+const MAX_IOV: usize = 32;
+
+/// One piece of output queued in the tail.
 #[derive(Debug)]
 enum Segment {
-    /// Bytes, and how many of them went out already.
-    Bytes(Vec<u8>, usize),
+    /// Bytes copied in, and how many of them went out already.
+    Owned(Vec<u8>, usize),
+    /// A slice of the packets a corked batch answers (an echo, a forward), and how many of
+    /// its bytes went out already: queued without a copy, for the batch's length only.
+    Shared(Bytes, usize),
     /// A range of a file: where the next byte is, and how many are left.
     File {
         file: Arc<File>,
         offset: u64,
         left: u64,
     },
+}
+
+impl Segment {
+    /// The bytes of an in-memory segment not yet sent (`None` for a file).
+    fn unsent(&self) -> Option<&[u8]> {
+        match self {
+            Segment::Owned(buf, head) => Some(&buf[*head..]),
+            Segment::Shared(buf, head) => Some(&buf[*head..]),
+            Segment::File { .. } => None,
+        }
+    }
+
+    /// `n` more bytes of an in-memory segment went out.
+    fn advance(&mut self, n: usize) {
+        match self {
+            Segment::Owned(_, head) | Segment::Shared(_, head) => *head += n,
+            Segment::File { .. } => {}
+        }
+    }
 }
 
 /// The rare parts of a connection's output.
@@ -67,7 +95,7 @@ impl OutputExt {
     /// Queue bytes behind what is in the tail.
     pub(crate) fn push_bytes(&mut self, data: &[u8]) {
         self.tail_memory += data.len();
-        if let Some(Segment::Bytes(buf, head)) = self.tail.back_mut() {
+        if let Some(Segment::Owned(buf, head)) = self.tail.back_mut() {
             // The segment being written: drop what went out once it is half the buffer.
             if *head > 0 && *head >= buf.len() / 2 {
                 buf.drain(..*head);
@@ -76,7 +104,24 @@ impl OutputExt {
             buf.extend_from_slice(data);
             return;
         }
-        self.tail.push_back(Segment::Bytes(data.to_vec(), 0));
+        self.tail.push_back(Segment::Owned(data.to_vec(), 0));
+    }
+
+    /// Queue a slice of a corked batch's packets as it is, no copy. It must not outlive the
+    /// batch: `own_shared` copies what the kernel did not take when the batch ends.
+    pub(crate) fn push_shared(&mut self, data: Bytes) {
+        self.tail_memory += data.len();
+        self.tail.push_back(Segment::Shared(data, 0));
+    }
+
+    /// Copy what is left of the batch's slices into segments of their own, so a reply the
+    /// kernel has not taken does not keep the block the packets were read into alive.
+    pub(crate) fn own_shared(&mut self) {
+        for segment in &mut self.tail {
+            if let Segment::Shared(buf, head) = segment {
+                *segment = Segment::Owned(buf[*head..].to_vec(), 0);
+            }
+        }
     }
 
     /// Queue `len` bytes of `file` from `offset`.
@@ -92,35 +137,55 @@ impl OutputExt {
     /// Write the tail until the kernel stops taking it. `Ok(true)` when it is empty.
     pub(crate) fn flush_tail(&mut self, fd: BorrowedFd<'_>) -> io::Result<bool> {
         while let Some(segment) = self.tail.front_mut() {
-            let done = match segment {
-                Segment::Bytes(buf, head) => {
-                    let n = match sys::send(fd, &buf[*head..]) {
-                        Ok(n) => n,
-                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                        Err(err) => return Err(err),
-                    };
-                    *head += n;
-                    self.tail_memory -= n;
-                    self.flushed += n as u64;
-                    *head == buf.len()
-                }
+            let written = match segment {
                 Segment::File { file, offset, left } => {
-                    let n = match send_file(fd, file, offset, *left) {
-                        Ok(n) => n,
-                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                        Err(err) => return Err(err),
-                    };
-                    *left -= n;
+                    send_file(fd, file, offset, *left).map(|n| {
+                        *left -= n;
+                        (n, *left == 0)
+                    })
+                }
+                _ => self.write_memory(fd).map(|_| (0, false)),
+            };
+            match written {
+                Ok((n, done)) => {
                     self.tail_files -= n;
                     self.flushed += n;
-                    *left == 0
+                    if done {
+                        self.tail.pop_front();
+                    }
                 }
-            };
-            if done {
-                self.tail.pop_front();
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(err) => return Err(err),
             }
         }
         Ok(true)
+    }
+
+    /// Write the in-memory segments at the front of the tail, up to [`MAX_IOV`] of them, with
+    /// one system call; drop those that went out whole.
+    fn write_memory(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let mut slices = [io::IoSlice::new(&[]); MAX_IOV];
+        let mut count = 0;
+        for data in self.tail.iter().map_while(Segment::unsent).take(MAX_IOV) {
+            slices[count] = io::IoSlice::new(data);
+            count += 1;
+        }
+        let mut n = sys::send_vectored(fd, &slices[..count])?;
+        self.tail_memory -= n;
+        self.flushed += n as u64;
+        while let Some(segment) = self.tail.front_mut() {
+            let left = segment.unsent().map_or(0, <[u8]>::len);
+            if n < left {
+                segment.advance(n);
+                break;
+            }
+            n -= left;
+            self.tail.pop_front();
+            if n == 0 {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Move up to `max` bytes from the front of the tail into `into`, as plaintext for a TLS
@@ -130,12 +195,14 @@ impl OutputExt {
             return Ok(0);
         };
         let (n, done) = match segment {
-            Segment::Bytes(buf, head) => {
-                let n = (buf.len() - *head).min(max);
-                into.extend_from_slice(&buf[*head..*head + n]);
-                *head += n;
+            Segment::Owned(..) | Segment::Shared(..) => {
+                let data = segment.unsent().unwrap_or_default();
+                let n = data.len().min(max);
+                into.extend_from_slice(&data[..n]);
+                let done = n == data.len();
+                segment.advance(n);
                 self.tail_memory -= n;
-                (n, *head == buf.len())
+                (n, done)
             }
             Segment::File { file, offset, left } => {
                 let start = into.len();
@@ -247,4 +314,37 @@ fn ended_early() -> io::Error {
         io::ErrorKind::UnexpectedEof,
         "the file ended before the range sendfile was asked for",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{io::Read, os::fd::AsFd, os::unix::net::UnixStream};
+
+    use bytes::Bytes;
+
+    use super::OutputExt;
+
+    #[test]
+    fn a_batch_slice_goes_out_in_order_and_is_copied_when_the_batch_ends() {
+        let packets = Bytes::from((0..10_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+        let mut ext = OutputExt::default();
+        ext.push_bytes(b"<");
+        ext.push_shared(packets.slice(..6000));
+        ext.push_bytes(b">");
+        ext.push_shared(packets.slice(6000..));
+        assert_eq!(ext.tail_memory(), 10_002);
+        assert!(!packets.is_unique(), "queued as slices, not copies");
+        ext.own_shared();
+        assert!(
+            packets.is_unique(),
+            "the batch's buffer is let go when it ends"
+        );
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        assert!(ext.flush_tail(ours.as_fd()).unwrap(), "all of it written");
+        assert_eq!((ext.tail_memory(), ext.flushed), (0, 10_002));
+        drop(ours);
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).unwrap();
+        assert!(got == [&b"<"[..], &packets[..6000], b">", &packets[6000..]].concat());
+    }
 }

@@ -10,6 +10,7 @@ use std::{
     sync::{atomic::Ordering, Arc},
 };
 
+use bytes::Bytes;
 use parking_lot::MutexGuard;
 
 use super::reactor_mail::{Command, ReactorHandle};
@@ -26,7 +27,13 @@ thread_local! {
     pub(super) static FRAME: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// When this thread's corked batch began (0: it is in none); see `Outlet::stamp`.
     static BATCH_MS: Cell<u64> = const { Cell::new(0) };
+    /// The packets of this thread's corked batch (empty: none); see `Outlet::cork`.
+    static BATCH_PACKETS: RefCell<Bytes> = const { RefCell::new(Bytes::new()) };
 }
+
+/// A corked batch's reply at least this long that is a slice of its packets is queued as that
+/// slice, not copied. Below it a copy costs less than the segment's bookkeeping.
+const SHARE_MIN: usize = 4 * 1024;
 
 /// How a message is framed on its way out.
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +51,19 @@ pub(super) fn shrink(frame: &mut Vec<u8>) {
     if frame.capacity() > 64 * 1024 {
         *frame = Vec::new();
     }
+}
+
+/// `data` as a slice of this thread's corked batch, if `out` is corked, plain, and `data`
+/// is large and lies within the batch's packets (see `Outlet::cork`).
+fn batch_slice(out: &Output, data: &[u8]) -> Option<Bytes> {
+    if !out.corked || out.tls.is_some() || data.len() < SHARE_MIN {
+        return None;
+    }
+    BATCH_PACKETS.with_borrow(|packets| {
+        let whole = packets.as_ptr_range();
+        let part = data.as_ptr_range();
+        (whole.start <= part.start && part.end <= whole.end).then(|| packets.slice_ref(data))
+    })
 }
 
 /// What a sender needs besides the connection: the reactors' mailboxes, the clock the
@@ -207,7 +227,9 @@ impl Outlet {
                 return Ok((SendStatus::Sent, false));
             }
         }
-        if !rest.is_empty() && out.push(rest).is_err() {
+        if let Some(shared) = batch_slice(out, rest) {
+            out.push_shared(shared);
+        } else if !rest.is_empty() && out.push(rest).is_err() {
             out.state = OutState::Broken;
             return Err(SendError::Closed);
         }
@@ -259,8 +281,14 @@ impl Outlet {
 
     /// Hold sends to `conn` in its output buffer (no system call) until `uncork`: the worker
     /// handling a batch of its packets answers them with one write.
-    pub(crate) fn cork(&self, conn: &Conn) {
+    ///
+    /// `packets` is the batch's bytes, when they are one buffer: a large reply that is a slice
+    /// of them (an echo, a packet forwarded) is then queued as that slice, no copy, and the
+    /// uncork writes it from there. What the kernel does not take by then is copied, so the
+    /// read buffer lives no longer than the batch.
+    pub(crate) fn cork(&self, conn: &Conn, packets: Option<&Bytes>) {
         BATCH_MS.set(self.clock.now_ms());
+        BATCH_PACKETS.set(packets.cloned().unwrap_or_default());
         conn.out.lock().corked = true;
     }
 
@@ -268,12 +296,16 @@ impl Outlet {
     /// reactor.
     pub(crate) fn uncork(&self, conn: &Arc<Conn>) {
         BATCH_MS.set(0);
+        BATCH_PACKETS.take();
         let mut out = conn.out.lock();
         out.corked = false;
         if out.pending() == 0 || out.flush_requested || out.state == OutState::Closed {
+            out.own_shared();
             return;
         }
-        match out.flush(conn.fd()) {
+        let flushed = out.flush(conn.fd());
+        out.own_shared();
+        match flushed {
             Ok(0) => {}
             Ok(_) => {
                 out.flush_requested = true;
@@ -333,5 +365,44 @@ impl Outlet {
         conn.user_paused.store(false, Ordering::Release);
         conn.confirmed.store(true, Ordering::Release);
         self.reactors[conn.reactor].command(Command::Resume(conn));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::{batch_slice, BATCH_PACKETS, SHARE_MIN};
+    use crate::conn::Output;
+
+    #[test]
+    fn only_a_large_slice_of_the_corked_batch_is_shared() {
+        let packets = Bytes::from(vec![7u8; 4 * SHARE_MIN]);
+        let mut out = Output::default();
+        let inside = &packets[SHARE_MIN..3 * SHARE_MIN];
+        assert!(batch_slice(&out, inside).is_none(), "no batch: copied");
+        BATCH_PACKETS.set(packets.clone());
+        assert!(
+            batch_slice(&out, inside).is_none(),
+            "not corked: written now"
+        );
+        out.corked = true;
+        let shared = batch_slice(&out, inside).expect("a slice of the batch");
+        assert_eq!(
+            shared.as_ptr(),
+            inside.as_ptr(),
+            "the same bytes, not a copy"
+        );
+        assert_eq!(shared.len(), inside.len());
+        assert!(
+            batch_slice(&out, &packets[..SHARE_MIN - 1]).is_none(),
+            "small: copied"
+        );
+        let elsewhere = vec![7u8; 2 * SHARE_MIN];
+        assert!(
+            batch_slice(&out, &elsewhere).is_none(),
+            "not the batch's: copied"
+        );
+        BATCH_PACKETS.take();
     }
 }

@@ -77,7 +77,7 @@ impl<T: TaskHandler> Worker<T> {
     /// last is handled.
     fn receive_batch(&mut self, conn: &Arc<Conn>, data: &Bytes, lens: &[u32]) {
         let outlet = &self.server.shared.outlet;
-        outlet.cork(conn);
+        outlet.cork(conn, Some(data));
         let mut start = 0;
         for &len in lens {
             if conn.closing.load(Ordering::Acquire) {
@@ -105,7 +105,7 @@ impl<T: TaskHandler> Worker<T> {
     /// The messages of one read, answered with one write.
     fn message_batch(&mut self, conn: &Arc<Conn>, messages: Box<[(Opcode, Bytes)]>) {
         let outlet = &self.server.shared.outlet;
-        outlet.cork(conn);
+        outlet.cork(conn, None);
         for (opcode, data) in messages.into_vec() {
             if conn.closing.load(Ordering::Acquire) {
                 break;
