@@ -391,7 +391,7 @@ impl Reactor {
             let framed = lc.protocol.is_framed();
             self.sync_interest(key);
             if kept && framed {
-                self.cut_packets(key, false);
+                self.cut_packets(key, false, false);
             } else if kept {
                 self.ws_process(key, false);
             }

@@ -15,10 +15,35 @@ use crate::{
 /// Scratch blocks are this big; reads land in them and packets are cut from them without a copy.
 const SCRATCH_BLOCK: usize = 256 * 1024;
 
+/// The most reads one readiness event makes of a plain connection whose reads fill their chunk
+/// (a stream of large packets): see `on_readable`.
+const MAX_READS: usize = 4;
+
 impl Reactor {
+    /// Read a readable connection, cut its packets and hand them over.
+    ///
+    /// A plain read that fills its chunk likely left more in the socket, and the packet cut at
+    /// its end in two: then the partial packet, if the next read can complete it, stays in
+    /// the scratch block and the connection is read again at once, behind it (up to
+    /// [`MAX_READS`] reads). Each read's packets are
+    /// then whole and handed over as one batch, where reading just the partial packet's rest
+    /// took a second read and a second batch of one packet, and a copy of the partial packet.
     pub(super) fn on_readable(&mut self, key: usize, hangup: bool) {
+        let mut reads = 1;
+        while self.read_once(key, hangup, reads < MAX_READS) {
+            reads += 1;
+        }
+        if !self.scratch.is_empty() {
+            // A partial packet left in the scratch block for a read that did not come (or
+            // found nothing): it moves to a buffer of its own.
+            self.own_partial(key);
+        }
+    }
+
+    /// One read of `on_readable`; whether to read again (only if `again` allows it).
+    fn read_once(&mut self, key: usize, hangup: bool, again: bool) -> bool {
         let Some(lc) = self.conns.get_mut(key) else {
-            return;
+            return false;
         };
         if !lc.reads() {
             if hangup {
@@ -27,20 +52,25 @@ impl Reactor {
                 // hang-up would wake this loop again and again.
                 self.finalize(key, CloseReason::PeerReset);
             }
-            return;
+            return false;
         }
         if self.shared.config.output_backpressure
             && !lc.tls_handshaking
             && lc.conn.high_crossed.load(Ordering::Acquire)
         {
-            return self.check_output(key);
+            self.check_output(key);
+            return false;
         }
         if self.queued_too_much(key) {
-            return self.sync_interest(key);
+            self.sync_interest(key);
+            return false;
         }
         let lc = &self.conns[key];
         let from_scratch = lc.rbuf.is_empty();
         let framed = lc.protocol.is_framed();
+        // Only a plain read from the scratch block can fill its chunk and be followed.
+        let again = again && framed && from_scratch && lc.conn.transport == Transport::Plain;
+        let mut more = false;
         let mut tls = TlsEvents::default();
         let result = self.read_some(key, from_scratch, &mut tls);
         // A TLS session's handshake output, its end, its `on_connect`: rare, off the plain path.
@@ -61,7 +91,8 @@ impl Reactor {
                 if !cut {
                     // Gone, or held behind `on_connect` (see `tls_progress`).
                 } else if framed {
-                    self.cut_packets(key, from_scratch);
+                    more = again && n == READ_CHUNK;
+                    more &= self.cut_packets(key, from_scratch, more);
                 } else {
                     self.ws_process(key, from_scratch);
                 }
@@ -79,6 +110,21 @@ impl Reactor {
         if let Some(clean) = tls.ended {
             self.tls_ended(key, clean);
         }
+        more
+    }
+
+    /// Move what the scratch block holds (a partial packet `cut_packets` left there) to
+    /// connection `key`'s own buffer, sized for the whole packet; or drop it if the
+    /// connection is gone.
+    fn own_partial(&mut self, key: usize) {
+        if let Some(lc) = self.conns.get_mut(key) {
+            let size = lc.expect.unwrap_or(0).max(self.scratch.len());
+            let mut own = BytesMut::with_capacity(size);
+            own.extend_from_slice(&self.scratch);
+            lc.rbuf = own;
+        }
+        self.scratch.clear();
+        self.account_buffer(key);
     }
 
     /// Read connection `key`'s socket: into the scratch block when no partial packet is
@@ -148,8 +194,11 @@ impl Reactor {
         }
     }
 
-    /// Cut every whole packet from the bytes just read and dispatch them; keep the rest.
-    pub(super) fn cut_packets(&mut self, key: usize, from_scratch: bool) {
+    /// Cut every whole packet from the bytes just read and dispatch them; keep the rest. With
+    /// `leave`, a partial packet read into the scratch block stays there for the read that
+    /// follows at once if the next read can complete it. Returns whether another read may
+    /// follow at once (the connection did not fail).
+    pub(super) fn cut_packets(&mut self, key: usize, from_scratch: bool, leave: bool) -> bool {
         let max = self.shared.config.package_max_length;
         let lc = &mut self.conns[key];
         let protocol = &self.protocols[lc.conn.listener];
@@ -170,7 +219,15 @@ impl Reactor {
         // whose size is unknown, a line, the room stays: shrinking it after every read would
         // copy a long line over and over as it trickles in.)
         let oversized = lc.expect.is_some() && buf.capacity() > size + RECORD_PLAINTEXT;
-        if failure.is_none() && !buf.is_empty() && (from_scratch || whole > 0 || oversized) {
+        // Only a packet the next read can complete stays: a larger one is read straight into a
+        // buffer of its own, and the cut of a packet of unknown size (a line) is not known.
+        let completes = lc
+            .expect
+            .is_some_and(|total| total.saturating_sub(buf.len()) <= READ_CHUNK);
+        let leave = leave && from_scratch && failure.is_none() && completes;
+        if leave {
+            // The partial packet stays where it is, and the next read lands behind it.
+        } else if failure.is_none() && !buf.is_empty() && (from_scratch || whole > 0 || oversized) {
             // Keep the partial packet in a buffer of its own, sized for the whole packet,
             // so it does not pin a shared scratch block or a large old buffer.
             let mut own = BytesMut::with_capacity(size);
@@ -180,23 +237,25 @@ impl Reactor {
         } else if buf.is_empty() && !from_scratch {
             lc.rbuf = BytesMut::new();
         }
-        if from_scratch {
+        if from_scratch && !leave {
             self.scratch.clear();
         }
         self.deliver_packets(key, packets, &lens);
         lens.clear();
         self.lens = lens;
-        if let Some(err) = failure {
-            if let Some(lc) = self.conns.get(key) {
-                let conn = &lc.conn;
-                tracing::warn!(
-                    conn = conn.id.as_u64(),
-                    peer = %conn.peer,
-                    "closing connection: {err}"
-                );
-            }
-            // The packets before the bad one are answered and flushed; nothing after it is read.
-            self.close_after_drain(key, err);
+        let Some(err) = failure else {
+            return true;
+        };
+        if let Some(lc) = self.conns.get(key) {
+            let conn = &lc.conn;
+            tracing::warn!(
+                conn = conn.id.as_u64(),
+                peer = %conn.peer,
+                "closing connection: {err}"
+            );
         }
+        // The packets before the bad one are answered and flushed; nothing after it is read.
+        self.close_after_drain(key, err);
+        false
     }
 }
