@@ -1,6 +1,6 @@
 //! Backpressure: a slow reader, a slow worker. Memory stays bounded; nothing is lost.
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use eddy::{codec::LengthCodec, Bytes, ConnId, Context, EventHandler, SendStatus};
 
@@ -214,4 +214,86 @@ fn watermark_events_for_a_stalled_worker_are_coalesced_not_piled_up() {
     let (_, next) = marks_rx.recv_timeout(WAIT).unwrap();
     assert_eq!(next, "end", "no pile of stale full/drain events");
     server.shutdown().unwrap();
+}
+
+/// Pauses its connection on the first packet; reports its connection when it connects, the
+/// first packet once it paused, and the close.
+struct PauseOnFirst {
+    seen: usize,
+    tx: crossbeam_channel::Sender<&'static str>,
+    conn: crossbeam_channel::Sender<ConnId>,
+}
+
+impl EventHandler for PauseOnFirst {
+    fn on_connect(&mut self, _: &mut Context<'_>, conn: ConnId) {
+        self.conn.send(conn).unwrap();
+    }
+
+    fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, _: Bytes) {
+        self.seen += 1;
+        if self.seen == 1 {
+            ctx.server().pause(conn).unwrap();
+            self.tx.send("paused").unwrap();
+        }
+    }
+
+    fn on_close(&mut self, _: &mut Context<'_>, _: ConnId, _: eddy::CloseReason) {
+        self.tx.send("closed").unwrap();
+    }
+}
+
+#[test]
+fn a_pause_stops_reading_after_the_read_that_asked_for_it() {
+    // Reactor mode: the handler runs inside the reactor's read, which must not read on.
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let (conn_tx, conn_rx) = crossbeam_channel::unbounded();
+    let builder = builder()
+        .codec(LengthCodec::new())
+        .dispatch_mode(eddy::DispatchMode::Reactor)
+        .worker_num(1)
+        .enable_delay_receive(true);
+    let (server, addr) = start(builder, move || PauseOnFirst {
+        seen: 0,
+        tx: tx.clone(),
+        conn: conn_tx.clone(),
+    });
+    let handle = server.handle().clone();
+    let client = connect(addr);
+    let id = conn_rx.recv_timeout(WAIT).unwrap();
+    // Packets a little over 16 KiB: a 64 KiB read holds three whole ones and ends inside the
+    // fourth, where the reactor reads on when more is waiting and nothing asked it to stop.
+    let stream: Vec<u8> = (0..40u32)
+        .flat_map(|i| frame(&i.to_be_bytes().repeat(4097)))
+        .collect();
+    let writer = {
+        let mut client = client.try_clone().unwrap();
+        // Blocks once the server's socket is full (it is not read); the reset ends it.
+        std::thread::spawn(move || drop(client.write_all(&stream)))
+    };
+    // More than a read's worth waits in the server's socket before it reads at all.
+    let fd = handle.client_info(id).unwrap().socket_fd;
+    wait_until("two reads' worth to wait in the server's socket", || {
+        unread(fd) > 96 * 1024
+    });
+    handle.resume(id).unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), "paused");
+    // Heard after the pause (one mailbox, in order), so no read can come in between.
+    handle.close_reset(id).unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), "closed");
+    let read = handle.stats().total_recv_bytes;
+    assert!(
+        read <= 64 * 1024,
+        "nothing is read after the read whose packet asked for the pause: {read} bytes"
+    );
+    writer.join().unwrap();
+    drop(client);
+    server.shutdown().unwrap();
+}
+
+/// Bytes waiting in the receive queue of socket `fd` (`FIONREAD`).
+fn unread(fd: i32) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int; `fd` is a socket of this process.
+    unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    n as usize
 }

@@ -570,8 +570,15 @@ fn sendwait_over_tls_waits_for_its_records() {
         Ok(eddy::SendStatus::Sent)
     );
     assert_eq!(read_n(&mut client, 5), b"quick");
-    // Fill the kernel's buffers while the client reads nothing.
-    while let Ok(eddy::SendStatus::Sent) = handle.send(conn, vec![7u8; 64 * 1024]) {}
+    // Fill the kernel's buffers while the client reads nothing, then queue 1 MiB more: the
+    // kernel may still find room for some (it collapses what the client holds), never for that.
+    loop {
+        match handle.send(conn, vec![7u8; 64 * 1024]) {
+            Ok(eddy::SendStatus::Queued { pending }) if pending >= 1 << 20 => break,
+            Ok(_) => {}
+            Err(err) => panic!("filling the buffers: {err}"),
+        }
+    }
     assert_eq!(
         handle.sendwait(conn, vec![8u8; 64 * 1024], Duration::from_millis(300)),
         Err(eddy::SendError::TimedOut)

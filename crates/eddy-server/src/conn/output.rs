@@ -37,7 +37,8 @@ pub(crate) struct Output {
     pub(crate) flush_requested: bool,
     /// A worker holds writes back until it has answered a whole batch (see `Outlet::cork`).
     pub(crate) corked: bool,
-    /// Files and what is queued behind them, `sendwait` callers, a close asked for early.
+    /// The tail (queued files, a batch's slices, what follows them), `sendwait` callers, a
+    /// close asked for early.
     pub(crate) ext: Option<Box<OutputExt>>,
     /// A WebSocket connection's send side (`None` for other protocols).
     pub(crate) ws: Option<Box<WsOut>>,

@@ -64,10 +64,12 @@ impl Segment {
 pub(crate) struct OutputExt {
     /// The close asked for, kept so a reactor that registers the connection later applies it.
     pub(crate) requested_close: Option<CloseReason>,
-    /// Output after the first queued file, in order.
+    /// The tail: output from the first queued file or batch slice on, in order.
     tail: VecDeque<Segment>,
     /// Bytes (in memory) in `tail`.
     tail_memory: usize,
+    /// Batch slices queued since the last `own_shared` (which looks only when some were).
+    shared: usize,
     /// File bytes in `tail`.
     tail_files: u64,
     /// Bytes the kernel took since this was made (what `sendwait` targets count in).
@@ -77,17 +79,17 @@ pub(crate) struct OutputExt {
 }
 
 impl OutputExt {
-    /// Whether output is queued behind a file (new bytes must go behind it too).
+    /// Whether the tail holds anything (new bytes must go behind it).
     pub(crate) fn has_tail(&self) -> bool {
         !self.tail.is_empty()
     }
 
-    /// Bytes in memory queued behind files.
+    /// Bytes in memory in the tail.
     pub(crate) fn tail_memory(&self) -> usize {
         self.tail_memory
     }
 
-    /// All bytes queued behind files (memory and file ranges).
+    /// All bytes in the tail (memory and file ranges).
     pub(crate) fn tail_total(&self) -> usize {
         self.tail_memory + self.tail_files as usize
     }
@@ -111,12 +113,17 @@ impl OutputExt {
     /// batch: `own_shared` copies what the kernel did not take when the batch ends.
     pub(crate) fn push_shared(&mut self, data: Bytes) {
         self.tail_memory += data.len();
+        self.shared += 1;
         self.tail.push_back(Segment::Shared(data, 0));
     }
 
     /// Copy what is left of the batch's slices into segments of their own, so a reply the
     /// kernel has not taken does not keep the block the packets were read into alive.
     pub(crate) fn own_shared(&mut self) {
+        if self.shared == 0 {
+            return;
+        }
+        self.shared = 0;
         for segment in &mut self.tail {
             if let Segment::Shared(buf, head) = segment {
                 *segment = Segment::Owned(buf[*head..].to_vec(), 0);
@@ -240,6 +247,7 @@ impl OutputExt {
         let dropped = self.tail_total();
         self.tail.clear();
         self.tail_memory = 0;
+        self.shared = 0;
         self.tail_files = 0;
         self.wake_all();
         dropped

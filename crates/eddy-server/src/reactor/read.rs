@@ -93,6 +93,8 @@ impl Reactor {
                 } else if framed {
                     more = again && n == READ_CHUNK;
                     more &= self.cut_packets(key, from_scratch, more);
+                    // The handler, inline in reactor mode, may have paused or closed it.
+                    more &= lc_open(&self.conns, key);
                 } else {
                     self.ws_process(key, from_scratch);
                 }
@@ -196,8 +198,7 @@ impl Reactor {
 
     /// Cut every whole packet from the bytes just read and dispatch them; keep the rest. With
     /// `leave`, a partial packet read into the scratch block stays there for the read that
-    /// follows at once if the next read can complete it. Returns whether another read may
-    /// follow at once (the connection did not fail).
+    /// follows at once if the next read can complete it. Returns whether it stayed.
     pub(super) fn cut_packets(&mut self, key: usize, from_scratch: bool, leave: bool) -> bool {
         let max = self.shared.config.package_max_length;
         let lc = &mut self.conns[key];
@@ -244,7 +245,7 @@ impl Reactor {
         lens.clear();
         self.lens = lens;
         let Some(err) = failure else {
-            return true;
+            return leave;
         };
         if let Some(lc) = self.conns.get(key) {
             let conn = &lc.conn;
@@ -258,4 +259,12 @@ impl Reactor {
         self.close_after_drain(key, err);
         false
     }
+}
+
+/// Whether connection `key` is still there and neither paused nor closing by the application's
+/// request (which the reactor hears of only after the event that asked).
+fn lc_open(conns: &slab::Slab<super::local::LocalConn>, key: usize) -> bool {
+    conns.get(key).is_some_and(|lc| {
+        !lc.conn.user_paused.load(Ordering::Acquire) && !lc.conn.closing.load(Ordering::Acquire)
+    })
 }

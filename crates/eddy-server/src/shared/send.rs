@@ -16,7 +16,7 @@ use parking_lot::MutexGuard;
 use super::reactor_mail::{Command, ReactorHandle};
 use crate::{
     config::Protocol,
-    conn::{CloseReason, Conn, OutState, Output},
+    conn::{CloseReason, Conn, ConnId, OutState, Output},
     error::{SendError, SendStatus},
     sys::Clock,
     ws::Opcode,
@@ -27,8 +27,9 @@ thread_local! {
     pub(super) static FRAME: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// When this thread's corked batch began (0: it is in none); see `Outlet::stamp`.
     static BATCH_MS: Cell<u64> = const { Cell::new(0) };
-    /// The packets of this thread's corked batch (empty: none); see `Outlet::cork`.
-    static BATCH_PACKETS: RefCell<Bytes> = const { RefCell::new(Bytes::new()) };
+    /// The connection this thread's corked batch answers, and the batch's packets; see
+    /// `Outlet::cork`.
+    static BATCH_PACKETS: RefCell<Option<(ConnId, Bytes)>> = const { RefCell::new(None) };
 }
 
 /// A corked batch's reply at least this long that is a slice of its packets is queued as that
@@ -53,13 +54,15 @@ pub(super) fn shrink(frame: &mut Vec<u8>) {
     }
 }
 
-/// `data` as a slice of this thread's corked batch, if `out` is corked, plain, and `data`
-/// is large and lies within the batch's packets (see `Outlet::cork`).
-fn batch_slice(out: &Output, data: &[u8]) -> Option<Bytes> {
+/// `data` as a slice of this thread's corked batch, if `conn` is the connection the batch
+/// answers (so its uncork lets the slice go), plain, and `data` is large and lies within the
+/// batch's packets (see `Outlet::cork`).
+fn batch_slice(conn: ConnId, out: &Output, data: &[u8]) -> Option<Bytes> {
     if !out.corked || out.tls.is_some() || data.len() < SHARE_MIN {
         return None;
     }
-    BATCH_PACKETS.with_borrow(|packets| {
+    BATCH_PACKETS.with_borrow(|batch| {
+        let (_, packets) = batch.as_ref().filter(|(id, _)| *id == conn)?;
         let whole = packets.as_ptr_range();
         let part = data.as_ptr_range();
         (whole.start <= part.start && part.end <= whole.end).then(|| packets.slice_ref(data))
@@ -227,7 +230,7 @@ impl Outlet {
                 return Ok((SendStatus::Sent, false));
             }
         }
-        if let Some(shared) = batch_slice(out, rest) {
+        if let Some(shared) = batch_slice(conn.id, out, rest) {
             out.push_shared(shared);
         } else if !rest.is_empty() && out.push(rest).is_err() {
             out.state = OutState::Broken;
@@ -282,13 +285,14 @@ impl Outlet {
     /// Hold sends to `conn` in its output buffer (no system call) until `uncork`: the worker
     /// handling a batch of its packets answers them with one write.
     ///
-    /// `packets` is the batch's bytes, when they are one buffer: a large reply that is a slice
-    /// of them (an echo, a packet forwarded) is then queued as that slice, no copy, and the
-    /// uncork writes it from there. What the kernel does not take by then is copied, so the
-    /// read buffer lives no longer than the batch.
+    /// `packets` is the batch's bytes, when they are one buffer: a large reply to `conn` that
+    /// is a slice of them (an echo) is then queued as that slice, no copy, and the uncork
+    /// writes it from there. What the kernel does not take by then is copied, so the read
+    /// buffer lives no longer than the batch. (Sent to another connection, the slice is
+    /// written at once or copied, as any send: only this batch's uncork lets slices go.)
     pub(crate) fn cork(&self, conn: &Conn, packets: Option<&Bytes>) {
         BATCH_MS.set(self.clock.now_ms());
-        BATCH_PACKETS.set(packets.cloned().unwrap_or_default());
+        BATCH_PACKETS.set(packets.map(|packets| (conn.id, packets.clone())));
         conn.out.lock().corked = true;
     }
 
@@ -373,35 +377,41 @@ mod tests {
     use bytes::Bytes;
 
     use super::{batch_slice, BATCH_PACKETS, SHARE_MIN};
-    use crate::conn::Output;
+    use crate::conn::{ConnId, Output};
 
     #[test]
     fn only_a_large_slice_of_the_corked_batch_is_shared() {
         let packets = Bytes::from(vec![7u8; 4 * SHARE_MIN]);
+        let (ours, other) = (ConnId::new(1, 1), ConnId::new(2, 1));
         let mut out = Output::default();
         let inside = &packets[SHARE_MIN..3 * SHARE_MIN];
-        assert!(batch_slice(&out, inside).is_none(), "no batch: copied");
-        BATCH_PACKETS.set(packets.clone());
         assert!(
-            batch_slice(&out, inside).is_none(),
-            "not corked: written now"
+            batch_slice(ours, &out, inside).is_none(),
+            "no batch: copied"
         );
+        BATCH_PACKETS.set(Some((ours, packets.clone())));
+        let not_corked = batch_slice(ours, &out, inside);
+        assert!(not_corked.is_none(), "not corked: written now");
         out.corked = true;
-        let shared = batch_slice(&out, inside).expect("a slice of the batch");
+        let shared = batch_slice(ours, &out, inside).expect("a slice of the batch");
         assert_eq!(
             shared.as_ptr(),
             inside.as_ptr(),
             "the same bytes, not a copy"
         );
         assert_eq!(shared.len(), inside.len());
-        assert!(
-            batch_slice(&out, &packets[..SHARE_MIN - 1]).is_none(),
-            "small: copied"
-        );
+        let small = batch_slice(ours, &out, &packets[..SHARE_MIN - 1]);
+        assert!(small.is_none(), "small: copied");
         let elsewhere = vec![7u8; 2 * SHARE_MIN];
         assert!(
-            batch_slice(&out, &elsewhere).is_none(),
+            batch_slice(ours, &out, &elsewhere).is_none(),
             "not the batch's: copied"
+        );
+        // Another connection corked by another thread: this thread's uncork would not let
+        // the slice go.
+        assert!(
+            batch_slice(other, &out, inside).is_none(),
+            "another connection: copied"
         );
         BATCH_PACKETS.take();
     }
