@@ -273,7 +273,7 @@ fn a_pause_stops_reading_after_the_read_that_asked_for_it() {
     // More than a read's worth waits in the server's socket before it reads at all.
     let fd = handle.client_info(id).unwrap().socket_fd;
     wait_until("two reads' worth to wait in the server's socket", || {
-        unread(fd) > 96 * 1024
+        unread(fd) > 80 * 1024
     });
     handle.resume(id).unwrap();
     assert_eq!(rx.recv_timeout(WAIT).unwrap(), "paused");
