@@ -25,9 +25,9 @@ impl Reactor {
     /// A plain read that fills its chunk likely left more in the socket, and the packet cut at
     /// its end in two: then the partial packet, if the next read can complete it, stays in
     /// the scratch block and the connection is read again at once, behind it (up to
-    /// [`MAX_READS`] reads). Each read's packets are
-    /// then whole and handed over as one batch, where reading just the partial packet's rest
-    /// took a second read and a second batch of one packet, and a copy of the partial packet.
+    /// [`MAX_READS`] reads, and not once the handler paused or closed the connection). Each
+    /// read's packets are then whole and handed over as one batch, where reading just the
+    /// partial packet's rest took a second read, a second batch of one packet, and a copy.
     pub(super) fn on_readable(&mut self, key: usize, hangup: bool) {
         let mut reads = 1;
         while self.read_once(key, hangup, reads < MAX_READS) {
