@@ -282,3 +282,46 @@ fn large_replies_queued_past_their_batch_come_back_whole_and_in_order() {
         large_packets_come_back_in_order(mode, true);
     }
 }
+
+/// Answers each packet with the packet, 100 bytes of a file, the packet's first 5,000 bytes,
+/// then `>`: batch slices, a file and a copy queued behind one another.
+#[derive(Clone)]
+struct WrapFile(std::path::PathBuf);
+
+impl EventHandler for WrapFile {
+    fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, packet: Bytes) {
+        ctx.send(conn, &packet).expect("packet");
+        ctx.sendfile(conn, &self.0, 7, Some(100)).expect("file");
+        ctx.send(conn, &packet[..5000]).expect("part");
+        ctx.send(conn, b">").expect("end");
+    }
+}
+
+#[test]
+fn batch_slices_and_files_queued_in_one_batch_keep_their_order() {
+    let path = std::env::temp_dir().join(format!("eddy-{}-slices", std::process::id()));
+    let file: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+    std::fs::write(&path, &file).unwrap();
+    for mode in [DispatchMode::Fd, DispatchMode::Reactor] {
+        let builder = builder()
+            .codec(LengthCodec::new())
+            .dispatch_mode(mode)
+            .worker_num(1)
+            .reactor_num(1);
+        let handler = WrapFile(path.clone());
+        let (server, addr) = start(builder, move || handler.clone());
+        let packets = large_packets(0, 60);
+        let expected: Vec<u8> = packets
+            .iter()
+            .flat_map(|p| [&p[..], &file[7..107], &p[..5000], b">"].concat())
+            .collect();
+        let mut client = connect(addr);
+        let mut writer = client.try_clone().unwrap();
+        let sent = std::thread::spawn(move || write_all(&mut writer, &packets.concat()));
+        let got = read_n(&mut client, expected.len());
+        assert!(got == expected, "replies differ");
+        sent.join().unwrap();
+        server.shutdown().unwrap();
+    }
+    let _ = std::fs::remove_file(path);
+}
