@@ -71,7 +71,8 @@ impl SuiteReport {
         let s = &self.settings;
         let mut out = format!(
             "{} cores, {}, Linux {}; {:?} profile: load rows are medians of {} interleaved \
-             rounds of {:.1} s per server, each after {:.1} s of warm-up; eddy-load with {} \
+             rounds (the servers' order reversed every other round) of {:.1} s per server, each \
+             after {:.1} s of warm-up; eddy-load with {} \
              thread(s), length framing (ws rows: WebSocket binary messages, each frame masked \
              with a fresh key)\n\n{}",
             m.cores,
@@ -328,8 +329,9 @@ fn task_rows(opts: &SuiteOptions, settings: &options::Settings) -> Vec<Row> {
 }
 
 /// One load scenario's rows: `settings.rounds` rounds, each running every one of `servers` in
-/// turn on a fresh child (started with the scenario's framing), then each server's medians. A
-/// server that fails a round gets a failed row and sits out the later rounds.
+/// turn on a fresh child (started with the scenario's framing; see [`round_order`]), then each
+/// server's medians. A server that fails a round gets a failed row and sits out the later
+/// rounds.
 fn load_rows(
     program: &Path,
     scenario: &load::Scenario,
@@ -349,7 +351,8 @@ fn load_rows(
     let trust = context.cert.as_ref().map(TestCert::pem);
     for round in 1..=settings.rounds {
         let label = format!("{} (round {round}/{})", scenario.name, settings.rounds);
-        for (spec, result) in servers.iter().zip(&mut results) {
+        for i in round_order(round, servers.len()) {
+            let (spec, result) = (&servers[i], &mut results[i]);
             let Ok(rounds) = result else { continue };
             let measured = in_child(program, spec, &framing, &label, |child| {
                 load::measure(child, scenario, settings, load_threads, trust)
@@ -383,6 +386,18 @@ fn load_rows(
             Err(e) => Row::failed(scenario.name, spec.name, &e),
         })
         .collect()
+}
+
+/// The order the servers run in during round `round` (from 1): as listed in odd rounds,
+/// reversed in even ones. This machine's speed drifts over seconds, so a fixed order would
+/// hand the same server the same part of every round; alternating, no server is always first.
+fn round_order(round: usize, servers: usize) -> Vec<usize> {
+    let order = 0..servers;
+    if round.is_multiple_of(2) {
+        order.rev().collect()
+    } else {
+        order.collect()
+    }
 }
 
 /// Starts `spec` with `framing` (its `--framing …` arguments), runs `measure` against it and
@@ -440,5 +455,18 @@ fn check_nofile(nofile: &io::Result<u64>, conns: usize) -> Result<(), Failure> {
         )
         .into()),
         Err(e) => Err(format!("raising RLIMIT_NOFILE failed: {e}").into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_order;
+
+    #[test]
+    fn rounds_alternate_the_order_of_the_servers() {
+        assert_eq!(round_order(1, 4), [0, 1, 2, 3]);
+        assert_eq!(round_order(2, 4), [3, 2, 1, 0]);
+        assert_eq!(round_order(3, 4), [0, 1, 2, 3]);
+        assert_eq!(round_order(1, 0), Vec::<usize>::new());
     }
 }
