@@ -225,8 +225,10 @@ fn large_packets(conn: usize, count: usize) -> Vec<Vec<u8>> {
 /// after the server had to queue what the kernel would not take.
 fn large_packets_come_back_in_order(mode: DispatchMode, read_late: bool) {
     const CONNS: usize = 3;
-    // Read late: more than the kernel's buffers hold (2 MiB a connection).
-    let count = if read_late { 240 } else { 120 };
+    // Read late: 6 MiB a connection, more than the kernel's buffers can hold (the socket's
+    // send buffer grows to 4 MiB at most, and a client that does not read keeps its receive
+    // window small), less than `socket_buffer_size` (8 MiB).
+    let count = if read_late { 300 } else { 120 };
     let builder = builder()
         .codec(LengthCodec::new())
         .dispatch_mode(mode)

@@ -584,7 +584,8 @@ fn sendwait_over_tls_waits_for_its_records() {
         Err(eddy::SendError::TimedOut)
     );
     // A reader makes room; the last wait returns once its record is in the kernel, and then
-    // nothing is queued (nothing was sent after it).
+    // nothing is queued (nothing was sent after it). The reader hands the client back rather
+    // than closing it, so the connection is still there to be asked.
     let reader = std::thread::spawn(move || {
         let mut tail = Vec::new();
         let mut sink = vec![0u8; 1 << 16];
@@ -595,6 +596,7 @@ fn sendwait_over_tls_waits_for_its_records() {
             let keep = tail.len().saturating_sub(8);
             tail.drain(..keep);
         }
+        client
     });
     let last = handle.sendwait(conn, b"last", WAIT);
     if last.is_err() {
@@ -604,8 +606,9 @@ fn sendwait_over_tls_waits_for_its_records() {
     }
     let queued = handle.client_info(conn).map(|info| info.send_queued_bytes);
     assert_eq!(queued, Some(0), "sendwait returned with bytes still queued");
-    reader.join().unwrap();
+    let client = reader.join().unwrap();
     server.shutdown().unwrap();
+    drop(client);
 }
 
 /// The one connection the server has.
