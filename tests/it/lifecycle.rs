@@ -202,18 +202,24 @@ fn shutdown_phases_run_in_order_and_serve_until_the_first_returns() {
         phases: phases_tx,
         gate,
     };
-    let (server, addr) = start(builder().worker_num(2), move || handler.clone());
+    let builder = builder().reactor_num(2).worker_num(2);
+    let (server, addr) = start(builder, move || handler.clone());
     let mut client = connect(addr);
     let stopper = std::thread::spawn(move || server.shutdown().unwrap());
     assert_eq!(phases.recv_timeout(WAIT), Ok("before shutdown"));
     // Still serving while on_before_shutdown runs, and still accepting: one new connection
-    // after another (each accept burst ends in EAGAIN, which must not stop the watching).
+    // after another (each accept burst ends in EAGAIN, which must not stop the watching),
+    // spread over both reactors (one accepting a connection the other is to serve hands it
+    // over, and must not drop it because a shutdown was asked for).
     write_all(&mut client, b"still here");
     assert_eq!(read_n(&mut client, 10), b"still here");
-    for _ in 0..2 {
+    // Kept open, so the reactor that accepts them gets ahead of the other and hands some over.
+    let mut lates = Vec::new();
+    for _ in 0..20 {
         let mut late = connect(addr);
         write_all(&mut late, b"newcomer");
         assert_eq!(read_n(&mut late, 8), b"newcomer");
+        lates.push(late);
     }
     drop(gate_tx);
     let report = stopper.join().unwrap();

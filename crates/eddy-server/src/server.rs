@@ -114,6 +114,7 @@ impl Server {
             local_addrs,
             supervisor: Arc::new(Poller::new().map_err(BuildError::Io)?),
             shutdown_requested: Default::default(),
+            reactors_stopping: Default::default(),
             uids: UidIndex::new(watch.clone()),
             groups: GroupIndex::new(watch),
             cluster,

@@ -112,9 +112,11 @@ pub(super) fn shut_down(
     if let Err(err) = result {
         tracing::error!("accept loop failed: {err}; shutting down");
     }
-    // SeqCst: accepting reactors read it after counting a connection they hand over
-    // (see `Shared::admit`).
     shared.shutdown_requested.store(true, Ordering::SeqCst);
+    // SeqCst: accepting reactors read it after counting a connection they hand over (see
+    // `Shared::admit`). Not `shutdown_requested`, which is set as `on_before_shutdown`
+    // begins: the server still accepts and hands over connections while it runs.
+    shared.reactors_stopping.store(true, Ordering::SeqCst);
     close_listeners(handle, listeners);
     let deadline = *shared
         .deadline

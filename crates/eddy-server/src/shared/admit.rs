@@ -49,7 +49,7 @@ impl Shared {
             return None;
         };
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        // SeqCst, with `shutdown_requested` and the reactor's exit check: a reactor that got
+        // SeqCst, with `reactors_stopping` and the reactor's exit check: a reactor that got
         // the shutdown sees every connection counted before an accepting reactor found the
         // flag unset, and so waits for its `Register`; one counted after is `unadmit`ted.
         self.reactor(reactor).open.fetch_add(1, Ordering::SeqCst);
@@ -70,9 +70,10 @@ impl Shared {
     }
 
     /// Whether a connection accepted now and counted on another reactor may be handed to
-    /// it: not once the shutdown began (it may have exited).
+    /// it: not once the reactors are being stopped (it may have exited). While
+    /// `on_before_shutdown` runs it may: the server still serves new connections then.
     pub(crate) fn may_hand_over(&self) -> bool {
-        !self.shutdown_requested.load(Ordering::SeqCst)
+        !self.reactors_stopping.load(Ordering::SeqCst)
     }
 
     /// `max_conn` connections are open: the new one was closed (dropping it did that).

@@ -57,7 +57,11 @@ pub(crate) struct Shared {
     pub(crate) datagrams: Box<[Option<Arc<DatagramPort>>]>,
     /// Wakes the supervisor (accept loop) for shutdown, reloads and commands.
     pub(crate) supervisor: Arc<Poller>,
+    /// A shutdown was asked for: `on_before_shutdown` runs, and the server still serves.
     pub(crate) shutdown_requested: AtomicBool,
+    /// The reactors are being told to stop (`on_before_shutdown` returned): from now on a
+    /// connection accepted by one reactor is not handed to another (see `Shared::admit`).
+    pub(crate) reactors_stopping: AtomicBool,
     /// Which connections each uid is bound to.
     pub(crate) uids: UidIndex,
     /// Which connections each group holds.
