@@ -1,7 +1,10 @@
 //! `stats()`: a snapshot of the server's counters and gauges.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    sync::atomic::{
+        AtomicU64,
+        Ordering::{Acquire, Relaxed},
+    },
     time::SystemTime,
 };
 
@@ -56,7 +59,8 @@ pub struct Stats {
     pub worker_status: Vec<WorkerStatus>,
     /// Worker handlers rebuilt (reload, `stop_worker`, `max_request`, after a panic).
     pub worker_restarts: u64,
-    /// Reloads finished (every handler rebuilt, or `max_wait_time` passed).
+    /// Reloads finished (every handler rebuilt, or `max_wait_time` passed). Once it counts a
+    /// reload, the next [`reload`](crate::ServerHandle::reload) is accepted.
     pub reload_count: u64,
     /// Task worker threads (`task_worker_num`; 0 without a task handler).
     pub task_worker_num: usize,
@@ -150,7 +154,7 @@ impl Stats {
             worker_dispatch_count: dispatched_per_worker(shared),
             worker_status: shared.workers.iter().map(|w| w.status()).collect(),
             worker_restarts: shared.reload.worker_restarts.load(Relaxed),
-            reload_count: shared.reload.count.load(Relaxed),
+            reload_count: shared.reload.count.load(Acquire),
             task_worker_num: tasks.task_worker_num,
             tasking_num: tasks.tasking_num,
             task_queue_num: tasks.task_queue_num,

@@ -59,8 +59,11 @@ impl Supervisor<'_> {
         }
         self.reload_deadline = None;
         self.lifecycle("on_after_reload", |main| main.on_after_reload(server));
-        reload.count.fetch_add(1, Ordering::Relaxed);
+        // Free first, then count (Release, read with Acquire by `stats`): whoever sees the
+        // reload counted can start the next one. The other way round, a `reload()` right
+        // after the count could still be refused as `InProgress`.
         reload.running.store(false, Ordering::Release);
+        reload.count.fetch_add(1, Ordering::Release);
         tracing::info!("reload: done");
     }
 }
