@@ -10,7 +10,10 @@ use std::{
 };
 
 use crossbeam_channel::Sender;
-use eddy::{Bytes, CloseReason, ConnId, Context, EventHandler, SendStatus, ServerHandle};
+use eddy::{
+    Bytes, CloseReason, ConnId, Context, Destination, EventHandler, Message, MessageError,
+    MessageSource, SendStatus, ServerHandle,
+};
 
 use crate::util::*;
 
@@ -184,6 +187,10 @@ impl EventHandler for Phases {
         let _ = self.phases.send("worker stop");
     }
 
+    fn on_pipe_message(&mut self, _: &mut Context<'_>, _: MessageSource, _: Message) {
+        let _ = self.phases.send("message");
+    }
+
     fn on_before_shutdown(&mut self, _server: &ServerHandle) {
         let _ = self.phases.send("before shutdown");
         let _ = self.gate.recv();
@@ -204,9 +211,13 @@ fn shutdown_phases_run_in_order_and_serve_until_the_first_returns() {
     };
     let builder = builder().reactor_num(2).worker_num(2);
     let (server, addr) = start(builder, move || handler.clone());
+    let handle = server.handle().clone();
     let mut client = connect(addr);
     let stopper = std::thread::spawn(move || server.shutdown().unwrap());
     assert_eq!(phases.recv_timeout(WAIT), Ok("before shutdown"));
+    // Workers still take messages.
+    handle.send_message(Destination::Worker(1), ()).unwrap();
+    assert_eq!(phases.recv_timeout(WAIT), Ok("message"));
     // Still serving while on_before_shutdown runs, and still accepting: one new connection
     // after another (each accept burst ends in EAGAIN, which must not stop the watching),
     // spread over both reactors (one accepting a connection the other is to serve hands it
@@ -227,6 +238,10 @@ fn shutdown_phases_run_in_order_and_serve_until_the_first_returns() {
     assert_eq!(phases.recv_timeout(WAIT), Ok("worker stop"));
     assert_eq!(phases.recv_timeout(WAIT), Ok("worker stop"));
     assert_eq!(phases.recv_timeout(WAIT), Ok("shutdown"));
+    assert_eq!(
+        handle.send_message(Destination::Worker(0), ()),
+        Err(MessageError::ShuttingDown)
+    );
 }
 
 #[test]

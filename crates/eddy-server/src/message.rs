@@ -78,7 +78,8 @@ pub enum MessageError {
     /// The receiver has `worker_queue_capacity` (workers) or `task_queue_capacity` (task
     /// workers) messages waiting already.
     QueueFull,
-    /// The server is shutting down.
+    /// The server is shutting down: its workers are being stopped (messages are still taken
+    /// while `on_before_shutdown` runs).
     ShuttingDown,
 }
 

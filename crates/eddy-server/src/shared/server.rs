@@ -99,7 +99,9 @@ impl Shared {
         dst: Destination,
         message: Message,
     ) -> Result<(), MessageError> {
-        if self.shutdown_requested.load(Ordering::Acquire) {
+        // Taken while `on_before_shutdown` runs (the workers still serve then); refused once
+        // the reactors are being stopped, after which the workers may be gone.
+        if self.reactors_stopping.load(Ordering::Acquire) {
             return Err(MessageError::ShuttingDown);
         }
         match dst {
