@@ -121,9 +121,7 @@ impl Reactor {
     fn own_partial(&mut self, key: usize) {
         if let Some(lc) = self.conns.get_mut(key) {
             let size = lc.expect.unwrap_or(0).max(self.scratch.len());
-            let mut own = BytesMut::with_capacity(size);
-            own.extend_from_slice(&self.scratch);
-            lc.rbuf = own;
+            lc.rbuf = own_copy(&self.scratch, size);
         }
         self.scratch.clear();
         self.account_buffer(key);
@@ -231,8 +229,7 @@ impl Reactor {
         } else if failure.is_none() && !buf.is_empty() && (from_scratch || whole > 0 || oversized) {
             // Keep the partial packet in a buffer of its own, sized for the whole packet,
             // so it does not pin a shared scratch block or a large old buffer.
-            let mut own = BytesMut::with_capacity(size);
-            own.extend_from_slice(buf);
+            let own = own_copy(buf, size);
             buf.clear();
             lc.rbuf = own;
         } else if buf.is_empty() && !from_scratch {
@@ -259,6 +256,13 @@ impl Reactor {
         self.close_after_drain(key, err);
         false
     }
+}
+
+/// A partial packet's bytes in a buffer of their own, with room for `size` (the whole packet).
+fn own_copy(partial: &[u8], size: usize) -> BytesMut {
+    let mut own = BytesMut::with_capacity(size);
+    own.extend_from_slice(partial);
+    own
 }
 
 /// Whether connection `key` is still there and neither paused nor closing by the application's
