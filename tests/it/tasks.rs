@@ -38,6 +38,8 @@ enum Job {
     UntilCancelled(Sender<bool>),
     /// Answer who sent it: the worker id, or 999 for external.
     Source,
+    /// Answer the id of the task worker it runs on.
+    Where,
 }
 
 /// The test task handler. Counts handlers built (task_max_request, panics).
@@ -83,6 +85,7 @@ impl TaskHandler for Work {
                 let _ = report.send(ctx.is_cancelled());
                 None
             }
+            Job::Where => Some(ctx.task_worker_id() as u64),
             Job::Source => Some(match task.src {
                 TaskSource::Worker(id) => id as u64,
                 TaskSource::External => 999,
@@ -93,6 +96,38 @@ impl TaskHandler for Work {
     fn on_task_worker_start(&mut self, _ctx: &mut TaskContext<'_, Self>) {
         self.built.fetch_add(1, Ordering::SeqCst);
     }
+
+    fn on_pipe_message(
+        &mut self,
+        ctx: &mut TaskContext<'_, Self>,
+        _src: eddy::MessageSource,
+        message: eddy::Message,
+    ) {
+        let Ok(block) = message.downcast::<Block>() else {
+            return;
+        };
+        let Block {
+            started,
+            gate,
+            in_timer,
+        } = block;
+        let hold = move || {
+            let _ = started.send(());
+            let _ = gate.recv_timeout(Duration::from_secs(10));
+        };
+        match in_timer {
+            true => drop(ctx.after(Duration::ZERO, move |_| hold())),
+            false => hold(),
+        }
+    }
+}
+
+/// A message that holds its task worker (in the message callback, or in a timer it sets):
+/// says so, then waits for the gate (or its sender dropped).
+struct Block {
+    started: Sender<()>,
+    gate: Receiver<()>,
+    in_timer: bool,
 }
 
 /// A server with task workers whose event handler sends tasks on command lines:
@@ -442,6 +477,39 @@ fn a_full_queue_refuses_at_once_and_counts_stay_exact() {
     assert_eq!((stats.task_count, stats.task_rejected), (3, 1));
     assert_balanced(&stats);
     server.shutdown().unwrap();
+}
+
+#[test]
+fn tasks_go_past_a_task_worker_busy_with_a_timer_or_a_message() {
+    for in_timer in [false, true] {
+        let (server, ..) = tasks_server(2, |b| b);
+        let handle = server.handle();
+        let tasks = handle.tasks::<Work>().unwrap();
+        let (started_tx, started) = unbounded();
+        let (gate_tx, gate) = bounded::<()>(0);
+        let block = Block {
+            started: started_tx,
+            gate,
+            in_timer,
+        };
+        handle
+            .send_message(eddy::Destination::TaskWorker(0), block)
+            .unwrap();
+        recv(&started);
+        // Task worker 0 is held: a task placed while task worker 1 is idle goes there,
+        // however the picks rotate (before, one that found worker 0's queue empty waited
+        // there for the gate, and its wait timed out).
+        for _ in 0..4 {
+            wait_until("task worker 1 idle", || handle.stats().tasking_num == 0);
+            assert_eq!(
+                tasks.task_wait(Job::Where, WAIT),
+                Ok(1),
+                "in_timer {in_timer}"
+            );
+        }
+        drop(gate_tx);
+        server.shutdown().unwrap();
+    }
 }
 
 #[test]

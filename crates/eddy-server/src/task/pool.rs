@@ -91,6 +91,9 @@ pub(crate) struct Slot<T: TaskHandler> {
     pub(crate) queued: AtomicUsize,
     /// Running a task now.
     pub(crate) busy: AtomicBool,
+    /// Running a timer or a message callback now: not a task ([`busy`](Self::busy) and the
+    /// stats say so), but the tasks placed meanwhile would wait for it.
+    pub(crate) occupied: AtomicBool,
     /// Messages in the queue (bounded like tasks, counted apart).
     pub(crate) messages: AtomicUsize,
     /// The OS thread id of the task worker (0 until it runs).
@@ -99,6 +102,13 @@ pub(crate) struct Slot<T: TaskHandler> {
     pub(crate) completed: Counter,
     /// Tasks whose `on_task` panicked.
     pub(crate) failed: Counter,
+}
+
+impl<T: TaskHandler> Slot<T> {
+    /// Running nothing of the handler's: a task placed here starts at once.
+    fn is_idle(&self) -> bool {
+        !self.busy.load(Ordering::Relaxed) && !self.occupied.load(Ordering::Relaxed)
+    }
 }
 
 /// Counters that only go up and change off the hot path; the gauges (queued, running) are
@@ -162,6 +172,7 @@ impl<T: TaskHandler> TaskPool<T> {
                     rx,
                     queued: AtomicUsize::new(0),
                     busy: AtomicBool::new(false),
+                    occupied: AtomicBool::new(false),
                     messages: AtomicUsize::new(0),
                     tid: std::sync::atomic::AtomicI32::new(0),
                     completed: Counter::default(),
@@ -230,8 +241,8 @@ impl<T: TaskHandler> TaskPool<T> {
         Ok(id)
     }
 
-    /// An idle task worker with nothing queued, starting from a rotating point so the work
-    /// spreads; otherwise the shortest queue.
+    /// An idle task worker with nothing queued (running no task, timer or message), starting
+    /// from a rotating point so the work spreads; otherwise the shortest queue.
     fn pick(&self) -> usize {
         let n = self.slots.len();
         let start = self.rotor.fetch_add(1, Ordering::Relaxed) % n;
@@ -240,7 +251,7 @@ impl<T: TaskHandler> TaskPool<T> {
             let index = (start + k) % n;
             let slot = &self.slots[index];
             let queued = slot.queued.load(Ordering::Relaxed);
-            if queued == 0 && !slot.busy.load(Ordering::Relaxed) {
+            if queued == 0 && slot.is_idle() {
                 return index;
             }
             if queued < best.0 {

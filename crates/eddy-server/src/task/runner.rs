@@ -122,7 +122,13 @@ fn run_with_handler<T: TaskHandler>(
     let pool = worker.pool.clone();
     let slot = &pool.slots[id];
     loop {
-        worker.run_timers();
+        // No clock read on the way to the next task unless a timer exists.
+        if let Some(due) = worker.timers.get_mut().next_due() {
+            let now = Instant::now();
+            if due <= now {
+                occupied(slot, || worker.run_timers(now));
+            }
+        }
         let due = worker.timers.get_mut().next_due();
         let job = match next(slot, due) {
             Next::Timer => continue,
@@ -137,7 +143,7 @@ fn run_with_handler<T: TaskHandler>(
             Next::Msg(Msg::Message(src, message)) => {
                 mark_busy(slot, false);
                 slot.messages.fetch_sub(1, Ordering::AcqRel);
-                worker.message(src, message);
+                occupied(slot, || worker.message(src, message));
                 continue;
             }
             Next::Msg(Msg::Stop) | Next::Closed => break,
@@ -162,6 +168,21 @@ fn mark_busy<T: TaskHandler>(slot: &Slot<T>, busy: bool) {
     if slot.busy.load(Ordering::Relaxed) != busy {
         slot.busy.store(busy, Ordering::Relaxed);
     }
+}
+
+/// Run a timer or message callback with the slot marked occupied, so that the tasks placed
+/// meanwhile go to an idle task worker rather than wait behind it.
+/// (The callbacks catch their panics; the flag is cleared on an unwind all the same.)
+fn occupied<T: TaskHandler>(slot: &Slot<T>, run: impl FnOnce()) {
+    struct Clear<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Clear<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::Relaxed);
+        }
+    }
+    slot.occupied.store(true, Ordering::Relaxed);
+    let _clear = Clear(&slot.occupied);
+    run();
 }
 
 /// What a task worker waits for.
@@ -296,13 +317,8 @@ impl<T: TaskHandler> TaskWorker<T> {
         });
     }
 
-    /// Run the timers that are due.
-    fn run_timers(&mut self) {
-        // No clock read on the way to the next event unless a timer exists.
-        if self.timers.get_mut().next_due().is_none() {
-            return;
-        }
-        let now = Instant::now();
+    /// Run the timers that are due by `now`.
+    fn run_timers(&mut self, now: Instant) {
         while let Some(mut due) = self.timers.get_mut().pop_due(now) {
             let id = due.id;
             let _ = self.guard("timer", None, |_, ctx| (due.callback)(ctx, id));
