@@ -238,3 +238,67 @@ fn uid_mode_moves_a_connection_to_its_uid_worker_between_packets() {
     );
     server.shutdown().unwrap();
 }
+
+/// A message that holds its worker (in the message callback, or in a timer it sets), until
+/// the gate opens or its sender is dropped.
+struct Hold {
+    gate: crossbeam_channel::Receiver<()>,
+    in_timer: bool,
+}
+
+/// Answers each packet with the id of the worker that handled it; holds on a [`Hold`].
+struct WhoAnswers;
+
+impl eddy::EventHandler for WhoAnswers {
+    fn on_receive(&mut self, ctx: &mut eddy::Context<'_>, conn: ConnId, _data: eddy::Bytes) {
+        let _ = ctx.send(conn, frame(&[ctx.worker_id() as u8]));
+    }
+
+    fn on_pipe_message(
+        &mut self,
+        ctx: &mut eddy::Context<'_>,
+        _src: eddy::MessageSource,
+        message: eddy::Message,
+    ) {
+        let Ok(hold) = message.downcast::<Hold>() else {
+            return;
+        };
+        let Hold { gate, in_timer } = hold;
+        let wait = move || {
+            let _ = gate.recv_timeout(std::time::Duration::from_secs(10));
+        };
+        match in_timer {
+            true => drop(ctx.after(std::time::Duration::ZERO, move |_| wait())),
+            false => wait(),
+        }
+    }
+}
+
+#[test]
+fn idle_mode_passes_a_worker_busy_with_a_timer_or_a_message() {
+    for in_timer in [false, true] {
+        let builder = builder()
+            .codec(LengthCodec::new())
+            .worker_num(2)
+            .reactor_num(1)
+            .dispatch_mode(DispatchMode::Idle);
+        let (server, addr) = start(builder, || WhoAnswers);
+        let handle = server.handle();
+        let (gate_tx, gate) = crossbeam_channel::bounded::<()>(0);
+        handle
+            .send_message(eddy::Destination::Worker(0), Hold { gate, in_timer })
+            .unwrap();
+        // Worker 0 runs a callback, so it is busy (before, it counted as idle: no event).
+        use eddy::WorkerStatus::{Busy, Idle};
+        let status = || handle.stats().worker_status;
+        wait_until("worker 0 busy", || status() == [Busy, Idle]);
+        let mut client = connect(addr);
+        for _ in 0..4 {
+            write_all(&mut client, &frame(b"who"));
+            assert_eq!(read_n(&mut client, 5), frame(&[1]), "in_timer {in_timer}");
+            wait_until("worker 1 idle again", || status() == [Busy, Idle]);
+        }
+        drop(gate_tx);
+        server.shutdown().unwrap();
+    }
+}

@@ -154,6 +154,16 @@ impl WorkerShared {
         }
     }
 
+    /// The worker runs a callback that is not an event's (a timer, a message, a task
+    /// result): busy too, for the idle dispatch mode. Written only when it changes (the
+    /// reactors read the line for every packet they place); the worker's next look at an
+    /// empty inbox clears it.
+    pub(crate) fn occupy(&self) {
+        if !self.busy.load(Ordering::Relaxed) {
+            self.busy.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// What the worker is doing now.
     pub(crate) fn status(&self) -> WorkerStatus {
         if self.stopping.load(Ordering::Relaxed) {

@@ -92,6 +92,7 @@ impl<T: TaskHandler> Worker<T> {
 
     /// Run `on_pipe_message` (or, for a command, the command) for `count` waiting messages.
     fn take_messages(&mut self, count: usize) {
+        self.server.shared.workers[self.id].occupy();
         for _ in 0..count {
             let Ok((src, message)) = self.messages.try_recv() else {
                 break;
@@ -123,6 +124,7 @@ impl<T: TaskHandler> Worker<T> {
             }
         }
         let Some(result) = result else { return };
+        self.server.shared.workers[self.id].occupy();
         // The pool carried the callback untouched; this worker made it, so it is its type.
         match callback.map(|c| c.downcast::<WorkerCallback<T>>()) {
             Some(Ok(callback)) => {
@@ -151,6 +153,7 @@ impl<T: TaskHandler> Worker<T> {
             let Some(mut due) = self.timers.get_mut().pop_due(now) else {
                 return;
             };
+            self.server.shared.workers[self.id].occupy();
             let id = due.id;
             self.guard(Callback::Timer, None, |_, ctx| (due.callback)(ctx, id));
             self.timers.get_mut().restore(due);
