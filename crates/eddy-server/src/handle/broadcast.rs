@@ -179,7 +179,9 @@ impl ServerHandle {
     /// Send to every open connection of this node that `filter` accepts (never to other
     /// nodes), from any thread: as it is to framed listeners' connections, as one message of
     /// the default opcode to WebSocket ones (their frame encoded once for the whole
-    /// broadcast, except for connections that compress).
+    /// broadcast, except for connections that compress). A WebSocket connection whose
+    /// upgrade is not done yet is passed over, and not counted in the [`Delivery`] (Swoole's
+    /// broadcast loops test `isEstablished` for the same).
     ///
     /// With a few connections, the bytes are written straight to each socket whose output
     /// buffer is empty and queued behind the others. With more (over 32 open), they are
@@ -203,8 +205,14 @@ impl ServerHandle {
         let mut next = 0;
         while let Some((slot, conn)) = self.shared.table.next_from(next) {
             next = slot + 1;
-            if filter(&Target { conn: &conn }) {
-                delivery.record(&self.shared.outlet.send_shared(&conn, &mut message));
+            if !filter(&Target { conn: &conn }) {
+                continue;
+            }
+            let result = self.shared.outlet.send_shared(&conn, &mut message);
+            // A WebSocket still in its upgrade is not in the audience yet: neither reached
+            // nor refused.
+            if !matches!(result, Err(SendError::NotEstablished)) {
+                delivery.record(&result);
             }
         }
         // Dropping it tells the reactors.
