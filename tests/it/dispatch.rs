@@ -239,14 +239,15 @@ fn uid_mode_moves_a_connection_to_its_uid_worker_between_packets() {
     server.shutdown().unwrap();
 }
 
-/// A message that holds its worker (in the message callback, or in a timer it sets), until
-/// the gate opens or its sender is dropped.
+/// A message that holds its worker (in the message callback, or in a timer it sets) until
+/// the gate's sender is dropped.
 struct Hold {
     gate: crossbeam_channel::Receiver<()>,
     in_timer: bool,
 }
 
-/// Answers each packet with the id of the worker that handled it; holds on a [`Hold`].
+/// Answers each packet with the id of the worker that handled it; holds on a [`Hold`], and
+/// answers a message that is a `Sender<()>`.
 struct WhoAnswers;
 
 impl eddy::EventHandler for WhoAnswers {
@@ -260,12 +261,19 @@ impl eddy::EventHandler for WhoAnswers {
         _src: eddy::MessageSource,
         message: eddy::Message,
     ) {
-        let Ok(hold) = message.downcast::<Hold>() else {
-            return;
+        let hold = match message.downcast::<Hold>() {
+            Ok(hold) => hold,
+            Err(message) => {
+                if let Ok(done) = message.downcast::<crossbeam_channel::Sender<()>>() {
+                    let _ = done.send(());
+                }
+                return;
+            }
         };
         let Hold { gate, in_timer } = hold;
+        // Until the test drops the gate's sender (at its end, or as it unwinds).
         let wait = move || {
-            let _ = gate.recv_timeout(std::time::Duration::from_secs(10));
+            let _ = gate.recv();
         };
         match in_timer {
             true => drop(ctx.after(std::time::Duration::ZERO, move |_| wait())),
@@ -293,6 +301,8 @@ fn idle_mode_passes_a_worker_busy_with_a_timer_or_a_message() {
         let status = || handle.stats().worker_status;
         wait_until("worker 0 busy", || status() == [Busy, Idle]);
         let mut client = connect(addr);
+        // Its connect event went to worker 1: let it finish, or both workers look busy.
+        wait_until("worker 1 idle", || status() == [Busy, Idle]);
         for _ in 0..4 {
             write_all(&mut client, &frame(b"who"));
             assert_eq!(read_n(&mut client, 5), frame(&[1]), "in_timer {in_timer}");
@@ -301,4 +311,25 @@ fn idle_mode_passes_a_worker_busy_with_a_timer_or_a_message() {
         drop(gate_tx);
         server.shutdown().unwrap();
     }
+}
+
+#[test]
+fn a_reactor_mode_worker_is_idle_again_after_a_message() {
+    let builder = builder()
+        .codec(LengthCodec::new())
+        .worker_num(1)
+        .reactor_num(1)
+        .dispatch_mode(DispatchMode::Reactor);
+    let (server, _addr) = start(builder, || WhoAnswers);
+    let handle = server.handle();
+    let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
+    handle
+        .send_message(eddy::Destination::Worker(0), done_tx)
+        .unwrap();
+    done.recv_timeout(WAIT).expect("the message was handled");
+    // Busy while the callback ran, idle once the reactor is back between events.
+    wait_until("worker 0 idle", || {
+        handle.stats().worker_status == [eddy::WorkerStatus::Idle]
+    });
+    server.shutdown().unwrap();
 }

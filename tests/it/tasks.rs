@@ -111,9 +111,10 @@ impl TaskHandler for Work {
             gate,
             in_timer,
         } = block;
+        // Until the test drops the gate's sender (at its end, or as it unwinds).
         let hold = move || {
             let _ = started.send(());
-            let _ = gate.recv_timeout(Duration::from_secs(10));
+            let _ = gate.recv();
         };
         match in_timer {
             true => drop(ctx.after(Duration::ZERO, move |_| hold())),
@@ -123,7 +124,7 @@ impl TaskHandler for Work {
 }
 
 /// A message that holds its task worker (in the message callback, or in a timer it sets):
-/// says so, then waits for the gate (or its sender dropped).
+/// says so, then waits until the gate's sender is dropped.
 struct Block {
     started: Sender<()>,
     gate: Receiver<()>,
@@ -498,7 +499,7 @@ fn tasks_go_past_a_task_worker_busy_with_a_timer_or_a_message() {
         recv(&started);
         // Task worker 0 is held: a task placed while task worker 1 is idle goes there,
         // however the picks rotate (before, one that found worker 0's queue empty waited
-        // there for the gate, and its wait timed out).
+        // there for the gate, and ran there once it opened).
         for _ in 0..4 {
             wait_until("task worker 1 idle", || handle.stats().tasking_num == 0);
             assert_eq!(

@@ -52,8 +52,8 @@ pub enum SendError {
     /// A WebSocket call (`send_text`, `disconnect`, …) on a connection that is not a
     /// WebSocket.
     NotWebSocket,
-    /// The WebSocket handshake is not done yet (or the connection is closing): no message
-    /// may go out.
+    /// The WebSocket handshake is not done yet: no message may go out (once the connection
+    /// is closing, sends fail with [`Closed`](Self::Closed)).
     NotEstablished,
     /// A close code a server may not send (it must be 1000 or 3000 to 4999).
     InvalidCloseCode(u16),

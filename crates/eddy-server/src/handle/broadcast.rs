@@ -12,8 +12,10 @@ use crate::{
 /// Open connections past which a broadcast queues, and leaves the writing to the reactors.
 const DEFER_AT: usize = 32;
 
-/// How a message to many connections went: one count per connection of this node, and how
-/// many other nodes of a cluster took it.
+/// How a message to many connections went: one count per connection of this node it was
+/// meant for, and how many other nodes of a cluster took it. A broadcast does not count the
+/// WebSocket connections still in their upgrade (it passes them over); a send to a uid or a
+/// group counts one as failed ([`SendError::NotEstablished`]), since it was named.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Delivery {
     /// Written to the kernel's socket buffer.

@@ -165,6 +165,10 @@ impl Outlet {
             };
         };
         let opcode = ws.default_opcode;
+        if ws.status == WsStatus::Handshaking {
+            // Before the size and buffer checks: a broadcast passes it over, whatever it holds.
+            return Err(SendError::NotEstablished);
+        }
         if ws.deflate || ws.status != WsStatus::Open {
             // Compressed per connection (its own deflate context), or refused.
             return self.write_ws_locked(conn, out, opcode, data);

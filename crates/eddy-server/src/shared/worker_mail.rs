@@ -164,6 +164,14 @@ impl WorkerShared {
         }
     }
 
+    /// The worker's callbacks are done (an inline worker between events, or a stopped one):
+    /// written only when it changes, as [`occupy`](Self::occupy).
+    pub(crate) fn rest(&self) {
+        if self.busy.load(Ordering::Relaxed) {
+            self.busy.store(false, Ordering::Relaxed);
+        }
+    }
+
     /// What the worker is doing now.
     pub(crate) fn status(&self) -> WorkerStatus {
         if self.stopping.load(Ordering::Relaxed) {

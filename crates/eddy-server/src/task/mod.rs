@@ -8,7 +8,8 @@
 //! # What happens to a task
 //! [`task`](crate::Context::task) queues it at once or says why not ([`TaskError`]): each task
 //! worker has a FIFO queue of `task_queue_capacity` tasks. An idle task worker is preferred
-//! (one running no task, and no timer or message callback either), then the shortest queue. The task worker runs [`TaskHandler::on_task`]; its result (the
+//! (one running no task, and no timer or message callback either), then the shortest
+//! queue. The task worker runs [`TaskHandler::on_task`]; its result (the
 //! returned value, and each [`TaskContext::finish`]) goes to whoever waits:
 //! - a worker's [`on_finish`](crate::EventHandler::on_finish), or the per-call callback given
 //!   to [`task_then`](crate::Context::task_then), on the worker that sent it;

@@ -135,7 +135,7 @@ fn run_with_handler<T: TaskHandler>(
             Next::Msg(Msg::Job(job)) => job,
             Next::Msg(Msg::Rebuild(generation)) => {
                 mark_busy(slot, false);
-                worker.rebuild();
+                occupied(slot, || worker.rebuild());
                 let shared = &worker.server.shared;
                 shared.reload.ack(generation, &shared.supervisor);
                 continue;
@@ -170,9 +170,10 @@ fn mark_busy<T: TaskHandler>(slot: &Slot<T>, busy: bool) {
     }
 }
 
-/// Run a timer or message callback with the slot marked occupied, so that the tasks placed
-/// meanwhile go to an idle task worker rather than wait behind it.
-/// (The callbacks catch their panics; the flag is cleared on an unwind all the same.)
+/// Run a timer or message callback, or a rebuild's stop and start, with the slot marked
+/// occupied, so that the tasks placed meanwhile go to an idle task worker rather than wait
+/// behind it. (The callbacks catch their panics; the flag is cleared on an unwind all the
+/// same.)
 fn occupied<T: TaskHandler>(slot: &Slot<T>, run: impl FnOnce()) {
     struct Clear<'a>(&'a std::sync::atomic::AtomicBool);
     impl Drop for Clear<'_> {

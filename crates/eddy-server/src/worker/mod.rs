@@ -141,6 +141,7 @@ impl<T: TaskHandler> WorkerRun for Worker<T> {
             }
         }
         self.guard(Callback::WorkerStop, None, |h, ctx| h.on_worker_stop(ctx));
+        self.server.shared.workers[self.id].rest();
     }
 
     fn handle(&mut self, event: Event) {
@@ -149,6 +150,8 @@ impl<T: TaskHandler> WorkerRun for Worker<T> {
 
     fn take_mail(&mut self) {
         self.take_all_mail();
+        // Between events (this worker never waits in `next_event`, which would clear it).
+        self.server.shared.workers[self.id].rest();
     }
 
     fn next_due(&self) -> Option<Instant> {
