@@ -45,6 +45,8 @@ enum Job {
 /// The test task handler. Counts handlers built (task_max_request, panics).
 struct Work {
     built: Arc<AtomicUsize>,
+    /// Told when a task worker stops (`on_task_worker_stop`), if set.
+    stopped: Option<Sender<()>>,
 }
 
 impl TaskHandler for Work {
@@ -95,6 +97,12 @@ impl TaskHandler for Work {
 
     fn on_task_worker_start(&mut self, _ctx: &mut TaskContext<'_, Self>) {
         self.built.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn on_task_worker_stop(&mut self, _ctx: &mut TaskContext<'_, Self>) {
+        if let Some(stopped) = &self.stopped {
+            let _ = stopped.send(());
+        }
     }
 
     fn on_pipe_message(
@@ -227,6 +235,7 @@ fn tasks_server(
         .worker_num(2)
         .task_handler(move || Work {
             built: counter.clone(),
+            stopped: None,
         })
         .task_worker_num(task_workers);
     let front = Front { results, queued };
@@ -580,6 +589,7 @@ fn task_settings_are_checked() {
         .listen("127.0.0.1:0")
         .task_handler(move || Work {
             built: built.clone(),
+            stopped: None,
         })
         .task_queue_capacity(0)
         .build(|| Front {
@@ -628,7 +638,14 @@ fn shutdown_runs_queued_tasks_within_the_deadline() {
 
 #[test]
 fn shutdown_abandons_what_the_deadline_leaves_and_says_so() {
-    let (server, ..) = tasks_server(1, |b| b.max_wait_time(Duration::from_millis(200)));
+    let (stopped_tx, stopped) = unbounded();
+    let (server, ..) = tasks_server(1, move |b| {
+        b.max_wait_time(Duration::from_millis(200))
+            .task_handler(move || Work {
+                built: shared(AtomicUsize::new(0)),
+                stopped: Some(stopped_tx.clone()),
+            })
+    });
     let tasks = server.handle().tasks::<Work>().unwrap();
     let (started_tx, started) = unbounded();
     let (gate_tx, gate) = bounded::<()>(0);
@@ -652,7 +669,10 @@ fn shutdown_abandons_what_the_deadline_leaves_and_says_so() {
     for waiter in waiters {
         assert_eq!(waiter.join().unwrap(), Err(TaskError::Abandoned));
     }
+    assert!(stopped.try_recv().is_err(), "still in its task");
     drop(gate_tx);
+    // Once its task returns, the detached task worker stops (it waited for a task forever).
+    recv(&stopped);
     let stats = handle.stats();
     assert_eq!(stats.task_count, 4);
     assert_eq!(stats.task_abandoned, 3);
@@ -719,6 +739,7 @@ fn a_task_handler_factory_that_panics_at_first_does_not_hold_the_server_up() {
             }
             Work {
                 built: shared(AtomicUsize::new(0)),
+                stopped: None,
             }
         })
         .task_worker_num(1);

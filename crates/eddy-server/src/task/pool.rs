@@ -447,6 +447,10 @@ impl<T: TaskHandler> PoolControl for TaskPool<T> {
                     Msg::Stop | Msg::Rebuild(_) => {}
                 }
             }
+            // The drain took the task worker's Stop: give it back, so that a task worker
+            // still in a task stops when it returns (its `on_task_worker_stop` runs, its
+            // timers end) rather than wait for a task forever.
+            let _ = slot.tx.send(Msg::Stop);
         }
         count
     }
