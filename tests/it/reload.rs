@@ -352,10 +352,16 @@ fn reload_rebuilds_handlers_running_on_reactors() {
 struct Shaky {
     tries: Arc<AtomicUsize>,
     fail: usize,
+    /// Each try sets a `tick` that reports its id here, before it may panic.
+    ticks: Option<crossbeam_channel::Sender<eddy::TimerId>>,
 }
 
 impl EventHandler for Shaky {
-    fn on_worker_start(&mut self, _ctx: &mut Context<'_>) {
+    fn on_worker_start(&mut self, ctx: &mut Context<'_>) {
+        if let Some(ticks) = self.ticks.clone() {
+            ctx.tick(eddy::MIN_TICK, move |_, id| drop(ticks.send(id)))
+                .unwrap();
+        }
         if self.tries.fetch_add(1, Ordering::SeqCst) < self.fail {
             panic!("not ready yet");
         }
@@ -371,9 +377,11 @@ fn a_handler_that_cannot_start_is_retried_with_back_off() {
     let tries = shared(AtomicUsize::new(0));
     let counter = tries.clone();
     let builder = builder().codec(LengthCodec::new()).worker_num(1);
+    let (ticks_tx, ticks) = crossbeam_channel::unbounded();
     let (server, addr) = start(builder, move || Shaky {
         tries: counter.clone(),
         fail: 3,
+        ticks: Some(ticks_tx.clone()),
     });
     // The server is up although its worker's handler is not: the packet waits in the queue
     // until the retries (10, 20, 40 ms apart) get a handler started, the fourth try.
@@ -381,5 +389,10 @@ fn a_handler_that_cannot_start_is_retried_with_back_off() {
     client.write_all(&frame(b"up")).unwrap();
     assert_eq!(read_n(&mut client, 6), frame(b"up"));
     assert_eq!(tries.load(Ordering::SeqCst), 4);
+    // Only the handler that started keeps its timer: the failed tries' ticks went with them.
+    let ids: std::collections::HashSet<_> = (0..8)
+        .map(|_| ticks.recv_timeout(WAIT).expect("a tick"))
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
     server.shutdown().unwrap();
 }

@@ -87,6 +87,11 @@ impl<T: TaskHandler> Worker<T> {
                 ),
             }
             let started = self.guard(Callback::WorkerStart, None, |h, ctx| h.on_worker_start(ctx));
+            if !started {
+                // The timers it set before it panicked go with it: the next try sets its own
+                // (without this, each failed try left one more `tick` behind).
+                self.timers.get_mut().clear_all();
+            }
             let shutting_down = self
                 .server
                 .shared
