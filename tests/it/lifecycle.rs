@@ -293,3 +293,72 @@ fn connections_accepted_as_the_shutdown_begins_are_all_closed_and_none_is_lost()
     assert!(connects >= 50);
     assert_eq!(connects, closes, "every on_connect has its on_close");
 }
+
+/// Set in the child process of the test below: it runs the server instead.
+const BLOCKING_CHILD: &str = "EDDY_TEST_BLOCKING_BEFORE_SHUTDOWN";
+
+/// A server with the signal handlers on whose `on_before_shutdown` never returns.
+struct NeverDone;
+
+impl EventHandler for NeverDone {
+    fn on_receive(&mut self, _: &mut Context<'_>, _: ConnId, _: Bytes) {}
+
+    fn on_before_shutdown(&mut self, _server: &ServerHandle) {
+        println!("child: before shutdown");
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
+#[test]
+fn a_second_sigint_exits_at_once_while_on_before_shutdown_runs() {
+    if std::env::var_os(BLOCKING_CHILD).is_some() {
+        let server = eddy::Server::builder()
+            .listen("127.0.0.1:0")
+            .handle_signals(true)
+            .build(|| NeverDone)
+            .expect("build")
+            .start()
+            .expect("start");
+        println!("child: ready");
+        let _ = server.wait();
+        return;
+    }
+    // The child is this test binary, running only this test, in the child's role.
+    let name = "lifecycle::a_second_sigint_exits_at_once_while_on_before_shutdown_runs";
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads", "1"])
+        .env(BLOCKING_CHILD, "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the test binary runs");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut wait_for = |marker: &str| loop {
+        let line = lines.next().expect("the child's output").unwrap();
+        if line.contains(marker) {
+            return;
+        }
+    };
+    let pid = child.id() as i32;
+    wait_for("child: ready");
+    // SAFETY: signals our own child process.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    wait_for("child: before shutdown");
+    // The shutdown has begun (its first hook runs, and never returns): a second SIGINT
+    // ends the process at once (before, it was ignored until the hook returned).
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let mut status = None;
+    let exited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until("the child to exit", || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        })
+    }));
+    if exited.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("a second SIGINT did not end the process");
+    }
+    assert_eq!(status.unwrap().code(), Some(130));
+}

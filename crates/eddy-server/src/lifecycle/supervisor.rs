@@ -69,6 +69,7 @@ impl<'a> Supervisor<'a> {
     /// (kept until the end of the shutdown, for a second SIGINT).
     pub(crate) fn run(mut self) -> (std::io::Result<()>, Option<Signals>) {
         let result = self.serve();
+        // (Also when serving failed: the shutdown follows.)
         if let Some(signals) = &self.signals {
             signals.shutting_down();
         }
@@ -113,6 +114,11 @@ impl<'a> Supervisor<'a> {
             while let Ok(call) = self.shared.supervisor_commands.1.try_recv() {
                 call.run(&server, CommandTarget::Supervisor);
             }
+        }
+        // The shutdown has begun: from now on a second SIGINT exits at once, also while the
+        // hook below runs (it may never return).
+        if let Some(signals) = &self.signals {
+            signals.shutting_down();
         }
         // Still serving: the application's last word before the shutdown proper.
         self.lifecycle("on_before_shutdown", |main| {
