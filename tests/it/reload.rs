@@ -359,8 +359,10 @@ struct Shaky {
 impl EventHandler for Shaky {
     fn on_worker_start(&mut self, ctx: &mut Context<'_>) {
         if let Some(ticks) = self.ticks.clone() {
-            ctx.tick(eddy::MIN_TICK, move |_, id| drop(ticks.send(id)))
-                .unwrap();
+            ctx.tick(eddy::MIN_TICK, move |_, id| {
+                let _ = ticks.send(id);
+            })
+            .unwrap();
         }
         if self.tries.fetch_add(1, Ordering::SeqCst) < self.fail {
             panic!("not ready yet");
