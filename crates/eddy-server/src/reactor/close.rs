@@ -72,7 +72,8 @@ impl Reactor {
                 sys::shutdown(conn.fd());
             }
         }
-        self.shared.stats.reactors[self.id].closed.add(1);
+        // Atomic: an accepting reactor counts here the connections it could not hand over.
+        self.shared.stats.reactors[self.id].closed.add_shared(1);
         self.shared
             .reactor(self.id)
             .open

@@ -62,7 +62,8 @@ impl Shared {
         conn.out.lock().state = OutState::Closed;
         sys::shutdown(conn.fd());
         self.table.remove(conn.id);
-        self.stats.reactors[conn.reactor].closed.add(1);
+        // Another reactor's counter (the one it was meant for), written by both: atomic.
+        self.stats.reactors[conn.reactor].closed.add_shared(1);
         let reactor = self.reactor(conn.reactor);
         reactor.open.fetch_sub(1, Ordering::SeqCst);
         // It may be waiting for this connection to leave before it exits.

@@ -42,6 +42,8 @@ pub(crate) struct ReactorCounters {
     pub(crate) per_worker: Box<[Counter]>,
     pub(crate) dispatched: Counter,
     pub(crate) received_bytes: Counter,
+    /// Connections closed: by this reactor, and by the one that accepted a connection it
+    /// could not hand over here (`Shared::unadmit`), so written with `add_shared` only.
     pub(crate) closed: Counter,
     /// Capacity of the partial-packet buffers of this reactor's connections.
     pub(crate) buffered: Counter,
