@@ -115,6 +115,7 @@ impl Server {
             supervisor: Arc::new(Poller::new().map_err(BuildError::Io)?),
             shutdown_requested: Default::default(),
             reactors_stopping: Default::default(),
+            messages_in_flight: Default::default(),
             uids: UidIndex::new(watch.clone()),
             groups: GroupIndex::new(watch),
             cluster,

@@ -256,7 +256,8 @@ impl<T: TaskHandler> ServerBuilder<T> {
     }
 
     /// How long a graceful shutdown may take (`max_wait_time`) before what is left is
-    /// abandoned (and reported). Default 3 s. Range 1 ms to 1 h.
+    /// abandoned (and reported), counted from when `on_before_shutdown` returns. Default
+    /// 3 s. Range 1 ms to 1 h.
     pub fn max_wait_time(mut self, wait: Duration) -> Self {
         self.s.max_wait_time = wait;
         self

@@ -26,7 +26,8 @@ const GRACE: Duration = Duration::from_millis(100);
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShutdownReport {
-    /// From the shutdown request to the end of `run`.
+    /// From the end of `on_before_shutdown` (when the reactors are told to stop, and the
+    /// `max_wait_time` deadline starts) to the end of `run`.
     pub elapsed: Duration,
     /// Connections closed over the server's life.
     pub connections_closed: u64,
@@ -220,6 +221,8 @@ fn stop_task_workers(
     let Some(pool) = &server.shared.tasks else {
         return (0, 0);
     };
+    // Every message `send_message` took is queued before the Stop, so it is handled.
+    server.shared.messages_settled();
     pool.close(deadline);
     let n = threads.len();
     let left = join_until(

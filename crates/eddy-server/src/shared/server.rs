@@ -9,7 +9,10 @@ use std::{
     collections::HashMap,
     fmt, io,
     panic::{catch_unwind, AssertUnwindSafe},
-    sync::{atomic::AtomicBool, atomic::Ordering, Arc, OnceLock},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, OnceLock,
+    },
     time::{Instant, SystemTime},
 };
 
@@ -62,6 +65,10 @@ pub(crate) struct Shared {
     /// The reactors are being told to stop (`on_before_shutdown` returned): from now on a
     /// connection accepted by one reactor is not handed to another (see `Shared::admit`).
     pub(crate) reactors_stopping: AtomicBool,
+    /// `send_message` calls between their `reactors_stopping` check and their queueing: a
+    /// stopping worker waits for none to be left before it takes its last messages
+    /// ([`Shared::messages_settled`]), so a message that was taken is never dropped.
+    pub(crate) messages_in_flight: AtomicUsize,
     /// Which connections each uid is bound to.
     pub(crate) uids: UidIndex,
     /// Which connections each group holds.
@@ -100,8 +107,18 @@ impl Shared {
         message: Message,
     ) -> Result<(), MessageError> {
         // Taken while `on_before_shutdown` runs (the workers still serve then); refused once
-        // the reactors are being stopped, after which the workers may be gone.
-        if self.reactors_stopping.load(Ordering::Acquire) {
+        // the reactors are being stopped, after which the workers may be gone. Counted in
+        // flight from before the check until queued (SeqCst with the flag and the stopping
+        // worker's wait: either this call sees the flag, or that worker sees it in flight).
+        struct InFlight<'a>(&'a AtomicUsize);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.messages_in_flight.fetch_add(1, Ordering::SeqCst);
+        let _in_flight = InFlight(&self.messages_in_flight);
+        if self.reactors_stopping.load(Ordering::SeqCst) {
             return Err(MessageError::ShuttingDown);
         }
         match dst {
@@ -123,6 +140,16 @@ impl Shared {
                 .as_ref()
                 .ok_or(MessageError::NoSuchDestination(dst))?
                 .message(id, src, message),
+        }
+    }
+
+    /// Wait until no `send_message` is between its check and its queueing: called by a worker
+    /// that stops (the reactors are stopping by then), before it takes its last messages.
+    /// The wait is for another thread's few instructions (yielding, in case it was preempted
+    /// in between).
+    pub(crate) fn messages_settled(&self) {
+        while self.messages_in_flight.load(Ordering::SeqCst) > 0 {
+            std::thread::yield_now();
         }
     }
 

@@ -91,7 +91,7 @@ impl<T: TaskHandler> Worker<T> {
     }
 
     /// Run `on_pipe_message` (or, for a command, the command) for `count` waiting messages.
-    fn take_messages(&mut self, count: usize) {
+    pub(super) fn take_messages(&mut self, count: usize) {
         self.server.shared.workers[self.id].occupy();
         for _ in 0..count {
             let Ok((src, message)) = self.messages.try_recv() else {

@@ -140,6 +140,13 @@ impl<T: TaskHandler> WorkerRun for Worker<T> {
                 }
             }
         }
+        // The messages queued since its last look (`send_message` took them, so they are
+        // owed), once none is still on its way in.
+        self.server.shared.messages_settled();
+        let waiting = self.messages.len();
+        if waiting > 0 {
+            self.take_messages(waiting);
+        }
         self.guard(Callback::WorkerStop, None, |h, ctx| h.on_worker_stop(ctx));
         self.server.shared.workers[self.id].rest();
     }
