@@ -706,3 +706,37 @@ fn wss_upgrades_and_echoes_in_stateful_and_stateless_modes() {
         server.shutdown().unwrap();
     }
 }
+
+#[test]
+fn messages_just_before_the_peers_close_or_a_bad_frame_are_answered_first() {
+    for reactor in [false, true] {
+        let mut builder = ws_builder(WebSocketConfig::default());
+        if reactor {
+            builder = builder
+                .dispatch_mode(eddy::DispatchMode::Reactor)
+                .reactor_num(2);
+        }
+        let (tx, _events) = crossbeam_channel::unbounded();
+        let (server, addr) = start(builder, move || WsEcho { tx: tx.clone() });
+        // A message, then the close, in one write: the echo goes out before the close's.
+        let mut stream = raw_client(addr);
+        let mut bytes = frame(0x81, b"last");
+        bytes.extend(frame(0x88, &1000u16.to_be_bytes()));
+        stream.write_all(&bytes).unwrap();
+        let (answer, _) = read_to_close(&mut stream);
+        let mut expected = vec![0x81, 4];
+        expected.extend_from_slice(b"last");
+        expected.extend_from_slice(&[0x88, 2, 0x03, 0xe8]);
+        assert_eq!(answer, expected, "reactor mode {reactor}");
+        // A message, then a bad frame (unmasked): the same, the close saying 1002.
+        let mut stream = raw_client(addr);
+        let mut bytes = frame(0x81, b"first");
+        bytes.extend_from_slice(&[0x81, 0x01, b'x']);
+        stream.write_all(&bytes).unwrap();
+        let (answer, _) = read_to_close(&mut stream);
+        assert_eq!(&answer[..7], b"\x81\x05first", "reactor mode {reactor}");
+        assert_eq!(answer[7], 0x88, "then the close frame");
+        assert_eq!(&answer[9..11], &1002u16.to_be_bytes());
+        server.shutdown().unwrap();
+    }
+}

@@ -31,7 +31,9 @@ impl Reactor {
         };
         lc.paused |= pause::CLOSING;
         let reason = lc.closing.get_or_insert(reason);
-        if !reason.drops_unhandled() {
+        // A WebSocket close frame owed to the peer waits for the answers in flight (see
+        // `check_output`), so this reactor must hear when they are done.
+        if !reason.drops_unhandled() || matches!(reason, CloseReason::WebSocket { .. }) {
             lc.conn
                 .inflight
                 .fetch_or(inflight::NOTIFY_IDLE, Ordering::AcqRel);

@@ -11,6 +11,7 @@ use super::{
 use crate::{
     conn::{inflight, CloseReason, Conn, OutState, Output},
     shared::Event,
+    ws::WsStatus,
 };
 
 impl Reactor {
@@ -58,7 +59,10 @@ impl Reactor {
             // Decide a pending close under the same lock senders take, so no send can be
             // reported queued and then dropped.
             if let Some(reason) = &lc.closing {
-                if pending == 0 && (reason.drops_unhandled() || idle) {
+                // A WebSocket close frame still owed (the peer's echoed, or a protocol
+                // error's) goes out after the answers to the messages before it.
+                let owed = ws_close_owed(&out, reason);
+                if pending == 0 && ((reason.drops_unhandled() && !owed) || idle) {
                     say_goodbye(&conn, &mut out, reason);
                     out.state = OutState::Closed;
                     done = true;
@@ -157,15 +161,40 @@ impl Reactor {
 /// `close`: 1000) sends it now, after everything queued; a TLS session then says
 /// close_notify. Its output is empty, so the kernel takes these few bytes unless its own
 /// buffer is full (then the peer sees the TCP close).
+/// Whether closing for `reason` still owes the peer a WebSocket close frame: the peer's
+/// close or a protocol error, before the frame went out (the send side is still open).
+fn ws_close_owed(out: &Output, reason: &CloseReason) -> bool {
+    matches!(reason, CloseReason::WebSocket { .. })
+        && out
+            .ws
+            .as_ref()
+            .is_some_and(|ws| ws.status == WsStatus::Open)
+}
+
 fn say_goodbye(conn: &Conn, out: &mut Output, reason: &CloseReason) {
-    let code = match reason {
-        CloseReason::Shutdown => eddy_ws::close_code::GOING_AWAY,
-        _ => eddy_ws::close_code::NORMAL,
+    use eddy_ws::close_code::{GOING_AWAY, NORMAL, NO_STATUS};
+    let (code, text) = match reason {
+        CloseReason::Shutdown => (GOING_AWAY, ""),
+        // The peer's close echoed (1000 when it gave no code), or a protocol error's code
+        // and description. (A `disconnect` sent its own frame: none is owed.)
+        CloseReason::WebSocket {
+            code,
+            reason,
+            by_peer,
+        } => {
+            let code = if *by_peer && *code == NO_STATUS {
+                NORMAL
+            } else {
+                *code
+            };
+            (code, reason.as_str())
+        }
+        _ => (NORMAL, ""),
     };
     if let Some(frame) = out
         .ws
         .as_deref_mut()
-        .and_then(|ws| ws.close_frame(code, ""))
+        .and_then(|ws| ws.close_frame(code, text))
     {
         let _ = out.write_now(conn.fd(), &frame);
     }

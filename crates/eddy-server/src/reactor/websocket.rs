@@ -133,19 +133,11 @@ impl Reactor {
         }
     }
 
-    /// The peer's close frame: echo its code and reason (RFC 6455 §5.5.1; 1000 when it gave
-    /// none), then close after flushing.
+    /// The peer's close frame: close after the messages read before it are answered and
+    /// flushed, then echo its code and reason (RFC 6455 §5.5.1 lets the echo wait for the
+    /// messages being sent; see `say_goodbye`).
     fn ws_peer_closed(&mut self, key: usize, code: u16, reason: String) {
         self.set_done(key);
-        let Some(conn) = self.conns.get(key).map(|lc| lc.conn.clone()) else {
-            return;
-        };
-        let echo = if code == eddy_ws::close_code::NO_STATUS {
-            eddy_ws::close_code::NORMAL
-        } else {
-            code
-        };
-        self.shared.outlet.send_close_frame(&conn, echo, &reason);
         let by_peer = true;
         self.close_after_drain(
             key,
@@ -157,17 +149,17 @@ impl Reactor {
         );
     }
 
-    /// Fail the connection for a protocol error: a close frame with the RFC's code and the
-    /// error as its reason, then close after flushing.
+    /// Fail the connection for a protocol error: once the messages read before the bad frame
+    /// are answered and flushed, a close frame with the RFC's code and the error as its
+    /// reason, then the close.
     fn ws_fail(&mut self, key: usize, err: &ProtocolError) {
         self.set_done(key);
         let Some(lc) = self.conns.get(key) else {
             return;
         };
-        let conn = lc.conn.clone();
+        let conn = &lc.conn;
         let (code, reason) = (err.close_code(), err.to_string());
         tracing::warn!(conn = conn.id.as_u64(), peer = %conn.peer, code, "websocket: {reason}");
-        self.shared.outlet.send_close_frame(&conn, code, &reason);
         let by_peer = false;
         self.close_after_drain(
             key,
