@@ -319,6 +319,15 @@ fn bad_files_and_a_key_that_does_not_match_are_refused_at_build_naming_the_file(
             TlsConfig::from_pem_files(&cert, &key).versions(&[]),
             "no protocol version",
         ),
+        // A deadline past what an Instant can hold panicked the reactor at the first connect.
+        (
+            TlsConfig::from_pem_files(&cert, &key).handshake_timeout(Duration::MAX),
+            "tls_handshake_timeout",
+        ),
+        (
+            TlsConfig::from_pem_files(&cert, &key).handshake_timeout(Duration::ZERO),
+            "tls_handshake_timeout",
+        ),
     ];
     for (tls, want) in cases {
         let Err(err) = builder().tls(tls).build(|| Recorder::new(false).0) else {

@@ -375,6 +375,16 @@ impl Settings {
                 format!("{addr} is a datagram address: TLS needs a stream (DTLS is not supported)"),
             ));
         }
+        let (lo, hi) = (Duration::from_millis(10), Duration::from_secs(3600));
+        if !(lo..=hi).contains(&tls.handshake_timeout) {
+            return Err(ConfigError::new(
+                "tls_handshake_timeout",
+                format!(
+                    "listener {addr}: {:?} is out of range ({lo:?} to {hi:?})",
+                    tls.handshake_timeout
+                ),
+            ));
+        }
         let acceptor = TlsAcceptor::new(tls.clone())
             .map_err(|err| ConfigError::new("tls", format!("listener {addr}: {err}")))?;
         Ok(Some(Arc::new(acceptor)))

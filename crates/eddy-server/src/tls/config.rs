@@ -169,7 +169,8 @@ impl TlsConfig {
     }
 
     /// How long a client has from its connection to the end of its TLS handshake
-    /// (default 10 s); a late one is closed with `CloseReason::HandshakeTimeout`.
+    /// (default 10 s; 10 ms to 1 h, checked at build time as `tls_handshake_timeout`); a
+    /// late one is closed with `CloseReason::HandshakeTimeout`.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
