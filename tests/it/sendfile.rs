@@ -179,10 +179,11 @@ fn sendwait_returns_once_the_kernel_has_the_bytes_and_times_out_exactly() {
     let waited = begun.elapsed();
     assert!(waited >= timeout, "{waited:?}");
     assert!(waited < timeout + Duration::from_secs(2), "{waited:?}");
-    // A reader makes room: the wait returns as soon as its bytes are in the kernel.
+    // A reader makes room: the wait returns as soon as its bytes are in the kernel. (With
+    // no deadline at all: `Duration::MAX` panicked on the Instant's overflow before.)
     let waiter = {
         let handle = handle.clone();
-        std::thread::spawn(move || handle.sendwait(conn, b"last", WAIT))
+        std::thread::spawn(move || handle.sendwait(conn, b"last", Duration::MAX))
     };
     let mut sink = vec![0u8; 1 << 20];
     let mut seen = Vec::new();

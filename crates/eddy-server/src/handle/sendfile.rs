@@ -61,7 +61,8 @@ impl ServerHandle {
 
     /// Send `data` (as [`send`](Self::send) does), then block the calling thread until it is
     /// in the kernel's socket buffer, or `timeout` passes (Swoole's `sendwait`):
-    /// [`SendError::TimedOut`] then, and the bytes stay queued. Refused with
+    /// [`SendError::TimedOut`] then, and the bytes stay queued. A timeout too long for a
+    /// deadline (`Duration::MAX`) waits as long as it takes (or until the connection closes). Refused with
     /// [`SendError::OnReactor`] on a reactor thread (a handler in `DispatchMode::Reactor`),
     /// which is the thread that would flush them.
     pub fn sendwait(

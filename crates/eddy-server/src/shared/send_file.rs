@@ -70,7 +70,9 @@ impl Outlet {
         if crate::sys::on_reactor_thread() {
             return Err(SendError::OnReactor);
         }
-        let deadline = std::time::Instant::now() + timeout;
+        // A timeout past what an Instant holds (`Duration::MAX`: "wait as long as it takes")
+        // has no deadline.
+        let deadline = std::time::Instant::now().checked_add(timeout);
         let status = self.send(conn, data)?;
         if status == SendStatus::Sent {
             return Ok(status);
@@ -118,7 +120,7 @@ impl Outlet {
                     ext.stop_waiting();
                     return Ok(SendStatus::Sent);
                 }
-                if closed || now >= deadline {
+                if closed || deadline.is_some_and(|deadline| now >= deadline) {
                     ext.stop_waiting();
                     return Err(if closed {
                         SendError::Closed
@@ -127,7 +129,10 @@ impl Outlet {
                     });
                 }
             }
-            std::thread::park_timeout(deadline - now);
+            match deadline {
+                Some(deadline) => std::thread::park_timeout(deadline - now),
+                None => std::thread::park(),
+            }
         }
     }
 }
