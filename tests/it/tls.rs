@@ -712,3 +712,41 @@ fn an_oversized_handshake_message_closes_only_its_connection() {
     });
     server.shutdown().unwrap();
 }
+
+#[test]
+fn each_tls_listener_times_handshakes_out_with_its_own_timeout() {
+    let ca = Ca::new("eddy test CA");
+    let server_cert = ca.server(&["localhost"]);
+    let patient = tls_of(&server_cert).handshake_timeout(Duration::from_secs(3600));
+    let strict = tls_of(&server_cert).handshake_timeout(Duration::from_millis(200));
+    let builder = builder()
+        .reactor_num(1)
+        .tls(patient)
+        .listen("127.0.0.1:0")
+        .tls(strict);
+    let (server, addr) = start(builder, || Recorder::new(false).0);
+    let strict_addr = match &server.handle().local_addrs()[1] {
+        eddy::ListenAddr::Tcp(addr) => *addr,
+        other => panic!("{other}"),
+    };
+    // A stalled client on the patient listener first, then one on the strict listener: the
+    // second is due first (before, its deadline waited behind the first's hour).
+    let mut first = connect(addr);
+    write_all(&mut first, &[0x16, 0x03, 0x01]);
+    let mut second = connect(strict_addr);
+    write_all(&mut second, &[0x16, 0x03, 0x01]);
+    second.set_read_timeout(Some(WAIT)).unwrap();
+    assert!(
+        closed_by_server(&mut second),
+        "the strict listener's timeout"
+    );
+    first
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        matches!(first.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the patient listener's client is still waited for"
+    );
+    server.shutdown().unwrap();
+}

@@ -47,6 +47,20 @@ use crate::{
     sys::{self, idle, Event as PollEvent, Events, Poller},
 };
 
+/// A handshake deadline: when, the connection's key and its id.
+type Deadline = (Instant, usize, ConnId);
+
+/// Queue `entry` in deadline order. Each listener has its own timeout, so a later connection
+/// can be due first; within one listener deadlines only grow, so the place is nearly always
+/// the end (found from there).
+fn queue_deadline(queue: &mut VecDeque<Deadline>, entry: Deadline) {
+    let at = queue
+        .iter()
+        .rposition(|queued| queued.0 <= entry.0)
+        .map_or(0, |i| i + 1);
+    queue.insert(at, entry);
+}
+
 /// What a reactor gave up on at the shutdown deadline.
 #[derive(Debug, Default)]
 pub(crate) struct ReactorReport {
@@ -81,11 +95,10 @@ pub(crate) struct Reactor {
     /// Lengths of the packets cut from one read (kept to reuse its allocation).
     lens: Vec<u32>,
     deadline: Option<Instant>,
-    /// WebSocket connections that must finish their handshake by then: (deadline, key, id),
-    /// in deadline order.
-    handshakes: VecDeque<(Instant, usize, ConnId)>,
-    /// The same for TLS handshakes (their own timeout, so their own order).
-    tls_handshakes: VecDeque<(Instant, usize, ConnId)>,
+    /// WebSocket connections that must finish their handshake by then, in deadline order.
+    handshakes: VecDeque<Deadline>,
+    /// The same for TLS handshakes.
+    tls_handshakes: VecDeque<Deadline>,
     /// The datagram listeners this reactor reads.
     datagrams: Datagrams,
     /// The stream listeners this reactor accepts on.

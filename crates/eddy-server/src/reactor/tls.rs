@@ -114,7 +114,7 @@ impl Reactor {
         if let Some(acceptor) = &listener.tls {
             lc.tls_handshaking = true;
             let deadline = Instant::now() + acceptor.handshake_timeout();
-            self.tls_handshakes.push_back((deadline, key, id));
+            super::queue_deadline(&mut self.tls_handshakes, (deadline, key, id));
         }
     }
 

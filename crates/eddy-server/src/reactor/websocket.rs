@@ -211,7 +211,7 @@ impl Reactor {
     pub(super) fn watch_handshake(&mut self, key: usize, id: ConnId) {
         if let Some(ProtocolState::WebSocket(ws)) = self.conns.get(key).map(|lc| &lc.protocol) {
             let deadline = Instant::now() + ws.config.handshake_timeout;
-            self.handshakes.push_back((deadline, key, id));
+            super::queue_deadline(&mut self.handshakes, (deadline, key, id));
         }
     }
 
