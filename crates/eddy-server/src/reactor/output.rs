@@ -80,7 +80,15 @@ impl Reactor {
                 conn.high_crossed.store(false, Ordering::Release);
                 drained = true;
             }
-            out.flushable()
+            let flushable = out.flushable();
+            if flushable == 0 && out.flush_requested {
+                // Nothing for this reactor to write: no flush is asked of it any more. (A
+                // sender's own flush, `sendwait`'s in a corked batch, can empty the buffer
+                // while a request is on its way; left set, the flag kept every later send
+                // from asking, and their bytes sat queued.)
+                out.flush_requested = false;
+            }
+            flushable
         };
         lc.want_write = flushable > 0;
         if full && config.output_backpressure {
