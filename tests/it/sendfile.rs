@@ -172,10 +172,13 @@ fn sendwait_returns_once_the_kernel_has_the_bytes_and_times_out_exactly() {
     while let Ok(SendStatus::Sent) = handle.send(conn, vec![7u8; 64 * 1024]) {}
     let timeout = Duration::from_millis(300);
     let begun = Instant::now();
+    let sent_before = handle.stats().total_send_bytes;
     assert_eq!(
         handle.sendwait(conn, vec![8u8; 64 * 1024], timeout),
         Err(SendError::TimedOut)
     );
+    // Timed out, but queued: it counts (it did not before).
+    assert_eq!(handle.stats().total_send_bytes, sent_before + 64 * 1024);
     let waited = begun.elapsed();
     assert!(waited >= timeout, "{waited:?}");
     assert!(waited < timeout + Duration::from_secs(2), "{waited:?}");

@@ -76,7 +76,8 @@ impl ServerHandle {
             .shared
             .outlet
             .send_wait(&self.conn(conn)?, data, timeout);
-        if result.is_ok() {
+        // Timed out, the bytes are queued all the same: they count as sent.
+        if matches!(result, Ok(_) | Err(SendError::TimedOut)) {
             self.shared.stats.count_response(data.len());
         }
         result
