@@ -387,3 +387,41 @@ fn a_shutdown_flushes_the_datagrams_sendto_queued() {
     assert!(report.graceful, "{report:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_unix_peer_that_stops_reading_does_not_hold_up_the_others() {
+    let dir = std::env::temp_dir().join(format!("eddy-dgram-p-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server_path = dir.join("s.sock");
+    let (stuck_path, other_path) = (dir.join("stuck.sock"), dir.join("other.sock"));
+    for path in [&server_path, &stuck_path, &other_path] {
+        let _ = std::fs::remove_file(path);
+    }
+    let (tx, _rx) = crossbeam_channel::unbounded();
+    let server = dgram_builder()
+        .listen_unix_dgram(server_path.to_str().unwrap())
+        // The stuck peer's datagrams are dropped at the shutdown's deadline.
+        .max_wait_time(Duration::from_millis(100))
+        .build(move || PacketEcho { tx: tx.clone() })
+        .unwrap()
+        .start()
+        .unwrap();
+    let _stuck = UnixDatagram::bind(&stuck_path).unwrap();
+    // A peer that never reads: its receive queue fills, and well over a flush's look (1024)
+    // of datagrams to it wait in the send queue.
+    let peer = PacketPeer::Unix(Some(stuck_path.clone()));
+    for i in 0..1500u32 {
+        server.handle().sendto(0, &peer, i.to_be_bytes()).unwrap();
+    }
+    assert!(server.handle().stats().packet_queued.0 > 1024);
+    // Another peer is answered all the same (before, every flush looked only at the first
+    // 1024 queued datagrams, all to the stuck peer, and its reply waited behind them).
+    let other = UnixDatagram::bind(&other_path).unwrap();
+    other.set_read_timeout(Some(WAIT)).unwrap();
+    other.send_to(b"me too", &server_path).unwrap();
+    let mut buf = [0u8; 16];
+    let n = other.recv(&mut buf).expect("the other peer's echo");
+    assert_eq!(&buf[..n], b"me too");
+    server.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -22,7 +22,8 @@ use crate::{
 /// and a buffer).
 const MAX_QUEUED: usize = 16 * 1024;
 
-/// The most queued datagrams one flush looks at (the lock it holds is every sender's).
+/// The most queued datagrams one flush tries to send (the lock it holds is every sender's;
+/// datagrams to a peer found full are passed over, not counted).
 const FLUSH_LOOK: usize = 1024;
 
 /// The most datagrams a corked port holds back (one `sendmmsg`'s worth); the next send
@@ -206,10 +207,14 @@ impl DatagramPort {
                 let Some((peer, data)) = queue.items.pop_front() else {
                     break;
                 };
-                looked += 1;
+                // A blocked peer's datagrams are passed over without counting against the
+                // look: counted, a peer that stopped reading could fill every flush's look
+                // with its own and hold up everyone queued behind. (Passing over costs a
+                // move; the queue's length, MAX_QUEUED at most, bounds it.)
                 if blocked.contains(&peer) {
                     kept.push_back((peer, data));
                 } else {
+                    looked += 1;
                     run.push((peer, data));
                 }
             }
