@@ -23,8 +23,13 @@ use crate::{
 /// Poller keys of datagram sockets start here (connections use slab keys from 0).
 const DATAGRAM_KEY: usize = usize::MAX / 2;
 
-/// How soon a unix datagram queue that met a full peer is tried again.
-const UNIX_RETRY: Duration = Duration::from_millis(5);
+/// How soon a unix datagram queue that met a full peer is tried again; doubled at each
+/// retry that leaves it so, up to [`UNIX_RETRY_MAX`] (a peer that stopped reading costs a
+/// wake-up a second, not 200), and back to this when a send asks for a flush.
+pub(super) const UNIX_RETRY: Duration = Duration::from_millis(5);
+
+/// The longest wait between two retries of a unix datagram queue.
+const UNIX_RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// Batches read per readiness, so one busy socket cannot starve the others.
 const BATCHES_PER_WAKE: usize = 8;
@@ -68,6 +73,7 @@ impl Reactor {
             .iter()
             .position(|p| p.listener == listener);
         if let Some(i) = found {
+            self.datagrams.retry_delay = UNIX_RETRY;
             self.flush_datagrams(i);
         }
     }
@@ -77,8 +83,11 @@ impl Reactor {
         let port = &self.datagrams.ports[i];
         let empty = port.flush();
         let wait_writable = !empty && port.socket.signals_writable();
+        if empty {
+            self.datagrams.retry_delay = UNIX_RETRY;
+        }
         if !empty && !wait_writable {
-            let retry = Instant::now() + UNIX_RETRY;
+            let retry = Instant::now() + self.datagrams.retry_delay;
             let at = self.datagrams.retry_at.map_or(retry, |t| t.min(retry));
             self.datagrams.retry_at = Some(at);
         }
@@ -96,6 +105,8 @@ impl Reactor {
     pub(super) fn retry_datagrams(&mut self) {
         if self.datagrams.retry_at.is_some_and(|t| Instant::now() >= t) {
             self.datagrams.retry_at = None;
+            // The next retry, if this one leaves a queue waiting, comes later.
+            self.datagrams.retry_delay = (self.datagrams.retry_delay * 2).min(UNIX_RETRY_MAX);
             for i in 0..self.datagrams.ports.len() {
                 if !self.datagrams.ports[i].socket.signals_writable() {
                     self.flush_datagrams(i);

@@ -1,6 +1,9 @@
 //! The datagram listeners a reactor reads, and its buffers for them.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::BytesMut;
 
@@ -24,6 +27,8 @@ pub(super) struct Datagrams {
     /// When to retry unix datagram queues that met a full peer (they cannot wait for
     /// writability).
     pub(super) retry_at: Option<Instant>,
+    /// How long the next retry waits (see `UNIX_RETRY`).
+    pub(super) retry_delay: Duration,
 }
 
 impl Datagrams {
@@ -46,6 +51,7 @@ impl Datagrams {
             writing: vec![false; ports.len()],
             ports,
             server_ports,
+            retry_delay: super::datagram::UNIX_RETRY,
             ..Datagrams::default()
         }
     }

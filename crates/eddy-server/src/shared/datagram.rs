@@ -188,16 +188,20 @@ impl DatagramPort {
     /// Returns whether the queue is empty now.
     pub(crate) fn flush(&self) -> bool {
         let mut queue = self.queue.lock();
-        let empty = self.flush_locked(&mut queue);
-        if empty {
+        let (empty, only_blocked) = self.flush_locked(&mut queue);
+        // Nothing left but datagrams to peers found full: a send to anyone else asks for a
+        // flush again (rather than wait for the retry of the full ones).
+        if empty || only_blocked {
             queue.flush_requested = false;
         }
         empty
     }
 
     /// `flush` under the queue's lock: runs of datagrams to peers that are not full, each run
-    /// with as few system calls as the kernel allows (`sendmmsg`).
-    fn flush_locked(&self, queue: &mut SendQueue) -> bool {
+    /// with as few system calls as the kernel allows (`sendmmsg`). Returns whether the queue
+    /// is empty, and whether all that is left is for peers found full.
+    fn flush_locked(&self, queue: &mut SendQueue) -> (bool, bool) {
+        let mut stopped = false;
         let mut blocked: Vec<PacketPeer> = Vec::new();
         let mut kept = VecDeque::new();
         let mut run = Vec::with_capacity(FLUSH_RUN.min(queue.items.len()));
@@ -233,6 +237,7 @@ impl DatagramPort {
                 if self.socket.signals_writable() || blocked.len() > 64 {
                     // UDP: the whole socket is full; unix: enough peers are full.
                     kept.extend(run.drain(..));
+                    stopped = true;
                     break 'flush;
                 }
             } else {
@@ -246,10 +251,11 @@ impl DatagramPort {
                 queue.items.push_front(item);
             }
         }
+        let only_blocked = !stopped && queue.items.is_empty();
         // What was kept goes first: it came before everything still queued.
         kept.append(&mut queue.items);
         queue.items = kept;
-        queue.items.is_empty()
+        (queue.items.is_empty(), only_blocked)
     }
 
     /// Drop what is queued (the shutdown deadline passed); returns the bytes dropped.
@@ -295,6 +301,62 @@ mod tests {
         got
     }
 
+    /// Fill the receive queue of the socket bound at `path` with `x` datagrams, before the
+    /// port sends to it: fillers send until a fresh one cannot (a filler may run out of its
+    /// own send buffer first). Keep them: their datagrams stay queued as long as they live.
+    fn fill(path: &std::path::Path) -> Vec<UnixDatagram> {
+        let mut fillers = Vec::new();
+        let peer_full = loop {
+            let filler = UnixDatagram::unbound().unwrap();
+            filler.set_nonblocking(true).unwrap();
+            let mut sent = 0;
+            while filler.send_to(b"x", path).is_ok() {
+                sent += 1;
+            }
+            fillers.push(filler);
+            if sent == 0 || fillers.len() > 1000 {
+                break sent == 0;
+            }
+        };
+        assert!(peer_full, "the peer's queue never filled");
+        fillers
+    }
+
+    #[test]
+    fn a_queue_left_with_only_full_peers_asks_for_a_flush_again_at_the_next_send() {
+        let dir = socket_dir("dgram-ask");
+        let server = DatagramSocket::bind(&ListenAddr::UnixDatagram(dir.join("s")), false);
+        let port = DatagramPort::new(0, server.unwrap(), 0, 1 << 20);
+        let (tx, commands) = crossbeam_channel::unbounded();
+        let reactor = ReactorHandle::new(tx, Arc::new(Poller::new().unwrap()));
+        let (full, reading) = (dir.join("full"), dir.join("reading"));
+        let _full_peer = UnixDatagram::bind(&full).unwrap();
+        let reading_peer = UnixDatagram::bind(&reading).unwrap();
+        reading_peer.set_nonblocking(true).unwrap();
+        let _fillers = fill(&full);
+        let (to_full, to_reading) = (
+            PacketPeer::Unix(Some(full)),
+            PacketPeer::Unix(Some(reading)),
+        );
+        let queued = |peer, data: &[u8]| {
+            let status = port.send_to(peer, data, &reactor).unwrap();
+            assert!(matches!(status, SendStatus::Queued { .. }), "{status:?}");
+        };
+        // Queued for the full peer: the reactor is asked once.
+        queued(&to_full, b"f1");
+        queued(&to_full, b"f2");
+        assert_eq!(commands.try_iter().count(), 1);
+        assert!(!port.flush(), "the full peer's wait");
+        // Only the full peer's are left: a send to another peer asks again (before, the
+        // request stayed set, and its datagram waited for the full peer's retry).
+        queued(&to_reading, b"r");
+        assert_eq!(commands.try_iter().count(), 1, "asked again");
+        port.flush();
+        assert_eq!(drain(&reading_peer), [b"r".to_vec()]);
+        assert_eq!(port.queued().0, 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_corked_port_flushes_in_runs_past_a_full_peer_keeping_each_peers_order() {
         let dir = socket_dir("dgram-runs");
@@ -310,22 +372,7 @@ mod tests {
         let to_full = PacketPeer::Unix(Some(full));
         let to_reading = PacketPeer::Unix(Some(reading));
 
-        // The full peer's queue is full before the port sends to it: fillers send until a
-        // fresh one cannot (a filler may run out of its own send buffer first).
-        let mut fillers = Vec::new();
-        let peer_full = loop {
-            let filler = UnixDatagram::unbound().unwrap();
-            filler.set_nonblocking(true).unwrap();
-            let mut sent = 0;
-            while filler.send_to(b"x", dir.join("full")).is_ok() {
-                sent += 1;
-            }
-            fillers.push(filler);
-            if sent == 0 || fillers.len() > 1000 {
-                break sent == 0;
-            }
-        };
-        assert!(peer_full, "the peer's queue never filled");
+        let _fillers = fill(&dir.join("full"));
 
         // More than a cork holds: the sends past it flush what it held, in runs.
         const EACH: u8 = 50;
