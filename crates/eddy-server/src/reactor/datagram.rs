@@ -8,13 +8,17 @@ use std::{
     io,
     os::fd::AsFd,
     sync::atomic::Ordering::Relaxed,
-    time::{Duration, Instant, SystemTime},
+    time::{Instant, SystemTime},
 };
 
 use bytes::Bytes;
 use crossbeam_channel::TrySendError;
 
-use super::{deliver::Workers, Reactor};
+use super::{
+    datagrams::{UNIX_RETRY, UNIX_RETRY_MAX},
+    deliver::Workers,
+    Reactor,
+};
 use crate::{
     net::{PacketInfo, PacketPeer},
     shared::{Datagram, DatagramPort, Event},
@@ -22,14 +26,6 @@ use crate::{
 
 /// Poller keys of datagram sockets start here (connections use slab keys from 0).
 const DATAGRAM_KEY: usize = usize::MAX / 2;
-
-/// How soon a unix datagram queue that met a full peer is tried again; doubled at each
-/// retry that leaves it so, up to [`UNIX_RETRY_MAX`] (a peer that stopped reading costs a
-/// wake-up a second, not 200), and back to this when a send asks for a flush.
-pub(super) const UNIX_RETRY: Duration = Duration::from_millis(5);
-
-/// The longest wait between two retries of a unix datagram queue.
-const UNIX_RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// Batches read per readiness, so one busy socket cannot starve the others.
 const BATCHES_PER_WAKE: usize = 8;

@@ -12,6 +12,14 @@ use crate::{
     shared::DatagramPort,
 };
 
+/// How soon a unix datagram queue that met a full peer is tried again; doubled at each
+/// retry that leaves it so, up to [`UNIX_RETRY_MAX`] (a peer that stopped reading costs a
+/// wake-up a second, not 200), and back to this when a send asks for a flush.
+pub(super) const UNIX_RETRY: Duration = Duration::from_millis(5);
+
+/// The longest wait between two retries of a unix datagram queue.
+pub(super) const UNIX_RETRY_MAX: Duration = Duration::from_secs(1);
+
 /// A reactor's datagram sockets and what reading them needs.
 #[derive(Debug, Default)]
 pub(super) struct Datagrams {
@@ -51,7 +59,7 @@ impl Datagrams {
             writing: vec![false; ports.len()],
             ports,
             server_ports,
-            retry_delay: super::datagram::UNIX_RETRY,
+            retry_delay: UNIX_RETRY,
             ..Datagrams::default()
         }
     }
