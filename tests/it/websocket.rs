@@ -44,6 +44,13 @@ impl EventHandler for WsEcho {
         if request.path() == "/private" {
             return Handshake::reject(403, "no entry");
         }
+        if request.path() == "/sneaky" {
+            // Built by hand, past `reject`'s clamp: still answered as a refusal.
+            return Handshake::Reject {
+                status: 101,
+                body: "no".into(),
+            };
+        }
         if request.subprotocols().contains(&"chat") {
             return Handshake::accept_protocol("chat");
         }
@@ -410,6 +417,16 @@ fn handshakes_can_be_rejected_pick_a_subprotocol_and_plain_http_gets_an_answer()
             assert_eq!(response.status(), 403)
         }
         other => panic!("expected 403, got {:?}", other.map(|_| ())),
+    }
+    // A Reject made with a 101 (or any status under 400) is answered with a 400.
+    let stream = connect(addr);
+    let refused =
+        tungstenite::client::client(format!("ws://{addr}/sneaky"), MaybeTlsStream::Plain(stream));
+    match refused {
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            assert_eq!(response.status(), 400)
+        }
+        other => panic!("expected 400, got {:?}", other.map(|_| ())),
     }
     // A subprotocol chosen from the client's offers.
     let stream = connect(addr);
