@@ -757,3 +757,28 @@ fn messages_just_before_the_peers_close_or_a_bad_frame_are_answered_first() {
         server.shutdown().unwrap();
     }
 }
+
+#[test]
+fn a_message_that_fits_the_buffer_with_its_header_is_sent() {
+    const LIMIT: usize = 256 * 1024;
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let builder =
+        ws_builder(WebSocketConfig::default().max_message_size(LIMIT)).socket_buffer_size(LIMIT);
+    let (server, addr) = start(builder, move || WsEcho { tx: tx.clone() });
+    let mut socket = client(addr, "/");
+    let conn = opened(&rx);
+    // 20 bytes short of the limit: its 10-byte header fits (it was refused as TooLarge
+    // against an estimate of 32 bytes and more).
+    let message = vec![b'a'; LIMIT - 20];
+    assert!(server.handle().send(conn, &message).is_ok());
+    assert_eq!(read_msg(&mut socket).unwrap().into_data().len(), LIMIT - 20);
+    // Over the limit with its header: refused, naming the frame's size.
+    assert_eq!(
+        server.handle().send(conn, vec![b'a'; LIMIT - 5]),
+        Err(SendError::TooLarge {
+            len: LIMIT + 5,
+            limit: LIMIT
+        })
+    );
+    server.shutdown().unwrap();
+}

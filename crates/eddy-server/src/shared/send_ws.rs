@@ -19,10 +19,18 @@ use crate::{
     ws::{Opcode, WsStatus},
 };
 
-/// The most bytes a WebSocket message of `len` bytes can take on the wire: its header, and
-/// what deflate can add to incompressible data (5 bytes per 16 KiB block, and a few more).
-fn frame_bound(len: usize) -> usize {
-    len + len / 16_384 * 5 + 32
+/// The most bytes a WebSocket message of `len` bytes can take on the wire: its header (a
+/// server's frames are not masked: 2, 4 or 10 bytes), and with `deflate` what compression can
+/// add to incompressible data (5 bytes per 16 KiB block, and a few more).
+fn frame_bound(len: usize, deflate: bool) -> usize {
+    if deflate {
+        return len + len / 16_384 * 5 + 32;
+    }
+    len + match len {
+        0..=125 => 2,
+        126..=0xffff => 4,
+        _ => 10,
+    }
 }
 
 /// Encode one WebSocket message for the connection whose output is `out`, with its deflate
@@ -128,7 +136,8 @@ impl Outlet {
     ) -> Result<SendStatus, SendError> {
         // Refuse before encoding: a deflate context must never take in a message that does
         // not then go out (the peer's context would no longer match).
-        let bound = frame_bound(data.len());
+        let deflate = out.ws.as_deref().is_some_and(|ws| ws.deflate);
+        let bound = frame_bound(data.len(), deflate);
         self.check_size(bound)?;
         if (out.pending() > 0 || out.corked) && out.memory() + bound > self.buffer_limit {
             return Err(SendError::BufferFull {
