@@ -398,3 +398,56 @@ fn a_handler_that_cannot_start_is_retried_with_back_off() {
     assert_eq!(ids.len(), 1, "{ids:?}");
     server.shutdown().unwrap();
 }
+
+/// Replies `one`, then panics, on the packet `panic`; echoes the others. Every handler after
+/// the first waits in `on_worker_start` until the gate's sender is dropped.
+struct SlowToReturn {
+    built: Arc<AtomicUsize>,
+    gate: crossbeam_channel::Receiver<()>,
+}
+
+impl EventHandler for SlowToReturn {
+    fn on_worker_start(&mut self, _ctx: &mut Context<'_>) {
+        if self.built.fetch_add(1, Ordering::SeqCst) > 0 {
+            let _ = self.gate.recv();
+        }
+    }
+
+    fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, packet: Bytes) {
+        // The packet is the whole frame, its 4-byte header included.
+        if &packet[4..] == b"panic" {
+            let _ = ctx.send(conn, frame(b"one"));
+            panic!("after its reply");
+        }
+        let _ = ctx.send(conn, &packet);
+    }
+}
+
+#[test]
+fn a_rebuild_inside_a_batch_lets_the_replies_before_it_go_first() {
+    let built = shared(AtomicUsize::new(0));
+    let (gate_tx, gate) = crossbeam_channel::bounded::<()>(0);
+    let builder = builder()
+        .codec(LengthCodec::new())
+        .worker_num(1)
+        .close_on_panic(false);
+    let counter = built.clone();
+    let (server, addr) = start(builder, move || SlowToReturn {
+        built: counter.clone(),
+        gate: gate.clone(),
+    });
+    let mut client = connect(addr);
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    // Two packets in one write, one batch: the first's reply, then the panic, then the new
+    // handler's start, which waits. The reply is out meanwhile (it waited for the start).
+    let mut both = frame(b"panic");
+    both.extend(frame(b"two"));
+    client.write_all(&both).unwrap();
+    assert_eq!(read_n(&mut client, 7), frame(b"one"));
+    wait_until("the new handler's start", || {
+        built.load(Ordering::SeqCst) == 2
+    });
+    drop(gate_tx);
+    assert_eq!(read_n(&mut client, 7), frame(b"two"));
+    server.shutdown().unwrap();
+}

@@ -87,10 +87,21 @@ impl<T: TaskHandler> Worker<T> {
             self.receive(conn, data.slice(start..end));
             // Between two packets: a panic, `max_request` or a reload rebuilds the handler
             // before the next one.
-            self.maintain();
+            self.maintain_in_batch(conn, Some(data));
             start = end;
         }
         self.server.shared.outlet.uncork(conn);
+    }
+
+    /// `maintain` between two events of a corked batch: a rebuild runs uncorked, so the
+    /// replies made so far go out rather than wait for the new handler's start (retried
+    /// with back-off while it panics); the rest of the batch is corked again.
+    fn maintain_in_batch(&mut self, conn: &Arc<Conn>, packets: Option<&Bytes>) {
+        if self.needs_rebuild() {
+            self.server.shared.outlet.uncork(conn);
+            self.rebuild_now();
+            self.server.shared.outlet.cork(conn, packets);
+        }
     }
 
     fn packet(&mut self, datagram: Datagram) {
@@ -111,7 +122,7 @@ impl<T: TaskHandler> Worker<T> {
                 break;
             }
             self.message(conn, WsMessage { opcode, data });
-            self.maintain();
+            self.maintain_in_batch(conn, None);
         }
         self.server.shared.outlet.uncork(conn);
     }

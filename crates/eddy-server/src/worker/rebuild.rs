@@ -18,16 +18,21 @@ impl<T: TaskHandler> Worker<T> {
     /// `max_request` or a request. Three plain loads when there is nothing to do.
     #[inline]
     pub(super) fn maintain(&mut self) {
-        if self.failure.is_some()
-            || self.limit.is_some_and(|limit| self.handled >= limit)
-            || self.server.shared.workers[self.id].rebuild_asked()
-        {
+        if self.needs_rebuild() {
             self.rebuild_now();
         }
     }
 
+    /// Whether the handler is to be rebuilt now: three plain loads.
+    #[inline]
+    pub(super) fn needs_rebuild(&self) -> bool {
+        self.failure.is_some()
+            || self.limit.is_some_and(|limit| self.handled >= limit)
+            || self.server.shared.workers[self.id].rebuild_asked()
+    }
+
     #[cold]
-    fn rebuild_now(&mut self) {
+    pub(super) fn rebuild_now(&mut self) {
         if self.failure.is_some() {
             self.rebuild(None);
         } else if self.limit.is_some_and(|limit| self.handled >= limit) {
