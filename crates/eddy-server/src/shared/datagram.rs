@@ -322,22 +322,59 @@ mod tests {
         fillers
     }
 
-    #[test]
-    fn a_queue_left_with_only_full_peers_asks_for_a_flush_again_at_the_next_send() {
-        let dir = socket_dir("dgram-ask");
+    /// A unix datagram port, the reactor handle it tells (and what it is told), and two
+    /// bound peers: one whose queue is full (its fillers kept: bind every field, or the full
+    /// peer and its fillers go at the end of the `let`), one that reads.
+    struct TwoPeers {
+        dir: std::path::PathBuf,
+        port: DatagramPort,
+        reactor: ReactorHandle,
+        commands: crossbeam_channel::Receiver<Command>,
+        full_peer: UnixDatagram,
+        reading_peer: UnixDatagram,
+        to_full: PacketPeer,
+        to_reading: PacketPeer,
+        _fillers: Vec<UnixDatagram>,
+    }
+
+    fn two_peers(name: &str) -> TwoPeers {
+        let dir = socket_dir(name);
         let server = DatagramSocket::bind(&ListenAddr::UnixDatagram(dir.join("s")), false);
         let port = DatagramPort::new(0, server.unwrap(), 0, 1 << 20);
         let (tx, commands) = crossbeam_channel::unbounded();
         let reactor = ReactorHandle::new(tx, Arc::new(Poller::new().unwrap()));
         let (full, reading) = (dir.join("full"), dir.join("reading"));
-        let _full_peer = UnixDatagram::bind(&full).unwrap();
+        let full_peer = UnixDatagram::bind(&full).unwrap();
         let reading_peer = UnixDatagram::bind(&reading).unwrap();
+        full_peer.set_nonblocking(true).unwrap();
         reading_peer.set_nonblocking(true).unwrap();
-        let _fillers = fill(&full);
-        let (to_full, to_reading) = (
-            PacketPeer::Unix(Some(full)),
-            PacketPeer::Unix(Some(reading)),
-        );
+        let fillers = fill(&full);
+        TwoPeers {
+            dir,
+            port,
+            reactor,
+            commands,
+            full_peer,
+            reading_peer,
+            to_full: PacketPeer::Unix(Some(full)),
+            to_reading: PacketPeer::Unix(Some(reading)),
+            _fillers: fillers,
+        }
+    }
+
+    #[test]
+    fn a_queue_left_with_only_full_peers_asks_for_a_flush_again_at_the_next_send() {
+        let TwoPeers {
+            dir,
+            port,
+            reactor,
+            commands,
+            full_peer: _full_peer,
+            reading_peer,
+            to_full,
+            to_reading,
+            _fillers: _kept,
+        } = two_peers("dgram-ask");
         let queued = |peer, data: &[u8]| {
             let status = port.send_to(peer, data, &reactor).unwrap();
             assert!(matches!(status, SendStatus::Queued { .. }), "{status:?}");
@@ -359,20 +396,17 @@ mod tests {
 
     #[test]
     fn a_corked_port_flushes_in_runs_past_a_full_peer_keeping_each_peers_order() {
-        let dir = socket_dir("dgram-runs");
-        let server = DatagramSocket::bind(&ListenAddr::UnixDatagram(dir.join("s")), false);
-        let port = DatagramPort::new(0, server.unwrap(), 0, 1 << 20);
-        let (tx, _commands) = crossbeam_channel::unbounded();
-        let reactor = ReactorHandle::new(tx, Arc::new(Poller::new().unwrap()));
-        let (full, reading) = (dir.join("full"), dir.join("reading"));
-        let full_peer = UnixDatagram::bind(&full).unwrap();
-        let reading_peer = UnixDatagram::bind(&reading).unwrap();
-        full_peer.set_nonblocking(true).unwrap();
-        reading_peer.set_nonblocking(true).unwrap();
-        let to_full = PacketPeer::Unix(Some(full));
-        let to_reading = PacketPeer::Unix(Some(reading));
-
-        let _fillers = fill(&dir.join("full"));
+        let TwoPeers {
+            dir,
+            port,
+            reactor,
+            full_peer,
+            reading_peer,
+            to_full,
+            to_reading,
+            commands: _commands,
+            _fillers: _kept,
+        } = two_peers("dgram-runs");
 
         // More than a cork holds: the sends past it flush what it held, in runs.
         const EACH: u8 = 50;
