@@ -782,3 +782,66 @@ fn a_message_that_fits_the_buffer_with_its_header_is_sent() {
     );
     server.shutdown().unwrap();
 }
+
+/// Holds the first `on_connect` (saying so) until the gate's sender is dropped; echoes.
+struct SlowFirstConnect {
+    first: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    holding: Sender<()>,
+    gate: Receiver<()>,
+}
+
+impl EventHandler for SlowFirstConnect {
+    fn on_connect(&mut self, _: &mut Context<'_>, _: ConnId) {
+        if self.first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            let _ = self.holding.send(());
+            let _ = self.gate.recv();
+        }
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, message: WsMessage) {
+        let _ = ctx.send_opcode(conn, message.opcode, &message.data);
+    }
+
+    fn on_receive(&mut self, _: &mut Context<'_>, _: ConnId, _: Bytes) {}
+}
+
+#[test]
+fn the_handshake_timeout_does_not_count_the_time_the_server_holds_the_request_unread() {
+    let (gate_tx, gate) = crossbeam_channel::bounded::<()>(0);
+    let (holding_tx, holding) = crossbeam_channel::unbounded();
+    let first = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let config = WebSocketConfig::default().handshake_timeout(Duration::from_millis(200));
+    // Round robin is stateless: a connection is read once its on_connect has returned. One
+    // reactor, so the two connections' on_connect go to the two workers in turn.
+    let builder = ws_builder(config)
+        .dispatch_mode(DispatchMode::RoundRobin)
+        .reactor_num(1);
+    let (server, addr) = start(builder, move || SlowFirstConnect {
+        first: first.clone(),
+        holding: holding_tx.clone(),
+        gate: gate.clone(),
+    });
+    // The first client sends its request at once; its on_connect does not return.
+    let mut held = connect(addr);
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    held.write_all(request.as_bytes()).unwrap();
+    holding
+        .recv_timeout(WAIT)
+        .expect("the first on_connect holds");
+    // A second client (its on_connect on the other worker) sends nothing: timed out, which
+    // shows the first one's deadline has passed too.
+    let mut silent = connect(addr);
+    silent.set_read_timeout(Some(WAIT)).unwrap();
+    let (answer, _) = read_to_close(&mut silent);
+    assert!(answer.is_empty());
+    // The first was held by the server, not slow: once on_connect returns it upgrades
+    // (before, it was closed with HandshakeTimeout while held).
+    drop(gate_tx);
+    held.set_read_timeout(Some(WAIT)).unwrap();
+    let head = read_head(&mut held);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    server.shutdown().unwrap();
+}

@@ -215,20 +215,33 @@ impl Reactor {
         }
     }
 
-    /// Close the connections whose handshake deadline passed before they upgraded.
+    /// Close the connections whose handshake deadline passed before they upgraded. One the
+    /// server holds unread when its time is up (`on_connect` still running, a worker backlog,
+    /// `enable_delay_receive`, `pause`, its TLS handshake) is given the timeout again: the
+    /// server's own time does not count against the client.
     pub(super) fn expire_handshakes(&mut self, now: Instant) {
+        /// Pauses that are the server's, not the client's.
+        const HELD: u8 = pause::INBOX | pause::GATE | pause::QUEUED | pause::USER | pause::DELAY;
         while let Some(&(deadline, key, id)) = self.handshakes.front() {
             if deadline > now {
                 break;
             }
             self.handshakes.pop_front();
-            let late = self.conns.get(key).is_some_and(|lc| {
-                lc.conn.id == id
-                    && matches!(&lc.protocol, ProtocolState::WebSocket(ws) if ws.is_handshaking())
-            });
-            if late {
-                self.finalize(key, CloseReason::HandshakeTimeout);
+            let Some(lc) = self.conns.get(key).filter(|lc| lc.conn.id == id) else {
+                continue;
+            };
+            let ProtocolState::WebSocket(ws) = &lc.protocol else {
+                continue;
+            };
+            if !ws.is_handshaking() {
+                continue;
             }
+            if lc.paused & HELD != 0 || lc.tls_handshaking {
+                let again = (now + ws.config.handshake_timeout, key, id);
+                super::queue_deadline(&mut self.handshakes, again);
+                continue;
+            }
+            self.finalize(key, CloseReason::HandshakeTimeout);
         }
     }
 }

@@ -72,7 +72,10 @@ impl WebSocketConfig {
     }
 
     /// How long a client has to complete its upgrade request after it connects; then it is
-    /// closed (`CloseReason::HandshakeTimeout`). Default 10 s. Range 10 ms to 1 hour.
+    /// closed (`CloseReason::HandshakeTimeout`). The server's own time does not count: a
+    /// connection it holds unread when the time is up (`on_connect` still running, a worker
+    /// backlog, `enable_delay_receive`, `pause`, a TLS handshake) is given the timeout again.
+    /// Default 10 s. Range 10 ms to 1 hour.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
