@@ -425,3 +425,51 @@ fn a_unix_peer_that_stops_reading_does_not_hold_up_the_others() {
     server.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_unix_peer_that_stops_reading_fills_only_its_share_of_the_send_queue() {
+    let dir = std::env::temp_dir().join(format!("eddy-dgram-share-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server_path = dir.join("s.sock");
+    let (stuck_path, other_path) = (dir.join("stuck.sock"), dir.join("other.sock"));
+    for path in [&server_path, &stuck_path, &other_path] {
+        let _ = std::fs::remove_file(path);
+    }
+    let (tx, _rx) = crossbeam_channel::unbounded();
+    let server = dgram_builder()
+        .listen_unix_dgram(server_path.to_str().unwrap())
+        .socket_buffer_size(64 * 1024)
+        .max_wait_time(Duration::from_millis(100))
+        .build(move || PacketEcho { tx: tx.clone() })
+        .unwrap()
+        .start()
+        .unwrap();
+    let _stuck = UnixDatagram::bind(&stuck_path).unwrap();
+    // Datagrams to a peer that never reads, until the queue says no: at its share (a quarter
+    // of the 64 KiB), not the whole queue.
+    let handle = server.handle();
+    let peer = PacketPeer::Unix(Some(stuck_path.clone()));
+    let refusal = loop {
+        if let Err(err) = handle.sendto(0, &peer, [7u8; 1024]) {
+            break err;
+        }
+    };
+    assert_eq!(
+        refusal,
+        SendToError::QueueFull {
+            pending: 16 * 1024,
+            limit: 16 * 1024
+        }
+    );
+    // Another peer is still served (before, the stuck one took the whole queue and every
+    // sendto was refused).
+    let other = UnixDatagram::bind(&other_path).unwrap();
+    other.set_read_timeout(Some(WAIT)).unwrap();
+    let to_other = PacketPeer::Unix(Some(other_path.clone()));
+    assert!(handle.sendto(0, &to_other, b"still here").is_ok());
+    let mut buf = [0u8; 16];
+    let n = other.recv(&mut buf).expect("the other peer's datagram");
+    assert_eq!(&buf[..n], b"still here");
+    server.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -163,11 +163,13 @@ pub enum SendToError {
     /// The peer is not of the socket's family (IPv4 vs IPv6, or unix vs IP, or an unnamed
     /// unix peer, which cannot be answered).
     FamilyMismatch,
-    /// The socket's send queue is full (`socket_buffer_size`).
+    /// The socket's send queue is full (`socket_buffer_size`), or, on a unix datagram
+    /// socket, the peer's share of it (a quarter: a peer that stops reading cannot take the
+    /// queue from the others).
     QueueFull {
-        /// Bytes already queued.
+        /// Bytes already queued (for the peer, when its share is what is full).
         pending: usize,
-        /// The queue's cap.
+        /// The cap (the queue's, or the peer's share).
         limit: usize,
     },
     /// An empty datagram.

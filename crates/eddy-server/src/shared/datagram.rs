@@ -5,7 +5,7 @@
 //! is corked: the replies queue, and go out together (one `sendmmsg` per 64) when it uncorks.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     sync::atomic::{AtomicU64, Ordering::Relaxed},
 };
 
@@ -21,6 +21,10 @@ use crate::{
 /// The most datagrams a send queue holds, however small (each entry costs its peer's address
 /// and a buffer).
 const MAX_QUEUED: usize = 16 * 1024;
+
+/// A unix peer may hold at most this share (1/4) of a send queue's bytes and datagrams: one
+/// that stops reading fills its part, and the others are still served.
+const PEER_SHARE: usize = 4;
 
 /// The most queued datagrams one flush tries to send (the lock it holds is every sender's;
 /// datagrams to a peer found full are passed over, not counted).
@@ -62,6 +66,25 @@ struct SendQueue {
     /// Datagrams queued since the port was corked or last flushed by a send (what the cork
     /// holds back, not what waits for a full socket).
     held: usize,
+    /// Unix sockets only: datagrams and bytes queued per peer (see [`PEER_SHARE`]). UDP
+    /// keeps none: its socket is full for every peer at once.
+    per_peer: HashMap<PacketPeer, (usize, usize)>,
+}
+
+impl SendQueue {
+    /// A queued datagram of `len` bytes to `peer` left the queue (sent, refused, dropped).
+    fn dequeued(&mut self, peer: &PacketPeer, len: usize) {
+        self.bytes -= len;
+        if self.per_peer.is_empty() {
+            return;
+        }
+        if let Some(held) = self.per_peer.get_mut(peer) {
+            *held = (held.0 - 1, held.1 - len);
+            if held.0 == 0 {
+                self.per_peer.remove(peer);
+            }
+        }
+    }
 }
 
 /// One datagram listener.
@@ -151,6 +174,20 @@ impl DatagramPort {
                 limit: self.queue_limit,
             });
         }
+        let per_peer = !self.socket.signals_writable();
+        if per_peer {
+            let (items, bytes) = queue.per_peer.get(peer).copied().unwrap_or_default();
+            let limit = self.queue_limit / PEER_SHARE;
+            if items >= MAX_QUEUED / PEER_SHARE || bytes + data.len() > limit {
+                self.counters.queue_full.fetch_add(1, Relaxed);
+                return Err(SendToError::QueueFull {
+                    pending: bytes,
+                    limit,
+                });
+            }
+            let held = queue.per_peer.entry(peer.clone()).or_default();
+            *held = (held.0 + 1, held.1 + data.len());
+        }
         queue
             .items
             .push_back((peer.clone(), Bytes::copy_from_slice(data)));
@@ -223,9 +260,9 @@ impl DatagramPort {
                 }
             }
             let (sent, error) = self.socket.send_batch(&run);
-            for (_, data) in run.drain(..sent) {
+            for (peer, data) in run.drain(..sent) {
                 self.counters.sent.fetch_add(1, Relaxed);
-                queue.bytes -= data.len();
+                queue.dequeued(&peer, data.len());
             }
             let Some(err) = error else {
                 continue;
@@ -243,7 +280,7 @@ impl DatagramPort {
             } else {
                 self.counters.send_failed.fetch_add(1, Relaxed);
                 tracing::debug!(listener = self.listener, "queued datagram refused: {err}");
-                queue.bytes -= data.len();
+                queue.dequeued(&peer, data.len());
             }
             // The rest of the run is looked at again, in its order.
             looked -= run.len();
@@ -262,6 +299,7 @@ impl DatagramPort {
     pub(crate) fn discard(&self) -> usize {
         let mut queue = self.queue.lock();
         queue.items.clear();
+        queue.per_peer.clear();
         queue.flush_requested = false;
         std::mem::take(&mut queue.bytes)
     }
