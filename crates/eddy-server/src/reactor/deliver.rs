@@ -6,7 +6,10 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use crossbeam_channel::TrySendError;
 
-use super::{local::pause, Reactor};
+use super::{
+    local::{pause, Held},
+    Reactor,
+};
 use crate::{
     conn::inflight,
     dispatch::{Load, Subject},
@@ -165,8 +168,15 @@ impl Reactor {
                 for &(key, id) in &stalled {
                     if let Some(lc) = self.conns.get_mut(key).filter(|lc| lc.conn.id == id) {
                         lc.paused &= !pause::INBOX;
+                        let was_held = lc.held_events != Held::None;
                         // Resumes reading, and hands over watermark events held meanwhile.
                         self.check_output(key);
+                        // Or, if they are still held (its events go to another worker now,
+                        // backed up too), lists it there: it is off this list. (Events held
+                        // only now were listed by `check_output`.)
+                        if was_held {
+                            self.relist_held(key);
+                        }
                     }
                 }
                 // Keep the allocation, and whatever stalled again while we went through it.

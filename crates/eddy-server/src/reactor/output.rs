@@ -148,6 +148,22 @@ impl Reactor {
         }
     }
 
+    /// A connection just taken off a worker's stalled list: if its watermark events are
+    /// still held (the worker its events go to now is backed up), list it on that worker's,
+    /// so they are handed over when it drains. (`report_watermarks` lists a connection only
+    /// when its events start being held.)
+    pub(super) fn relist_held(&mut self, key: usize) {
+        let Some(lc) = self.conns.get(key) else {
+            return;
+        };
+        if lc.held_events == Held::None {
+            return;
+        }
+        if let Some(worker) = lc.worker.filter(|&w| !self.backlog[w].is_empty()) {
+            self.stalled[worker].push((key, lc.conn.id));
+        }
+    }
+
     pub(super) fn sync_interest(&mut self, key: usize) {
         let Some(lc) = self.conns.get_mut(key) else {
             return;
