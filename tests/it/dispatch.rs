@@ -248,9 +248,17 @@ struct Hold {
 
 /// Answers each packet with the id of the worker that handled it; holds on a [`Hold`], and
 /// answers a message that is a `Sender<()>`.
-struct WhoAnswers;
+#[derive(Clone)]
+struct WhoAnswers {
+    /// Told at the end of each `on_connect`.
+    connected: crossbeam_channel::Sender<ConnId>,
+}
 
 impl eddy::EventHandler for WhoAnswers {
+    fn on_connect(&mut self, _ctx: &mut eddy::Context<'_>, conn: ConnId) {
+        let _ = self.connected.send(conn);
+    }
+
     fn on_receive(&mut self, ctx: &mut eddy::Context<'_>, conn: ConnId, _data: eddy::Bytes) {
         let _ = ctx.send(conn, frame(&[ctx.worker_id() as u8]));
     }
@@ -290,7 +298,11 @@ fn idle_mode_passes_a_worker_busy_with_a_timer_or_a_message() {
             .worker_num(2)
             .reactor_num(1)
             .dispatch_mode(DispatchMode::Idle);
-        let (server, addr) = start(builder, || WhoAnswers);
+        let (connected_tx, connected) = crossbeam_channel::unbounded();
+        let who = WhoAnswers {
+            connected: connected_tx,
+        };
+        let (server, addr) = start(builder, move || who.clone());
         let handle = server.handle();
         let (gate_tx, gate) = crossbeam_channel::bounded::<()>(0);
         handle
@@ -301,7 +313,9 @@ fn idle_mode_passes_a_worker_busy_with_a_timer_or_a_message() {
         let status = || handle.stats().worker_status;
         wait_until("worker 0 busy", || status() == [Busy, Idle]);
         let mut client = connect(addr);
-        // Its connect event went to worker 1: let it finish, or both workers look busy.
+        // Its connect event went to worker 1: let it finish (the reply to it, then idle), or
+        // both workers look busy.
+        connected.recv_timeout(WAIT).expect("on_connect ran");
         wait_until("worker 1 idle", || status() == [Busy, Idle]);
         for _ in 0..4 {
             write_all(&mut client, &frame(b"who"));
@@ -320,7 +334,10 @@ fn a_reactor_mode_worker_is_idle_again_after_a_message() {
         .worker_num(1)
         .reactor_num(1)
         .dispatch_mode(DispatchMode::Reactor);
-    let (server, _addr) = start(builder, || WhoAnswers);
+    let who = WhoAnswers {
+        connected: crossbeam_channel::unbounded().0,
+    };
+    let (server, _addr) = start(builder, move || who.clone());
     let handle = server.handle();
     let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
     handle

@@ -77,9 +77,12 @@ impl Reactor {
     /// Flush port `i`'s queue; what is left waits for writability (UDP) or a retry (unix).
     fn flush_datagrams(&mut self, i: usize) {
         let port = &self.datagrams.ports[i];
+        let sent = port.counters.sent.load(Relaxed);
         let empty = port.flush();
         let wait_writable = !empty && port.socket.signals_writable();
-        if empty {
+        // A flush that sent something starts the back-off over: a peer that reads slowly is
+        // retried at the short interval, one that stopped reading backs off.
+        if port.counters.sent.load(Relaxed) != sent {
             self.datagrams.retry_delay = UNIX_RETRY;
         }
         if !empty && !wait_writable {
@@ -101,7 +104,8 @@ impl Reactor {
     pub(super) fn retry_datagrams(&mut self) {
         if self.datagrams.retry_at.is_some_and(|t| Instant::now() >= t) {
             self.datagrams.retry_at = None;
-            // The next retry, if this one leaves a queue waiting, comes later.
+            // The next retry, if this one sends nothing and leaves a queue waiting, comes
+            // later (see `flush_datagrams`).
             self.datagrams.retry_delay = (self.datagrams.retry_delay * 2).min(UNIX_RETRY_MAX);
             for i in 0..self.datagrams.ports.len() {
                 if !self.datagrams.ports[i].socket.signals_writable() {

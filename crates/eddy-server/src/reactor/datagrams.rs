@@ -13,8 +13,8 @@ use crate::{
 };
 
 /// How soon a unix datagram queue that met a full peer is tried again; doubled at each
-/// retry that leaves it so, up to [`UNIX_RETRY_MAX`] (a peer that stopped reading costs a
-/// wake-up a second, not 200), and back to this when a send asks for a flush.
+/// retry that sends nothing, up to [`UNIX_RETRY_MAX`] (a peer that stopped reading costs a
+/// wake-up a second, not 200), and back to this when a flush sends or a send asks for one.
 pub(super) const UNIX_RETRY: Duration = Duration::from_millis(5);
 
 /// The longest wait between two retries of a unix datagram queue.

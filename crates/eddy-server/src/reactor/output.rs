@@ -181,10 +181,6 @@ impl Reactor {
     }
 }
 
-/// A WebSocket that closes without having sent its close frame (a shutdown: 1001, a plain
-/// `close`: 1000) sends it now, after everything queued; a TLS session then says
-/// close_notify. Its output is empty, so the kernel takes these few bytes unless its own
-/// buffer is full (then the peer sees the TCP close).
 /// Whether closing for `reason` still owes the peer a WebSocket close frame: the peer's
 /// close or a protocol error, before the frame went out (the send side is still open).
 fn ws_close_owed(out: &Output, reason: &CloseReason) -> bool {
@@ -195,6 +191,11 @@ fn ws_close_owed(out: &Output, reason: &CloseReason) -> bool {
             .is_some_and(|ws| ws.status == WsStatus::Open)
 }
 
+/// A WebSocket that closes without having sent its close frame (a shutdown: 1001, a plain
+/// `close`: 1000, the peer's close echoed, a protocol error's code) sends it now, after
+/// everything queued; a TLS session then says close_notify. Its output is empty, so the
+/// kernel takes these few bytes unless its own buffer is full (then the peer sees the TCP
+/// close).
 fn say_goodbye(conn: &Conn, out: &mut Output, reason: &CloseReason) {
     use eddy_ws::close_code::{GOING_AWAY, NORMAL, NO_STATUS};
     let (code, text) = match reason {

@@ -22,6 +22,7 @@ use crate::{
     config::READ_CHUNK,
     conn::{CloseReason, ConnId},
     shared::Event,
+    sys,
     ws::Opcode,
 };
 
@@ -217,8 +218,9 @@ impl Reactor {
 
     /// Close the connections whose handshake deadline passed before they upgraded. One the
     /// server holds unread when its time is up (`on_connect` still running, a worker backlog,
-    /// `enable_delay_receive`, `pause`, its TLS handshake) is given the timeout again: the
-    /// server's own time does not count against the client.
+    /// `enable_delay_receive`, `pause`, its TLS handshake), or whose socket holds bytes not
+    /// read yet, is given the timeout again: the server's own time does not count against
+    /// the client.
     pub(super) fn expire_handshakes(&mut self, now: Instant) {
         /// Pauses that are the server's, not the client's.
         const HELD: u8 = pause::INBOX | pause::GATE | pause::QUEUED | pause::USER | pause::DELAY;
@@ -236,7 +238,14 @@ impl Reactor {
             if !ws.is_handshaking() {
                 continue;
             }
-            if lc.paused & HELD != 0 || lc.tls_handshaking {
+            // Held, or just let go with its bytes not read yet (the hold ended in this very
+            // loop, before the poller could report them): the server's time, not the client's.
+            // A closing connection is not given more: the timeout is its backstop.
+            let held = lc.closing.is_none()
+                && (lc.paused & HELD != 0
+                    || lc.tls_handshaking
+                    || sys::has_unread_input(lc.conn.fd()));
+            if held {
                 let again = (now + ws.config.handshake_timeout, key, id);
                 super::queue_deadline(&mut self.handshakes, again);
                 continue;

@@ -162,11 +162,20 @@ impl Outlet {
         message: &mut SharedMessage<'_>,
     ) -> Result<SendStatus, SendError> {
         let data = message.data;
-        self.check_size(data.len())?;
         let out = conn.out.lock();
         if out.state != OutState::Open {
             return Err(SendError::Closed);
         }
+        // Before the size and buffer checks: a broadcast passes over a WebSocket still in its
+        // upgrade, whatever the message.
+        if out
+            .ws
+            .as_deref()
+            .is_some_and(|ws| ws.status == WsStatus::Handshaking)
+        {
+            return Err(SendError::NotEstablished);
+        }
+        self.check_size(data.len())?;
         let Some(ws) = out.ws.as_deref() else {
             return match &mut message.deferred {
                 Some(deferred) => self.queue_locked(conn, out, data, &mut deferred.lists),
@@ -174,10 +183,6 @@ impl Outlet {
             };
         };
         let opcode = ws.default_opcode;
-        if ws.status == WsStatus::Handshaking {
-            // Before the size and buffer checks: a broadcast passes it over, whatever it holds.
-            return Err(SendError::NotEstablished);
-        }
         if ws.deflate || ws.status != WsStatus::Open {
             // Compressed per connection (its own deflate context), or refused.
             return self.write_ws_locked(conn, out, opcode, data);

@@ -231,6 +231,14 @@ pub(crate) fn discard_input(fd: BorrowedFd<'_>, limit: usize) {
     }
 }
 
+/// Whether the socket holds input not read yet (`FIONREAD`; false on an error).
+pub(crate) fn has_unread_input(fd: BorrowedFd<'_>) -> bool {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int, into a local; the descriptor is borrowed, so open.
+    let ok = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) } == 0;
+    ok && n > 0
+}
+
 /// Send FIN and stop both directions; the descriptor stays open until its owner drops it.
 pub(crate) fn shutdown(fd: BorrowedFd<'_>) {
     let fd = fd.as_raw_fd();
