@@ -388,9 +388,19 @@ fn a_shutdown_flushes_the_datagrams_sendto_queued() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn a_unix_peer_that_stops_reading_does_not_hold_up_the_others() {
-    let dir = std::env::temp_dir().join(format!("eddy-dgram-p-{}", std::process::id()));
+/// A unix datagram echo, a peer bound beside it that never reads, and the path of another
+/// peer (not bound yet). The stuck peer's datagrams are dropped at the shutdown's deadline.
+struct StuckPeer {
+    server: eddy::RunningServer,
+    dir: std::path::PathBuf,
+    server_path: std::path::PathBuf,
+    stuck_path: std::path::PathBuf,
+    other_path: std::path::PathBuf,
+    _stuck: UnixDatagram,
+}
+
+fn stuck_peer(name: &str, configure: impl FnOnce(ServerBuilder) -> ServerBuilder) -> StuckPeer {
+    let dir = std::env::temp_dir().join(format!("eddy-dgram-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let server_path = dir.join("s.sock");
     let (stuck_path, other_path) = (dir.join("stuck.sock"), dir.join("other.sock"));
@@ -398,57 +408,55 @@ fn a_unix_peer_that_stops_reading_does_not_hold_up_the_others() {
         let _ = std::fs::remove_file(path);
     }
     let (tx, _rx) = crossbeam_channel::unbounded();
-    let server = dgram_builder()
+    let builder = dgram_builder()
         .listen_unix_dgram(server_path.to_str().unwrap())
-        // The stuck peer's datagrams are dropped at the shutdown's deadline.
-        .max_wait_time(Duration::from_millis(100))
+        .max_wait_time(Duration::from_millis(100));
+    let server = configure(builder)
         .build(move || PacketEcho { tx: tx.clone() })
         .unwrap()
         .start()
         .unwrap();
     let _stuck = UnixDatagram::bind(&stuck_path).unwrap();
+    StuckPeer {
+        server,
+        dir,
+        server_path,
+        stuck_path,
+        other_path,
+        _stuck,
+    }
+}
+
+#[test]
+fn a_unix_peer_that_stops_reading_does_not_hold_up_the_others() {
+    let peers = stuck_peer("p", |b| b);
     // A peer that never reads: its receive queue fills, and well over a flush's look (1024)
     // of datagrams to it wait in the send queue.
-    let peer = PacketPeer::Unix(Some(stuck_path.clone()));
+    let handle = peers.server.handle();
+    let peer = PacketPeer::Unix(Some(peers.stuck_path.clone()));
     for i in 0..1500u32 {
-        server.handle().sendto(0, &peer, i.to_be_bytes()).unwrap();
+        handle.sendto(0, &peer, i.to_be_bytes()).unwrap();
     }
-    assert!(server.handle().stats().packet_queued.0 > 1024);
+    assert!(handle.stats().packet_queued.0 > 1024);
     // Another peer is answered all the same (before, every flush looked only at the first
     // 1024 queued datagrams, all to the stuck peer, and its reply waited behind them).
-    let other = UnixDatagram::bind(&other_path).unwrap();
+    let other = UnixDatagram::bind(&peers.other_path).unwrap();
     other.set_read_timeout(Some(WAIT)).unwrap();
-    other.send_to(b"me too", &server_path).unwrap();
+    other.send_to(b"me too", &peers.server_path).unwrap();
     let mut buf = [0u8; 16];
     let n = other.recv(&mut buf).expect("the other peer's echo");
     assert_eq!(&buf[..n], b"me too");
-    server.shutdown().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    peers.server.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&peers.dir);
 }
 
 #[test]
 fn a_unix_peer_that_stops_reading_fills_only_its_share_of_the_send_queue() {
-    let dir = std::env::temp_dir().join(format!("eddy-dgram-share-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let server_path = dir.join("s.sock");
-    let (stuck_path, other_path) = (dir.join("stuck.sock"), dir.join("other.sock"));
-    for path in [&server_path, &stuck_path, &other_path] {
-        let _ = std::fs::remove_file(path);
-    }
-    let (tx, _rx) = crossbeam_channel::unbounded();
-    let server = dgram_builder()
-        .listen_unix_dgram(server_path.to_str().unwrap())
-        .socket_buffer_size(64 * 1024)
-        .max_wait_time(Duration::from_millis(100))
-        .build(move || PacketEcho { tx: tx.clone() })
-        .unwrap()
-        .start()
-        .unwrap();
-    let _stuck = UnixDatagram::bind(&stuck_path).unwrap();
+    let peers = stuck_peer("share", |b| b.socket_buffer_size(64 * 1024));
     // Datagrams to a peer that never reads, until the queue says no: at its share (a quarter
     // of the 64 KiB), not the whole queue.
-    let handle = server.handle();
-    let peer = PacketPeer::Unix(Some(stuck_path.clone()));
+    let handle = peers.server.handle();
+    let peer = PacketPeer::Unix(Some(peers.stuck_path.clone()));
     let refusal = loop {
         if let Err(err) = handle.sendto(0, &peer, [7u8; 1024]) {
             break err;
@@ -463,13 +471,13 @@ fn a_unix_peer_that_stops_reading_fills_only_its_share_of_the_send_queue() {
     );
     // Another peer is still served (before, the stuck one took the whole queue and every
     // sendto was refused).
-    let other = UnixDatagram::bind(&other_path).unwrap();
+    let other = UnixDatagram::bind(&peers.other_path).unwrap();
     other.set_read_timeout(Some(WAIT)).unwrap();
-    let to_other = PacketPeer::Unix(Some(other_path.clone()));
+    let to_other = PacketPeer::Unix(Some(peers.other_path.clone()));
     assert!(handle.sendto(0, &to_other, b"still here").is_ok());
     let mut buf = [0u8; 16];
     let n = other.recv(&mut buf).expect("the other peer's datagram");
     assert_eq!(&buf[..n], b"still here");
-    server.shutdown().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    peers.server.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&peers.dir);
 }
