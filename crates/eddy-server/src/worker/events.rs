@@ -161,9 +161,9 @@ impl<T: TaskHandler> Worker<T> {
                 reactor.command(Command::Upgraded(conn.clone()));
             }
             Some(Handshake::Reject { status, body }) => {
-                // Clamped here too: the variant can be built without `reject` (a 101 or a
-                // 200 would tell the client the refused upgrade went through).
-                let response = HttpResponse::text(status.clamp(400, 599), body);
+                // The variant can be built without `reject`: clamped here as there.
+                let status = crate::ws::refusal_status(status);
+                let response = HttpResponse::text(status, body);
                 self.answer_http(conn, &response);
             }
             // `on_handshake` panicked (and closed the connection, unless `close_on_panic`

@@ -35,10 +35,16 @@ impl Handshake {
     /// Refuse with `status` (clamped to 400..=599) and `body`.
     pub fn reject(status: u16, body: impl Into<String>) -> Self {
         Handshake::Reject {
-            status: status.clamp(400, 599),
+            status: refusal_status(status),
             body: body.into(),
         }
     }
+}
+
+/// The status a refused upgrade is answered with: `status`, within 400..=599 (a 101 or a 200
+/// would tell the client the upgrade went through).
+pub(crate) fn refusal_status(status: u16) -> u16 {
+    status.clamp(400, 599)
 }
 
 /// An answer to a plain HTTP request on a WebSocket listener (one response, then the

@@ -11,7 +11,7 @@ mod http;
 pub use config::WebSocketConfig;
 pub use eddy_ws::deflate::DeflateConfig;
 pub use eddy_ws::handshake::Request as HttpRequest;
-pub(crate) use http::reason_phrase;
+pub(crate) use http::{reason_phrase, refusal_status};
 pub use http::{Handshake, HttpResponse};
 
 use bytes::Bytes;
