@@ -20,7 +20,7 @@ use crate::{
     net::{DatagramSocket, ListenAddr, Listener},
     shared::{
         ClusterBus, Commands, ConnTable, Counters, DatagramPort, GroupIndex, Outlet, ReactorHandle,
-        ServerHandle, Shared, UidIndex, Watch, WorkerShared,
+        ServerHandle, Shared, SupervisorCommands, UidIndex, Watch, WorkerShared,
     },
     sys::{Clock, Poller},
     task::{TaskFactory, TaskHandler},
@@ -105,7 +105,7 @@ impl Server {
             deadline: OnceLock::new(),
             reload: Default::default(),
             commands,
-            supervisor_commands: bounded(64),
+            supervisor_commands: SupervisorCommands::new(64),
             datagrams,
             table: ConnTable::new(config.max_conn, config.listeners.len()),
             stats: Counters::new(config.reactor_num, config.worker_num),

@@ -3,6 +3,8 @@
 
 use std::sync::atomic::Ordering;
 
+use crossbeam_channel::RecvTimeoutError;
+
 use crate::{
     error::{CommandError, TaskError},
     message::{CommandTarget, Destination, Message, MessageError, MessageSource},
@@ -150,16 +152,16 @@ impl ServerHandle {
             if self.is_shutting_down() {
                 return Err(CommandError::ShuttingDown);
             }
-            shared
-                .supervisor_commands
-                .0
-                .try_send(call)
-                .map_err(|_| CommandError::QueueFull)?;
+            shared.supervisor_commands.push(call)?;
             shared.supervisor.notify();
         }
-        answer
-            .recv_timeout(timeout)
-            .unwrap_or(Err(CommandError::Timeout))
+        // A call dropped unanswered went with its target's queue: the server is stopping.
+        answer.recv_timeout(timeout).unwrap_or_else(|err| {
+            Err(match err {
+                RecvTimeoutError::Timeout => CommandError::Timeout,
+                RecvTimeoutError::Disconnected => CommandError::ShuttingDown,
+            })
+        })
     }
 
     /// Send a message to a worker's or task worker's `on_pipe_message` from any thread

@@ -69,6 +69,7 @@ impl<'a> Supervisor<'a> {
     /// (kept until the end of the shutdown, for a second SIGINT).
     pub(crate) fn run(mut self) -> (std::io::Result<()>, Option<Signals>) {
         let result = self.serve();
+        self.shared.supervisor_commands.close();
         // (Also when serving failed: the shutdown follows.)
         if let Some(signals) = &self.signals {
             signals.shutting_down();
@@ -111,10 +112,12 @@ impl<'a> Supervisor<'a> {
                 }
             }
             self.step_reload(&server);
-            while let Ok(call) = self.shared.supervisor_commands.1.try_recv() {
+            while let Some(call) = self.shared.supervisor_commands.next() {
                 call.run(&server, CommandTarget::Supervisor);
             }
         }
+        // Commands asked from now on are refused, not left queued.
+        self.shared.supervisor_commands.close();
         // The shutdown has begun: from now on a second SIGINT exits at once, also while the
         // hook below runs (it may never return).
         if let Some(signals) = &self.signals {

@@ -32,7 +32,7 @@ pub(crate) use reload::{jittered, Rebuild, FIRST_BACKOFF, MAX_BACKOFF};
 pub use reload::{ReloadError, ReloadScope, WorkerError, WorkerStatus};
 pub(crate) use send::Outlet;
 pub(crate) use send_ws::SharedMessage;
-pub(crate) use server::{ClusterBus, CommandCall, CommandFn, Commands, Shared};
+pub(crate) use server::{ClusterBus, CommandCall, CommandFn, Commands, Shared, SupervisorCommands};
 pub use server::{CommandContext, ServerHandle};
 pub(crate) use table::ConnTable;
 pub(crate) use tasks::{PoolControl, TaskSnapshot};

@@ -85,7 +85,7 @@ pub(crate) struct Shared {
     /// Admin commands, by name.
     pub(crate) commands: Commands,
     /// Commands for the supervisor to run.
-    pub(crate) supervisor_commands: (Sender<CommandCall>, Receiver<CommandCall>),
+    pub(crate) supervisor_commands: SupervisorCommands,
 }
 
 impl Shared {
@@ -264,5 +264,68 @@ impl CommandCall {
         let answer = catch_unwind(AssertUnwindSafe(|| body(&ctx, args)))
             .map_err(|panic| CommandError::Panicked(panic_message(&*panic)));
         let _ = self.reply.send(answer);
+    }
+}
+
+/// The supervisor's command queue (bounded). It closes when the supervisor stops serving: a
+/// call queued then is answered [`CommandError::ShuttingDown`] at once, by the supervisor's
+/// last look or by its sender, where it used to wait out its timeout.
+///
+/// # Atomic ordering
+/// `closed` is stored before the supervisor's last drain and loaded by a sender after its
+/// push (both `SeqCst`): a sender that sees it open pushed before the store, so before that
+/// drain; one that sees it closed drains the queue itself.
+pub(crate) struct SupervisorCommands {
+    queue: (Sender<CommandCall>, Receiver<CommandCall>),
+    closed: AtomicBool,
+}
+
+impl SupervisorCommands {
+    pub(crate) fn new(capacity: usize) -> Self {
+        SupervisorCommands {
+            queue: crossbeam_channel::bounded(capacity),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Queue `call` for the supervisor.
+    pub(crate) fn push(&self, call: CommandCall) -> Result<(), CommandError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(CommandError::ShuttingDown);
+        }
+        self.queue
+            .0
+            .try_send(call)
+            .map_err(|_| CommandError::QueueFull)?;
+        if self.closed.load(Ordering::SeqCst) {
+            self.refuse_queued();
+        }
+        Ok(())
+    }
+
+    /// The next call to run, if one waits.
+    pub(crate) fn next(&self) -> Option<CommandCall> {
+        self.queue.1.try_recv().ok()
+    }
+
+    /// The supervisor stops taking commands: those queued, and any queued later, are refused.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.refuse_queued();
+    }
+
+    fn refuse_queued(&self) {
+        while let Some(call) = self.next() {
+            let _ = call.reply.send(Err(CommandError::ShuttingDown));
+        }
+    }
+}
+
+impl fmt::Debug for SupervisorCommands {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SupervisorCommands")
+            .field("queued", &self.queue.1.len())
+            .field("closed", &self.closed)
+            .finish()
     }
 }
