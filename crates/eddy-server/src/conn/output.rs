@@ -112,6 +112,14 @@ const KEEP_CAPACITY: usize = 64 * 1024;
 /// A TLS connection's queued file is read and encrypted this much at a time.
 const TLS_FILE_CHUNK: usize = 64 * 1024;
 
+/// The most one [`Output::flush`] writes. A peer that reads as fast as the server writes (a
+/// large `sendfile` over loopback or a fast LAN) never fills the socket buffer, so without a
+/// budget one flush went on until the whole file was out, holding its reactor (every other
+/// connection of it waits) or the worker that sent, and the output lock every sender to the
+/// connection takes. What is left goes on at the reactor's next turn, as after a full socket
+/// buffer: it still asks for the socket's writability, which the poller reports at once.
+pub(crate) const FLUSH_BUDGET: usize = 1 << 20;
+
 impl Output {
     /// Bytes queued, in memory and in files: what watermarks and closes look at.
     pub(crate) fn pending(&self) -> usize {
@@ -238,7 +246,8 @@ impl Output {
         {
             // The session failed: its alert, already in the buffer, goes out before the
             // reactor closes the socket (what it held can no longer be encrypted).
-            let _ = self.write_buf(fd);
+            let mut unbounded = usize::MAX;
+            let _ = self.write_buf(fd, &mut unbounded);
         }
         read
     }
@@ -265,7 +274,12 @@ impl Output {
 
     /// Write as much as the kernel takes. Returns the bytes still pending.
     pub(crate) fn flush(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
-        let result = self.flush_all(fd);
+        self.flush_up_to(fd, FLUSH_BUDGET)
+    }
+
+    /// [`flush`](Self::flush), writing at most `budget` bytes.
+    fn flush_up_to(&mut self, fd: BorrowedFd<'_>, mut budget: usize) -> io::Result<usize> {
+        let result = self.flush_all(fd, &mut budget);
         if let Some(ext) = &mut self.ext {
             ext.wake_done();
         }
@@ -276,12 +290,19 @@ impl Output {
         Ok(self.pending())
     }
 
-    /// Write the byte buffer until the kernel takes no more; whether it emptied.
-    fn write_buf(&mut self, fd: BorrowedFd<'_>) -> io::Result<bool> {
+    /// Write the byte buffer until the kernel takes no more or `budget` bytes are written;
+    /// whether it emptied.
+    fn write_buf(&mut self, fd: BorrowedFd<'_>, budget: &mut usize) -> io::Result<bool> {
         while self.buf.len() > self.head as usize {
-            match sys::send(fd, &self.buf[self.head as usize..]) {
+            if *budget == 0 {
+                return Ok(false);
+            }
+            let head = self.head as usize;
+            let end = self.buf.len().min(head.saturating_add(*budget));
+            match sys::send(fd, &self.buf[head..end]) {
                 Ok(n) => {
                     self.head += n as u32;
+                    *budget -= n;
                     if let Some(ext) = &mut self.ext {
                         ext.flushed += n as u64;
                     }
@@ -293,18 +314,21 @@ impl Output {
         Ok(true)
     }
 
-    fn flush_all(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
+    fn flush_all(&mut self, fd: BorrowedFd<'_>, budget: &mut usize) -> io::Result<()> {
         self.flush_held(fd)?;
         loop {
-            if !self.write_buf(fd)? {
+            if !self.write_buf(fd, budget)? {
                 return Ok(());
             }
             let Some(ext) = self.ext.as_mut().filter(|ext| ext.has_tail()) else {
                 return Ok(());
             };
             let Some(tls) = &mut self.tls else {
-                return ext.flush_tail(fd).map(|_| ());
+                return ext.flush_tail(fd, budget).map(|_| ());
             };
+            if *budget == 0 {
+                return Ok(());
+            }
             if tls.is_handshaking() {
                 // Nothing can be encrypted yet: the file waits (the reactor flushes again
                 // when the handshake ends), rather than filling the session's buffer.
@@ -375,7 +399,36 @@ impl Output {
 
 #[cfg(test)]
 mod tests {
+    use std::{io::Read, os::fd::AsFd, os::unix::net::UnixStream, sync::Arc};
+
     use super::Output;
+
+    #[test]
+    fn a_flush_writes_at_most_its_budget_and_the_next_one_goes_on() {
+        // The peer's socket has room for all of it: only the budget stops a flush.
+        let data: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
+        let path = std::env::temp_dir().join(format!("eddy-budget-{}", std::process::id()));
+        std::fs::write(&path, &data[20_000..40_000]).unwrap();
+        let file = Arc::new(std::fs::File::open(&path).unwrap());
+        std::fs::remove_file(&path).unwrap();
+        let mut out = Output::default();
+        out.push(&data[..20_000]).unwrap();
+        out.push_file(file, 0, 20_000);
+        out.push(&data[40_000..]).unwrap();
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let mut flushes = 0;
+        while out.pending() > 0 {
+            let before = out.pending();
+            let left = out.flush_up_to(ours.as_fd(), 8_000).unwrap();
+            assert_eq!(before - left, 8_000.min(before), "flush {flushes}");
+            flushes += 1;
+        }
+        assert_eq!(flushes, 8, "60,000 bytes, 8,000 a flush");
+        drop(ours);
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).unwrap();
+        assert!(got == data, "everything, in order");
+    }
 
     #[test]
     fn a_sendwait_met_before_the_close_is_still_met_after_it() {

@@ -141,20 +141,31 @@ impl OutputExt {
         });
     }
 
-    /// Write the tail until the kernel stops taking it. `Ok(true)` when it is empty.
-    pub(crate) fn flush_tail(&mut self, fd: BorrowedFd<'_>) -> io::Result<bool> {
+    /// Write the tail until the kernel stops taking it or `budget` bytes are written (taken
+    /// off it). `Ok(true)` when it is empty.
+    pub(crate) fn flush_tail(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        budget: &mut usize,
+    ) -> io::Result<bool> {
         while let Some(segment) = self.tail.front_mut() {
+            if *budget == 0 {
+                return Ok(false);
+            }
+            let room = *budget as u64;
+            // (bytes of a file, whether the file is done, bytes written)
             let written = match segment {
                 Segment::File { file, offset, left } => {
-                    send_file(fd, file, offset, *left).map(|n| {
+                    send_file(fd, file, offset, (*left).min(room)).map(|n| {
                         *left -= n;
-                        (n, *left == 0)
+                        (n, *left == 0, n)
                     })
                 }
-                _ => self.write_memory(fd).map(|_| (0, false)),
+                _ => self.write_memory(fd, *budget).map(|n| (0, false, n as u64)),
             };
             match written {
-                Ok((n, done)) => {
+                Ok((n, done, total)) => {
+                    *budget -= total as usize;
                     self.tail_files -= n;
                     self.flushed += n;
                     if done {
@@ -168,16 +179,24 @@ impl OutputExt {
         Ok(true)
     }
 
-    /// Write the in-memory segments at the front of the tail, up to [`MAX_IOV`] of them, with
-    /// one system call; drop those that went out whole.
-    fn write_memory(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
+    /// Write the in-memory segments at the front of the tail, up to [`MAX_IOV`] of them and
+    /// `max` bytes, with one system call; drop those that went out whole. Returns how many
+    /// bytes went.
+    fn write_memory(&mut self, fd: BorrowedFd<'_>, max: usize) -> io::Result<usize> {
         let mut slices = [io::IoSlice::new(&[]); MAX_IOV];
         let mut count = 0;
+        let mut room = max;
         for data in self.tail.iter().map_while(Segment::unsent).take(MAX_IOV) {
+            if room == 0 {
+                break;
+            }
+            let data = &data[..data.len().min(room)];
+            room -= data.len();
             slices[count] = io::IoSlice::new(data);
             count += 1;
         }
-        let mut n = sys::send_vectored(fd, &slices[..count])?;
+        let sent = sys::send_vectored(fd, &slices[..count])?;
+        let mut n = sent;
         self.tail_memory -= n;
         self.flushed += n as u64;
         while let Some(segment) = self.tail.front_mut() {
@@ -192,7 +211,7 @@ impl OutputExt {
                 break;
             }
         }
-        Ok(())
+        Ok(sent)
     }
 
     /// Move up to `max` bytes from the front of the tail into `into`, as plaintext for a TLS
@@ -348,7 +367,11 @@ mod tests {
             "the batch's buffer is let go when it ends"
         );
         let (ours, mut peer) = UnixStream::pair().unwrap();
-        assert!(ext.flush_tail(ours.as_fd()).unwrap(), "all of it written");
+        let mut budget = usize::MAX;
+        assert!(
+            ext.flush_tail(ours.as_fd(), &mut budget).unwrap(),
+            "all of it written"
+        );
         assert_eq!((ext.tail_memory(), ext.flushed), (0, 10_002));
         drop(ours);
         let mut got = Vec::new();

@@ -15,7 +15,9 @@ impl ServerHandle {
     /// later goes behind it; it counts in the output watermarks (a slow reader is paused, as
     /// for any output) but takes no memory. A file that cannot be opened, or a range past its
     /// end, is refused at once with the reason; a file that shrinks while it is being sent
-    /// closes the connection with that error, never hangs it.
+    /// closes the connection with that error, never hangs it. The caller writes at most the
+    /// first MiB itself (`SendStatus::Queued` tells what is left); the connection's reactor
+    /// writes the rest, a MiB a turn, between its other connections' events.
     pub fn sendfile(
         &self,
         conn: ConnId,
