@@ -2,7 +2,7 @@
 //! the connection it was working for is affected, never the reactor or its other connections.
 
 use eddy::{
-    codec::{Codec, DecodeState, Decoded, EofCodec, FrameError},
+    codec::{Codec, DecodeState, Decoded, EofCodec, FrameError, IMPOSSIBLE_LENGTH},
     CloseReason, DispatchMode,
 };
 
@@ -90,5 +90,79 @@ fn a_panicking_custom_dispatch_function_falls_back_to_fd_modulo() {
     assert_eq!(seen.worker, id.slot() as usize % 2);
     write_all(&mut client, b"after\n");
     assert_eq!(read_n(&mut client, 6), b"after\n");
+    server.shutdown().unwrap();
+}
+
+/// Lines, but a line starting with `huge` claims a packet of `usize::MAX` bytes is coming
+/// and one starting with `short` a packet shorter than what is already buffered.
+#[derive(Debug)]
+struct Liar(EofCodec);
+
+impl Codec for Liar {
+    fn decode(
+        &self,
+        buf: &[u8],
+        state: &mut DecodeState,
+        max_packet: usize,
+    ) -> Result<Decoded, FrameError> {
+        if buf.starts_with(b"huge") {
+            return Ok(Decoded::Incomplete {
+                total: Some(usize::MAX),
+            });
+        }
+        if buf.starts_with(b"short") {
+            return Ok(Decoded::Incomplete { total: Some(1) });
+        }
+        self.0.decode(buf, state, max_packet)
+    }
+
+    fn encode(&self, body: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+        self.0.encode(body, out)
+    }
+
+    fn name(&self) -> &'static str {
+        "liar"
+    }
+}
+
+#[test]
+fn a_codec_announcing_an_impossible_total_closes_only_its_connection() {
+    let (recorder, events) = Recorder::new(true);
+    let max = 64 * 1024;
+    let builder = builder()
+        .reactor_num(1)
+        .worker_num(1)
+        .package_max_length(max)
+        .codec(Liar(EofCodec::line()));
+    let (server, addr) = start(builder, move || recorder.clone());
+    let mut good = connect(addr);
+    conn_of(&server, &events, &good);
+    let cases: [(&[u8], CloseReason); 2] = [
+        (
+            b"fine\nhuge",
+            CloseReason::BadPacket(FrameError::TooLarge {
+                length: usize::MAX as u64,
+                max,
+            }),
+        ),
+        (
+            b"fine\nshort",
+            CloseReason::BadPacket(FrameError::Malformed(IMPOSSIBLE_LENGTH)),
+        ),
+    ];
+    for (sent, reason) in cases {
+        let mut bad = connect(addr);
+        let bad_id = conn_of(&server, &events, &bad);
+        write_all(&mut bad, sent);
+        let (answered, _) = read_to_close(&mut bad);
+        assert_eq!(answered, b"fine\n");
+        let closed = next_where(&events, |s| {
+            s.conn == bad_id && matches!(s.kind, Kind::Close(_))
+        });
+        assert_eq!(closed.kind, Kind::Close(reason));
+    }
+    // The reactor carries on.
+    write_all(&mut good, b"still here\n");
+    assert_eq!(read_n(&mut good, 11), b"still here\n");
     server.shutdown().unwrap();
 }

@@ -56,6 +56,31 @@ pub enum Decoded {
     },
 }
 
+impl Decoded {
+    /// Check a codec's answer for `available` buffered bytes and a limit of `max`, as a
+    /// reader must before it trusts it: a packet of no bytes, past what is buffered or over
+    /// the limit, or a pending total no longer than what is buffered, is the codec's bug
+    /// ([`FrameError::Malformed`] with [`IMPOSSIBLE_LENGTH`]); a pending total over the limit
+    /// is a packet too large ([`FrameError::TooLarge`]), refused before anything is reserved
+    /// for it.
+    #[inline]
+    pub fn checked(self, available: usize, max: usize) -> Result<Decoded, FrameError> {
+        match self {
+            Decoded::Packet(n) if n == 0 || n > available || n > max => {
+                Err(FrameError::Malformed(IMPOSSIBLE_LENGTH))
+            }
+            Decoded::Incomplete { total: Some(t) } if t > max => Err(FrameError::TooLarge {
+                length: t as u64,
+                max,
+            }),
+            Decoded::Incomplete { total: Some(t) } if t <= available => {
+                Err(FrameError::Malformed(IMPOSSIBLE_LENGTH))
+            }
+            decoded => Ok(decoded),
+        }
+    }
+}
+
 /// Per-connection decoder memory, owned by whoever owns the connection's buffer.
 ///
 /// It lets a codec resume work instead of redoing it (an EOF codec remembers how far it has

@@ -1,7 +1,8 @@
 use crate::{Codec, DecodeState, Decoded, FrameError};
 
 /// What a reader (or the server's reactor) reports when a codec answers with a packet of no
-/// bytes, past the buffered bytes, or over the maximum: the codec's bug, not the peer's.
+/// bytes, past the buffered bytes, or over the maximum, or with a pending total no longer
+/// than what is buffered: the codec's bug, not the peer's (see [`Decoded::checked`]).
 pub const IMPOSSIBLE_LENGTH: &str = "the codec returned an impossible length";
 
 /// Cuts a byte stream into packets with a codec, one read at a time: what a client needs to
@@ -57,10 +58,8 @@ impl FrameReader {
         codec: &C,
     ) -> Result<Option<&[u8]>, FrameError> {
         let rest = &self.buf[self.start..];
-        match codec.decode(rest, &mut self.state, self.max_packet)? {
-            Decoded::Packet(n) if n == 0 || n > rest.len() || n > self.max_packet => {
-                Err(FrameError::Malformed(IMPOSSIBLE_LENGTH))
-            }
+        let decoded = codec.decode(rest, &mut self.state, self.max_packet)?;
+        match decoded.checked(rest.len(), self.max_packet)? {
             Decoded::Packet(n) => {
                 self.pending = None;
                 self.start += n;

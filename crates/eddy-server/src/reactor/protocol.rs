@@ -6,7 +6,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use eddy_codec::{Codec, DecodeState, Decoded, FrameError, IMPOSSIBLE_LENGTH};
+use eddy_codec::{Codec, DecodeState, Decoded};
 
 use super::ws_read::WsRead;
 use crate::{config::Protocol, conn::CloseReason};
@@ -89,12 +89,10 @@ fn cut_framed(
     let mut expect = None;
     // One unwind guard per read, not per packet: free unless the codec panics.
     let outcome = catch_unwind(AssertUnwindSafe(|| loop {
-        match codec.decode(&buf[whole..], state, max) {
-            // A user codec cannot make the reactor loop forever, slice out of bounds or pass
-            // the packet limit.
-            Ok(Decoded::Packet(n)) if n == 0 || n > buf.len() - whole || n > max => {
-                return Err(FrameError::Malformed(IMPOSSIBLE_LENGTH));
-            }
+        // A user codec cannot make the reactor loop forever, slice out of bounds, pass the
+        // packet limit, or make the reader reserve past it (`Decoded::checked`).
+        let decoded = codec.decode(&buf[whole..], state, max);
+        match decoded.and_then(|d| d.checked(buf.len() - whole, max)) {
             Ok(Decoded::Packet(n)) => {
                 lens.push(n as u32);
                 whole += n;
