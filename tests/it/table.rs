@@ -180,6 +180,36 @@ fn heartbeat_closes_idle_connections_but_not_protected_or_active_ones() {
 }
 
 #[test]
+fn the_heartbeat_spares_a_client_whose_bytes_the_server_has_not_read() {
+    let (recorder, events) = Recorder::new(true);
+    let builder = builder()
+        .codec(EofCodec::line())
+        .reactor_num(1)
+        .enable_delay_receive(true)
+        .heartbeat_idle_time(Duration::from_millis(300))
+        .heartbeat_check_interval(Duration::from_millis(50));
+    let (server, addr) = start(builder, move || recorder.clone());
+    let handle = server.handle().clone();
+    // The unread one first: a pass looks at it before the quiet one.
+    let mut conns = clients(&server, &events, addr, 2);
+    let (unread, quiet) = (conns[0].1, conns[1].1);
+    handle.confirm(quiet).unwrap();
+    // Not confirmed, so not read: its client is talking, the server is not listening.
+    write_all(&mut conns[0].0, b"early\n");
+    let closed = next_where(&events, |s| matches!(s.kind, Kind::Close(_)));
+    assert_eq!(closed.conn, quiet, "only the quiet one is idle");
+    assert_eq!(closed.kind, Kind::Close(CloseReason::HeartbeatTimeout));
+    assert!(
+        !handle.heartbeat(false).contains(&unread),
+        "its unread bytes count as activity"
+    );
+    assert!(handle.exists(unread));
+    handle.confirm(unread).unwrap();
+    assert_eq!(read_n(&mut conns[0].0, 6), b"early\n", "nothing lost");
+    server.shutdown().unwrap();
+}
+
+#[test]
 fn pause_resume_and_delay_receive_lose_nothing() {
     let (recorder, events) = Recorder::new(true);
     let builder = builder()

@@ -183,11 +183,6 @@ impl Conn {
         self.uid.lock().uid.clone()
     }
 
-    /// Whether the reactor has closed the socket.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.out.lock().state == OutState::Closed
-    }
-
     /// Whether the socket is still open for sends.
     pub(crate) fn is_open(&self) -> bool {
         self.out.lock().state == OutState::Open

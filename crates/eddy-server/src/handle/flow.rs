@@ -3,9 +3,10 @@
 use std::sync::atomic::Ordering;
 
 use crate::{
-    conn::{CloseReason, Conn, ConnId},
+    conn::{CloseReason, Conn, ConnId, OutState},
     error::SendError,
     shared::ServerHandle,
+    sys,
 };
 
 impl ServerHandle {
@@ -47,7 +48,10 @@ impl ServerHandle {
 
     /// The open, unprotected connections that sent nothing for their listener's heartbeat
     /// idle time, and, with `close`, close them through the normal close path (Swoole's
-    /// `heartbeat`). Empty when no idle time is configured.
+    /// `heartbeat`). Empty when no idle time is configured. A connection the server stopped
+    /// reading (a backed-up worker, `pause`, `enable_delay_receive`) whose client sent bytes
+    /// meanwhile is not idle: they wait, unread, in its socket. Unread bytes do not spare a
+    /// closing connection (a graceful close waiting for a flush its peer does not read).
     ///
     /// With `close`, a WebSocket connection (of a listener whose `ping_idle` is on) quiet for
     /// half its idle time is sent a ping, once: its pong counts as activity, and it is closed
@@ -80,9 +84,19 @@ impl ServerHandle {
             }
             // A WebSocket half-way to its idle time is pinged; its pong is activity.
             let may_close = !close || self.shared.outlet.keepalive(&conn, now, last_recv, idle);
-            // Closing connections count too: a flush its peer never reads is ended here.
-            if quiet < idle || !may_close || conn.is_closed() {
+            if quiet < idle || !may_close {
                 continue;
+            }
+            match conn.out.lock().state {
+                OutState::Closed => continue,
+                // Bytes the client sent that the server has not read (it stopped reading: a
+                // full worker queue, `max_queued_bytes`, the output watermark, `pause`,
+                // `enable_delay_receive`) are activity: the server's own pause does not
+                // count against the client, as for a WebSocket handshake's deadline.
+                OutState::Open if sys::has_unread_input(conn.fd()) => continue,
+                // Closing connections count too, whatever their peer sends: a flush their
+                // peer never reads is ended here.
+                _ => {}
             }
             if !close
                 || self
