@@ -47,9 +47,11 @@ fn config(redis: &Redis, node: &str) -> ClusterConfig {
 }
 
 fn node(redis: &Redis, name: &str) -> (RunningServer, SocketAddr) {
-    let builder = builder()
-        .codec(EofCodec::line())
-        .cluster(config(redis, name));
+    node_with(config(redis, name))
+}
+
+fn node_with(config: ClusterConfig) -> (RunningServer, SocketAddr) {
+    let builder = builder().codec(EofCodec::line()).cluster(config);
     let (server, addr) = start(builder, || Node);
     wait_until("the node is up and subscribed", || {
         let cluster = server.handle().stats().cluster.unwrap();
@@ -293,6 +295,37 @@ fn redis_lost_and_back_recovers_without_restarting_the_nodes() {
     assert!(
         stats.reconnects >= 1 && stats.publish_failed >= 2,
         "{stats:?}"
+    );
+}
+
+#[test]
+fn a_redis_slow_for_a_moment_fails_the_late_call_and_is_not_taken_for_lost() {
+    let redis = Redis::start();
+    let (n1, _) = node_with(ClusterConfig {
+        command_timeout: Duration::from_millis(100),
+        connect_timeout: Duration::from_secs(5),
+        presence_ttl: Duration::from_secs(30),
+        ..config(&redis, "n1")
+    });
+    let h1 = n1.handle().clone();
+    // Redis holds every command for 800 ms: a call waits its 100 ms and gives up.
+    assert_eq!(redis.command(&["CLIENT", "PAUSE", "800", "ALL"]), "OK");
+    assert_eq!(
+        h1.is_uid_online(&"ghost".into()),
+        Err(ClusterError::Unavailable)
+    );
+    // Only that call's connection is dropped; the presence thread asks Redis itself, with
+    // the longer wait, and Redis answers once the pause is over.
+    let stats = h1.stats().cluster.unwrap();
+    assert_eq!(stats.state, ClusterState::Up, "{stats:?}");
+    wait_until("calls answered again", || {
+        h1.is_uid_online(&"ghost".into()) == Ok(false)
+    });
+    let stats = h1.stats().cluster.unwrap();
+    assert_eq!(
+        (stats.state, stats.reconnects),
+        (ClusterState::Up, 0),
+        "no reconnection, no resync: {stats:?}"
     );
 }
 

@@ -422,10 +422,10 @@ impl std::error::Error for CommandError {}
 #[non_exhaustive]
 pub enum ClusterError {
     /// Redis cannot be reached now: known to be down (the call returned at once, and nothing
-    /// was published), or it did not answer within `command_timeout` (then it is known down
-    /// until the bus reconnects; Redis may have run the command all the same, so the message
-    /// may have gone out: it is never retried, so never sent twice). The bus reconnects by
-    /// itself.
+    /// was published), or it did not answer within `command_timeout` (Redis may have run the
+    /// command all the same, so the message may have gone out: it is never retried, so never
+    /// sent twice; the bus then replaces that connection, and counts Redis down only if it
+    /// does not answer its presence thread either). The bus reconnects by itself.
     Unavailable,
     /// The message is larger than the cluster's `max_message_bytes`: not published.
     TooLarge {
@@ -437,6 +437,15 @@ pub enum ClusterError {
     /// Redis answered with an error (logged): a script error, or a key of eddy's namespace
     /// holding another type because something else wrote it.
     Rejected,
+    /// The uid or group name is too long to cross the bus (the message's header, which
+    /// holds it, would be over what the other nodes read, about `limit` bytes): not
+    /// published.
+    NameTooLong {
+        /// The header's length.
+        len: usize,
+        /// About the longest header the bus carries.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for ClusterError {
@@ -448,6 +457,11 @@ impl fmt::Display for ClusterError {
                 "a message of {len} bytes is over the cluster's max_message_bytes ({limit})"
             ),
             ClusterError::Rejected => f.write_str("the cluster's Redis refused the command"),
+            ClusterError::NameTooLong { len, limit } => write!(
+                f,
+                "a message header (uid or group name) of {len} bytes is too long for the \
+                 cluster bus (about {limit} at most)"
+            ),
         }
     }
 }

@@ -4,7 +4,10 @@
 use std::{
     fmt, io,
     sync::{
-        atomic::{AtomicBool, Ordering::Relaxed},
+        atomic::{
+            AtomicBool,
+            Ordering::{Relaxed, SeqCst},
+        },
         Arc,
     },
     thread::JoinHandle,
@@ -142,8 +145,12 @@ impl RedisBus {
                 limit,
             })
         } else {
-            let bytes = wire::encode(&self.config.node_id, target, data);
-            self.link.call(|conn| f(conn, &bytes))
+            wire::encode(&self.config.node_id, target, data)
+                .map_err(|too| ClusterError::NameTooLong {
+                    len: too.len,
+                    limit: too.limit,
+                })
+                .and_then(|bytes| self.link.call(|conn| f(conn, &bytes)))
         };
         match result {
             Ok(n) => counters
@@ -352,17 +359,13 @@ impl ClusterBus for RedisBus {
         let Some(running) = self.running.lock().take() else {
             return;
         };
-        running.stopping.store(true, Relaxed);
+        // (SeqCst with the subscriber's store of its id and load of `stopping`: either this
+        // reads its id, or it sees `stopping` before it reads.)
+        running.stopping.store(true, SeqCst);
         // End the subscriber's blocking read: Redis closes its connection.
-        let id = self.link.subscriber_id.load(Relaxed);
+        let id = self.link.subscriber_id.load(SeqCst);
         if id != 0 {
-            let _ = self.link.call(|conn| {
-                redis::cmd("CLIENT")
-                    .arg("KILL")
-                    .arg("ID")
-                    .arg(id)
-                    .query::<()>(conn)
-            });
+            self.link.kill_client(id);
         }
         drop(running.stop);
         let deadline = Instant::now() + STOP_WAIT;

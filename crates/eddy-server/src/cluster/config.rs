@@ -46,12 +46,16 @@ pub struct ClusterConfig {
     /// Redis unreachable at `build`: refuse, or start degraded. Default refuse.
     pub on_unavailable_at_start: StartMode,
     /// How long a call to Redis (a remote send, a presence question) waits for a free
-    /// connection, and then for Redis's answer, before the bus counts Redis as down (one
-    /// late answer is enough; the presence thread reconnects, at once if Redis answers): a
-    /// call returns within about twice this. Default 100 ms. Range 1 ms to 10 s.
+    /// connection, and then for Redis's answer, before it fails with `Unavailable`: a call
+    /// returns within about twice this. A late answer drops only that call's connection;
+    /// the presence thread then asks Redis itself (waiting `connect_timeout`), replaces the
+    /// connection if Redis answers, and counts Redis down and reconnects everything if it
+    /// does not. Default 100 ms. Range 1 ms to 10 s.
     pub command_timeout: Duration,
-    /// The longest a connection attempt may take (a server starting waits for its bus's
-    /// first attempts, about twice this at most). Default 1 s. Range 1 ms to 1 min.
+    /// The longest a connection attempt may take, and how long the presence thread waits
+    /// for Redis's answers (at least `command_timeout`) before it counts Redis down. A
+    /// server starting waits for its bus's first attempts: twice this plus four times
+    /// `command_timeout` at most. Default 1 s. Range 1 ms to 1 min.
     pub connect_timeout: Duration,
     /// The longest wait between two reconnection attempts (the wait starts at 50 ms and
     /// doubles). Default 2 s. Range 50 ms to 5 min.

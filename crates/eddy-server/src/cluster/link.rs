@@ -3,9 +3,13 @@
 //!
 //! A caller never connects: it takes a free connection, or waits at most `command_timeout`
 //! for one (then at most `command_timeout` for the answer), and fails at once with
-//! `Unavailable` while the state is down. The first call that fails or times out marks the
-//! state down and wakes the presence thread, which reconnects every connection with
-//! back-off and marks the state up again.
+//! `Unavailable` while the state is down. A call that fails or times out drops only its own
+//! connection and wakes the presence thread, which asks Redis itself, on its own connection
+//! and with a longer wait: if Redis answers (it was only slow, or only that connection was
+//! cut), the lost connections are replaced and nothing else changes; if not, the state goes
+//! down and every connection is reconnected, with back-off. One late answer used to mark
+//! the whole link down, and a Redis slower than `command_timeout` now and then was
+//! reconnected and resynced in a loop.
 
 use std::{
     fmt,
@@ -17,7 +21,7 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use redis::{Client, Connection, ConnectionInfo, IntoConnectionInfo, RedisError, RedisResult};
 
-use super::config::ClusterConfig;
+use super::{config::ClusterConfig, inbox::Throttle};
 use crate::error::{ClusterError, ConfigError};
 
 /// The bus's counters (what `ClusterStats` shows).
@@ -103,6 +107,13 @@ impl Link {
         self.open(self.command_timeout)
     }
 
+    /// A new connection for the presence thread, whose answer decides whether Redis is gone:
+    /// its reads wait `connect_timeout` (at least `command_timeout`), so a Redis that is only
+    /// slow for a moment is not taken for a lost one.
+    pub(crate) fn open_for_presence(&self) -> RedisResult<Connection> {
+        self.open(self.connect_timeout.max(self.command_timeout))
+    }
+
     /// Connect every caller's connection, then count Redis as up.
     pub(crate) fn fill(&self) -> RedisResult<()> {
         for slot in self.slots.iter() {
@@ -110,6 +121,18 @@ impl Link {
             *slot.lock() = Some(conn);
         }
         self.up.store(true, Relaxed);
+        Ok(())
+    }
+
+    /// Replace the callers' connections that were dropped (Redis is known to answer).
+    pub(crate) fn refill(&self) -> RedisResult<()> {
+        for slot in self.slots.iter() {
+            // A caller holds a slot at most about twice `command_timeout`.
+            let mut slot = slot.lock();
+            if slot.is_none() {
+                *slot = Some(self.open_for_commands()?);
+            }
+        }
         Ok(())
     }
 
@@ -125,8 +148,15 @@ impl Link {
         let _ = self.wake.try_send(());
     }
 
+    /// A connection failed a caller: ask the presence thread to find out why (and replace
+    /// it), without counting Redis as down.
+    pub(crate) fn check(&self) {
+        let _ = self.wake.try_send(());
+    }
+
     /// Run `f` on a caller's connection: at once `Unavailable` when down; an I/O error or a
-    /// timeout marks the link down; an error answer is `Rejected` (and logged).
+    /// timeout drops that connection (see the module's doc); an error answer is `Rejected`
+    /// (and logged, a few times a second at most).
     pub(crate) fn call<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> RedisResult<T>,
@@ -135,33 +165,70 @@ impl Link {
             return Err(ClusterError::Unavailable);
         }
         let mut slot = self.slot().ok_or(ClusterError::Unavailable)?;
-        let conn = slot.as_mut().ok_or(ClusterError::Unavailable)?;
+        let Some(conn) = slot.as_mut() else {
+            // Every free connection was lost and not replaced yet.
+            drop(slot);
+            self.check();
+            return Err(ClusterError::Unavailable);
+        };
         match f(conn) {
             Ok(value) => Ok(value),
             Err(err) if is_link_failure(&err) => {
                 *slot = None;
                 drop(slot);
-                self.mark_down();
+                self.check();
                 Err(ClusterError::Unavailable)
             }
             Err(err) => {
-                tracing::warn!("cluster: Redis refused a command: {err}");
+                if let Some(times) = REFUSED.ready() {
+                    tracing::warn!(times, "cluster: Redis refused a command: {err}");
+                }
                 Err(ClusterError::Rejected)
             }
         }
     }
 
-    /// A free connection, or the next one once free (at most `command_timeout`).
+    /// A free connection (one that was not lost, if there is one), or the next one once
+    /// free (at most `command_timeout`).
     fn slot(&self) -> Option<parking_lot::MutexGuard<'_, Option<Connection>>> {
         let n = self.slots.len();
         let start = self.next.fetch_add(1, Relaxed) % n;
+        let mut lost = None;
         for i in 0..n {
             if let Some(slot) = self.slots[(start + i) % n].try_lock() {
-                return Some(slot);
+                if slot.is_some() {
+                    return Some(slot);
+                }
+                lost.get_or_insert(slot);
             }
+        }
+        if lost.is_some() {
+            return lost;
         }
         let deadline = Instant::now() + self.command_timeout;
         self.slots[start].try_lock_until(deadline)
+    }
+
+    /// End the subscriber's blocking read (at stop): Redis closes client `id`'s connection.
+    /// Through a caller's connection, or, when there is none (Redis counted down), a
+    /// connection of its own.
+    pub(crate) fn kill_client(&self, id: u64) {
+        let kill = |conn: &mut Connection| {
+            redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(id)
+                .query::<()>(conn)
+        };
+        if self.call(kill).is_ok() {
+            return;
+        }
+        if let Err(err) = self
+            .open_for_commands()
+            .and_then(|mut conn| kill(&mut conn))
+        {
+            tracing::debug!("cluster: could not end the subscriber's read: {err}");
+        }
     }
 
     /// Drop every caller's connection (after a loss: they are reconnected together).
@@ -184,14 +251,29 @@ pub(crate) fn is_link_failure(err: &RedisError) -> bool {
         || err.is_unrecoverable_error()
 }
 
-/// The URL with any password hidden.
+/// Redis refusing commands (out of memory, read-only, an ACL) is logged this often at most.
+static REFUSED: Throttle = Throttle::new();
+
+/// The URL with any password hidden: `user:password@` and a `pass=` query parameter (the
+/// form `redis+unix://` URLs take).
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let url = match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}***{}", &url[..scheme + 3], &url[at..])
         }
         _ => url.to_string(),
-    }
+    };
+    let Some(query) = url.find('?') else {
+        return url;
+    };
+    let params: Vec<String> = url[query + 1..]
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("pass") => format!("{key}=***"),
+            _ => param.to_string(),
+        })
+        .collect();
+    format!("{}?{}", &url[..query], params.join("&"))
 }
 
 #[cfg(test)]
@@ -202,6 +284,10 @@ mod tests {
     fn passwords_stay_out_of_messages() {
         assert_eq!(redact("redis://:secret@host:6379"), "redis://***@host:6379");
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact("redis+unix:///tmp/r.sock?db=2&pass=secret&user=u"),
+            "redis+unix:///tmp/r.sock?db=2&pass=***&user=u"
+        );
     }
 
     #[test]
@@ -211,7 +297,7 @@ mod tests {
         let began = Instant::now();
         assert_eq!(link.call(|_| Ok(())), Err(ClusterError::Unavailable));
         assert!(began.elapsed() < Duration::from_millis(50));
-        link.mark_down();
+        link.check();
         assert!(woken.try_recv().is_ok(), "the presence thread is told");
     }
 

@@ -69,11 +69,12 @@ impl Presence {
     pub(crate) fn run(mut self) {
         let mut backoff = FIRST_BACKOFF;
         let mut connected_once = false;
+        let mut connected_at = Instant::now();
         loop {
             if self.conn.is_none() {
                 match self.connect() {
                     Ok(()) => {
-                        backoff = FIRST_BACKOFF;
+                        connected_at = Instant::now();
                         self.started.take();
                         let counters = &self.shared.link.counters;
                         if connected_once {
@@ -91,13 +92,9 @@ impl Presence {
                                 "cluster: cannot reach Redis: {err}; again in {backoff:?}"
                             );
                         }
-                        if !matches!(
-                            self.stop.recv_timeout(backoff),
-                            Err(crossbeam_channel::RecvTimeoutError::Timeout)
-                        ) {
+                        if !self.wait(&mut backoff) {
                             return;
                         }
-                        backoff = (backoff * 2).min(self.shared.max_backoff);
                         continue;
                     }
                 }
@@ -106,7 +103,25 @@ impl Presence {
                 self.leave();
                 return;
             }
+            // Lost. A link that held for a heartbeat starts its back-off afresh; one lost
+            // sooner (a Redis that answers, then fails again) waits before reconnecting,
+            // longer each time, so a flapping Redis is not resynced in a loop.
+            if connected_at.elapsed() >= self.shared.heartbeat {
+                backoff = FIRST_BACKOFF;
+            } else if !self.wait(&mut backoff) {
+                return;
+            }
         }
+    }
+
+    /// Wait `backoff` (doubling it, up to the maximum); `false` if told to stop meanwhile.
+    fn wait(&self, backoff: &mut Duration) -> bool {
+        let waited = matches!(
+            self.stop.recv_timeout(*backoff),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout)
+        );
+        *backoff = (*backoff * 2).min(self.shared.max_backoff);
+        waited
     }
 
     /// Serve while connected; `false` once told to stop.
@@ -126,13 +141,7 @@ impl Presence {
             let timeout = next_heartbeat.saturating_duration_since(Instant::now());
             let result = select! {
                 recv(self.stop) -> _ => return false,
-                recv(self.wake) -> _ => {
-                    if !self.shared.link.is_up() {
-                        // A caller found Redis gone: reconnect everything.
-                        self.lost();
-                    }
-                    Ok(())
-                }
+                recv(self.wake) -> _ => self.check_link(),
                 recv(self.dirty) -> first => match first {
                     Ok(first) => self.apply(first),
                     Err(_) => return false,
@@ -150,6 +159,17 @@ impl Presence {
         true
     }
 
+    /// A caller's connection (or the subscriber's) failed: Redis is gone if this thread's
+    /// own connection gets no answer either (then the caller reconnects everything, with
+    /// back-off); if it answers, only the lost connections are replaced.
+    fn check_link(&mut self) -> RedisResult<()> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        redis::cmd("PING").query::<()>(conn)?;
+        self.shared.link.refill()
+    }
+
     fn lost(&mut self) {
         self.conn = None;
         self.shared.link.mark_down();
@@ -160,7 +180,7 @@ impl Presence {
     /// this node's whole presence.
     fn connect(&mut self) -> RedisResult<()> {
         let link = &self.shared.link;
-        let mut conn = link.open_for_commands()?;
+        let mut conn = link.open_for_presence()?;
         for script in scripts::all() {
             script.load(&mut conn)?;
         }
@@ -179,6 +199,10 @@ impl Presence {
         let keys = &self.shared.keys;
         let stored: Vec<Vec<u8>> = redis::cmd("SMEMBERS").arg(&keys.own_uids).query(conn)?;
         let uids = self.server.shared.uids.all();
+        // A uid no longer here is shared by no one here (Redis may have lost what would
+        // have told this node so).
+        let here: HashSet<&Uid> = uids.iter().collect();
+        self.shared.shared_uids.retain(|uid| here.contains(uid));
         let local: HashSet<Vec<u8>> = uids.iter().map(encode_uid).collect();
         let stale = stored.iter().filter(|s| !local.contains(*s));
         let stale: Vec<Uid> = stale.filter_map(|s| decode_uid(s)).collect();
@@ -271,7 +295,8 @@ impl Presence {
         pipe.query(conn)
     }
 
-    /// Renew every local uid and this node's entry.
+    /// Renew this node's entry, then every local uid (the entry first: with many uids
+    /// their renewal takes a while, and the node must not look dead meanwhile).
     fn heartbeat(&mut self) -> RedisResult<()> {
         let Some(mut conn) = self.conn.take() else {
             return Ok(());
@@ -280,8 +305,8 @@ impl Presence {
             self.resync(&mut conn)
         } else {
             let uids = self.server.shared.uids.all();
-            self.register(&mut conn, &uids)
-                .and_then(|()| self.beat(&mut conn))
+            self.beat(&mut conn)
+                .and_then(|()| self.register(&mut conn, &uids))
         };
         self.conn = Some(conn);
         result

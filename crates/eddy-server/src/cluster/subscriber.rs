@@ -5,7 +5,10 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering::Relaxed},
+        atomic::{
+            AtomicBool,
+            Ordering::{Relaxed, SeqCst},
+        },
         Arc,
     },
     time::Duration,
@@ -59,10 +62,17 @@ impl Subscriber {
                 return;
             }
             if let Err(err) = result {
-                tracing::debug!("cluster: subscriber: {err}; again in {backoff:?}");
+                // The first failure of a series is a warning (messages for this node are
+                // missed until it subscribes again); the retries while it fails are not.
+                if was_subscribed || backoff == FIRST_BACKOFF {
+                    tracing::warn!("cluster: subscriber: {err}; subscribing again in {backoff:?}");
+                } else {
+                    tracing::debug!("cluster: subscriber: {err}; again in {backoff:?}");
+                }
                 if was_subscribed {
-                    // Redis went away: the callers' connections are likely dead too.
-                    self.link.mark_down();
+                    // Redis may be gone (the presence thread finds out), or only this
+                    // connection was cut.
+                    self.link.check();
                 }
             }
             if !matches!(
@@ -79,10 +89,15 @@ impl Subscriber {
         let id: u64 = redis::cmd("CLIENT").arg("ID").query(&mut conn)?;
         let mut pubsub = conn.as_pubsub();
         pubsub.subscribe(&[&self.keys.own_channel, &self.keys.broadcast])?;
-        self.link.subscriber_id.store(id, Relaxed);
+        self.link.subscriber_id.store(id, SeqCst);
         self.link.subscribed.store(true, Relaxed);
         self.started.take();
         *backoff = FIRST_BACKOFF;
+        // A stop that read no id (it came before the store above) is seen here: the read
+        // below would not be ended for it.
+        if self.stopping.load(SeqCst) {
+            return Ok(());
+        }
         loop {
             match pubsub.get_message() {
                 Ok(message) => self.take(&message),

@@ -79,18 +79,42 @@ pub(crate) enum Malformed {
     Header,
 }
 
-/// The bytes to publish for `target` from node `from`.
-pub(crate) fn encode(from: &str, target: Target, payload: &[u8]) -> Vec<u8> {
+/// The bytes to publish for `target` from node `from`; `Err` with the header's length when
+/// it is over what a receiver decodes ([`MAX_HEADER`]: a uid or group name of about 64 KiB),
+/// which used to be published and dropped by every receiver.
+pub(crate) fn encode(
+    from: &str,
+    target: Target,
+    payload: &[u8],
+) -> Result<Vec<u8>, HeaderTooLarge> {
     let header = Header {
         from: from.to_string(),
         target,
     };
     let mut out = Vec::with_capacity(payload.len() + from.len() + 32);
     out.push(VERSION);
-    // Writing to a Vec cannot fail, and the header is far under the limit.
+    // Writing to a Vec cannot fail (the limit is enforced when decoding only).
     let _ = bincode::serde::encode_into_std_write(&header, &mut out, wire());
+    let len = out.len() - 1;
+    // A receiver counts a little more than the bytes against the limit (each length and
+    // tag at its in-memory size), so a long header is checked the way it will be read.
+    if len > MAX_HEADER / 2
+        && bincode::serde::decode_from_slice::<Header, _>(&out[1..], wire()).is_err()
+    {
+        return Err(HeaderTooLarge {
+            len,
+            limit: MAX_HEADER,
+        });
+    }
     out.extend_from_slice(payload);
-    out
+    Ok(out)
+}
+
+/// A message's header (its uid or group name) is too long for the bus.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct HeaderTooLarge {
+    pub(crate) len: usize,
+    pub(crate) limit: usize,
 }
 
 /// A message read from a channel.
@@ -121,14 +145,23 @@ mod tests {
             Target::Group("room".into()),
             Target::All,
         ] {
-            let bytes = encode("n1", target.clone(), b"hello\n");
+            let bytes = encode("n1", target.clone(), b"hello\n").unwrap();
             let inbound = decode(&bytes).unwrap();
             assert_eq!(inbound.from, "n1");
             assert_eq!(inbound.target, target);
             assert_eq!(inbound.payload, b"hello\n");
         }
-        let empty = decode(&encode("n", Target::All, b"")).unwrap();
+        let empty = decode(&encode("n", Target::All, b"").unwrap()).unwrap();
         assert!(empty.payload.is_empty());
+        // A group name a receiver would refuse is refused here.
+        let long = "g".repeat(MAX_HEADER);
+        let refused = encode("n", Target::Group(long), b"x").unwrap_err();
+        assert!(refused.len > MAX_HEADER && refused.limit == MAX_HEADER);
+        // Under the limit in bytes, over it as a receiver counts: refused too.
+        let edge = "g".repeat(MAX_HEADER - 20);
+        assert!(encode("n", Target::Group(edge), b"x").is_err());
+        let fits = "g".repeat(MAX_HEADER - 64);
+        assert!(decode(&encode("n", Target::Group(fits), b"x").unwrap()).is_ok());
     }
 
     #[test]
@@ -138,7 +171,7 @@ mod tests {
         assert_eq!(decode(b"\x01"), Err(Malformed::Header));
         // A huge length prefix must not allocate it.
         assert_eq!(decode(b"\x01\xfc\xff\xff\xff\xff"), Err(Malformed::Header));
-        let good = encode("node", Target::Group("g".into()), b"x");
+        let good = encode("node", Target::Group("g".into()), b"x").unwrap();
         for cut in 0..good.len() - 1 {
             let _ = decode(&good[..cut]);
         }
