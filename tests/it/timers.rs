@@ -214,3 +214,58 @@ fn task_worker_timers_fire_between_tasks() {
     assert_eq!(next(&events), "deferred on task worker 1");
     server.shutdown().unwrap();
 }
+
+/// Makes a long timer on each worker's start and reports its id; a message `(theirs, own)`
+/// clears another worker's id, then its own, and reports both answers.
+#[derive(Clone)]
+struct Clearer {
+    made: Sender<(usize, eddy::TimerId)>,
+    cleared: Sender<(bool, bool)>,
+}
+
+impl EventHandler for Clearer {
+    fn on_worker_start(&mut self, ctx: &mut Context<'_>) {
+        let id = ctx.after(Duration::from_secs(3600), |_| {});
+        let _ = self.made.send((ctx.worker_id(), id));
+    }
+
+    fn on_receive(&mut self, _: &mut Context<'_>, _: ConnId, _: Bytes) {}
+
+    fn on_pipe_message(
+        &mut self,
+        ctx: &mut Context<'_>,
+        _: eddy::MessageSource,
+        message: eddy::Message,
+    ) {
+        if let Ok((theirs, own)) = message.downcast::<(eddy::TimerId, eddy::TimerId)>() {
+            let _ = self
+                .cleared
+                .send((ctx.clear_timer(theirs), ctx.clear_timer(own)));
+        }
+    }
+}
+
+#[test]
+fn clear_timer_with_another_workers_id_clears_nothing_here() {
+    let (made, made_rx) = unbounded();
+    let (cleared, cleared_rx) = unbounded();
+    let handler = Clearer { made, cleared };
+    let (server, _addr) = start(builder().worker_num(2), move || handler.clone());
+    let mut ids = [None; 2];
+    for _ in 0..2 {
+        let (worker, id) = made_rx.recv_timeout(WAIT).expect("both workers started");
+        ids[worker] = Some(id);
+    }
+    let (id0, id1) = (ids[0].unwrap(), ids[1].unwrap());
+    assert_ne!(id0, id1, "ids are unique across workers");
+    server
+        .handle()
+        .send_message(eddy::Destination::Worker(1), (id0, id1))
+        .unwrap();
+    assert_eq!(
+        cleared_rx.recv_timeout(WAIT).unwrap(),
+        (false, true),
+        "worker 0's id clears nothing on worker 1, whose own timer is still there"
+    );
+    server.shutdown().unwrap();
+}

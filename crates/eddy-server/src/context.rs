@@ -105,7 +105,9 @@ impl<'a, T: TaskHandler> Context<'a, T> {
     }
 
     /// Cancel a timer of this worker (Swoole's `clearTimer`); `false` if it is not pending
-    /// (it ran already, was cleared, or belongs to another thread's handler generation).
+    /// here (it ran already, was cleared, or was made on another thread: a timer made on
+    /// another worker, say in `on_connect` when `on_close` runs elsewhere, is cleared only
+    /// there).
     pub fn clear_timer(&self, id: TimerId) -> bool {
         self.timers.borrow_mut().clear(id)
     }

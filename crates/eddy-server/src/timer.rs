@@ -11,8 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// A timer's id, unique on the thread that made it (Swoole's timer id). Clear it with
-/// `clear_timer` on that thread.
+/// A timer's id, unique in the server (Swoole's timer id): the thread that made it is in
+/// its high bits, so `clear_timer` with another thread's id clears nothing there and says
+/// `false`. Clear it with `clear_timer` on the thread that made it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerId(pub(crate) u64);
 
@@ -64,6 +65,29 @@ pub(crate) struct Due<F: ?Sized> {
     at: Instant,
 }
 
+/// Where a timer id's thread tag starts: 48 bits of sequence are more than a thread can
+/// use up.
+const TAG_SHIFT: u32 = 48;
+
+/// The thread a timer belongs to, for its id's tag.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TimerOwner {
+    Worker(usize),
+    TaskWorker(usize),
+}
+
+impl TimerOwner {
+    /// A tag no other thread of the server has: workers from 1, task workers from 2^15 + 1
+    /// (the limits keep both counts far under 2^15).
+    fn tag(self) -> u64 {
+        let (flag, index) = match self {
+            TimerOwner::Worker(id) => (0, id),
+            TimerOwner::TaskWorker(id) => (1 << 15, id),
+        };
+        flag | ((index as u64 + 1) & 0x7fff)
+    }
+}
+
 impl<F: ?Sized> Default for Timers<F> {
     fn default() -> Self {
         Timers {
@@ -75,6 +99,14 @@ impl<F: ?Sized> Default for Timers<F> {
 }
 
 impl<F: ?Sized> Timers<F> {
+    /// No timers yet, for `owner`'s thread: its ids carry its tag.
+    pub(crate) fn new(owner: TimerOwner) -> Self {
+        Timers {
+            next_id: (owner.tag() << TAG_SHIFT) | 1,
+            ..Timers::default()
+        }
+    }
+
     /// Add a timer first due after `delay`, then every `every` if set.
     pub(crate) fn add(&mut self, delay: Duration, every: Option<Duration>, f: Box<F>) -> TimerId {
         let id = self.next_id;
@@ -229,6 +261,29 @@ mod tests {
         assert_ne!(old, new);
         assert!(!timers.clear(old), "an old id names nothing");
         assert!(timers.next_due().is_some());
+    }
+
+    #[test]
+    fn ids_differ_between_threads_and_a_foreign_one_clears_nothing() {
+        let owners = [
+            TimerOwner::Worker(0),
+            TimerOwner::Worker(1),
+            TimerOwner::TaskWorker(0),
+            TimerOwner::TaskWorker(1),
+        ];
+        let mut threads: Vec<Timers<F>> = owners.iter().map(|&o| Timers::new(o)).collect();
+        let ids: Vec<TimerId> = threads
+            .iter_mut()
+            .map(|t| t.add(Duration::from_secs(3600), None, Box::new(|| 0)))
+            .collect();
+        for (i, a) in ids.iter().enumerate() {
+            for b in &ids[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert!(!threads[1].clear(ids[0]), "worker 0's id on worker 1");
+        assert!(!threads[2].clear(ids[0]), "a worker's id on a task worker");
+        assert!(threads[0].clear(ids[0]) && threads[1].clear(ids[1]));
     }
 
     #[test]

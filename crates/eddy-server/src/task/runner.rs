@@ -15,7 +15,7 @@ use crate::{
     error::{panic_message, TaskError},
     message::{CommandTarget, Message, MessageSource},
     shared::{jittered, CommandCall, ServerHandle, FIRST_BACKOFF, MAX_BACKOFF},
-    timer::Timers,
+    timer::{TimerOwner, Timers},
 };
 
 /// Makes a task worker's handler.
@@ -115,7 +115,7 @@ fn run_with_handler<T: TaskHandler>(
         handled: 0,
         max_request,
         limit: max_request.map(jittered),
-        timers: RefCell::default(),
+        timers: RefCell::new(Timers::new(TimerOwner::TaskWorker(id))),
     };
     worker.lifecycle(true);
     started();

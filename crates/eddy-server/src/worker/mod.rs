@@ -30,7 +30,7 @@ use crate::{
     handler::EventHandler,
     shared::{jittered, Event, Mail, ServerHandle, WorkerError, WorkerRun},
     task::{Finished, TaskHandler, TaskPool},
-    timer::Timers,
+    timer::{TimerOwner, Timers},
 };
 
 /// Makes a worker's handlers.
@@ -84,7 +84,7 @@ impl<T: TaskHandler> Worker<T> {
             handled: 0,
             limit,
             failure: None,
-            timers: RefCell::default(),
+            timers: RefCell::new(Timers::new(TimerOwner::Worker(id))),
         }
     }
 
