@@ -332,6 +332,32 @@ fn client_info_serialises_with_swoole_fields() {
 }
 
 #[test]
+fn a_check_interval_longer_than_half_the_idle_time_is_lowered_to_it() {
+    let (recorder, events) = Recorder::new(true);
+    // Asked to look once an hour, with a 300 ms idle time: it looks every 150 ms.
+    let builder = builder()
+        .heartbeat_idle_time(Duration::from_millis(300))
+        .heartbeat_check_interval(Duration::from_secs(3600));
+    let (server, addr) = start(builder, move || recorder.clone());
+    let client = connect(addr);
+    let id = conn_of(&server, &events, &client);
+    let closed = next_where(&events, |s| matches!(s.kind, Kind::Close(_)));
+    assert_eq!(
+        (closed.conn, closed.kind),
+        (id, Kind::Close(CloseReason::HeartbeatTimeout))
+    );
+    server.shutdown().unwrap();
+    // An idle time whose half is under the shortest interval (10 ms) is checked every 10 ms,
+    // not refused for a setting that was not given.
+    let built = eddy::Server::builder()
+        .listen("127.0.0.1:0")
+        .heartbeat_idle_time(Duration::from_millis(15))
+        .handle_signals(false)
+        .build(|| Recorder::new(false).0);
+    assert!(built.is_ok(), "{:?}", built.err());
+}
+
+#[test]
 fn heartbeat_idle_time_can_differ_per_listener() {
     let (recorder, events) = Recorder::new(true);
     let server = eddy::Server::builder()

@@ -264,7 +264,9 @@ impl<T: TaskHandler> ServerBuilder<T> {
     }
 
     /// How often to look for idle connections (`heartbeat_check_interval`). Off by default.
-    /// Set alone, the idle time is twice the interval. Range 10 ms to 1 day.
+    /// Set alone, the idle time is twice the interval. An interval longer than half the
+    /// shortest idle time is lowered to that half (as Swoole does), so no connection
+    /// outlives its idle time by more than half of it. Range 10 ms to 1 day.
     pub fn heartbeat_check_interval(mut self, every: Duration) -> Self {
         self.s.heartbeat_check_interval = Some(every);
         self
@@ -272,7 +274,8 @@ impl<T: TaskHandler> ServerBuilder<T> {
 
     /// Close connections whose peer sent nothing for this long (`heartbeat_idle_time`),
     /// through the normal close path with [`CloseReason::HeartbeatTimeout`] (queued output is
-    /// dropped). Off by default. Set alone, the check runs every half of it. Sends from the
+    /// dropped). Off by default. The check runs every half of it (at least every 10 ms),
+    /// or more often if `heartbeat_check_interval` asks. Sends from the
     /// server do not count as activity; [`ServerHandle::protect`] exempts a connection.
     /// Range 10 ms to 1 day.
     ///

@@ -243,16 +243,21 @@ impl Settings {
             check("listener_heartbeat_idle_time", idle, limits::HEARTBEAT)?;
             *slot = Some(idle);
         }
-        let shortest = heartbeat_idle_time.iter().flatten().min().copied();
-        let heartbeat_check_interval = self
-            .heartbeat_check_interval
-            .or(shortest.map(|idle| idle / 2));
         if let Some(idle) = self.heartbeat_idle_time {
             check("heartbeat_idle_time", idle, limits::HEARTBEAT)?;
         }
-        if let Some(every) = heartbeat_check_interval {
+        if let Some(every) = self.heartbeat_check_interval {
             check("heartbeat_check_interval", every, limits::HEARTBEAT)?;
         }
+        // Half the shortest idle time (not under the shortest interval there is), so no
+        // connection outlives its idle time by more than half of it: an interval left unset
+        // or set longer is lowered to it, as Swoole does.
+        let shortest = heartbeat_idle_time.iter().flatten().min().copied();
+        let half = shortest.map(|idle| (idle / 2).max(limits::HEARTBEAT.0));
+        let heartbeat_check_interval = match (self.heartbeat_check_interval, half) {
+            (Some(every), Some(half)) => Some(every.min(half)),
+            (every, half) => every.or(half),
+        };
         Ok((heartbeat_check_interval, heartbeat_idle_time))
     }
 
