@@ -194,6 +194,74 @@ fn a_partial_packet_buffer_is_bounded_and_freed_once_whole() {
     server.shutdown().unwrap();
 }
 
+#[test]
+fn a_header_alone_does_not_reserve_the_packet_it_announces() {
+    let (recorder, _events) = Recorder::new(true);
+    let max = 8 << 20;
+    let builder = builder()
+        .reactor_num(1)
+        .package_max_length(max)
+        .codec(LengthCodec::new());
+    let (server, addr) = start(builder, move || recorder.clone());
+    let handle = server.handle().clone();
+    // Eight clients each announce a packet of 8 MiB and send nothing more.
+    let body = max - 4;
+    let header = (body as u32).to_be_bytes();
+    let mut clients: Vec<_> = (0..8).map(|_| connect(addr)).collect();
+    for client in &mut clients {
+        write_all(client, &header);
+    }
+    wait_until("every header to be read", || {
+        handle.stats().recv_buffer_bytes >= 8 * 64 * 1024
+    });
+    let held = handle.stats().recv_buffer_bytes;
+    assert!(
+        held <= 8 * 128 * 1024,
+        "a chunk each, not the 64 MiB announced: {held}"
+    );
+    // The buffer grows as the body comes, and the packet arrives whole.
+    let data: Vec<u8> = (0..body).map(|i| (i % 251) as u8).collect();
+    let mut writer = clients[0].try_clone().unwrap();
+    let sending = std::thread::spawn(move || write_all(&mut writer, &data));
+    let echoed = read_n(&mut clients[0], max);
+    sending.join().unwrap();
+    assert!(
+        echoed[..4] == header
+            && echoed[4..]
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == (i % 251) as u8)
+    );
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn a_line_near_the_limit_is_held_in_about_the_limit() {
+    let (recorder, _events) = Recorder::new(true);
+    let max = 1 << 20;
+    let builder = builder().package_max_length(max).codec(EofCodec::line());
+    let (server, addr) = start(builder, move || recorder.clone());
+    let handle = server.handle().clone();
+    let mut client = connect(addr);
+    let line = vec![b'x'; 1_040_000];
+    let mut writer = client.try_clone().unwrap();
+    let sent = line.clone();
+    let sending = std::thread::spawn(move || write_all(&mut writer, &sent));
+    wait_until("the line so far to be read", || {
+        handle.stats().total_recv_bytes >= line.len() as u64
+    });
+    sending.join().unwrap();
+    let held = handle.stats().recv_buffer_bytes;
+    assert!(
+        held <= (max + 64 * 1024 + 16 * 1024) as u64,
+        "not doubled past the limit: {held}"
+    );
+    write_all(&mut client, b"\n");
+    let echoed = read_n(&mut client, line.len() + 1);
+    assert!(echoed[..line.len()] == line[..] && echoed[line.len()] == b'\n');
+    server.shutdown().unwrap();
+}
+
 /// Answers each packet with `<`, the packet itself, then `>`: three sends, the middle one a
 /// slice of the packets being answered, the others copied in.
 #[derive(Clone)]

@@ -16,8 +16,9 @@
 //! ```
 //!
 //! A packet handed to the application always includes its framing (length header or
-//! delimiter), as Swoole does. A codec reports a packet over the limit from its header alone,
-//! before the body is buffered, and never reports a packet longer than the limit it was given.
+//! delimiter), as Swoole does. A length-prefixed codec reports a packet over the limit from
+//! its header alone, before the body is buffered; a delimited one once the limit's worth is
+//! buffered with no delimiter; none reports a packet longer than the limit it was given.
 //!
 //! Codecs: [`RawCodec`] (each read as it comes), [`LengthCodec`] (a length field of any
 //! width, signedness and byte order at an offset), [`LengthFnCodec`] (a user function reads the

@@ -202,8 +202,11 @@ impl<T: TaskHandler> ServerBuilder<T> {
     }
 
     /// The largest packet, framing included (`package_max_length`). A longer one closes its
-    /// connection, detected before its body is buffered. Default 2 MiB. Range: the codec's
-    /// smallest packet to 1 GiB.
+    /// connection: with a length header, as soon as the header is read, before the body is
+    /// buffered; without one (a delimiter, a length function still asking for more), once
+    /// the limit's worth is buffered with no end found. A partial packet's buffer grows with
+    /// what arrives, never to more than the packet (or the limit) and one read. Default
+    /// 2 MiB. Range: the codec's smallest packet to 1 GiB.
     pub fn package_max_length(mut self, bytes: usize) -> Self {
         self.s.package_max_length = bytes;
         self

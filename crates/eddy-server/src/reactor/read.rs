@@ -5,7 +5,11 @@ use std::{io, sync::atomic::Ordering};
 
 use bytes::BytesMut;
 
-use super::{close::close_reason, local::pause, Reactor};
+use super::{
+    close::close_reason,
+    local::{pause, LocalConn},
+    Reactor,
+};
 use crate::{
     config::READ_CHUNK,
     conn::{inflight, CloseReason, Transport},
@@ -116,11 +120,13 @@ impl Reactor {
     }
 
     /// Move what the scratch block holds (a partial packet `cut_packets` left there) to
-    /// connection `key`'s own buffer, sized for the whole packet; or drop it if the
+    /// connection `key`'s own buffer (see `partial_room`); or drop it if the
     /// connection is gone.
     fn own_partial(&mut self, key: usize) {
+        let max = self.shared.config.package_max_length;
         if let Some(lc) = self.conns.get_mut(key) {
-            let size = lc.expect.unwrap_or(0).max(self.scratch.len());
+            let len = self.scratch.len();
+            let size = partial_room(lc.expect, overshoot(lc), len, len, max);
             lc.rbuf = own_copy(&self.scratch, size);
         }
         self.scratch.clear();
@@ -144,17 +150,18 @@ impl Reactor {
             }
             return conn.read(&mut self.scratch, READ_CHUNK, tls);
         }
-        // A plain read takes just the rest of the packet, so the next starts in the scratch
-        // block. A TLS read hands over whole records whatever it asks for, so it asks for a
-        // full chunk: the packets that come with the rest are cut here too.
-        let want = match conn.transport {
-            Transport::Tls => READ_CHUNK,
-            Transport::Plain => lc
-                .expect
-                .map_or(READ_CHUNK, |total| total.saturating_sub(lc.rbuf.len()))
-                .clamp(1, READ_CHUNK),
-        };
-        conn.read(&mut lc.rbuf, want, tls)
+        // A read takes just the rest of the packet, so the next starts in the scratch block
+        // (a TLS read hands over whole records, so the packets that come in the last one with
+        // the rest are cut here too).
+        let (len, cap) = (lc.rbuf.len(), lc.rbuf.capacity());
+        let want = next_want(lc.expect, len);
+        if cap - len < want + overshoot(lc) {
+            // Grown here, not by the read (`BytesMut::reserve` doubles past any limit).
+            let max = self.shared.config.package_max_length;
+            let size = partial_room(lc.expect, overshoot(lc), len, cap, max);
+            lc.rbuf = own_copy(&lc.rbuf, size);
+        }
+        lc.conn.read(&mut lc.rbuf, want, tls)
     }
 
     /// Whether a connection's packets waiting for workers weigh `max_queued_bytes` or more:
@@ -201,6 +208,7 @@ impl Reactor {
         let max = self.shared.config.package_max_length;
         let lc = &mut self.conns[key];
         let protocol = &self.protocols[lc.conn.listener];
+        let over = overshoot(lc);
         let buf = if from_scratch {
             &mut self.scratch
         } else {
@@ -212,11 +220,11 @@ impl Reactor {
         let (whole, failure) = (cut.whole, cut.failure);
         // Every whole packet, back to back, shared with no copy.
         let packets = buf.split_to(whole).freeze();
-        let size = lc.expect.unwrap_or(0).max(buf.len());
-        // A TLS read makes room for a chunk: a packet of known size still partial after it
-        // keeps only the room it needs, so a slow peer does not pin the rest. (Of a packet
-        // whose size is unknown, a line, the room stays: shrinking it after every read would
-        // copy a long line over and over as it trickles in.)
+        let size = partial_room(lc.expect, over, buf.len(), buf.len(), max);
+        // A packet of known size still partial in a buffer far larger than `partial_room`
+        // gives it (one a larger packet left) moves to one that size, so a slow peer does not
+        // pin the rest. (Of a packet whose size is unknown, a line, the room stays: shrinking
+        // it after every read would copy a long line over and over as it trickles in.)
         let oversized = lc.expect.is_some() && buf.capacity() > size + RECORD_PLAINTEXT;
         // Only a packet the next read can complete stays: a larger one is read straight into a
         // buffer of its own, and the cut of a packet of unknown size (a line) is not known.
@@ -227,8 +235,8 @@ impl Reactor {
         if leave {
             // The partial packet stays where it is, and the next read lands behind it.
         } else if failure.is_none() && !buf.is_empty() && (from_scratch || whole > 0 || oversized) {
-            // Keep the partial packet in a buffer of its own, sized for the whole packet,
-            // so it does not pin a shared scratch block or a large old buffer.
+            // Keep the partial packet in a buffer of its own (see `partial_room`), so it does
+            // not pin a shared scratch block or a large old buffer.
             let own = own_copy(buf, size);
             buf.clear();
             lc.rbuf = own;
@@ -252,13 +260,57 @@ impl Reactor {
                 "closing connection: {err}"
             );
         }
-        // The packets before the bad one are answered and flushed; nothing after it is read.
+        // The packets before the bad one are answered and flushed; nothing after it is read,
+        // nor kept while they are.
+        if let Some(lc) = self.conns.get_mut(key).filter(|_| !from_scratch) {
+            lc.rbuf = BytesMut::new();
+        }
+        self.account_buffer(key);
         self.close_after_drain(key, err);
         false
     }
 }
 
-/// A partial packet's bytes in a buffer of their own, with room for `size` (the whole packet).
+/// How much the next read of a partial packet of `len` bytes asks for: the rest of the
+/// packet (so the next one starts in the scratch block), at most a chunk.
+fn next_want(expect: Option<usize>, len: usize) -> usize {
+    expect
+        .map_or(READ_CHUNK, |total| total.saturating_sub(len))
+        .clamp(1, READ_CHUNK)
+}
+
+/// What a read may bring past what it asked for: a TLS read hands over whole records.
+fn overshoot(lc: &LocalConn) -> usize {
+    match lc.conn.transport {
+        Transport::Tls => RECORD_PLAINTEXT,
+        Transport::Plain => 0,
+    }
+}
+
+/// The capacity for the own buffer of a partial packet (of `expect` bytes if known, read
+/// with `overshoot`) holding `len` bytes in `cap`: twice that,
+/// or what the next read needs if that is more, and never more than the packet can use (its
+/// announced length, or `package_max_length` and a read when not known, plus a read's
+/// overshoot).
+///
+/// It grows with the bytes that came, not with what a header announced: a 4-byte header
+/// announcing a packet of 1 GiB reserves a chunk, not the GiB (it used to reserve all of
+/// it, for every connection that sent one). Doubling keeps a large packet's copies few
+/// (each byte is copied about twice in all); the cap keeps a line near the limit from
+/// doubling past it, and a TLS read from doubling the buffer of a packet near its end.
+fn partial_room(
+    expect: Option<usize>,
+    overshoot: usize,
+    len: usize,
+    cap: usize,
+    max: usize,
+) -> usize {
+    let need = len + next_want(expect, len) + overshoot;
+    let most = expect.map_or(max + READ_CHUNK, |total| total) + overshoot;
+    cap.max(len).saturating_mul(2).min(most).max(need)
+}
+
+/// A partial packet's bytes in a buffer of their own, with room for `size`.
 fn own_copy(partial: &[u8], size: usize) -> BytesMut {
     let mut own = BytesMut::with_capacity(size);
     own.extend_from_slice(partial);
