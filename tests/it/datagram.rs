@@ -481,3 +481,19 @@ fn a_unix_peer_that_stops_reading_fills_only_its_share_of_the_send_queue() {
     peers.server.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&peers.dir);
 }
+
+#[test]
+fn a_codec_given_for_a_datagram_listener_is_refused_at_build() {
+    for addr in ["udp:127.0.0.1:0", "unix-dgram:/tmp/eddy-never-bound.sock"] {
+        let err = Server::builder()
+            .listen_with(addr, eddy::codec::EofCodec::line())
+            .handle_signals(false)
+            .build(|| Recorder::new(false).0)
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("listen_with") && text.contains("datagram"),
+            "{text}"
+        );
+    }
+}

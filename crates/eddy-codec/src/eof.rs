@@ -65,7 +65,11 @@ impl Codec for EofCodec {
         let delim = &self.delimiter[..];
         if self.split {
             // Resume where the last search stopped, minus a partial delimiter.
-            let from = state.scanned.saturating_sub(delim.len() - 1).min(buf.len());
+            // (An empty delimiter, which `validate` refuses, must not panic here either.)
+            let from = state
+                .scanned
+                .saturating_sub(delim.len().saturating_sub(1))
+                .min(buf.len());
             let found = find(&buf[from..], delim);
             if let Some(at) = found {
                 let total = from + at + delim.len();
@@ -130,6 +134,16 @@ fn find(hay: &[u8], delim: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_empty_delimiter_never_validated_is_refused_by_the_reader_not_a_panic() {
+        let codec = super::EofCodec::new(Vec::new());
+        let mut reader = crate::FrameReader::new(10);
+        reader.push(b"abc");
+        assert_eq!(reader.next_packet(&codec), Ok(None), "no delimiter to find");
+        reader.push(b"defghijk");
+        assert!(reader.next_packet(&codec).is_err(), "too large, in the end");
+    }
+
     #[test]
     fn find_matches_a_naive_search() {
         let hays: [&[u8]; 6] = [b"", b"\r", b"\r\n", b"a\r\r\nb", b"\n\r\n", b"xx\r\nyy\r\n"];

@@ -245,6 +245,10 @@ impl Codec for LengthCodec {
         _state: &mut DecodeState,
         max_packet: usize,
     ) -> Result<Decoded, FrameError> {
+        if self.length_offset > MAX_LENGTH_OFFSET || self.body_offset > MAX_LENGTH_OFFSET {
+            // Settings `validate` refuses (a reader that never asked): refused, not a panic.
+            return Err(FrameError::Malformed("length codec settings out of range"));
+        }
         let header = self.header_len();
         if buf.len() < header {
             return Ok(Decoded::Incomplete { total: None });
@@ -293,6 +297,18 @@ impl Codec for LengthCodec {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn offsets_never_validated_are_refused_by_the_reader_not_a_panic() {
+        for codec in [
+            super::LengthCodec::new().length_offset(usize::MAX - 1),
+            super::LengthCodec::new().body_offset(usize::MAX),
+        ] {
+            let mut reader = crate::FrameReader::new(1024);
+            reader.push(b"abcdefgh");
+            assert!(reader.next_packet(&codec).is_err());
+        }
+    }
+
     use super::*;
 
     fn decode(codec: &LengthCodec, buf: &[u8], max: usize) -> Result<Decoded, FrameError> {

@@ -317,13 +317,27 @@ impl Settings {
                 .map_err(|reason: String| ConfigError::new("listen", reason))?;
             let protocol = match speaks {
                 _ if addr.is_datagram() => {
-                    if matches!(speaks, Speaks::WebSocket) {
-                        return Err(ConfigError::new(
-                            "listen_ws",
-                            format!("{addr} is a datagram address: WebSocket needs a stream"),
-                        ));
+                    match speaks {
+                        Speaks::WebSocket => {
+                            return Err(ConfigError::new(
+                                "listen_ws",
+                                format!("{addr} is a datagram address: WebSocket needs a stream"),
+                            ))
+                        }
+                        // A datagram is a packet already: a codec given for it would be
+                        // ignored, which the caller did not mean.
+                        Speaks::Framed(Some(codec)) => {
+                            return Err(ConfigError::new(
+                                "listen_with",
+                                format!(
+                                    "{addr} is a datagram address: each datagram is one packet, \
+                                     a codec ({}) cannot frame it",
+                                    codec.name()
+                                ),
+                            ))
+                        }
+                        Speaks::Framed(None) => Protocol::Datagram,
                     }
-                    Protocol::Datagram
                 }
                 Speaks::Framed(codec) => {
                     let codec = codec.clone().unwrap_or_else(|| self.codec.clone());
