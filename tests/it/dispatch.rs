@@ -350,3 +350,55 @@ fn a_reactor_mode_worker_is_idle_again_after_a_message() {
     });
     server.shutdown().unwrap();
 }
+
+/// Answers each packet with the id of the worker that handled it; worker 0's handler, when
+/// built again (`stop_worker`), waits in `on_worker_start` until the gate's sender is dropped.
+#[derive(Clone)]
+struct SlowRestart {
+    starts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    gate: crossbeam_channel::Receiver<()>,
+}
+
+impl eddy::EventHandler for SlowRestart {
+    fn on_worker_start(&mut self, ctx: &mut eddy::Context<'_>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if ctx.worker_id() == 0 && self.starts.fetch_add(1, SeqCst) == 1 {
+            let _ = self.gate.recv();
+        }
+    }
+
+    fn on_receive(&mut self, ctx: &mut eddy::Context<'_>, conn: ConnId, _data: eddy::Bytes) {
+        let _ = ctx.send(conn, frame(&[ctx.worker_id() as u8]));
+    }
+}
+
+#[test]
+fn idle_mode_passes_a_worker_rebuilding_its_handler() {
+    let builder = builder()
+        .codec(LengthCodec::new())
+        .worker_num(2)
+        .reactor_num(1)
+        .dispatch_mode(DispatchMode::Idle);
+    let (gate_tx, gate) = crossbeam_channel::bounded::<()>(0);
+    let handler = SlowRestart {
+        starts: Default::default(),
+        gate,
+    };
+    let (server, addr) = start(builder, move || handler.clone());
+    let handle = server.handle();
+    handle.stop_worker(0).unwrap();
+    // Rebuilding, not busy: it used to count as idle and be handed events it would take
+    // only once its `on_worker_start` returned.
+    wait_until("worker 0 rebuilding", || {
+        handle.worker_status(0) == Some(eddy::WorkerStatus::Stopping)
+    });
+    assert_eq!(handle.stats().idle_worker_num, 1);
+    let mut client = connect(addr);
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    for _ in 0..4 {
+        write_all(&mut client, &frame(b"who"));
+        assert_eq!(read_n(&mut client, 5), frame(&[1]));
+    }
+    drop(gate_tx);
+    server.shutdown().unwrap();
+}

@@ -10,8 +10,11 @@ use crate::{conn::ConnId, error::panic_message, net::PeerAddr};
 
 /// How loaded the workers are, as the idle mode sees them.
 pub(crate) trait Load {
-    /// Whether the worker is waiting for work.
+    /// Whether the worker is waiting for work (not busy, not rebuilding its handler).
     fn is_idle(&self, worker: usize) -> bool;
+    /// Whether the worker is rebuilding its handler (a reload, `stop_worker`): it takes its
+    /// events only once `on_worker_start` has run again.
+    fn is_stopping(&self, worker: usize) -> bool;
     /// Events waiting in the worker's queue.
     fn depth(&self, worker: usize) -> usize;
 }
@@ -72,7 +75,10 @@ impl Dispatcher {
                 return w;
             }
         }
-        (0..n).min_by_key(|&w| load.depth(w)).unwrap_or(0)
+        // None idle: the shortest queue, of a worker not rebuilding if there is one.
+        (0..n)
+            .min_by_key(|&w| (load.is_stopping(w), load.depth(w)))
+            .unwrap_or(0)
     }
 
     fn by_slot(&self, s: &Subject<'_>) -> usize {
@@ -173,11 +179,15 @@ mod tests {
     struct FakeLoad {
         idle: Vec<bool>,
         depth: Vec<usize>,
+        stopping: Vec<bool>,
     }
 
     impl Load for FakeLoad {
         fn is_idle(&self, w: usize) -> bool {
             self.idle[w]
+        }
+        fn is_stopping(&self, w: usize) -> bool {
+            self.stopping.get(w).copied().unwrap_or(false)
         }
         fn depth(&self, w: usize) -> usize {
             self.depth[w]
@@ -188,6 +198,7 @@ mod tests {
         FakeLoad {
             idle: vec![false; n],
             depth: vec![1; n],
+            stopping: Vec::new(),
         }
     }
 
@@ -241,13 +252,22 @@ mod tests {
         let load = FakeLoad {
             idle: vec![false, false, true],
             depth: vec![5, 1, 0],
+            stopping: Vec::new(),
         };
         assert_eq!(d.pick(&subject(0, &peer), &load), 2);
         let load = FakeLoad {
             idle: vec![false, false, false],
             depth: vec![5, 1, 3],
+            stopping: Vec::new(),
         };
         assert_eq!(d.pick(&subject(0, &peer), &load), 1);
+        // A worker rebuilding its handler comes last, whatever its queue.
+        let load = FakeLoad {
+            idle: vec![false, false, false],
+            depth: vec![5, 0, 3],
+            stopping: vec![false, true, false],
+        };
+        assert_eq!(d.pick(&subject(0, &peer), &load), 2);
     }
 
     #[test]

@@ -142,11 +142,7 @@ impl Stats {
             recv_buffer_bytes: sum(|r| &r.buffered),
             total_send_bytes: workers.map(|w| w.sent_bytes.get()).sum(),
             worker_num: shared.config.worker_num,
-            idle_worker_num: shared
-                .workers
-                .iter()
-                .filter(|w| !w.busy.load(Relaxed))
-                .count(),
+            idle_worker_num: shared.workers.iter().filter(|w| w.is_idle()).count(),
             reactor_num: shared.config.reactor_num,
             worker_queue: shared.workers.iter().map(|w| w.queue_len()).collect(),
             worker_request_count: counters.workers.iter().map(|w| w.requests.get()).collect(),

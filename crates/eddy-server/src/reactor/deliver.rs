@@ -21,7 +21,11 @@ pub(super) struct Workers<'a>(pub(super) &'a [WorkerShared]);
 
 impl Load for Workers<'_> {
     fn is_idle(&self, worker: usize) -> bool {
-        !self.0[worker].busy.load(Ordering::Relaxed)
+        self.0[worker].is_idle()
+    }
+
+    fn is_stopping(&self, worker: usize) -> bool {
+        self.0[worker].stopping.load(Ordering::Relaxed)
     }
 
     fn depth(&self, worker: usize) -> usize {

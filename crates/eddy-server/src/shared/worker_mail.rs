@@ -172,6 +172,12 @@ impl WorkerShared {
         }
     }
 
+    /// Whether the worker waits for work: neither busy nor rebuilding its handler (a reload
+    /// or `stop_worker` taken while it was idle runs with `busy` clear).
+    pub(crate) fn is_idle(&self) -> bool {
+        !self.busy.load(Ordering::Relaxed) && !self.stopping.load(Ordering::Relaxed)
+    }
+
     /// What the worker is doing now.
     pub(crate) fn status(&self) -> WorkerStatus {
         if self.stopping.load(Ordering::Relaxed) {
