@@ -49,7 +49,10 @@ pub struct ClientInfo {
     pub last_dispatch_time: Option<SystemTime>,
     /// The user id bound with `bind`, if any.
     pub uid: Option<Uid>,
-    /// Bytes of packets read but not yet handled by a worker (`recv_queued_bytes`).
+    /// What waits for a worker (`recv_queued_bytes`): the bytes of the packets read but not
+    /// handled yet, and 1 for each other event queued for the connection (its connect, a
+    /// buffer event, a WebSocket handshake or HTTP request), so it is 0 exactly when nothing
+    /// waits.
     pub recv_queued_bytes: u64,
     /// Bytes waiting in the connection's output buffer (`send_queued_bytes`).
     pub send_queued_bytes: usize,

@@ -27,9 +27,13 @@ pub struct Stats {
     pub close_count: u64,
     /// Connections refused at accept because `max_conn` were open.
     pub abort_count: u64,
-    /// Events dispatched to workers (connect, packets, close, buffer events).
+    /// Events the reactors' dispatch mode handed to workers: connects, reads' packets (one
+    /// event for a read's batch in the stateful modes and reactor mode, one a packet
+    /// otherwise), WebSocket messages, buffer events. Not counted: closes (they go to the
+    /// worker that holds the connection) and datagrams (see `request_count`).
     pub dispatch_count: u64,
-    /// Packets handled by `on_receive`.
+    /// Packets, WebSocket messages and datagrams handled (`on_receive`, `on_message`,
+    /// `on_packet`).
     pub request_count: u64,
     /// Successful sends.
     pub response_count: u64,
@@ -49,7 +53,7 @@ pub struct Stats {
     pub reactor_num: usize,
     /// Events waiting in each worker's queue.
     pub worker_queue: Vec<usize>,
-    /// Packets each worker has handled.
+    /// What each worker has handled, counted as `request_count`.
     pub worker_request_count: Vec<u64>,
     /// Successful sends from each worker.
     pub worker_response_count: Vec<u64>,
