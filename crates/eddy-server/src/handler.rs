@@ -58,7 +58,10 @@ pub trait EventHandler<T: TaskHandler = NoTasks>: Send + 'static {
     }
 
     /// A whole packet arrived, framing included (the length header or delimiter, as in
-    /// Swoole). The bytes are shared with no copy; keep them as long as needed.
+    /// Swoole). The bytes are shared with no copy: a packet is a slice of the block its read
+    /// landed in (up to 256 KiB, shared with the packets read beside it), which stays
+    /// allocated while any of them is kept. To keep a small packet long (a chat history, a
+    /// cache), keep a copy (`Bytes::copy_from_slice`).
     fn on_receive(&mut self, ctx: &mut Context<'_, T>, conn: ConnId, packet: Bytes);
 
     /// A WebSocket client asks to upgrade (Swoole's `onHandshake`): look at its path,

@@ -73,7 +73,8 @@ impl ServerHandle {
     /// Close a connection once its queued output is flushed. Packets it sent that no worker
     /// has handled yet are dropped. `on_close` follows with [`CloseReason::ServerClosed`].
     /// If the peer never reads, the flush cannot finish: [`close_reset`](Self::close_reset),
-    /// or the heartbeat, ends such a close.
+    /// or the heartbeat (for a connection not [`protect`](Self::protect)ed), ends such a
+    /// close.
     ///
     /// A TLS connection still in its handshake closes at once if nothing is queued for it.
     /// What was queued can only be encrypted once the handshake ends: the handshake goes on,
