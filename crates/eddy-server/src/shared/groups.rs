@@ -7,7 +7,10 @@ use std::{fmt, sync::Arc};
 
 use dashmap::DashMap;
 
-use super::bus::Watch;
+use super::{
+    bus::Watch,
+    members::{members_of, remove_member, Members},
+};
 use crate::{
     conn::{Conn, ConnId},
     error::SendError,
@@ -16,7 +19,7 @@ use crate::{
 /// Group name to the connections in it, from any thread; a cluster bus watches it.
 #[derive(Default)]
 pub(crate) struct GroupIndex {
-    map: DashMap<Arc<str>, Vec<ConnId>>,
+    map: DashMap<Arc<str>, Members>,
     watch: Option<Arc<dyn Watch>>,
 }
 
@@ -38,12 +41,9 @@ impl GroupIndex {
         }
     }
 
-    /// The connections in `group` now.
+    /// The connections in `group` now, in no particular order.
     pub(crate) fn get(&self, group: &str) -> Vec<ConnId> {
-        self.map
-            .get(group)
-            .map(|conns| conns.clone())
-            .unwrap_or_default()
+        members_of(&self.map, group)
     }
 
     /// Groups with at least one member.
@@ -83,7 +83,7 @@ impl GroupIndex {
         slot.groups
             .get_or_insert_with(Box::default)
             .push(group.clone());
-        self.map.entry(group.clone()).or_default().push(conn.id);
+        self.map.entry(group.clone()).or_default().insert(conn.id);
         drop(slot);
         self.changed(&group);
         Ok(())
@@ -123,10 +123,7 @@ impl GroupIndex {
     }
 
     fn remove(&self, group: &Arc<str>, conn: ConnId) {
-        self.map.remove_if_mut(group, |_, conns| {
-            conns.retain(|c| *c != conn);
-            conns.is_empty()
-        });
+        remove_member(&self.map, group, conn);
     }
 
     fn changed(&self, group: &Arc<str>) {
@@ -157,7 +154,9 @@ mod tests {
         index.join(&a, "room").unwrap();
         index.join(&b, "room").unwrap();
         index.join(&a, "other").unwrap();
-        assert_eq!(index.get("room"), vec![a.id, b.id]);
+        let mut room = index.get("room");
+        room.sort();
+        assert_eq!(room, vec![a.id, b.id]);
         assert_eq!(index.count("other"), 1);
         assert!(index.leave(&b, "room"));
         assert!(!index.leave(&b, "room"), "not in it any more");

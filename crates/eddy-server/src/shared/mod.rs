@@ -11,6 +11,7 @@ mod bus;
 mod counters;
 mod datagram;
 mod groups;
+mod members;
 mod reactor_mail;
 mod reload;
 mod send;

@@ -7,7 +7,10 @@ use std::{
 
 use dashmap::DashMap;
 
-use super::bus::Watch;
+use super::{
+    bus::Watch,
+    members::{members_of, remove_member, Members},
+};
 use crate::{
     conn::{Conn, ConnId, Uid},
     error::SendError,
@@ -16,7 +19,7 @@ use crate::{
 /// Uid to the connections bound to it, from any thread; a cluster bus watches it.
 #[derive(Default)]
 pub(crate) struct UidIndex {
-    map: DashMap<Uid, Vec<ConnId>>,
+    map: DashMap<Uid, Members>,
     watch: Option<Arc<dyn Watch>>,
 }
 
@@ -39,17 +42,11 @@ impl UidIndex {
     }
 
     fn insert(&self, uid: Uid, conn: ConnId) {
-        let mut conns = self.map.entry(uid).or_default();
-        if !conns.contains(&conn) {
-            conns.push(conn);
-        }
+        self.map.entry(uid).or_default().insert(conn);
     }
 
     fn remove(&self, uid: &Uid, conn: ConnId) {
-        self.map.remove_if_mut(uid, |_, conns| {
-            conns.retain(|c| *c != conn);
-            conns.is_empty()
-        });
+        remove_member(&self.map, uid, conn);
     }
 
     fn changed(&self, uid: &Uid) {
@@ -73,12 +70,9 @@ impl UidIndex {
         self.map.contains_key(uid)
     }
 
-    /// The connections bound to `uid` now.
+    /// The connections bound to `uid` now, in no particular order.
     pub(crate) fn get(&self, uid: &Uid) -> Vec<ConnId> {
-        self.map
-            .get(uid)
-            .map(|conns| conns.clone())
-            .unwrap_or_default()
+        members_of(&self.map, uid)
     }
 
     /// Bind `conn` to `uid` (or unbind it with `None`), keeping the index in step. The
