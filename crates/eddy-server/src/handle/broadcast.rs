@@ -98,7 +98,8 @@ impl ServerHandle {
         self.shared.uids.bind(&conn, None)
     }
 
-    /// The open connections bound to `uid` (several connections may share one).
+    /// The open connections bound to `uid` (several connections may share one), in no
+    /// particular order.
     pub fn uid_connections(&self, uid: &Uid) -> Vec<ConnId> {
         self.shared.uids.get(uid)
     }

@@ -22,7 +22,7 @@ impl ServerHandle {
         Ok(self.shared.groups.leave(&*self.conn(conn)?, group))
     }
 
-    /// The connections of this node in `group`.
+    /// The connections of this node in `group`, in no particular order.
     pub fn group_connections(&self, group: &str) -> Vec<ConnId> {
         self.shared.groups.get(group)
     }
