@@ -19,7 +19,8 @@ type LengthFn = dyn Fn(&[u8]) -> PacketLength + Send + Sync;
 ///
 /// The function sees at most `window` bytes from the start of the packet (default 8152, as
 /// in Swoole), and is called again with more bytes while it answers
-/// [`PacketLength::NeedMore`]. If it still needs more once `window` bytes are buffered, the
+/// [`PacketLength::NeedMore`]; once it has given a packet's total, it is not asked again
+/// until that packet is whole. If it still needs more once `window` bytes are buffered, the
 /// packet is malformed; once the maximum packet size is buffered, it is too large. A total
 /// over the maximum packet size is refused before the body is buffered, like any
 /// length-prefixed packet. It may be called from several threads at once.
@@ -57,11 +58,20 @@ impl Codec for LengthFnCodec {
     fn decode(
         &self,
         buf: &[u8],
-        _state: &mut DecodeState,
+        state: &mut DecodeState,
         max_packet: usize,
     ) -> Result<Decoded, FrameError> {
         if buf.is_empty() {
             return Ok(Decoded::Incomplete { total: None });
+        }
+        // The total the function gave for this packet at an earlier read (checked then).
+        match state.scanned {
+            0 => {}
+            total if buf.len() >= total => {
+                state.scanned = 0;
+                return Ok(Decoded::Packet(total));
+            }
+            total => return Ok(Decoded::Incomplete { total: Some(total) }),
         }
         let seen = &buf[..buf.len().min(self.window)];
         match (self.length)(seen) {
@@ -83,7 +93,10 @@ impl Codec for LengthFnCodec {
                 max: max_packet,
             }),
             PacketLength::Total(total) if buf.len() >= total => Ok(Decoded::Packet(total)),
-            PacketLength::Total(total) => Ok(Decoded::Incomplete { total: Some(total) }),
+            PacketLength::Total(total) => {
+                state.scanned = total;
+                Ok(Decoded::Incomplete { total: Some(total) })
+            }
         }
     }
 
@@ -134,6 +147,33 @@ mod tests {
             Ok(Decoded::Incomplete { total: Some(3) })
         );
         assert_eq!(decode(&c, b"\x03abXX", 10), Ok(Decoded::Packet(3)));
+    }
+
+    #[test]
+    fn a_known_total_is_not_asked_for_again() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = calls.clone();
+        let c = LengthFnCodec::new(move |buf| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            PacketLength::Total(buf[0] as usize)
+        });
+        // A 100-byte packet, then a 3-byte one, trickled a byte a read.
+        let mut stream = vec![100u8; 100];
+        stream.extend_from_slice(&[3, 0, 0]);
+        let mut reader = crate::FrameReader::new(1000);
+        let mut packets = Vec::new();
+        for byte in &stream {
+            reader.push(&[*byte]);
+            while let Some(packet) = reader.next_packet(&c).unwrap() {
+                packets.push(packet.len());
+            }
+        }
+        assert_eq!(packets, [100, 3]);
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::Relaxed),
+            2,
+            "once a packet"
+        );
     }
 
     #[test]

@@ -88,7 +88,9 @@ impl Decoded {
 /// already searched for the delimiter). Reset it when the buffer is replaced by unrelated bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DecodeState {
-    /// How many bytes at the front of the buffer are known not to contain the end of a packet.
+    /// The codec's own note about the packet at the front of the buffer: for the EOF codec,
+    /// how many bytes are known not to contain its end; for the length function's, its total
+    /// once known (0 until then), so the function is not asked again at every read.
     pub(crate) scanned: usize,
 }
 
