@@ -330,6 +330,19 @@ fn a_redis_slow_for_a_moment_fails_the_late_call_and_is_not_taken_for_lost() {
 }
 
 #[test]
+fn a_node_id_a_live_node_holds_is_refused_at_build() {
+    let redis = Redis::start();
+    let (_n1, _) = node(&redis, "n1");
+    let refused = builder().cluster(config(&redis, "n1")).build(|| Node);
+    match refused {
+        Err(BuildError::Cluster { reason, .. }) => assert!(reason.contains("in use"), "{reason}"),
+        other => panic!("expected BuildError::Cluster, got {other:?}"),
+    }
+    // Another id is fine.
+    let (_n2, _) = node(&redis, "n2");
+}
+
+#[test]
 fn redis_down_at_start_is_refused_or_degraded_as_configured() {
     let redis = Redis::start();
     let url = redis.url();

@@ -24,7 +24,7 @@ use super::{
     link::Link,
     presence::{Dirty, Presence, PresenceShared},
     scripts::{GROUP, IS_ONLINE, ONLINE, SEND_UID},
-    subscriber::{deliver, Subscriber},
+    subscriber::{self, deliver, Subscriber},
     wire::{self, Target},
 };
 use crate::{
@@ -105,8 +105,17 @@ impl RedisBus {
         let mut conn = self.link.open_for_commands().map_err(|e| e.to_string())?;
         redis::cmd("PING")
             .query::<String>(&mut conn)
-            .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        // Another live node with this id would take this one's messages and presence.
+        match subscriber::subscribers(&mut conn, &self.keys().own_channel) {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(format!(
+                "node id {:?} is in use: a live node is subscribed to its channel (node ids \
+                 must be unique in a cluster)",
+                self.config.node_id
+            )),
+            Err(err) => Err(err.to_string()),
+        }
     }
 
     pub(crate) fn url(&self) -> &str {

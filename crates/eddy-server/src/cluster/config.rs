@@ -37,7 +37,8 @@ pub struct ClusterConfig {
     pub redis_url: String,
     /// This node's id, unique in the cluster: 1 to 64 letters, digits, `-`, `_` or `.`.
     /// A node restarted with the same id takes its place again (and clears what its former
-    /// run left in presence). Required.
+    /// run left in presence); while a live node holds the id, `build` refuses another with
+    /// it (and a node that started degraded logs an error). Required.
     pub node_id: String,
     /// How long a node's presence (its uids and groups) outlives its last heartbeat; the
     /// heartbeat runs every third of it. A node that dies is offline to the others within

@@ -87,6 +87,15 @@ impl Subscriber {
 
     fn listen(&mut self, mut conn: Connection, backoff: &mut Duration) -> RedisResult<()> {
         let id: u64 = redis::cmd("CLIENT").arg("ID").query(&mut conn)?;
+        if subscribers(&mut conn, &self.keys.own_channel)? > 0 {
+            // (Refused at build when the node starts with Redis there; a node that starts
+            // degraded, or another started meanwhile, is only told.)
+            tracing::error!(
+                node = %self.keys.node,
+                "cluster: another live node is subscribed with this node's id: node ids must \
+                 be unique, and both will miss messages"
+            );
+        }
         let mut pubsub = conn.as_pubsub();
         pubsub.subscribe(&[&self.keys.own_channel, &self.keys.broadcast])?;
         self.link.subscriber_id.store(id, SeqCst);
@@ -159,6 +168,15 @@ impl Subscriber {
             tracing::warn!(times, "cluster: dropped a message from the bus: {why}");
         }
     }
+}
+
+/// How many connections are subscribed to `channel` now.
+pub(crate) fn subscribers(conn: &mut Connection, channel: &str) -> RedisResult<u64> {
+    let (_, count): (String, u64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query(conn)?;
+    Ok(count)
 }
 
 /// Deliver what the subscriber queued, until it is gone.
