@@ -129,6 +129,11 @@ impl RedisBus {
     fn queue(&self, dirty: Dirty) {
         if let Err(TrySendError::Full(_)) = self.dirty.try_send(dirty) {
             self.presence.resync.store(true, Relaxed);
+            // While Redis is down nothing drains the queue, and the reconnection resyncs
+            // everything anyway: a full queue then is expected, not a drop worth counting.
+            if !self.link.is_up() {
+                return;
+            }
             self.link.counters.presence_dropped.fetch_add(1, Relaxed);
             if let Some(times) = PRESENCE_DROPS.ready() {
                 tracing::warn!(times, "cluster: presence queue full; a full resync follows");

@@ -53,7 +53,9 @@ pub struct ClusterStats {
     /// Messages from the bus dropped: the delivery queue was full (a slow node), or the
     /// message was undecodable or over `max_message_bytes`. Each drop is logged.
     pub dropped: u64,
-    /// Presence updates dropped because their queue was full; a full resync follows.
+    /// Presence updates dropped because their queue was full while Redis was up (while it
+    /// is down the queue is not drained, and the reconnection resyncs everything); a full
+    /// resync follows.
     pub presence_dropped: u64,
     /// Connections to Redis re-established after a loss.
     pub reconnects: u64,
