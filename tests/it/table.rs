@@ -3,7 +3,7 @@
 
 use std::{collections::HashSet, net::TcpStream, time::Duration};
 
-use eddy::{codec::EofCodec, CloseReason, ConnId, Cursor, Delivery, Uid};
+use eddy::{codec::EofCodec, Bytes, CloseReason, ConnId, Cursor, Delivery, EventHandler, Uid};
 
 use crate::util::*;
 
@@ -206,6 +206,62 @@ fn the_heartbeat_spares_a_client_whose_bytes_the_server_has_not_read() {
     assert!(handle.exists(unread));
     handle.confirm(unread).unwrap();
     assert_eq!(read_n(&mut conns[0].0, 6), b"early\n", "nothing lost");
+    server.shutdown().unwrap();
+}
+
+/// Answers every line with 256 KiB; reports why a connection closed.
+#[derive(Clone)]
+struct Flood {
+    closed: crossbeam_channel::Sender<CloseReason>,
+}
+
+impl EventHandler for Flood {
+    fn on_receive(&mut self, ctx: &mut eddy::Context<'_>, conn: ConnId, _packet: Bytes) {
+        let _ = ctx.send(conn, vec![b'x'; 256 * 1024]);
+    }
+
+    fn on_close(&mut self, _: &mut eddy::Context<'_>, _: ConnId, reason: CloseReason) {
+        let _ = self.closed.send(reason);
+    }
+}
+
+#[test]
+fn the_heartbeat_still_closes_a_client_that_sends_but_never_reads() {
+    let builder = builder()
+        .codec(EofCodec::line())
+        .buffer_watermarks(512 * 1024, 64 * 1024)
+        .heartbeat_idle_time(Duration::from_secs(1));
+    let (closed, why) = crossbeam_channel::unbounded();
+    let (server, addr) = start(builder, move || Flood {
+        closed: closed.clone(),
+    });
+    let handle = server.handle().clone();
+    let mut client = connect(addr);
+    // Far more replies than the kernel's buffers hold, never read: the output passes its
+    // high watermark and the server stops reading.
+    write_all(&mut client, &b"more\n".repeat(40));
+    wait_until("a connection", || handle.connection_count() == 1);
+    let id = handle.connections().next().unwrap();
+    // Every request answered (the output may drain below its low watermark between them,
+    // while the kernel's buffers fill: only after the last is it surely past the high one).
+    wait_until(
+        "every request answered, the output past its high watermark",
+        || {
+            let stats = handle.stats();
+            stats.request_count == 40
+                && stats.idle_worker_num == stats.worker_num
+                && handle
+                    .client_info(id)
+                    .is_some_and(|info| info.send_queued_bytes >= 512 * 1024)
+        },
+    );
+    // What it sends now waits unread; that is not activity: it is the client that
+    // stopped reading.
+    write_all(&mut client, b"unread\n");
+    assert_eq!(
+        why.recv_timeout(WAIT).expect("closed in time"),
+        CloseReason::HeartbeatTimeout
+    );
     server.shutdown().unwrap();
 }
 

@@ -35,7 +35,7 @@ use crate::{
 /// # Atomic ordering
 /// The word holds the weight of the events dispatched to workers and not yet finished (the
 /// packet bytes, and at least 1 per event, so zero means nothing is in flight: Swoole's
-/// `recv_queued_bytes`) plus two flags. Every change is a read-modify-write with `AcqRel`, so
+/// `recv_queued_bytes`) plus three flags. Every change is a read-modify-write with `AcqRel`, so
 /// whoever sees the weight reach zero also sees everything the finished handlers did.
 pub(crate) mod inflight {
     /// Mask of the weight.
@@ -45,6 +45,10 @@ pub(crate) mod inflight {
     /// The reactor waits for the weight to reach zero (reading paused at `max_queued_bytes`,
     /// or a graceful shutdown): tell it.
     pub(crate) const NOTIFY_IDLE: u64 = 1 << 61;
+    /// The reactor is closing the connection (it reads no more: the peer's FIN, a bad
+    /// packet, a protocol close) and waits for its replies to flush. Set once, never
+    /// cleared; the heartbeat reads it.
+    pub(crate) const DRAINING: u64 = 1 << 60;
 }
 
 /// One connection, shared by its reactor, the workers and any thread holding a handle.

@@ -3,11 +3,26 @@
 use std::sync::atomic::Ordering;
 
 use crate::{
-    conn::{CloseReason, Conn, ConnId, OutState},
+    conn::{inflight, CloseReason, Conn, ConnId, OutState},
     error::SendError,
     shared::ServerHandle,
     sys,
 };
+
+/// Whether the client of a quiet connection has in fact sent bytes the server has not read
+/// because the server stopped reading it for reasons of its own (a backed-up worker,
+/// `max_queued_bytes`, `pause`, `enable_delay_receive`): then it is not idle, as for a
+/// WebSocket handshake's deadline. Not when the client is the cause: it does not read its
+/// replies (the output's high watermark), or the connection is closing (the application
+/// closed it, or the reactor did: its FIN, a bad packet, a protocol close), and a flush its
+/// peer never reads is ended here however much it sends.
+fn server_paused(conn: &Conn) -> bool {
+    let draining = conn.inflight.load(Ordering::Acquire) & inflight::DRAINING != 0;
+    !draining
+        && !conn.closing.load(Ordering::Acquire)
+        && !conn.high_crossed.load(Ordering::Acquire)
+        && sys::has_unread_input(conn.fd())
+}
 
 impl ServerHandle {
     fn open_conn(&self, conn: ConnId) -> Result<std::sync::Arc<Conn>, SendError> {
@@ -49,9 +64,11 @@ impl ServerHandle {
     /// The open, unprotected connections that sent nothing for their listener's heartbeat
     /// idle time, and, with `close`, close them through the normal close path (Swoole's
     /// `heartbeat`). Empty when no idle time is configured. A connection the server stopped
-    /// reading (a backed-up worker, `pause`, `enable_delay_receive`) whose client sent bytes
-    /// meanwhile is not idle: they wait, unread, in its socket. Unread bytes do not spare a
-    /// closing connection (a graceful close waiting for a flush its peer does not read).
+    /// reading (a backed-up worker, `max_queued_bytes`, `pause`, `enable_delay_receive`)
+    /// whose client sent bytes meanwhile is not idle: they wait, unread, in its socket.
+    /// Unread bytes do not spare a client that does not read its replies (paused at the
+    /// output's high watermark) nor a closing connection (a close waiting for a flush its
+    /// peer does not read).
     ///
     /// With `close`, a WebSocket connection (of a listener whose `ping_idle` is on) quiet for
     /// half its idle time is sent a ping, once: its pong counts as activity, and it is closed
@@ -87,16 +104,12 @@ impl ServerHandle {
             if quiet < idle || !may_close {
                 continue;
             }
-            match conn.out.lock().state {
-                OutState::Closed => continue,
-                // Bytes the client sent that the server has not read (it stopped reading: a
-                // full worker queue, `max_queued_bytes`, the output watermark, `pause`,
-                // `enable_delay_receive`) are activity: the server's own pause does not
-                // count against the client, as for a WebSocket handshake's deadline.
-                OutState::Open if sys::has_unread_input(conn.fd()) => continue,
-                // Closing connections count too, whatever their peer sends: a flush their
-                // peer never reads is ended here.
-                _ => {}
+            let state = conn.out.lock().state;
+            if state == OutState::Closed {
+                continue;
+            }
+            if state == OutState::Open && server_paused(&conn) {
+                continue;
             }
             if !close
                 || self

@@ -33,11 +33,9 @@ impl Reactor {
         let reason = lc.closing.get_or_insert(reason);
         // A WebSocket close frame owed to the peer waits for the answers in flight (see
         // `check_output`), so this reactor must hear when they are done.
-        if !reason.drops_unhandled() || matches!(reason, CloseReason::WebSocket { .. }) {
-            lc.conn
-                .inflight
-                .fetch_or(inflight::NOTIFY_IDLE, Ordering::AcqRel);
-        }
+        let notify = !reason.drops_unhandled() || matches!(reason, CloseReason::WebSocket { .. });
+        let flags = inflight::DRAINING | if notify { inflight::NOTIFY_IDLE } else { 0 };
+        lc.conn.inflight.fetch_or(flags, Ordering::AcqRel);
         self.check_output(key);
     }
 
