@@ -269,3 +269,50 @@ fn clear_timer_with_another_workers_id_clears_nothing_here() {
     );
     server.shutdown().unwrap();
 }
+
+/// On connect, a timer that (once the test says so) defers setting a flag; each packet is
+/// answered with whether the flag was set by then.
+#[derive(Clone)]
+struct DeferInTimer {
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    armed: Sender<()>,
+    gate: Receiver<()>,
+}
+
+impl EventHandler for DeferInTimer {
+    fn on_connect(&mut self, ctx: &mut Context<'_>, _: ConnId) {
+        let (flag, armed, gate) = (self.flag.clone(), self.armed.clone(), self.gate.clone());
+        ctx.after(Duration::from_millis(1), move |ctx| {
+            let _ = armed.send(());
+            let _ = gate.recv_timeout(WAIT);
+            ctx.defer(move |_| flag.store(true, std::sync::atomic::Ordering::SeqCst));
+        });
+    }
+
+    fn on_receive(&mut self, ctx: &mut Context<'_>, conn: ConnId, _: Bytes) {
+        let set = self.flag.load(std::sync::atomic::Ordering::SeqCst);
+        let _ = ctx.send(conn, if set { "yes\n" } else { "no\n" });
+    }
+}
+
+#[test]
+fn a_defer_made_in_a_timer_runs_before_the_next_event() {
+    let (armed, armed_rx) = unbounded();
+    let (gate_tx, gate) = unbounded();
+    let handler = DeferInTimer {
+        flag: Default::default(),
+        armed,
+        gate,
+    };
+    let builder = builder().worker_num(1).codec(EofCodec::line());
+    let (server, addr) = start(builder, move || handler.clone());
+    let handle = server.handle().clone();
+    let mut client = connect(addr);
+    armed_rx.recv_timeout(WAIT).expect("the timer runs");
+    // A packet waits in the worker's queue while the timer callback runs.
+    write_all(&mut client, b"now?\n");
+    wait_until("the packet queued", || handle.stats().worker_queue == [1]);
+    gate_tx.send(()).unwrap();
+    assert_eq!(read_n(&mut client, 4), b"yes\n", "the defer ran first");
+    server.shutdown().unwrap();
+}

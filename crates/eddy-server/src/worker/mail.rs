@@ -141,22 +141,28 @@ impl<T: TaskHandler> Worker<T> {
         }
     }
 
-    /// Run the timers that are due (those due when it starts: a timer that comes due again
-    /// meanwhile waits for the next pass).
+    /// Run the timers that are due: those due when it starts, then once more those due by
+    /// the end of that pass, so a `defer` made in a timer callback runs before the next
+    /// event too. (A timer that comes due during the second pass waits for the next one: a
+    /// callback that defers itself again and again cannot hold the events up.)
     fn run_timers(&mut self) {
-        // No clock read on the way to the next event unless a timer exists.
-        if self.timers.get_mut().next_due().is_none() {
-            return;
-        }
-        let now = Instant::now();
-        loop {
-            let Some(mut due) = self.timers.get_mut().pop_due(now) else {
+        for _ in 0..2 {
+            // No clock read on the way to the next event unless a timer exists.
+            if self.timers.get_mut().next_due().is_none() {
                 return;
-            };
-            self.server.shared.workers[self.id].occupy();
-            let id = due.id;
-            self.guard(Callback::Timer, None, |_, ctx| (due.callback)(ctx, id));
-            self.timers.get_mut().restore(due);
+            }
+            let now = Instant::now();
+            let mut ran = false;
+            while let Some(mut due) = self.timers.get_mut().pop_due(now) {
+                ran = true;
+                self.server.shared.workers[self.id].occupy();
+                let id = due.id;
+                self.guard(Callback::Timer, None, |_, ctx| (due.callback)(ctx, id));
+                self.timers.get_mut().restore(due);
+            }
+            if !ran {
+                return;
+            }
         }
     }
 }
