@@ -212,7 +212,7 @@ impl Output {
         match &mut self.tls {
             None => sys::send(fd, data),
             Some(tls) => {
-                tls.write_direct(fd, data, &mut self.buf)?;
+                tls.write_direct(fd, data, &mut self.buf, FLUSH_BUDGET)?;
                 Ok(data.len())
             }
         }
@@ -272,7 +272,8 @@ impl Output {
         }
     }
 
-    /// Write as much as the kernel takes. Returns the bytes still pending.
+    /// Write as much as the kernel takes, at most [`FLUSH_BUDGET`]. Returns the bytes still
+    /// pending.
     pub(crate) fn flush(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
         self.flush_up_to(fd, FLUSH_BUDGET)
     }
@@ -315,7 +316,7 @@ impl Output {
     }
 
     fn flush_all(&mut self, fd: BorrowedFd<'_>, budget: &mut usize) -> io::Result<()> {
-        self.flush_held(fd)?;
+        self.flush_held(fd, budget)?;
         loop {
             if !self.write_buf(fd, budget)? {
                 return Ok(());
@@ -349,8 +350,9 @@ impl Output {
 
     /// Write what a TLS session holds for the flush (a corked batch's replies): straight to
     /// the socket when nothing is queued before it (no copy through the buffer), else behind
-    /// what is. `sendwait` callers count the records' bytes, not the plaintext's.
-    fn flush_held(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
+    /// what is, writing at most `budget` (taken off it). `sendwait` callers count the
+    /// records' bytes, not the plaintext's.
+    fn flush_held(&mut self, fd: BorrowedFd<'_>, budget: &mut usize) -> io::Result<()> {
         if self.tls.as_ref().is_none_or(|tls| tls.held() == 0) {
             return Ok(());
         }
@@ -361,7 +363,8 @@ impl Output {
         };
         let plain = tls.held();
         let queued = self.buf.len();
-        let sent = tls.flush_held(direct.then_some(fd), &mut self.buf)?;
+        let sent = tls.flush_held(direct.then_some(fd), &mut self.buf, *budget)?;
+        *budget = budget.saturating_sub(sent);
         if let Some(ext) = &mut self.ext {
             let records = sent + (self.buf.len() - queued);
             ext.grew(records.saturating_sub(plain) as u64);

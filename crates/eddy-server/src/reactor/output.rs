@@ -21,7 +21,8 @@ impl Reactor {
         }
     }
 
-    /// Write what the connection's output holds, as far as the kernel takes it, then look at
+    /// Write what the connection's output holds, as far as the kernel takes it (at most
+    /// `FLUSH_BUDGET` a turn: the rest at the next, the socket still watched), then look at
     /// what is left.
     pub(super) fn flush_now(&mut self, key: usize) {
         let Some(lc) = self.conns.get_mut(key) else {

@@ -13,7 +13,7 @@ use super::{
 use crate::{
     config::READ_CHUNK,
     conn::{inflight, CloseReason, Transport},
-    tls::{TlsEvents, RECORD_PLAINTEXT},
+    tls::{TlsEvents, READ_OVERSHOOT, RECORD_PLAINTEXT},
 };
 
 /// Scratch blocks are this big; reads land in them and packets are cut from them without a copy.
@@ -145,7 +145,7 @@ impl Reactor {
         let conn = &lc.conn;
         if from_scratch {
             // Room for a chunk, and for the record a TLS read may overshoot it by.
-            if self.scratch.capacity() - self.scratch.len() < READ_CHUNK + RECORD_PLAINTEXT {
+            if self.scratch.capacity() - self.scratch.len() < READ_CHUNK + READ_OVERSHOOT {
                 self.scratch.reserve(SCRATCH_BLOCK);
             }
             return conn.read(&mut self.scratch, READ_CHUNK, tls);
@@ -221,11 +221,13 @@ impl Reactor {
         // Every whole packet, back to back, shared with no copy.
         let packets = buf.split_to(whole).freeze();
         let size = partial_room(lc.expect, over, buf.len(), buf.len(), max);
-        // A packet of known size still partial in a buffer far larger than `partial_room`
-        // gives it (one a larger packet left) moves to one that size, so a slow peer does not
-        // pin the rest. (Of a packet whose size is unknown, a line, the room stays: shrinking
-        // it after every read would copy a long line over and over as it trickles in.)
-        let oversized = lc.expect.is_some() && buf.capacity() > size + RECORD_PLAINTEXT;
+        // A packet of known size still partial in a buffer larger than it can ever use (one
+        // grown while its length was not known yet) moves to one of `partial_room`'s size,
+        // so a slow peer does not pin the rest. Not a buffer `read_some` grew for it: that is
+        // never past the packet's room, and shrinking it back would copy it at every read.
+        // (Of a packet whose size is unknown, a line, the room stays too.)
+        let oversized = lc.expect.is_some()
+            && buf.capacity() > most_room(lc.expect, over, max) + RECORD_PLAINTEXT;
         // Only a packet the next read can complete stays: a larger one is read straight into a
         // buffer of its own, and the cut of a packet of unknown size (a line) is not known.
         let completes = lc
@@ -282,21 +284,26 @@ fn next_want(expect: Option<usize>, len: usize) -> usize {
 /// What a read may bring past what it asked for: a TLS read hands over whole records.
 fn overshoot(lc: &LocalConn) -> usize {
     match lc.conn.transport {
-        Transport::Tls => RECORD_PLAINTEXT,
+        Transport::Tls => READ_OVERSHOOT,
         Transport::Plain => 0,
     }
 }
 
+/// The most room a partial packet (of `expect` bytes if known, read with `overshoot`) can
+/// use: the packet, or `package_max_length` and a read when its length is not known, plus
+/// a read's overshoot.
+fn most_room(expect: Option<usize>, overshoot: usize, max: usize) -> usize {
+    expect.map_or(max + READ_CHUNK, |total| total) + overshoot
+}
+
 /// The capacity for the own buffer of a partial packet (of `expect` bytes if known, read
-/// with `overshoot`) holding `len` bytes in `cap`: twice that,
-/// or what the next read needs if that is more, and never more than the packet can use (its
-/// announced length, or `package_max_length` and a read when not known, plus a read's
-/// overshoot).
+/// with `overshoot`) holding `len` bytes in `cap`: twice that, or what the next read needs
+/// if that is more, and never more than the packet can use ([`most_room`]).
 ///
 /// It grows with the bytes that came, not with what a header announced: a 4-byte header
 /// announcing a packet of 1 GiB reserves a chunk, not the GiB (it used to reserve all of
 /// it, for every connection that sent one). Doubling keeps a large packet's copies few
-/// (each byte is copied about twice in all); the cap keeps a line near the limit from
+/// (each byte is copied about twice in all: `cut_packets` never shrinks a buffer grown here); the cap keeps a line near the limit from
 /// doubling past it, and a TLS read from doubling the buffer of a packet near its end.
 fn partial_room(
     expect: Option<usize>,
@@ -306,7 +313,7 @@ fn partial_room(
     max: usize,
 ) -> usize {
     let need = len + next_want(expect, len) + overshoot;
-    let most = expect.map_or(max + READ_CHUNK, |total| total) + overshoot;
+    let most = most_room(expect, overshoot, max);
     cap.max(len).saturating_mul(2).min(most).max(need)
 }
 

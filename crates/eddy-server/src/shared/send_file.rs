@@ -11,8 +11,8 @@ use crate::{
 
 impl Outlet {
     /// Queue `len` bytes of `file` from `offset` behind `conn`'s output, sent zero-copy with
-    /// `sendfile(2)`: now as far as the kernel takes them when nothing was queued, the rest by
-    /// the reactor. File bytes count in the watermarks (so a slow reader is paused) but not
+    /// `sendfile(2)`: now as far as the kernel takes them (at most `FLUSH_BUDGET`) when
+    /// nothing was queued, the rest by the reactor. File bytes count in the watermarks (so a slow reader is paused) but not
     /// in `socket_buffer_size`, which caps memory: they stay in the file.
     pub(crate) fn send_file(
         &self,

@@ -16,4 +16,4 @@ mod session;
 pub(crate) use acceptor::TlsAcceptor;
 pub use config::{ClientAuth, TlsConfig, TlsVersion};
 pub use info::{TlsError, TlsFailure, TlsInfo};
-pub(crate) use session::{failure_of, TlsEvents, TlsSession, RECORD_PLAINTEXT};
+pub(crate) use session::{failure_of, TlsEvents, TlsSession, READ_OVERSHOOT, RECORD_PLAINTEXT};

@@ -26,6 +26,11 @@ const FULL_READ: usize = 4096;
 /// The plaintext of a full record: about what one more socket read can add.
 pub(crate) const RECORD_PLAINTEXT: usize = 16 * 1024;
 
+/// The most plaintext a read may bring past what it asked for: what one `read_tls` can buffer
+/// (rustls takes at most a full record's ciphertext, 18,437 bytes, at a time), all of which
+/// may decrypt at once (a full record and a small one).
+pub(crate) const READ_OVERSHOOT: usize = 18 * 1024 + 64;
+
 /// A corked write this large (a full record's plaintext) is encrypted at once, not staged.
 const SEAL_AT_ONCE: usize = RECORD_PLAINTEXT;
 
@@ -222,21 +227,23 @@ impl TlsSession {
         &mut self,
         fd: Option<BorrowedFd<'_>>,
         out: &mut Vec<u8>,
+        budget: usize,
     ) -> io::Result<usize> {
         self.seal_staged()?;
         let mut written = 0;
         if let Some(fd) = fd {
             let mut socket = FdWriter::new(fd);
-            self.write_socket(&mut socket)?;
+            self.write_socket(&mut socket, budget)?;
             written = socket.written;
         }
         self.drain_tls(out);
         Ok(written)
     }
 
-    /// Write the records the session holds to the socket until the kernel takes no more.
-    fn write_socket(&mut self, socket: &mut FdWriter<'_>) -> io::Result<()> {
-        while self.conn.wants_write() {
+    /// Write the records the session holds to the socket until the kernel takes no more, or
+    /// `budget` bytes went (what is left stays in the session).
+    fn write_socket(&mut self, socket: &mut FdWriter<'_>, budget: usize) -> io::Result<()> {
+        while self.conn.wants_write() && socket.written < budget {
             match self.conn.write_tls(socket) {
                 Ok(_) => {}
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
@@ -271,7 +278,7 @@ impl TlsSession {
     ) -> io::Result<usize> {
         // Room for what this read may take (`max`, and the record it may overshoot by) made
         // once, rather than by doubling as plaintext comes, copying what `buf` holds each time.
-        let room = max.saturating_add(RECORD_PLAINTEXT);
+        let room = max.saturating_add(READ_OVERSHOOT);
         if buf.capacity() - buf.len() < room {
             buf.reserve(room);
         }
@@ -414,9 +421,14 @@ impl TlsSession {
         fd: BorrowedFd<'_>,
         data: &[u8],
         out: &mut Vec<u8>,
+        budget: usize,
     ) -> io::Result<()> {
+        // Past `budget` bytes written, the records go to `out` for the reactor's flush, as
+        // when the kernel takes no more: a large message to a fast reader does not hold the
+        // sender until all of it is out.
+        let mut socket = FdWriter::new(fd);
         self.take(data, |session| {
-            session.write_socket(&mut FdWriter::new(fd))?;
+            session.write_socket(&mut socket, budget)?;
             session.drain_tls(out);
             Ok(())
         })
@@ -640,7 +652,7 @@ mod tests {
         }
         assert_eq!(server.held(), replies.iter().map(Vec::len).sum::<usize>());
         let mut wire = Vec::new();
-        server.flush_held(None, &mut wire).unwrap();
+        server.flush_held(None, &mut wire, usize::MAX).unwrap();
         assert_eq!(server.held(), 0);
         // 89,264 bytes of plaintext: five whole records and the rest, where sealing each
         // reply on its own made ten (each large reply ending in a short record).
