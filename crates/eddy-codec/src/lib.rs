@@ -85,7 +85,9 @@ impl Decoded {
 /// Per-connection decoder memory, owned by whoever owns the connection's buffer.
 ///
 /// It lets a codec resume work instead of redoing it (an EOF codec remembers how far it has
-/// already searched for the delimiter). Reset it when the buffer is replaced by unrelated bytes.
+/// already searched for the delimiter, a length-function codec the total it was given).
+/// One state serves one codec and one buffer: reset it when the buffer is replaced by
+/// unrelated bytes, and give a codec that delegates to two others a state for each.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DecodeState {
     /// The codec's own note about the packet at the front of the buffer: for the EOF codec,

@@ -65,9 +65,10 @@ pub(crate) struct Due<F: ?Sized> {
     at: Instant,
 }
 
-/// Where a timer id's thread tag starts: 48 bits of sequence are more than a thread can
-/// use up.
-const TAG_SHIFT: u32 = 48;
+/// Where a timer id's thread tag starts: 42 bits of sequence (4 × 10^12 timers) are more
+/// than a thread can use up, and with the 11-bit tag above them every id stays under 2^53,
+/// a number JSON and JavaScript hold exactly.
+const TAG_SHIFT: u32 = 42;
 
 /// The thread a timer belongs to, for its id's tag.
 #[derive(Clone, Copy, Debug)]
@@ -77,14 +78,14 @@ pub(crate) enum TimerOwner {
 }
 
 impl TimerOwner {
-    /// A tag no other thread of the server has: workers from 1, task workers from 2^15 + 1
-    /// (the limits keep both counts far under 2^15).
+    /// A tag no other thread of the server has, in 11 bits: workers 1 to 1,024, task workers
+    /// from 1,025 (the limits allow 1,024 workers and 256 task workers).
     fn tag(self) -> u64 {
-        let (flag, index) = match self {
-            TimerOwner::Worker(id) => (0, id),
-            TimerOwner::TaskWorker(id) => (1 << 15, id),
+        let tag = match self {
+            TimerOwner::Worker(id) => id as u64 + 1,
+            TimerOwner::TaskWorker(id) => id as u64 + 1025,
         };
-        flag | ((index as u64 + 1) & 0x7fff)
+        tag & 0x7ff
     }
 }
 
@@ -284,6 +285,11 @@ mod tests {
         assert!(!threads[1].clear(ids[0]), "worker 0's id on worker 1");
         assert!(!threads[2].clear(ids[0]), "a worker's id on a task worker");
         assert!(threads[0].clear(ids[0]) && threads[1].clear(ids[1]));
+        // The largest tags there are still make ids JSON holds exactly.
+        let last = Timers::<F>::new(TimerOwner::TaskWorker(255)).next_id;
+        let worker = Timers::<F>::new(TimerOwner::Worker(1023)).next_id;
+        assert_ne!(worker >> TAG_SHIFT, 0);
+        assert!(last < 1 << 53 && worker < 1 << 53 && last != worker);
     }
 
     #[test]
