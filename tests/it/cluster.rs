@@ -330,16 +330,58 @@ fn a_redis_slow_for_a_moment_fails_the_late_call_and_is_not_taken_for_lost() {
 }
 
 #[test]
-fn a_node_id_a_live_node_holds_is_refused_at_build() {
+fn a_redis_that_answers_pings_but_not_the_calls_is_counted_down() {
     let redis = Redis::start();
-    let (_n1, _) = node(&redis, "n1");
-    let refused = builder().cluster(config(&redis, "n1")).build(|| Node);
-    match refused {
-        Err(BuildError::Cluster { reason, .. }) => assert!(reason.contains("in use"), "{reason}"),
-        other => panic!("expected BuildError::Cluster, got {other:?}"),
-    }
-    // Another id is fine.
-    let (_n2, _) = node(&redis, "n2");
+    let (n1, _) = node_with(ClusterConfig {
+        command_timeout: Duration::from_millis(100),
+        connections: 1,
+        // (No heartbeat during the test: its late answers would count the node down too.)
+        presence_ttl: Duration::from_secs(3600),
+        ..config(&redis, "n1")
+    });
+    let h1 = n1.handle().clone();
+    // Scripts and publishes wait, PINGs do not: each call times out, its connection is
+    // replaced, and the next one times out too. Past the replacements' budget the node
+    // stops trying: Down, calls fail at once, reconnection with back-off.
+    assert_eq!(redis.command(&["CLIENT", "PAUSE", "20000", "WRITE"]), "OK");
+    wait_until("counted down", || {
+        let _ = h1.is_uid_online(&"ghost".into());
+        h1.stats().cluster.unwrap().state == ClusterState::Down
+    });
+    assert_eq!(redis.command(&["CLIENT", "UNPAUSE"]), "OK");
+    wait_until("back", || h1.is_uid_online(&"ghost".into()) == Ok(false));
+}
+
+#[test]
+fn a_node_restarted_while_redis_still_holds_its_former_subscription_starts() {
+    let redis = Redis::start();
+    // What a crashed host leaves: a connection still subscribed to the node's channel,
+    // which Redis drops only once TCP keepalive gives up on it.
+    let mut stale = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            redis.url().rsplit(':').next().unwrap(),
+            "SUBSCRIBE",
+            "eddy:bus:n1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("redis-cli (installed with redis-server)");
+    wait_until("the stale subscription", || {
+        redis
+            .command(&["PUBSUB", "NUMSUB", "eddy:bus:n1"])
+            .ends_with('1')
+    });
+    // The node with that id starts (told, not refused), and is reached.
+    let (n1, a1) = node(&redis, "n1");
+    let (n2, _) = node(&redis, "n2");
+    let mut alice = login(a1, "alice", n2.handle());
+    let d = n2.handle().send_to_uid(&"alice".into(), "hi\n");
+    assert_eq!((d.nodes, d.cluster), (1, None), "{d:?}");
+    assert_eq!(alice.line(), "hi");
+    drop(n1);
+    let _ = stale.kill();
+    let _ = stale.wait();
 }
 
 #[test]

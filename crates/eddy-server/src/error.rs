@@ -421,8 +421,9 @@ impl std::error::Error for CommandError {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub enum ClusterError {
-    /// Redis cannot be reached now: known to be down (the call returned at once, and nothing
-    /// was published), or it did not answer within `command_timeout` (Redis may have run the
+    /// Redis cannot be reached now: known to be down, or every free connection lost and not
+    /// replaced yet (the call returned at once, and nothing was published), or it did not
+    /// answer within `command_timeout` (Redis may have run the
     /// command all the same, so the message may have gone out: it is never retried, so never
     /// sent twice; the bus then replaces that connection, and counts Redis down only if it
     /// does not answer its presence thread either). The bus reconnects by itself.

@@ -24,7 +24,7 @@ use super::{
     link::Link,
     presence::{Dirty, Presence, PresenceShared},
     scripts::{GROUP, IS_ONLINE, ONLINE, SEND_UID},
-    subscriber::{self, deliver, Subscriber},
+    subscriber::{deliver, Subscriber},
     wire::{self, Target},
 };
 use crate::{
@@ -105,17 +105,8 @@ impl RedisBus {
         let mut conn = self.link.open_for_commands().map_err(|e| e.to_string())?;
         redis::cmd("PING")
             .query::<String>(&mut conn)
-            .map_err(|e| e.to_string())?;
-        // Another live node with this id would take this one's messages and presence.
-        match subscriber::subscribers(&mut conn, &self.keys().own_channel) {
-            Ok(0) => Ok(()),
-            Ok(_) => Err(format!(
-                "node id {:?} is in use: a live node is subscribed to its channel (node ids \
-                 must be unique in a cluster)",
-                self.config.node_id
-            )),
-            Err(err) => Err(err.to_string()),
-        }
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 
     pub(crate) fn url(&self) -> &str {
@@ -195,6 +186,8 @@ impl RedisBus {
             stop: stop_rx.clone(),
             started: Some(presence_started),
             conn: None,
+            refills: 0,
+            refills_since: Instant::now(),
         };
         let subscriber = Subscriber {
             server: server.clone(),
@@ -207,6 +200,7 @@ impl RedisBus {
             idle: self.config.heartbeat(),
             max_backoff: self.config.reconnect_max_backoff,
             max_message_bytes: self.config.max_message_bytes,
+            former_id: None,
         };
         let link = self.link.clone();
         let (done_tx, done) = crossbeam_channel::unbounded();

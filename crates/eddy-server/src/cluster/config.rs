@@ -37,8 +37,9 @@ pub struct ClusterConfig {
     pub redis_url: String,
     /// This node's id, unique in the cluster: 1 to 64 letters, digits, `-`, `_` or `.`.
     /// A node restarted with the same id takes its place again (and clears what its former
-    /// run left in presence); while a live node holds the id, `build` refuses another with
-    /// it (and a node that started degraded logs an error). Required.
+    /// run left in presence). A node that finds another connection subscribed with its id
+    /// when it subscribes logs an error: another live node with the same id, or a former
+    /// run Redis has not seen go yet. Required.
     pub node_id: String,
     /// How long a node's presence (its uids and groups) outlives its last heartbeat; the
     /// heartbeat runs every third of it. A node that dies is offline to the others within
@@ -51,10 +52,12 @@ pub struct ClusterConfig {
     /// returns within about twice this. A late answer drops only that call's connection;
     /// the presence thread then asks Redis itself (waiting `connect_timeout`), replaces the
     /// connection if Redis answers, and counts Redis down and reconnects everything if it
-    /// does not. Default 100 ms. Range 1 ms to 10 s.
+    /// does not, or if the calls keep failing (more than twice `connections` replaced within
+    /// a heartbeat). Default 100 ms. Range 1 ms to 10 s.
     pub command_timeout: Duration,
-    /// The longest a connection attempt may take, and how long the presence thread waits
-    /// for Redis's answers (at least `command_timeout`) before it counts Redis down. A
+    /// The longest a connection attempt may take, and how long the presence thread's reads
+    /// and writes wait (at least `command_timeout`) before it counts Redis down: a partition
+    /// is noticed within about this. A
     /// server starting waits for its bus's first attempts: twice this plus four times
     /// `command_timeout` at most. Default 1 s. Range 1 ms to 1 min.
     pub connect_timeout: Duration,

@@ -3,13 +3,15 @@
 //!
 //! A caller never connects: it takes a free connection, or waits at most `command_timeout`
 //! for one (then at most `command_timeout` for the answer), and fails at once with
-//! `Unavailable` while the state is down. A call that fails or times out drops only its own
-//! connection and wakes the presence thread, which asks Redis itself, on its own connection
-//! and with a longer wait: if Redis answers (it was only slow, or only that connection was
-//! cut), the lost connections are replaced and nothing else changes; if not, the state goes
-//! down and every connection is reconnected, with back-off. One late answer used to mark
-//! the whole link down, and a Redis slower than `command_timeout` now and then was
-//! reconnected and resynced in a loop.
+//! `Unavailable` while the state is down (or, briefly, when every free connection was lost
+//! and is not replaced yet). A call that fails or times out drops only its own connection
+//! and wakes the presence thread, which asks Redis itself, on its own connection and with a
+//! longer wait: if Redis answers (it was only slow, or only that connection was cut), the
+//! lost connections are replaced, up to twice as many as there are within a heartbeat; if
+//! it does not, or the callers' calls keep failing past that, the state goes down and every
+//! connection is reconnected (with back-off for a link lost soon after it was made). One
+//! late answer used to mark the whole link down, and a Redis slower than `command_timeout`
+//! now and then was reconnected and resynced in a loop.
 
 use std::{
     fmt,
@@ -94,11 +96,20 @@ impl Link {
 
     /// A new connection, with the timeouts set (`read_timeout`: how long a read may wait).
     pub(crate) fn open(&self, read_timeout: Duration) -> RedisResult<Connection> {
-        let conn = self
-            .client
-            .get_connection_with_timeout(self.connect_timeout)?;
-        conn.set_read_timeout(Some(read_timeout))?;
-        conn.set_write_timeout(Some(self.command_timeout))?;
+        self.open_with(self.connect_timeout, read_timeout, self.command_timeout)
+    }
+
+    /// A new connection made within `connect`, whose reads and writes wait `read` and
+    /// `write` at most.
+    fn open_with(
+        &self,
+        connect: Duration,
+        read: Duration,
+        write: Duration,
+    ) -> RedisResult<Connection> {
+        let conn = self.client.get_connection_with_timeout(connect)?;
+        conn.set_read_timeout(Some(read))?;
+        conn.set_write_timeout(Some(write))?;
         Ok(conn)
     }
 
@@ -108,10 +119,11 @@ impl Link {
     }
 
     /// A new connection for the presence thread, whose answer decides whether Redis is gone:
-    /// its reads wait `connect_timeout` (at least `command_timeout`), so a Redis that is only
-    /// slow for a moment is not taken for a lost one.
+    /// its reads and writes wait `connect_timeout` (at least `command_timeout`), so a Redis
+    /// that is only slow for a moment is not taken for a lost one.
     pub(crate) fn open_for_presence(&self) -> RedisResult<Connection> {
-        self.open(self.connect_timeout.max(self.command_timeout))
+        let wait = self.connect_timeout.max(self.command_timeout);
+        self.open_with(self.connect_timeout, wait, wait)
     }
 
     /// Connect every caller's connection, then count Redis as up.
@@ -124,16 +136,26 @@ impl Link {
         Ok(())
     }
 
-    /// Replace the callers' connections that were dropped (Redis is known to answer).
-    pub(crate) fn refill(&self) -> RedisResult<()> {
+    /// Replace the callers' connections that were dropped (Redis is known to answer);
+    /// returns how many were. A slot a caller holds is passed over: it holds a connection,
+    /// or its caller finds it empty and asks again. (Callers pass over a slot being filled.)
+    pub(crate) fn refill(&self) -> RedisResult<usize> {
+        let mut opened = 0;
         for slot in self.slots.iter() {
-            // A caller holds a slot at most about twice `command_timeout`.
-            let mut slot = slot.lock();
+            let Some(mut slot) = slot.try_lock() else {
+                continue;
+            };
             if slot.is_none() {
                 *slot = Some(self.open_for_commands()?);
+                opened += 1;
             }
         }
-        Ok(())
+        Ok(opened)
+    }
+
+    /// How many connections the callers share.
+    pub(crate) fn connections(&self) -> usize {
+        self.slots.len()
     }
 
     pub(crate) fn is_up(&self) -> bool {
@@ -223,10 +245,10 @@ impl Link {
         if self.call(kill).is_ok() {
             return;
         }
-        if let Err(err) = self
-            .open_for_commands()
-            .and_then(|mut conn| kill(&mut conn))
-        {
+        // Briefly: the shutdown waits for this.
+        let wait = self.connect_timeout.min(KILL_WAIT);
+        let conn = self.open_with(wait, wait, wait);
+        if let Err(err) = conn.and_then(|mut conn| kill(&mut conn)) {
             tracing::debug!("cluster: could not end the subscriber's read: {err}");
         }
     }
@@ -251,17 +273,27 @@ pub(crate) fn is_link_failure(err: &RedisError) -> bool {
         || err.is_unrecoverable_error()
 }
 
+/// The longest a stop waits to end the subscriber's read through a connection of its own.
+const KILL_WAIT: Duration = Duration::from_millis(500);
+
 /// Redis refusing commands (out of memory, read-only, an ACL) is logged this often at most.
 static REFUSED: Throttle = Throttle::new();
 
 /// The URL with any password hidden: `user:password@` and a `pass=` query parameter (the
 /// form `redis+unix://` URLs take).
 fn redact(url: &str) -> String {
-    let url = match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
+    // The credentials end at the last `@` of the authority (before the path, the query or
+    // the fragment: an `@` there is not theirs).
+    let url = match url.find("://") {
+        Some(scheme) => {
+            let rest = &url[scheme + 3..];
+            let authority = rest.find(['/', '?', '#']).map_or(rest, |end| &rest[..end]);
+            match authority.rfind('@') {
+                Some(at) => format!("{}***{}", &url[..scheme + 3], &rest[at..]),
+                None => url.to_string(),
+            }
         }
-        _ => url.to_string(),
+        None => url.to_string(),
     };
     let Some(query) = url.find('?') else {
         return url;
@@ -288,6 +320,11 @@ mod tests {
             redact("redis+unix:///tmp/r.sock?db=2&pass=secret&user=u"),
             "redis+unix:///tmp/r.sock?db=2&pass=***&user=u"
         );
+        assert_eq!(
+            redact("redis+unix:///s?pass=se@cret"),
+            "redis+unix:///s?pass=***"
+        );
+        assert_eq!(redact("redis://u:p@ss@host/0"), "redis://***@host/0");
     }
 
     #[test]

@@ -62,18 +62,26 @@ pub(crate) struct Presence {
     /// Told once the first connection attempt is over (either way).
     pub(crate) started: Option<Sender<()>>,
     pub(crate) conn: Option<Connection>,
+    /// Callers' connections replaced since `refills_since` (see `check_link`).
+    pub(crate) refills: usize,
+    pub(crate) refills_since: Instant,
 }
 
 impl Presence {
     /// Run until told to stop; then leave the cluster.
     pub(crate) fn run(mut self) {
+        // Between failed connection attempts; and between a loss and the reconnection, for
+        // a link lost soon after it was made.
         let mut backoff = FIRST_BACKOFF;
+        let mut flap = FIRST_BACKOFF;
         let mut connected_once = false;
         let mut connected_at = Instant::now();
         loop {
             if self.conn.is_none() {
                 match self.connect() {
                     Ok(()) => {
+                        backoff = FIRST_BACKOFF;
+                        self.refills = 0;
                         connected_at = Instant::now();
                         self.started.take();
                         let counters = &self.shared.link.counters;
@@ -103,12 +111,12 @@ impl Presence {
                 self.leave();
                 return;
             }
-            // Lost. A link that held for a heartbeat starts its back-off afresh; one lost
-            // sooner (a Redis that answers, then fails again) waits before reconnecting,
-            // longer each time, so a flapping Redis is not resynced in a loop.
+            // Lost. A link that held for a heartbeat reconnects at once; one lost sooner (a
+            // Redis that answers, then fails again) waits before reconnecting, longer each
+            // time, so a flapping Redis is not resynced in a loop.
             if connected_at.elapsed() >= self.shared.heartbeat {
-                backoff = FIRST_BACKOFF;
-            } else if !self.wait(&mut backoff) {
+                flap = FIRST_BACKOFF;
+            } else if !self.wait(&mut flap) {
                 return;
             }
         }
@@ -161,13 +169,28 @@ impl Presence {
 
     /// A caller's connection (or the subscriber's) failed: Redis is gone if this thread's
     /// own connection gets no answer either (then the caller reconnects everything, with
-    /// back-off); if it answers, only the lost connections are replaced.
+    /// back-off); if it answers, only the lost connections are replaced. Up to twice as
+    /// many as there are within a heartbeat: past that, Redis answers this thread but keeps
+    /// failing the callers (slower than `command_timeout`, or paused for writes), and is
+    /// counted down too rather than have connections opened in a loop.
     fn check_link(&mut self) -> RedisResult<()> {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
         redis::cmd("PING").query::<()>(conn)?;
-        self.shared.link.refill()
+        let link = &self.shared.link;
+        if self.refills_since.elapsed() >= self.shared.heartbeat {
+            self.refills = 0;
+            self.refills_since = Instant::now();
+        }
+        if self.refills >= 2 * link.connections() {
+            return Err(std::io::Error::other(
+                "Redis answers, but the calls of other threads keep failing",
+            )
+            .into());
+        }
+        self.refills += link.refill()?;
+        Ok(())
     }
 
     fn lost(&mut self) {

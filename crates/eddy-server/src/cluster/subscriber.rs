@@ -44,6 +44,8 @@ pub(crate) struct Subscriber {
     pub(crate) idle: Duration,
     pub(crate) max_backoff: Duration,
     pub(crate) max_message_bytes: usize,
+    /// The client id of this thread's last connection (killed when it subscribes again).
+    pub(crate) former_id: Option<u64>,
 }
 
 impl Subscriber {
@@ -87,15 +89,16 @@ impl Subscriber {
 
     fn listen(&mut self, mut conn: Connection, backoff: &mut Duration) -> RedisResult<()> {
         let id: u64 = redis::cmd("CLIENT").arg("ID").query(&mut conn)?;
-        if subscribers(&mut conn, &self.keys.own_channel)? > 0 {
-            // (Refused at build when the node starts with Redis there; a node that starts
-            // degraded, or another started meanwhile, is only told.)
-            tracing::error!(
-                node = %self.keys.node,
-                "cluster: another live node is subscribed with this node's id: node ids must \
-                 be unique, and both will miss messages"
-            );
+        // This thread's own former connection, if Redis has not seen it drop (a partition
+        // that cut it): not another node's.
+        if let Some(former) = self.former_id.replace(id) {
+            let _ = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(former)
+                .query::<redis::Value>(&mut conn);
         }
+        warn_if_taken(&mut conn, &self.keys.own_channel, &self.keys.node);
         let mut pubsub = conn.as_pubsub();
         pubsub.subscribe(&[&self.keys.own_channel, &self.keys.broadcast])?;
         self.link.subscriber_id.store(id, SeqCst);
@@ -170,13 +173,23 @@ impl Subscriber {
     }
 }
 
-/// How many connections are subscribed to `channel` now.
-pub(crate) fn subscribers(conn: &mut Connection, channel: &str) -> RedisResult<u64> {
-    let (_, count): (String, u64) = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg(channel)
-        .query(conn)?;
-    Ok(count)
+/// Warn if another connection is subscribed to this node's `channel`: another live node
+/// with this id (node ids must be unique: both would miss messages), or a former run whose
+/// connection Redis has not seen drop yet (a crashed host: then it goes by itself). A
+/// warning, not a refusal, for that second case. A Redis that does not answer the question
+/// (an ACL without PUBSUB) is not asked again.
+fn warn_if_taken(conn: &mut Connection, channel: &str, node: &str) {
+    let answer: RedisResult<(String, u64)> =
+        redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query(conn);
+    if let Ok((_, taken @ 1..)) = answer {
+        tracing::error!(
+            node,
+            taken,
+            "cluster: another connection is subscribed with this node's id: another live node \
+             with the same id (node ids must be unique; both will miss messages), or a former \
+             run Redis has not seen go yet"
+        );
+    }
 }
 
 /// Deliver what the subscriber queued, until it is gone.

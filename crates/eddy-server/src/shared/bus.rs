@@ -42,7 +42,8 @@ pub struct ClusterStats {
     /// Messages this node published (one per node reached for a uid or a group, one per
     /// broadcast).
     pub published: u64,
-    /// Remote parts that could not be published (Redis unavailable, too large, refused).
+    /// Remote parts that could not be published (Redis unavailable, too large, a name too
+    /// long, refused).
     pub publish_failed: u64,
     /// Messages the subscriber read on this node's own channel (sends to its uids and groups).
     pub received_direct: u64,
