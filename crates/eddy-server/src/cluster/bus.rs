@@ -200,7 +200,6 @@ impl RedisBus {
             idle: self.config.heartbeat(),
             max_backoff: self.config.reconnect_max_backoff,
             max_message_bytes: self.config.max_message_bytes,
-            former_id: None,
         };
         let link = self.link.clone();
         let (done_tx, done) = crossbeam_channel::unbounded();

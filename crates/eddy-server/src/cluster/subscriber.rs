@@ -44,8 +44,6 @@ pub(crate) struct Subscriber {
     pub(crate) idle: Duration,
     pub(crate) max_backoff: Duration,
     pub(crate) max_message_bytes: usize,
-    /// The client id of this thread's last connection (killed when it subscribes again).
-    pub(crate) former_id: Option<u64>,
 }
 
 impl Subscriber {
@@ -89,15 +87,6 @@ impl Subscriber {
 
     fn listen(&mut self, mut conn: Connection, backoff: &mut Duration) -> RedisResult<()> {
         let id: u64 = redis::cmd("CLIENT").arg("ID").query(&mut conn)?;
-        // This thread's own former connection, if Redis has not seen it drop (a partition
-        // that cut it): not another node's.
-        if let Some(former) = self.former_id.replace(id) {
-            let _ = redis::cmd("CLIENT")
-                .arg("KILL")
-                .arg("ID")
-                .arg(former)
-                .query::<redis::Value>(&mut conn);
-        }
         warn_if_taken(&mut conn, &self.keys.own_channel, &self.keys.node);
         let mut pubsub = conn.as_pubsub();
         pubsub.subscribe(&[&self.keys.own_channel, &self.keys.broadcast])?;
@@ -176,8 +165,9 @@ impl Subscriber {
 /// Warn if another connection is subscribed to this node's `channel`: another live node
 /// with this id (node ids must be unique: both would miss messages), or a former run whose
 /// connection Redis has not seen drop yet (a crashed host: then it goes by itself). A
-/// warning, not a refusal, for that second case. A Redis that does not answer the question
-/// (an ACL without PUBSUB) is not asked again.
+/// warning, not a refusal, for that second case (and this node's own connection from before
+/// a partition counts too). A Redis that does not answer the question (an ACL without
+/// PUBSUB) is not an error.
 fn warn_if_taken(conn: &mut Connection, channel: &str, node: &str) {
     let answer: RedisResult<(String, u64)> =
         redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query(conn);
