@@ -273,7 +273,8 @@ pub(crate) fn is_link_failure(err: &RedisError) -> bool {
         || err.is_unrecoverable_error()
 }
 
-/// The longest a stop waits to end the subscriber's read through a connection of its own.
+/// How long each step (the connect, the command) of a stop's fallback connection for
+/// `CLIENT KILL` may wait: a stop waits at most about twice this for it.
 const KILL_WAIT: Duration = Duration::from_millis(500);
 
 /// Redis refusing commands (out of memory, read-only, an ACL) is logged this often at most.
@@ -282,12 +283,18 @@ static REFUSED: Throttle = Throttle::new();
 /// The URL with any password hidden: `user:password@` and a `pass=` query parameter (the
 /// form `redis+unix://` URLs take).
 fn redact(url: &str) -> String {
-    // The credentials end at the last `@` of the authority (before the path, the query or
-    // the fragment: an `@` there is not theirs).
+    // The credentials end at the last `@` of the authority (before the query or the
+    // fragment: an `@` there is not theirs; nor in a unix socket's path). A TCP URL's path is
+    // a database number, so an `@` after a `/` there is a password's that holds a raw `/`.
     let url = match url.find("://") {
         Some(scheme) => {
             let rest = &url[scheme + 3..];
-            let authority = rest.find(['/', '?', '#']).map_or(rest, |end| &rest[..end]);
+            let ends: &[char] = if url[..scheme].contains("unix") {
+                &['/', '?', '#']
+            } else {
+                &['?', '#']
+            };
+            let authority = rest.find(ends).map_or(rest, |end| &rest[..end]);
             match authority.rfind('@') {
                 Some(at) => format!("{}***{}", &url[..scheme + 3], &rest[at..]),
                 None => url.to_string(),
@@ -325,6 +332,9 @@ mod tests {
             "redis+unix:///s?pass=***"
         );
         assert_eq!(redact("redis://u:p@ss@host/0"), "redis://***@host/0");
+        assert_eq!(redact("redis://u:pa/ss@host/0"), "redis://***@host/0");
+        assert_eq!(redact("rediss://:pa/s@s@host"), "rediss://***@host");
+        assert_eq!(redact("redis+unix:///a@b.sock"), "redis+unix:///a@b.sock");
     }
 
     #[test]

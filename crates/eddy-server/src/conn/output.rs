@@ -207,7 +207,8 @@ impl Output {
     }
 
     /// Write `data` to the socket now (nothing may be pending). Returns how much of it was
-    /// taken; a TLS connection takes it all, queueing the records the kernel did not take.
+    /// taken; a TLS connection takes it all, queueing the records the kernel did not take
+    /// or that are past [`FLUSH_BUDGET`] bytes written.
     pub(crate) fn write_now(&mut self, fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
         match &mut self.tls {
             None => sys::send(fd, data),

@@ -46,8 +46,8 @@ pub(crate) mod inflight {
     /// or a graceful shutdown): tell it.
     pub(crate) const NOTIFY_IDLE: u64 = 1 << 61;
     /// The reactor is closing the connection (it reads no more: the peer's FIN, a bad
-    /// packet, a protocol close) and waits for its replies to flush. Set once, never
-    /// cleared; the heartbeat reads it.
+    /// packet, a protocol close, the application's `close`, the shutdown) and waits for its
+    /// replies to flush. Set once, never cleared; the heartbeat reads it.
     pub(crate) const DRAINING: u64 = 1 << 60;
 }
 

@@ -221,8 +221,9 @@ impl TlsSession {
     }
 
     /// Encrypt what is staged and write every record held: to the socket when `fd` is given
-    /// (nothing is queued before them), appending what the kernel does not take to `out`;
-    /// else all to `out`. Returns how many bytes went to the socket.
+    /// (nothing is queued before them) until the kernel takes no more or `budget` bytes
+    /// went, appending the rest to `out`; else all to `out`. Returns how many bytes went to
+    /// the socket.
     pub(crate) fn flush_held(
         &mut self,
         fd: Option<BorrowedFd<'_>>,
@@ -414,8 +415,9 @@ impl TlsSession {
         })
     }
 
-    /// Encrypt `data` and write the records to the socket; what the kernel does not take is
-    /// appended to `out`. A `WouldBlock` is not an error: the rest is queued.
+    /// Encrypt `data` and write the records to the socket; what the kernel does not take, or
+    /// what is past `budget` bytes written, is appended to `out`. A `WouldBlock` is not an
+    /// error: the rest is queued.
     pub(crate) fn write_direct(
         &mut self,
         fd: BorrowedFd<'_>,
