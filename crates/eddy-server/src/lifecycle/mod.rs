@@ -18,7 +18,12 @@ pub(crate) use process::{ProcessFn, Processes};
 pub(crate) use roles::{Roles, TaskRoles, Typed};
 pub use shutdown::ShutdownReport;
 
-use std::{io, sync::Arc, thread::JoinHandle};
+use std::{
+    io,
+    sync::{atomic::Ordering, Arc},
+    thread::JoinHandle,
+    time::Instant,
+};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
@@ -77,10 +82,14 @@ pub(crate) fn run(
         reactors: unbounded(),
         task_done: unbounded(),
     };
+    // A worker whose thread started stops by itself if start-up fails from here: its inbox's
+    // senders go with `mailboxes`. Reactors and task workers are told to (`abort_start`).
     let (workers, inline) = spawn_workers(&mut *roles, &handle, &mut mailboxes, &reports)?;
-    let reactors = spawn_reactors(&shared, &mut mailboxes, inline, &reports)?;
-    let task_workers =
-        roles.spawn_task_workers(&handle, &reports.started.0, &reports.task_done.0)?;
+    let reactors = spawn_reactors(&shared, &mut mailboxes, inline, &reports)
+        .map_err(|err| abort_start(&shared, err))?;
+    let task_workers = roles
+        .spawn_task_workers(&handle, &reports.started.0, &reports.task_done.0)
+        .map_err(|err| abort_start(&shared, err))?;
     let Reports {
         started,
         done,
@@ -98,7 +107,8 @@ pub(crate) fn run(
     }
     let mut main = roles.main();
     main.on_start(&handle);
-    let mut processes = Processes::start(&handle, processes)?;
+    let mut processes =
+        Processes::start(&handle, processes).map_err(|err| abort_start(&shared, err))?;
     // Shared with the reactors, which accept on them; closed at the shutdown.
     let listeners: Vec<Option<Arc<Listener>>> =
         listeners.into_iter().map(|l| l.map(Arc::new)).collect();
@@ -117,6 +127,23 @@ pub(crate) fn run(
     let report = shutdown::shut_down(&handle, listeners, threads, processes, &mut *main, &result);
     drop(signals);
     result.map(|()| report)
+}
+
+/// Start-up failed after threads started (a thread could not be spawned): tell the reactors
+/// and task workers started to stop at once, so that a `run` that failed leaves no thread
+/// running (they are not waited for). Returns `err`.
+fn abort_start(shared: &Shared, err: io::Error) -> io::Error {
+    tracing::error!("server start-up failed: {err}; stopping the threads started");
+    shared.shutdown_requested.store(true, Ordering::SeqCst);
+    shared.reactors_stopping.store(true, Ordering::SeqCst);
+    let deadline = *shared.deadline.get_or_init(Instant::now);
+    for reactor in shared.outlet.reactors() {
+        reactor.command(Command::Shutdown(deadline));
+    }
+    if let Some(pool) = &shared.tasks {
+        pool.close(deadline);
+    }
+    err
 }
 
 /// Start the worker threads; in `DispatchMode::Reactor`, make the workers the reactors will

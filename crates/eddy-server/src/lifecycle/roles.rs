@@ -171,5 +171,95 @@ pub(crate) fn spawn<T: Send + 'static>(
     name: String,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> io::Result<JoinHandle<T>> {
+    #[cfg(test)]
+    if tests::FAIL_SPAWN.with_borrow(|fail| fail.as_deref() == Some(name.as_str())) {
+        return Err(io::Error::other("no thread (test)"));
+    }
     std::thread::Builder::new().name(name).spawn(f)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::{
+        cell::RefCell,
+        time::{Duration, Instant},
+    };
+
+    use bytes::Bytes;
+
+    use crate::{
+        ConnId, Context, DispatchMode, EventHandler, Server, Task, TaskContext, TaskHandler,
+    };
+
+    thread_local! {
+        /// The name of a thread `spawn` fails to start, on this thread.
+        pub(crate) static FAIL_SPAWN: RefCell<Option<String>> = const { RefCell::new(None) };
+    }
+
+    struct Idle;
+
+    impl TaskHandler for Idle {
+        type Task = ();
+        type Output = ();
+
+        fn on_task(&mut self, _: &mut TaskContext<'_, Self>, _: Task<()>) -> Option<()> {
+            None
+        }
+    }
+
+    impl EventHandler<Idle> for Idle {
+        fn on_receive(&mut self, _: &mut Context<'_, Idle>, _: ConnId, _: Bytes) {}
+    }
+
+    /// This process's reactor, worker and task worker threads (no other unit test starts a
+    /// server).
+    fn eddy_threads() -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| {
+                ["eddy-reactor-", "eddy-worker-", "eddy-task-"]
+                    .iter()
+                    .any(|p| name.starts_with(p))
+            })
+            .collect()
+    }
+
+    /// A start-up that cannot spawn a thread fails, and the threads it had started stop.
+    #[test]
+    fn a_failed_start_leaves_no_thread_running() {
+        for (fails, dispatch) in [
+            ("eddy-reactor-1", DispatchMode::Fd),
+            ("eddy-task-1", DispatchMode::Fd),
+            ("eddy-task-0", DispatchMode::Reactor),
+        ] {
+            FAIL_SPAWN.set(Some(fails.to_string()));
+            let server = Server::builder()
+                .listen("127.0.0.1:0")
+                .handle_signals(false)
+                .reactor_num(2)
+                .worker_num(2)
+                .dispatch_mode(dispatch)
+                .task_handler(|| Idle)
+                .task_worker_num(2)
+                .build(|| Idle)
+                .unwrap();
+            let err = server.run().unwrap_err();
+            assert_eq!(err.to_string(), "no thread (test)");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let left = eddy_threads();
+                if left.is_empty() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{fails}: still running: {left:?}"
+                );
+                // Polls the threads' exit (nothing to wait on: they are detached).
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        FAIL_SPAWN.set(None);
+    }
 }
