@@ -6,13 +6,14 @@
 //! `config`, and never a worker: in `DispatchMode::Reactor` it runs its worker through the
 //! `WorkerRun` trait object it was given. The loop is here; reading and cutting packets is in
 //! `read` (through the listener's `protocol`), handing events over in `deliver`, output and
-//! watermarks in `output`, the one close path in `close`.
+//! watermarks in `output`, the one close path in `close`, handshake deadlines in `deadlines`.
 
 mod accept;
 mod accepting;
 mod close;
 mod datagram;
 mod datagrams;
+mod deadlines;
 mod deliver;
 mod local;
 mod output;
@@ -36,6 +37,7 @@ use slab::Slab;
 use self::{
     accepting::Accepting,
     datagrams::Datagrams,
+    deadlines::Deadlines,
     local::{pause, LocalConn},
     protocol::ProtocolState,
 };
@@ -46,20 +48,6 @@ use crate::{
     shared::{Command, Event, Shared, WorkerRun},
     sys::{self, idle, Event as PollEvent, Events, Poller},
 };
-
-/// A handshake deadline: when, the connection's key and its id.
-type Deadline = (Instant, usize, ConnId);
-
-/// Queue `entry` in deadline order. Each listener has its own timeout, so a later connection
-/// can be due first; within one listener deadlines only grow, so the place is nearly always
-/// the end (found from there).
-fn queue_deadline(queue: &mut VecDeque<Deadline>, entry: Deadline) {
-    let at = queue
-        .iter()
-        .rposition(|queued| queued.0 <= entry.0)
-        .map_or(0, |i| i + 1);
-    queue.insert(at, entry);
-}
 
 /// What a reactor gave up on at the shutdown deadline.
 #[derive(Debug, Default)]
@@ -95,10 +83,10 @@ pub(crate) struct Reactor {
     /// Lengths of the packets cut from one read (kept to reuse its allocation).
     lens: Vec<u32>,
     deadline: Option<Instant>,
-    /// WebSocket connections that must finish their handshake by then, in deadline order.
-    handshakes: VecDeque<Deadline>,
+    /// When WebSocket connections must have finished their handshake.
+    handshakes: Deadlines,
     /// The same for TLS handshakes.
-    tls_handshakes: VecDeque<Deadline>,
+    tls_handshakes: Deadlines,
     /// The datagram listeners this reactor reads.
     datagrams: Datagrams,
     /// The stream listeners this reactor accepts on.
@@ -135,8 +123,8 @@ impl Reactor {
             wake_list: Vec::with_capacity(workers),
             to_wake: vec![false; workers],
             deadline: None,
-            handshakes: VecDeque::new(),
-            tls_handshakes: VecDeque::new(),
+            handshakes: Deadlines::default(),
+            tls_handshakes: Deadlines::default(),
             datagrams: Datagrams::new(id, &shared.datagrams),
             accepting: Accepting::default(),
             report: ReactorReport::default(),
@@ -279,8 +267,8 @@ impl Reactor {
     /// datagram retry or the inline worker's next timer.
     fn timeout(&self) -> Option<Duration> {
         let timer = self.inline.as_ref().and_then(|w| w.next_due());
-        let handshake = self.handshakes.front().map(|h| h.0);
-        let tls_handshake = self.tls_handshakes.front().map(|h| h.0);
+        let handshake = self.handshakes.next();
+        let tls_handshake = self.tls_handshakes.next();
         let retry = self.datagram_retry();
         let accept = self.accepting.paused_until;
         [

@@ -113,18 +113,14 @@ impl Reactor {
         let listener = &self.shared.config.listeners[lc.conn.listener];
         if let Some(acceptor) = &listener.tls {
             lc.tls_handshaking = true;
-            let deadline = Instant::now() + acceptor.handshake_timeout();
-            super::queue_deadline(&mut self.tls_handshakes, (deadline, key, id));
+            let timeout = acceptor.handshake_timeout();
+            self.tls_handshakes.push(timeout, Instant::now(), key, id);
         }
     }
 
     /// Close the TLS connections whose handshake deadline passed before it finished.
     pub(super) fn expire_tls_handshakes(&mut self, now: Instant) {
-        while let Some(&(deadline, key, id)) = self.tls_handshakes.front() {
-            if deadline > now {
-                break;
-            }
-            self.tls_handshakes.pop_front();
+        while let Some((key, id)) = self.tls_handshakes.pop_due(now) {
             let late = self
                 .conns
                 .get(key)

@@ -211,8 +211,8 @@ impl Reactor {
     /// Remember when a new WebSocket connection must have finished its handshake.
     pub(super) fn watch_handshake(&mut self, key: usize, id: ConnId) {
         if let Some(ProtocolState::WebSocket(ws)) = self.conns.get(key).map(|lc| &lc.protocol) {
-            let deadline = Instant::now() + ws.config.handshake_timeout;
-            super::queue_deadline(&mut self.handshakes, (deadline, key, id));
+            let timeout = ws.config.handshake_timeout;
+            self.handshakes.push(timeout, Instant::now(), key, id);
         }
     }
 
@@ -224,11 +224,7 @@ impl Reactor {
     pub(super) fn expire_handshakes(&mut self, now: Instant) {
         /// Pauses that are the server's, not the client's.
         const HELD: u8 = pause::INBOX | pause::GATE | pause::QUEUED | pause::USER | pause::DELAY;
-        while let Some(&(deadline, key, id)) = self.handshakes.front() {
-            if deadline > now {
-                break;
-            }
-            self.handshakes.pop_front();
+        while let Some((key, id)) = self.handshakes.pop_due(now) {
             let Some(lc) = self.conns.get(key).filter(|lc| lc.conn.id == id) else {
                 continue;
             };
@@ -246,8 +242,8 @@ impl Reactor {
                     || lc.tls_handshaking
                     || sys::has_unread_input(lc.conn.fd()));
             if held {
-                let again = (now + ws.config.handshake_timeout, key, id);
-                super::queue_deadline(&mut self.handshakes, again);
+                let timeout = ws.config.handshake_timeout;
+                self.handshakes.push(timeout, now, key, id);
                 continue;
             }
             self.finalize(key, CloseReason::HandshakeTimeout);
