@@ -44,10 +44,14 @@ fn files() -> Vec<String> {
 /// `#[cfg(test)]` module (always at the end) cut off.
 fn code(rel: &str) -> String {
     let text = fs::read_to_string(src().join(rel)).unwrap();
-    let text = match text.find("#[cfg(test)]\nmod tests") {
-        Some(at) => &text[..at],
-        None => &text[..],
-    };
+    let at = [
+        "#[cfg(test)]\nmod tests",
+        "#[cfg(test)]\npub(crate) mod tests",
+    ]
+    .iter()
+    .filter_map(|start| text.find(start))
+    .min();
+    let text = at.map_or(&text[..], |at| &text[..at]);
     strip(text)
 }
 

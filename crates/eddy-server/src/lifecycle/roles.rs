@@ -188,7 +188,12 @@ pub(crate) mod tests {
     use bytes::Bytes;
 
     use crate::{
-        ConnId, Context, DispatchMode, EventHandler, Server, Task, TaskContext, TaskHandler,
+        conn::ConnId,
+        context::Context,
+        dispatch::DispatchMode,
+        handler::EventHandler,
+        server::Server,
+        task::{Task, TaskContext, TaskHandler},
     };
 
     thread_local! {
