@@ -428,6 +428,9 @@ fn each_entry_of_a_multi_wait_has_its_own_outcome() {
             max: eddy::MAX_MULTI
         })
     );
+    // An endless iterator is refused, not read to the end.
+    let endless = tasks.task_wait_multi((0..).map(Job::Echo), WAIT);
+    assert!(matches!(endless, Err(TaskError::TooMany { len, .. }) if len > eddy::MAX_MULTI));
     let stats = quiet(&server);
     assert_eq!(
         stats.task_late, 1,
@@ -754,4 +757,66 @@ fn a_task_handler_factory_that_panics_at_first_does_not_hold_the_server_up() {
     assert_eq!(tasks.task_wait(Job::Echo(7), Duration::MAX), Ok(7));
     assert_eq!(made.load(Ordering::SeqCst), 3);
     server.shutdown().unwrap();
+}
+
+#[test]
+fn a_task_worker_whose_handler_cannot_be_made_is_passed_over() {
+    let builder = builder()
+        .worker_num(1)
+        .task_handler(|| {
+            if std::thread::current().name() == Some("eddy-task-1") {
+                panic!("never on this task worker");
+            }
+            Work {
+                built: shared(AtomicUsize::new(0)),
+                stopped: None,
+            }
+        })
+        .task_worker_num(2);
+    let (results, _) = unbounded();
+    let (queued, _) = unbounded();
+    let (server, _) = start(builder, move || Front {
+        results: results.clone(),
+        queued: queued.clone(),
+    });
+    // Each pick starts at the next task worker: without the pass-over, every other task
+    // went to the one that never runs any.
+    let tasks = server.handle().tasks::<Work>().unwrap();
+    for n in 0..6 {
+        assert_eq!(tasks.task_wait(Job::Echo(n), WAIT), Ok(n), "task {n}");
+    }
+    server.shutdown().unwrap();
+}
+
+/// Sends a task from `on_worker_stop` and tells what `task` and `task_then` said.
+struct SendsAtStop(Sender<[Result<(), TaskError>; 2]>);
+
+impl EventHandler<Work> for SendsAtStop {
+    fn on_receive(&mut self, _: &mut Context<'_, Work>, _: ConnId, _: Bytes) {}
+
+    fn on_worker_stop(&mut self, ctx: &mut Context<'_, Work>) {
+        let task = ctx.task(Job::Echo(1)).map(drop);
+        let then = ctx.task_then(Job::Echo(2), |_, _, _| {}).map(drop);
+        let _ = self.0.send([task, then]);
+    }
+}
+
+#[test]
+fn a_task_sent_as_a_worker_stops_for_good_is_refused_not_lost() {
+    let builder = builder()
+        .worker_num(1)
+        .task_handler(|| Work {
+            built: shared(AtomicUsize::new(0)),
+            stopped: None,
+        })
+        .task_worker_num(1);
+    let (said_tx, said) = unbounded();
+    let (server, _) = start(builder, move || SendsAtStop(said_tx.clone()));
+    let report = server.shutdown().unwrap();
+    // Nothing takes their results once on_worker_stop runs: refused, not dropped unseen.
+    assert_eq!(
+        said.recv_timeout(WAIT),
+        Ok([Err(TaskError::ShuttingDown), Err(TaskError::ShuttingDown)])
+    );
+    assert!(report.graceful, "{report:?}");
 }

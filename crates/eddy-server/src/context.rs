@@ -163,6 +163,10 @@ impl<'a, T: TaskHandler> Context<'a, T> {
         };
         let src = TaskSource::Worker(self.worker_id);
         let pool = self.pool()?;
+        let me = &self.server.shared.workers[self.worker_id];
+        if me.results_closed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(TaskError::ShuttingDown);
+        }
         let id = pool.submit(target, src, payload, reply)?;
         pool.outstanding[self.worker_id].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(id)

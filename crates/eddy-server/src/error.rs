@@ -316,7 +316,8 @@ pub enum TaskError {
     InTaskWorker,
     /// `task_wait_multi` / `task_co` with more payloads than they take at once.
     TooMany {
-        /// Payloads given.
+        /// Payloads given, as far as known: the iterator is read only one past `max`, and
+        /// what its size hint says is left is added (at least `max + 1`).
         len: usize,
         /// The most taken at once ([`MAX_MULTI`](crate::MAX_MULTI)).
         max: usize,
@@ -476,4 +477,14 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic".into())
+}
+
+/// Put `new` in `slot` and drop the old value, catching a panic of its `Drop` (logged): a
+/// user's handler replaced at a rebuild must not unwind the thread that holds it.
+pub(crate) fn replace_guarded<T>(slot: &mut T, new: T, what: &str) {
+    let old = std::mem::replace(slot, new);
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(old)));
+    if let Err(panic) = dropped {
+        tracing::error!("{what} panicked when dropped: {}", panic_message(&*panic));
+    }
 }

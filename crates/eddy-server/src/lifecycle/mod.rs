@@ -72,7 +72,7 @@ pub(crate) fn run(
         shared: shared.clone(),
     };
     let signals = if shared.config.handle_signals {
-        Some(Signals::install()?)
+        Some(Signals::install().map_err(|err| abort_start(&shared, err))?)
     } else {
         None
     };
@@ -82,9 +82,10 @@ pub(crate) fn run(
         reactors: unbounded(),
         task_done: unbounded(),
     };
-    // A worker whose thread started stops by itself if start-up fails from here: its inbox's
-    // senders go with `mailboxes`. Reactors and task workers are told to (`abort_start`).
-    let (workers, inline) = spawn_workers(&mut *roles, &handle, &mut mailboxes, &reports)?;
+    // A worker whose thread started stops by itself if start-up fails: its inbox's senders
+    // go with `mailboxes`. Reactors and task workers are told to (`abort_start`).
+    let (workers, inline) = spawn_workers(&mut *roles, &handle, &mut mailboxes, &reports)
+        .map_err(|err| abort_start(&shared, err))?;
     let reactors = spawn_reactors(&shared, &mut mailboxes, inline, &reports)
         .map_err(|err| abort_start(&shared, err))?;
     let task_workers = roles
@@ -129,9 +130,11 @@ pub(crate) fn run(
     result.map(|()| report)
 }
 
-/// Start-up failed after threads started (a thread could not be spawned): tell the reactors
-/// and task workers started to stop at once, so that a `run` that failed leaves no thread
-/// running (they are not waited for). Returns `err`.
+/// Start-up failed (a thread could not be spawned, the signal pipes could not be made): tell
+/// the reactors and task workers started to stop at once, so that a `run` that failed leaves
+/// no thread running (they are not waited for), and close the task queues, so that a task
+/// sent through a handle taken before `run` is refused rather than left waiting. Returns
+/// `err`.
 fn abort_start(shared: &Shared, err: io::Error) -> io::Error {
     tracing::error!("server start-up failed: {err}; stopping the threads started");
     shared.shutdown_requested.store(true, Ordering::SeqCst);

@@ -125,6 +125,9 @@ pub(crate) struct WorkerShared {
     pub(crate) sleeping: AtomicBool,
     /// Rebuilding its handler, or stopping.
     pub(crate) stopping: AtomicBool,
+    /// Stopped for good (from its last `on_worker_stop` on): it takes no more task results,
+    /// so it sends no more tasks that return them. Written and read by the worker only.
+    pub(crate) results_closed: AtomicBool,
     thread: OnceLock<Thread>,
     pub(crate) waiters: AtomicU64,
     /// The OS thread id running the worker (0 until it runs).
@@ -144,6 +147,7 @@ impl WorkerShared {
             busy: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            results_closed: AtomicBool::new(false),
             thread: OnceLock::new(),
             waiters: AtomicU64::new(0),
             tid: std::sync::atomic::AtomicI32::new(0),

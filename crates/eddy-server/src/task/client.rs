@@ -116,10 +116,12 @@ pub(crate) fn wait_all<T: TaskHandler>(
     if super::pool::IN_TASK_WORKER.get() {
         return Err(TaskError::InTaskWorker);
     }
-    let payloads: Vec<T::Task> = payloads.into_iter().collect();
+    // Not read past the limit: an endless iterator is refused too.
+    let mut given = payloads.into_iter();
+    let payloads: Vec<T::Task> = given.by_ref().take(MAX_MULTI + 1).collect();
     if payloads.len() > MAX_MULTI {
         return Err(TaskError::TooMany {
-            len: payloads.len(),
+            len: payloads.len().saturating_add(given.size_hint().0),
             max: MAX_MULTI,
         });
     }

@@ -94,6 +94,10 @@ pub(crate) struct Slot<T: TaskHandler> {
     /// Running a timer or a message callback now: not a task ([`busy`](Self::busy) and the
     /// stats say so), but the tasks placed meanwhile would wait for it.
     pub(crate) occupied: AtomicBool,
+    /// Its task worker has no handler yet (the factory panicked; it retries with back-off):
+    /// a task placed there waits until one is made, so `pick` passes it over while another
+    /// can take the task.
+    pub(crate) unbuilt: AtomicBool,
     /// Messages in the queue (bounded like tasks, counted apart).
     pub(crate) messages: AtomicUsize,
     /// The OS thread id of the task worker (0 until it runs).
@@ -173,6 +177,7 @@ impl<T: TaskHandler> TaskPool<T> {
                     queued: AtomicUsize::new(0),
                     busy: AtomicBool::new(false),
                     occupied: AtomicBool::new(false),
+                    unbuilt: AtomicBool::new(false),
                     messages: AtomicUsize::new(0),
                     tid: std::sync::atomic::AtomicI32::new(0),
                     completed: Counter::default(),
@@ -242,7 +247,8 @@ impl<T: TaskHandler> TaskPool<T> {
     }
 
     /// An idle task worker with nothing queued (running no task, timer or message), starting
-    /// from a rotating point so the work spreads; otherwise the shortest queue.
+    /// from a rotating point so the work spreads; otherwise the shortest queue. A task worker
+    /// with no handler is passed over unless every one is without.
     fn pick(&self) -> usize {
         let n = self.slots.len();
         let start = self.rotor.fetch_add(1, Ordering::Relaxed) % n;
@@ -250,6 +256,9 @@ impl<T: TaskHandler> TaskPool<T> {
         for k in 0..n {
             let index = (start + k) % n;
             let slot = &self.slots[index];
+            if slot.unbuilt.load(Ordering::Relaxed) {
+                continue;
+            }
             let queued = slot.queued.load(Ordering::Relaxed);
             if queued == 0 && slot.is_idle() {
                 return index;

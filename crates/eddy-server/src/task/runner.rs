@@ -12,7 +12,7 @@ use super::{
     TaskContext, TaskHandler, TaskPool, TaskTimer,
 };
 use crate::{
-    error::{panic_message, TaskError},
+    error::{panic_message, replace_guarded, TaskError},
     message::{CommandTarget, Message, MessageSource},
     shared::{jittered, CommandCall, ServerHandle, FIRST_BACKOFF, MAX_BACKOFF},
     timer::{TimerOwner, Timers},
@@ -61,8 +61,16 @@ pub(crate) fn run_task_worker<T: TaskHandler>(
                 "task handler factory panicked: {}; retrying",
                 panic_message(&*panic)
             );
+            let unbuilt = |yes| {
+                if let Some(slot) = pool.slots.get(id) {
+                    slot.unbuilt.store(yes, Ordering::Relaxed);
+                }
+            };
+            unbuilt(true);
             started();
-            let Some(handler) = build_with_backoff(id, &factory, &server) else {
+            let built = build_with_backoff(id, &factory, &server);
+            unbuilt(false);
+            let Some(handler) = built else {
                 return; // shut down before a handler could be made
             };
             return run_with_handler(id, pool, factory, server, max_request, handler, || {});
@@ -334,7 +342,7 @@ impl<T: TaskHandler> TaskWorker<T> {
         // Timers belong to the handler that set them: the new one sets its own.
         self.timers.get_mut().clear_all();
         match catch_unwind(AssertUnwindSafe(|| (self.factory)())) {
-            Ok(handler) => self.handler = handler,
+            Ok(handler) => replace_guarded(&mut self.handler, handler, "task handler"),
             Err(panic) => tracing::error!(
                 task_worker = self.id,
                 "task handler factory panicked: {}; keeping the old handler",

@@ -18,6 +18,19 @@ use crate::{
 };
 
 impl<T: TaskHandler> Worker<T> {
+    /// Take the results still owed to this worker's tasks, until the shutdown deadline.
+    pub(super) fn take_owed_results(&mut self) {
+        if let (Some(pool), Some(results)) = (self.tasks.clone(), self.results.clone()) {
+            let deadline = self.server.shared.shutdown_deadline();
+            while pool.outstanding[self.id].load(Ordering::Relaxed) > 0 {
+                match results.recv_deadline(deadline) {
+                    Ok(finished) => self.finished(finished),
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
     /// The next event, parking while there is none; `None` once every reactor has hung up.
     /// Task results that arrive meanwhile are handled here.
     ///
@@ -77,11 +90,16 @@ impl<T: TaskHandler> Worker<T> {
 
     /// Task results, messages, rebuilds and due timers: everything but events.
     pub(super) fn take_all_mail(&mut self) {
-        while let Some(finished) = self.results.as_ref().and_then(|r| r.try_recv().ok()) {
+        // The results and messages waiting now (more may come while they run: they wait for
+        // the next pass, so a flood, say a task streaming results faster than `on_finish`
+        // takes them, cannot starve the events).
+        let results = self.results.as_ref().map_or(0, |r| r.len());
+        for _ in 0..results {
+            let Some(finished) = self.results.as_ref().and_then(|r| r.try_recv().ok()) else {
+                break;
+            };
             self.finished(finished);
         }
-        // The messages waiting now (more may come while they run: they wait for the next
-        // pass, so a flood cannot starve the events).
         let waiting = self.messages.len();
         if waiting > 0 {
             self.take_messages(waiting);

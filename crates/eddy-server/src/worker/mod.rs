@@ -130,23 +130,19 @@ impl<T: TaskHandler> WorkerRun for Worker<T> {
     fn stop(&mut self) {
         // Timers end with the worker: none fires during or after the shutdown.
         self.timers.get_mut().clear_all();
-        // Results of tasks this worker sent are still owed: take them until the deadline.
-        if let (Some(pool), Some(results)) = (self.tasks.clone(), self.results.clone()) {
-            let deadline = self.server.shared.shutdown_deadline();
-            while pool.outstanding[self.id].load(Ordering::Relaxed) > 0 {
-                match results.recv_deadline(deadline) {
-                    Ok(finished) => self.finished(finished),
-                    Err(_) => break,
-                }
-            }
-        }
+        self.take_owed_results();
         // The messages queued since its last look (`send_message` took them, so they are
-        // owed), once none is still on its way in.
+        // owed), once none is still on its way in; then the results of the tasks they sent.
         self.server.shared.messages_settled();
         let waiting = self.messages.len();
         if waiting > 0 {
             self.take_messages(waiting);
+            self.take_owed_results();
         }
+        // Nothing takes results from here on: `on_worker_stop`'s tasks that would return
+        // them are refused (ShuttingDown), not lost.
+        let me = &self.server.shared.workers[self.id];
+        me.results_closed.store(true, Ordering::Relaxed);
         self.guard(Callback::WorkerStop, None, |h, ctx| h.on_worker_stop(ctx));
         self.server.shared.workers[self.id].rest();
     }

@@ -8,7 +8,7 @@ use std::{
 
 use super::{callback::Callback, Worker};
 use crate::{
-    error::panic_message,
+    error::{panic_message, replace_guarded},
     shared::{jittered, Rebuild, FIRST_BACKOFF, MAX_BACKOFF},
     task::TaskHandler,
 };
@@ -84,7 +84,7 @@ impl<T: TaskHandler> Worker<T> {
         let mut backoff = FIRST_BACKOFF;
         loop {
             match catch_unwind(AssertUnwindSafe(|| (self.factory)())) {
-                Ok(handler) => self.handler = handler,
+                Ok(handler) => replace_guarded(&mut self.handler, handler, "handler"),
                 Err(panic) => tracing::error!(
                     worker = self.id,
                     "handler factory panicked: {}; keeping the old handler",
