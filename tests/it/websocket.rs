@@ -852,3 +852,25 @@ fn the_handshake_timeout_does_not_count_the_time_the_server_holds_the_request_un
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     server.shutdown().unwrap();
 }
+
+#[test]
+fn a_frame_many_times_the_package_limit_echoes_then_the_next_frame_too() {
+    // A frame far past `package_max_length` (which bounds packets of unknown size, not
+    // frames): its buffer grows toward the frame's size, and the frame behind it, sent in
+    // the same burst, is read and answered after it.
+    const BIG: usize = 6 << 20;
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let builder = ws_builder(WebSocketConfig::default())
+        .package_max_length(64 * 1024)
+        .socket_buffer_size(2 * BIG);
+    let (server, addr) = start(builder, move || WsEcho { tx: tx.clone() });
+    let mut socket = client(addr, "/");
+    opened(&rx);
+    let big: Vec<u8> = (0..BIG as u32).map(|i| (i % 253) as u8).collect();
+    socket.write(Message::binary(big.clone())).unwrap();
+    socket.write(Message::text("after")).unwrap();
+    socket.flush().unwrap();
+    assert_eq!(read_msg(&mut socket).unwrap(), Message::binary(big));
+    assert_eq!(read_msg(&mut socket).unwrap(), Message::text("after"));
+    server.shutdown().unwrap();
+}

@@ -88,6 +88,7 @@ impl Reactor {
                 protocol,
                 rbuf,
                 conn,
+                expect,
                 ..
             } = lc;
             let ProtocolState::WebSocket(ws) = protocol else {
@@ -101,7 +102,12 @@ impl Reactor {
             let step = ws.step(buf);
             let conn = conn.clone();
             match step {
-                Step::Wait => return,
+                Step::Wait => {
+                    // A frame larger than a read: its buffer grows toward the frame's size
+                    // (doubling, see `partial_room`), not a read at a time past the limit.
+                    *expect = ws.frame_wanted();
+                    return;
+                }
                 Step::Upgrade(pending) => {
                     self.hold_for_handler(key);
                     return self.deliver(key, Event::Handshake(conn, pending));

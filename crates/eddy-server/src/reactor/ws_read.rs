@@ -70,6 +70,14 @@ impl WsRead {
         matches!(self.phase, Phase::Open(_))
     }
 
+    /// How many bytes the buffer must hold to finish the frame being read, if one is.
+    pub(super) fn frame_wanted(&self) -> Option<usize> {
+        match &self.phase {
+            Phase::Open(decoder) => decoder.frame_wanted(),
+            _ => None,
+        }
+    }
+
     pub(super) fn step(&mut self, buf: &mut bytes::BytesMut) -> Step {
         match &mut self.phase {
             Phase::Request => self.request(buf),

@@ -106,6 +106,14 @@ impl Decoder {
         self.message.is_some()
     }
 
+    /// How many bytes the buffer given to [`decode`](Self::decode) must hold to finish the
+    /// frame in progress (its payload: the header is already taken off), if a frame's header
+    /// has been read and its payload has not all come. A reader can size its buffer for the
+    /// frame from it, where growing it read by read would copy a large frame many times.
+    pub fn frame_wanted(&self) -> Option<usize> {
+        self.frame.as_ref().map(|pending| pending.len)
+    }
+
     /// Forget the frame and message in progress, and any error (the compression context is
     /// kept). For a buffer that was replaced.
     pub fn reset(&mut self) {
