@@ -251,6 +251,13 @@ fn text_and_binary_messages_echo_with_their_opcode_in_order() {
             Message::binary(vec![i as u8, 0xff, 0])
         );
     }
+    // Empty messages are messages: echoed, and sent from outside a handler too.
+    socket.send(Message::text("")).unwrap();
+    socket.send(Message::binary(Vec::new())).unwrap();
+    assert_eq!(read_msg(&mut socket).unwrap(), Message::text(""));
+    assert_eq!(read_msg(&mut socket).unwrap(), Message::binary(Vec::new()));
+    assert!(server.handle().send(conn, b"").is_ok());
+    assert_eq!(read_msg(&mut socket).unwrap(), Message::text(""));
     // A large message, in many frames from the client's side of the wire.
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     socket.send(Message::binary(big.clone())).unwrap();

@@ -44,7 +44,8 @@ pub enum SendError {
         /// The output buffer's cap (`socket_buffer_size`).
         limit: usize,
     },
-    /// An empty message (there is nothing to send).
+    /// An empty message on a stream (there is nothing to send). A WebSocket message may be
+    /// empty: it goes out as a frame with no payload.
     Empty,
     /// The listener's codec cannot frame this message (`send_framed`), e.g. its length does
     /// not fit the length field; or a WebSocket text message that is not UTF-8.

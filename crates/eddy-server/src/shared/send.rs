@@ -142,13 +142,14 @@ impl Outlet {
         data: &[u8],
         framing: Framing,
     ) -> Result<SendStatus, SendError> {
-        self.check_size(data.len())?;
+        self.check_limit(data.len())?;
         let out = conn.out.lock();
         if out.state != OutState::Open {
             return Err(SendError::Closed);
         }
         let opcode = match (framing, out.ws.as_deref()) {
             (Framing::Raw, _) | (Framing::Protocol, None) => {
+                self.check_size(data.len())?;
                 return self.write_locked(conn, out, data);
             }
             (Framing::Protocol, Some(ws)) => ws.default_opcode,
@@ -158,11 +159,17 @@ impl Outlet {
         self.write_ws_locked(conn, out, opcode, data)
     }
 
-    /// Refuse a message the output buffer could never hold.
+    /// Refuse bytes for the stream that are none, or more than the output buffer could ever
+    /// hold. (A WebSocket message may be empty: its frame is not.)
     pub(super) fn check_size(&self, len: usize) -> Result<(), SendError> {
         if len == 0 {
             return Err(SendError::Empty);
         }
+        self.check_limit(len)
+    }
+
+    /// Refuse a message the output buffer could never hold.
+    pub(super) fn check_limit(&self, len: usize) -> Result<(), SendError> {
         if len > self.buffer_limit {
             return Err(SendError::TooLarge {
                 len,

@@ -175,8 +175,9 @@ impl Outlet {
         {
             return Err(SendError::NotEstablished);
         }
-        self.check_size(data.len())?;
+        self.check_limit(data.len())?;
         let Some(ws) = out.ws.as_deref() else {
+            self.check_size(data.len())?;
             return match &mut message.deferred {
                 Some(deferred) => self.queue_locked(conn, out, data, &mut deferred.lists),
                 None => self.write_locked(conn, out, data),
