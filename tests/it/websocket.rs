@@ -881,3 +881,59 @@ fn a_frame_many_times_the_package_limit_echoes_then_the_next_frame_too() {
     assert_eq!(read_msg(&mut socket).unwrap(), Message::text("after"));
     server.shutdown().unwrap();
 }
+
+/// Sends `big` bytes as soon as a connection opens (more than the kernel's buffers take, so
+/// the output buffer is past its high watermark); echoes.
+struct FloodsOnOpen {
+    big: usize,
+}
+
+impl EventHandler for FloodsOnOpen {
+    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        ctx.send_opcode(conn, Opcode::Binary, &vec![b'x'; self.big])
+            .unwrap();
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, message: WsMessage) {
+        let _ = ctx.send_opcode(conn, message.opcode, &message.data);
+    }
+
+    fn on_receive(&mut self, _: &mut Context<'_>, _: ConnId, _: Bytes) {}
+}
+
+#[test]
+fn a_frame_sent_with_the_upgrade_is_answered_after_what_on_open_sends() {
+    // The frame that came with the request, read and kept while the handler decided, is
+    // answered once the connection is open, behind what `on_open` sent: more than the
+    // kernel's buffers take, so the output is past its high watermark meanwhile, inline
+    // (reactor mode) and from a worker.
+    const BIG: usize = 16 << 20;
+    for mode in [DispatchMode::Reactor, DispatchMode::Fd] {
+        let builder = ws_builder(WebSocketConfig::default())
+            .socket_buffer_size(2 * BIG)
+            .dispatch_mode(mode);
+        upgrade_frame_answered_after_drain(builder, BIG);
+    }
+}
+
+fn upgrade_frame_answered_after_drain(builder: ServerBuilder, big: usize) {
+    let (server, addr) = start(builder, move || FloodsOnOpen { big });
+    let mut stream = connect(addr);
+    let mut request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    request.extend(frame(0x81, b"with the request"));
+    stream.write_all(&request).unwrap();
+    let head = read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut flood = vec![0u8; 10 + big];
+    stream.read_exact(&mut flood).unwrap();
+    assert_eq!(&flood[..2], &[0x82, 127]);
+    let mut echo = [0u8; 2 + 16];
+    stream.read_exact(&mut echo).expect("the frame's echo");
+    assert_eq!(&echo[..2], &[0x81, 16]);
+    assert_eq!(&echo[2..], b"with the request");
+    server.shutdown().unwrap();
+}

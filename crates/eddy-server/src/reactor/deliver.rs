@@ -181,6 +181,7 @@ impl Reactor {
                         if was_held {
                             self.relist_held(key);
                         }
+                        self.resume_kept(key);
                     }
                 }
                 // Keep the allocation, and whatever stalled again while we went through it.

@@ -377,25 +377,36 @@ impl Reactor {
     /// Clear these pause bits of a connection (reading resumes when none is left).
     fn unpause(&mut self, conn: &Arc<Conn>, bits: u8) {
         if let Some(key) = self.key_of(conn) {
-            let lc = &mut self.conns[key];
-            lc.paused &= !bits;
-            // WebSocket frames, or a TLS session's plaintext, already read and kept while
-            // paused: the socket will not say.
-            // A peer that ended the stream meanwhile still gets them answered (its close
-            // waits for that); a close the server decided on drops them.
-            let tls = lc.conn.transport == Transport::Tls;
-            let answers = lc.closing.as_ref().is_none_or(|r| !r.drops_unhandled());
-            let kept = lc.paused & !pause::CLOSING == 0
-                && answers
-                && !lc.rbuf.is_empty()
-                && (tls || lc.protocol.is_open_websocket());
-            let framed = lc.protocol.is_framed();
+            self.conns[key].paused &= !bits;
             self.sync_interest(key);
-            if kept && framed {
-                self.cut_packets(key, false, false);
-            } else if kept {
-                self.ws_process(key, false);
-            }
+            self.resume_kept(key);
+        }
+    }
+
+    /// Once connection `key` has no pause left, act on what was read and kept while it was
+    /// paused (WebSocket frames, a TLS session's plaintext): the socket will not say. Called
+    /// wherever a pause ends (the application's, a worker backlog's, the output buffer's,
+    /// the queued weight's, the upgrade's).
+    ///
+    /// A peer that ended the stream meanwhile still gets them answered (its close waits for
+    /// that); a close the server decided on drops them.
+    pub(super) fn resume_kept(&mut self, key: usize) {
+        let Some(lc) = self.conns.get(key) else {
+            return;
+        };
+        let tls = lc.conn.transport == Transport::Tls;
+        let answers = lc.closing.as_ref().is_none_or(|r| !r.drops_unhandled());
+        let kept = lc.paused & !pause::CLOSING == 0
+            && answers
+            && !lc.rbuf.is_empty()
+            && (tls || lc.protocol.is_open_websocket());
+        if !kept {
+            return;
+        }
+        if lc.protocol.is_framed() {
+            self.cut_packets(key, false, false);
+        } else {
+            self.ws_process(key, false);
         }
     }
 

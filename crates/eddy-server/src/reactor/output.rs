@@ -95,6 +95,7 @@ impl Reactor {
         if full && config.output_backpressure {
             lc.paused |= pause::WATERMARK;
         }
+        let paused = lc.paused;
         if drained {
             lc.paused &= !pause::WATERMARK;
         }
@@ -109,8 +110,12 @@ impl Reactor {
                     .fetch_and(!inflight::NOTIFY_IDLE, Ordering::AcqRel);
             }
         }
+        let resumed = lc.paused != paused;
         self.report_watermarks(key, full, drained);
         self.sync_interest(key);
+        if resumed {
+            self.resume_kept(key);
+        }
     }
 
     /// Hand `on_buffer_full` / `on_buffer_drain` to the connection's worker, or hold them

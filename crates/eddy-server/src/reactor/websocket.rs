@@ -205,12 +205,9 @@ impl Reactor {
         };
         if ws.open() {
             lc.paused &= !pause::HANDSHAKE;
-            let readable = lc.paused == 0;
             self.sync_interest(key);
-            if readable {
-                // Frames that came with the request (otherwise when reading resumes).
-                self.ws_process(key, false);
-            }
+            // Frames that came with the request (or when the last other pause ends).
+            self.resume_kept(key);
         }
     }
 
