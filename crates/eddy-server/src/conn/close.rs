@@ -2,7 +2,7 @@
 
 use eddy_codec::FrameError;
 
-use crate::tls::TlsFailure;
+use crate::tls::{self, TlsFailure};
 
 /// Why a connection closed. Every close has one, and every close goes through one path, so
 /// [`EventHandler::on_close`](crate::EventHandler::on_close) runs exactly once per connection with its reason.
@@ -66,12 +66,29 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// The close reason for a failed read or write: the TLS session's failure it carries, a
+    /// reset, or the error's kind.
+    pub(crate) fn of_io(err: &std::io::Error) -> Self {
+        if let Some(failure) = tls::failure_of(err) {
+            return CloseReason::Tls(failure.clone());
+        }
+        match err.kind() {
+            std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::ConnectionAborted => CloseReason::PeerReset,
+            kind => CloseReason::Error(kind),
+        }
+    }
+
     /// Whether a close for this reason flushes what is queued first (a close the server
     /// asked for that is not a reset).
     pub(crate) fn flushes_first(&self) -> bool {
         matches!(
             self,
-            CloseReason::ServerClosed | CloseReason::WebSocket { .. } | CloseReason::Http { .. }
+            CloseReason::ServerClosed
+                | CloseReason::WebSocket { .. }
+                | CloseReason::Http { .. }
+                | CloseReason::Tls(TlsFailure::RecordLimit)
         )
     }
 

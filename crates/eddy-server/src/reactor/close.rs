@@ -1,12 +1,12 @@
 //! The one close path, and closes that wait for output to flush or work to finish.
 
-use std::{io, sync::atomic::Ordering};
+use std::sync::atomic::Ordering;
 
 use super::{local::pause, Reactor};
 use crate::{
     conn::{inflight, CloseReason, OutState, Transport},
     shared::Event,
-    sys, tls,
+    sys,
 };
 
 /// The most unread input a graceful close reads and drops to avoid a reset.
@@ -111,18 +111,5 @@ impl Reactor {
                 "shutdown deadline passed: abandoned"
             );
         }
-    }
-}
-
-/// The close reason for a failed read or write.
-pub(super) fn close_reason(err: &io::Error) -> CloseReason {
-    if let Some(failure) = tls::failure_of(err) {
-        return CloseReason::Tls(failure.clone());
-    }
-    match err.kind() {
-        io::ErrorKind::ConnectionReset
-        | io::ErrorKind::BrokenPipe
-        | io::ErrorKind::ConnectionAborted => CloseReason::PeerReset,
-        kind => CloseReason::Error(kind),
     }
 }

@@ -4,7 +4,6 @@
 use std::sync::atomic::Ordering;
 
 use super::{
-    close::close_reason,
     local::{pause, Held},
     Reactor,
 };
@@ -38,7 +37,7 @@ impl Reactor {
         };
         match flushed {
             Ok(_) => self.check_output(key),
-            Err(err) => self.finalize(key, close_reason(&err)),
+            Err(err) => self.finalize(key, CloseReason::of_io(&err)),
         }
     }
 

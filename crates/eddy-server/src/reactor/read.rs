@@ -6,7 +6,6 @@ use std::{io, sync::atomic::Ordering};
 use bytes::BytesMut;
 
 use super::{
-    close::close_reason,
     local::{pause, LocalConn},
     Reactor,
 };
@@ -110,7 +109,7 @@ impl Reactor {
                 if from_scratch {
                     self.scratch.clear();
                 }
-                self.finalize(key, close_reason(&err))
+                self.finalize(key, CloseReason::of_io(&err))
             }
         }
         if let Some(clean) = tls.ended {

@@ -199,7 +199,7 @@ impl Outlet {
     /// Returns the status, and whether the reactor must be told.
     pub(super) fn push_locked(
         &self,
-        conn: &Conn,
+        conn: &Arc<Conn>,
         out: &mut Output,
         data: &[u8],
     ) -> Result<(SendStatus, bool), SendError> {
@@ -215,7 +215,7 @@ impl Outlet {
     /// `push_locked` without the buffer's cap (for the one close frame of a connection).
     pub(super) fn push_unbounded(
         &self,
-        conn: &Conn,
+        conn: &Arc<Conn>,
         out: &mut Output,
         data: &[u8],
     ) -> Result<(SendStatus, bool), SendError> {
@@ -225,12 +225,7 @@ impl Outlet {
             match out.write_now(conn.fd(), data) {
                 Ok(n) => rest = &data[n..],
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => {
-                    // The peer is gone; the reactor sees the same error on its side and
-                    // closes the connection with the reason.
-                    out.state = OutState::Broken;
-                    return Err(SendError::Closed);
-                }
+                Err(err) => return Err(self.broken_locked(conn, out, &err)),
             }
             // All of it in the kernel's buffer (on TLS: every record, none held back).
             if rest.is_empty() && out.pending() == 0 {
@@ -239,9 +234,10 @@ impl Outlet {
         }
         if let Some(shared) = batch_slice(conn.id, out, rest) {
             out.push_shared(shared);
-        } else if !rest.is_empty() && out.push(rest).is_err() {
-            out.state = OutState::Broken;
-            return Err(SendError::Closed);
+        } else if !rest.is_empty() {
+            if let Err(err) = out.push(rest) {
+                return Err(self.broken_locked(conn, out, &err));
+            }
         }
         let pending = out.pending();
         // A corked buffer is flushed by `uncork`; otherwise the reactor must know.
@@ -332,15 +328,26 @@ impl Outlet {
     }
 
     /// A write from a sender's thread failed: the connection cannot be written any more. The
-    /// reactor may not see it (a file error leaves the socket healthy): tell it to close.
+    /// reactor may not see it (a file error or a TLS session's failure leaves the socket
+    /// healthy): tell it to close.
     pub(super) fn broke(&self, conn: &Arc<Conn>, err: &std::io::Error) {
-        let reason = match err.kind() {
-            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
-                CloseReason::PeerReset
-            }
-            kind => CloseReason::Error(kind),
-        };
-        self.post(conn, Command::Close(conn.clone(), reason));
+        self.post(conn, Command::Close(conn.clone(), CloseReason::of_io(err)));
+    }
+
+    /// A send failed under the output lock: nothing more is written. A socket error the
+    /// reactor sees on its side too, and closes for; anything else (the TLS session's
+    /// failure) it is told of. What the sender hears.
+    pub(super) fn broken_locked(
+        &self,
+        conn: &Arc<Conn>,
+        out: &mut Output,
+        err: &std::io::Error,
+    ) -> SendError {
+        out.state = OutState::Broken;
+        if crate::tls::failure_of(err).is_some() {
+            self.broke(conn, err);
+        }
+        SendError::Closed
     }
 
     /// Ask the owning reactor to close: after flushing (`ServerClosed`) or at once (the other

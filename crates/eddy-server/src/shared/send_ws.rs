@@ -212,9 +212,8 @@ impl Outlet {
             });
         }
         self.stamp(conn);
-        if out.push(data).is_err() {
-            out.state = crate::conn::OutState::Broken;
-            return Err(SendError::Closed);
+        if let Err(err) = out.push(data) {
+            return Err(self.broken_locked(conn, &mut out, &err));
         }
         let pending = out.pending();
         let mut tell = !out.corked && !out.flush_requested;

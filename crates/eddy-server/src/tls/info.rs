@@ -68,6 +68,10 @@ pub enum TlsFailure {
     /// the size limit, a second renegotiation attempt (the first is refused with a
     /// `no_renegotiation` warning), or the peer's fatal alert.
     Session(String),
+    /// The session's key made as many records as its cipher allows (2^24 for AES-GCM in
+    /// TLS 1.2; TLS 1.3 changes keys instead). What was accepted before went out; the send
+    /// that would have passed the limit was refused, and the client must connect again.
+    RecordLimit,
 }
 
 impl TlsFailure {
@@ -86,6 +90,7 @@ impl fmt::Display for TlsFailure {
             TlsFailure::Truncated => f.write_str("closed by peer without TLS close_notify"),
             TlsFailure::Handshake(err) => write!(f, "TLS handshake failed: {err}"),
             TlsFailure::Session(err) => write!(f, "TLS session failed: {err}"),
+            TlsFailure::RecordLimit => f.write_str("TLS 1.2 key's record limit reached"),
         }
     }
 }

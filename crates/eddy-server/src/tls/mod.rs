@@ -11,9 +11,11 @@ mod acceptor;
 mod config;
 mod info;
 mod load;
+mod records;
 mod session;
 
 pub(crate) use acceptor::TlsAcceptor;
 pub use config::{ClientAuth, TlsConfig, TlsVersion};
 pub use info::{TlsError, TlsFailure, TlsInfo};
-pub(crate) use session::{failure_of, TlsEvents, TlsSession, READ_OVERSHOOT, RECORD_PLAINTEXT};
+pub(crate) use records::RECORD_PLAINTEXT;
+pub(crate) use session::{failure_of, TlsEvents, TlsSession, READ_OVERSHOOT};

@@ -14,7 +14,10 @@ use std::{
 use bytes::BytesMut;
 use rustls::{ServerConfig, ServerConnection};
 
-use super::{TlsFailure, TlsInfo};
+use super::{
+    records::{RecordBudget, RECORD_PLAINTEXT},
+    TlsFailure, TlsInfo,
+};
 use crate::sys;
 
 /// rustls reads the socket into at least this much room, so a read that returns less
@@ -22,9 +25,6 @@ use crate::sys;
 /// rustls offers less room, and a short read may leave bytes in the socket. They are read on
 /// the next round: epoll is level-triggered.)
 const FULL_READ: usize = 4096;
-
-/// The plaintext of a full record: about what one more socket read can add.
-pub(crate) const RECORD_PLAINTEXT: usize = 16 * 1024;
 
 /// The most plaintext a read may bring past what it asked for: what one `read_tls` can buffer
 /// (rustls takes at most a full record's ciphertext, 18,437 bytes, at a time), all of which
@@ -62,6 +62,8 @@ pub(crate) struct TlsSession {
     sealed: usize,
     /// The end of the peer's stream was seen (reported once).
     ended: bool,
+    /// The records made, against the key's limit.
+    records: RecordBudget,
 }
 
 /// `recv(2)` on a borrowed socket, for rustls's `read_tls`.
@@ -139,6 +141,7 @@ impl TlsSession {
             staged: Vec::new(),
             sealed: 0,
             ended: false,
+            records: RecordBudget::default(),
         })
     }
 
@@ -165,6 +168,14 @@ impl TlsSession {
     /// next record, so replies a little over a record long do not each end in a record of
     /// a few bytes (the peer decrypts every record).
     pub(crate) fn stage(&mut self, data: &[u8]) -> io::Result<()> {
+        // What is staged is sealed in one write, at the latest at the flush: refused now if
+        // that could pass the key's limit, not dropped then.
+        if !self
+            .records
+            .fits(&self.conn, self.staged.len() + data.len())
+        {
+            return Err(exhausted());
+        }
         if data.len() < SEAL_AT_ONCE || self.conn.is_handshaking() {
             self.staged.extend_from_slice(data);
             return Ok(());
@@ -180,6 +191,7 @@ impl TlsSession {
         let from = usize::from(self.staged.is_empty());
         // Not handshaking, and the session's buffer has no limit: it takes all of it.
         let sealed = self.conn.writer().write_vectored(&bufs[from..])?;
+        self.records.spend(sealed);
         debug_assert_eq!(sealed, want, "a session with no buffer limit takes it all");
         self.sealed += sealed;
         self.clear_staged();
@@ -444,8 +456,12 @@ impl TlsSession {
         mut data: &[u8],
         mut emit: impl FnMut(&mut Self) -> io::Result<()>,
     ) -> io::Result<()> {
+        if !self.records.fits(&self.conn, data.len()) {
+            return Err(exhausted());
+        }
         while !data.is_empty() {
             let n = self.conn.writer().write(data)?;
+            self.records.spend(n);
             if self.conn.is_handshaking() {
                 self.early_plaintext += n;
             }
@@ -476,6 +492,11 @@ impl TlsSession {
 /// An `io::Error` carrying a TLS failure, for the reactor's close path.
 fn failure(failure: TlsFailure) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, failure)
+}
+
+/// The failure of a session whose key has made as many records as it may (see `records`).
+fn exhausted() -> io::Error {
+    failure(TlsFailure::RecordLimit)
 }
 
 /// The TLS failure an error carries, if it carries one.
@@ -510,6 +531,13 @@ mod tests {
     /// A server session and a rustls client, handshaken over a socket pair (the server's end
     /// nonblocking, as the reactor's sockets are).
     fn handshaken() -> (TlsSession, UnixStream, ClientConnection, UnixStream) {
+        handshaken_on(rustls::DEFAULT_VERSIONS)
+    }
+
+    /// [`handshaken`], the client speaking these versions only.
+    fn handshaken_on(
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> (TlsSession, UnixStream, ClientConnection, UnixStream) {
         let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         let config = TlsConfig::from_pem(made.cert.pem(), made.signing_key.serialize_pem());
         let mut server = TlsAcceptor::new(config).unwrap().session().unwrap();
@@ -519,7 +547,7 @@ mod tests {
             .unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let client_config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
@@ -696,5 +724,36 @@ mod tests {
             4
         );
         assert_eq!(writer.written, 2 * super::WRITE_MAX + 4);
+    }
+
+    #[test]
+    fn a_tls12_aes_gcm_key_near_its_record_limit_refuses_the_send_that_would_pass_it() {
+        let (mut server, ..) = handshaken_on(&[&rustls::version::TLS12]);
+        let mut out = Vec::new();
+        server.encrypt(b"before", &mut out).unwrap();
+        // As if it had made 2^24 records less the margin, less the four left (one kept
+        // for a write's rounding).
+        server
+            .records
+            .spend_records((1 << 24) - (1 << 12) - 4 - server.records.spent());
+        server.stage(b"staged").unwrap();
+        server.flush_held(None, &mut out, usize::MAX).unwrap();
+        server.encrypt(b"fits", &mut out).unwrap();
+        for refused in [
+            server.encrypt(b"one more", &mut out),
+            server.stage(b"one more"),
+        ] {
+            let failure = refused.as_ref().err().and_then(super::failure_of);
+            assert_eq!(
+                failure,
+                Some(&super::TlsFailure::RecordLimit),
+                "{refused:?}"
+            );
+        }
+        // TLS 1.3 changes its keys: no limit.
+        let (mut server, ..) = handshaken();
+        server.records.spend_records(u64::MAX / 2);
+        server.encrypt(b"fine", &mut out).unwrap();
+        server.stage(b"fine").unwrap();
     }
 }
