@@ -292,6 +292,47 @@ fn garbage_a_stalled_handshake_and_an_oversized_record_close_only_their_connecti
 }
 
 #[test]
+fn a_record_that_does_not_decrypt_from_a_peer_already_gone_is_a_tls_failure_not_a_reset() {
+    // The forged record and the peer's reset are both in when the server reads (it is
+    // paused meanwhile): the alert it owes cannot be sent, and the close still says why the
+    // session failed (it said the peer reset it).
+    let ca = Ca::new("eddy test CA");
+    let (server, addr, events) = tls_server(tls_of(&ca.server(&["localhost"])), DispatchMode::Fd);
+    let mut forged = tls_connect(addr, ca.client_config(&[], None), "localhost").unwrap();
+    round_trip(&mut forged, b"then garbage");
+    let conn = next(&events).conn;
+    next(&events);
+    server.handle().pause(conn).unwrap();
+    forged
+        .sock
+        .write_all(&[0x17, 0x03, 0x03, 0x00, 0x20])
+        .unwrap();
+    forged.sock.write_all(&[0x5a; 0x20]).unwrap();
+    // Closed with a reset: SO_LINGER on, for no time.
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    let set = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&forged.sock),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0);
+    drop(forged);
+    server.handle().resume(conn).unwrap();
+    match next(&events).kind {
+        Kind::Close(CloseReason::Tls(TlsFailure::Session(_))) => {}
+        other => panic!("closed for {other:?}"),
+    }
+    server.shutdown().unwrap();
+}
+
+#[test]
 fn bad_files_and_a_key_that_does_not_match_are_refused_at_build_naming_the_file() {
     let ca = Ca::new("eddy test CA");
     let one = ca.server(&["localhost"]);

@@ -12,7 +12,7 @@ use super::{
 use crate::{
     config::READ_CHUNK,
     conn::{inflight, CloseReason, Transport},
-    tls::{TlsEvents, READ_OVERSHOOT, RECORD_PLAINTEXT},
+    tls::{self, TlsEvents, READ_OVERSHOOT, RECORD_PLAINTEXT},
 };
 
 /// Scratch blocks are this big; reads land in them and packets are cut from them without a copy.
@@ -76,6 +76,10 @@ impl Reactor {
         let mut more = false;
         let mut tls = TlsEvents::default();
         let result = self.read_some(key, from_scratch, &mut tls);
+        if let Some(failure) = result.as_ref().err().and_then(tls::failure_of) {
+            self.tls_failed(key, failure.clone(), from_scratch);
+            return false;
+        }
         // A TLS session's handshake output, its end, its `on_connect`: rare, off the plain path.
         let cut = tls == TlsEvents::default() || self.tls_progress(key, tls, from_scratch);
         match result {

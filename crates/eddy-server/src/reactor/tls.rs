@@ -86,6 +86,20 @@ impl Reactor {
         }
     }
 
+    /// The session failed on what the peer sent (a bad record, a fatal alert): the alert
+    /// rustls queued goes out if the socket takes it, then the connection closes with the
+    /// failure as its reason. (Flushed the usual way, a peer that has already gone would
+    /// turn it into a reset.)
+    pub(super) fn tls_failed(&mut self, key: usize, failure: TlsFailure, from_scratch: bool) {
+        if from_scratch {
+            self.scratch.clear();
+        }
+        if let Some(lc) = self.conns.get(key) {
+            let _ = lc.conn.out.lock().flush(lc.conn.fd());
+        }
+        self.finalize(key, CloseReason::Tls(failure));
+    }
+
     /// The peer ended its TLS session: with close_notify (`clean`), or by closing the
     /// connection without it. What it sent is answered first, unless it never got past the
     /// handshake (nothing to answer).
