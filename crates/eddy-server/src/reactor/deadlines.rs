@@ -13,16 +13,49 @@ use crate::conn::ConnId;
 /// A connection's handshake deadline: the connection's key and its id.
 type Entry = (Instant, usize, ConnId);
 
+/// The fewest deadlines worth a look for finished handshakes (see `push`).
+const COMPACT_FROM: usize = 1024;
+
 /// The deadlines of one reactor's connections, for one kind of handshake.
 #[derive(Debug, Default)]
 pub(super) struct Deadlines {
     /// By timeout; as many as the listeners' distinct timeouts.
     queues: Vec<(Duration, VecDeque<Entry>)>,
+    /// At this many deadlines, those of connections whose handshake is over are dropped.
+    compact_at: usize,
 }
 
 impl Deadlines {
     /// Connection `key` (`id`) must be done `timeout` after `from`.
-    pub(super) fn push(&mut self, timeout: Duration, from: Instant, key: usize, id: ConnId) {
+    ///
+    /// A handshake that ends leaves its deadline queued until it is due; so that they do not
+    /// pile up (a connection rate times the timeout), once the queues hold twice what they
+    /// held after the last look, or [`COMPACT_FROM`], the deadlines of the connections that
+    /// `pending` no longer says are handshaking are dropped (amortised O(1) a push).
+    pub(super) fn push(
+        &mut self,
+        timeout: Duration,
+        from: Instant,
+        key: usize,
+        id: ConnId,
+        pending: impl Fn(usize, ConnId) -> bool,
+    ) {
+        self.insert(timeout, from, key, id);
+        if self.len() >= self.compact_at.max(COMPACT_FROM) {
+            for (_, queue) in &mut self.queues {
+                queue.retain(|&(_, key, id)| pending(key, id));
+                queue.shrink_to(2 * queue.len());
+            }
+            self.compact_at = 2 * self.len();
+        }
+    }
+
+    /// How many deadlines are queued.
+    fn len(&self) -> usize {
+        self.queues.iter().map(|(_, queue)| queue.len()).sum()
+    }
+
+    fn insert(&mut self, timeout: Duration, from: Instant, key: usize, id: ConnId) {
         let entry = (from + timeout, key, id);
         let queue = match self.queues.iter().position(|(t, _)| *t == timeout) {
             Some(i) => &mut self.queues[i].1,
@@ -77,10 +110,10 @@ mod tests {
         let (short, long) = (Duration::from_secs(1), Duration::from_secs(10));
         let mut deadlines = Deadlines::default();
         assert!(deadlines.is_empty() && deadlines.next().is_none());
-        deadlines.push(long, start, 1, id(1));
-        deadlines.push(short, start + Duration::from_secs(2), 2, id(2));
-        deadlines.push(short, start, 3, id(3));
-        deadlines.push(long, start + Duration::from_secs(1), 4, id(4));
+        deadlines.push(long, start, 1, id(1), |_, _| true);
+        deadlines.push(short, start + Duration::from_secs(2), 2, id(2), |_, _| true);
+        deadlines.push(short, start, 3, id(3), |_, _| true);
+        deadlines.push(long, start + Duration::from_secs(1), 4, id(4), |_, _| true);
         assert_eq!(deadlines.next(), Some(start + short));
         assert_eq!(deadlines.pop_due(start), None);
         let order: Vec<usize> = std::iter::from_fn(|| deadlines.pop_due(start + long * 2))
@@ -88,5 +121,28 @@ mod tests {
             .collect();
         assert_eq!(order, [3, 2, 1, 4]);
         assert!(deadlines.is_empty());
+    }
+
+    #[test]
+    fn the_deadlines_of_finished_handshakes_do_not_pile_up() {
+        let start = Instant::now();
+        let timeout = Duration::from_secs(10);
+        let mut deadlines = Deadlines::default();
+        // Every connection but one in a hundred is done with its handshake by the next push.
+        let pending = |key: usize, _| key.is_multiple_of(100);
+        for key in 0..100_000 {
+            deadlines.push(timeout, start, key, id(key as u64), pending);
+            assert!(
+                deadlines.len() <= 2 * COMPACT_FROM + 1000,
+                "{}",
+                deadlines.len()
+            );
+        }
+        // The pending ones are all still there, in order.
+        let due: Vec<usize> = std::iter::from_fn(|| deadlines.pop_due(start + timeout))
+            .map(|(key, _)| key)
+            .filter(|key| key.is_multiple_of(100))
+            .collect();
+        assert_eq!(due, (0..100_000).step_by(100).collect::<Vec<_>>());
     }
 }

@@ -6,7 +6,10 @@ use std::{sync::atomic::Ordering, time::Instant};
 
 use bytes::BytesMut;
 
-use super::{local::pause, Reactor};
+use super::{
+    local::{pause, LocalConn},
+    Reactor,
+};
 use crate::{
     conn::{CloseReason, ConnId},
     shared::Event,
@@ -128,7 +131,14 @@ impl Reactor {
         if let Some(acceptor) = &listener.tls {
             lc.tls_handshaking = true;
             let timeout = acceptor.handshake_timeout();
-            self.tls_handshakes.push(timeout, Instant::now(), key, id);
+            let conns = &self.conns;
+            let pending = |key, id| {
+                conns
+                    .get(key)
+                    .is_some_and(|lc: &LocalConn| lc.conn.id == id && lc.tls_handshaking)
+            };
+            self.tls_handshakes
+                .push(timeout, Instant::now(), key, id, pending);
         }
     }
 

@@ -215,7 +215,8 @@ impl Reactor {
     pub(super) fn watch_handshake(&mut self, key: usize, id: ConnId) {
         if let Some(ProtocolState::WebSocket(ws)) = self.conns.get(key).map(|lc| &lc.protocol) {
             let timeout = ws.config.handshake_timeout;
-            self.handshakes.push(timeout, Instant::now(), key, id);
+            self.handshakes
+                .push(timeout, Instant::now(), key, id, ws_pending(&self.conns));
         }
     }
 
@@ -246,10 +247,21 @@ impl Reactor {
                     || sys::has_unread_input(lc.conn.fd()));
             if held {
                 let timeout = ws.config.handshake_timeout;
-                self.handshakes.push(timeout, now, key, id);
+                self.handshakes
+                    .push(timeout, now, key, id, ws_pending(&self.conns));
                 continue;
             }
             self.finalize(key, CloseReason::HandshakeTimeout);
         }
+    }
+}
+
+/// Whether connection `key` (`id`) is still a WebSocket in its upgrade.
+fn ws_pending(conns: &slab::Slab<LocalConn>) -> impl Fn(usize, ConnId) -> bool + '_ {
+    move |key, id| {
+        conns.get(key).is_some_and(|lc| {
+            lc.conn.id == id
+                && matches!(&lc.protocol, ProtocolState::WebSocket(ws) if ws.is_handshaking())
+        })
     }
 }
