@@ -117,7 +117,8 @@ impl TlsConfig {
     }
 
     /// Serve this certificate chain and key to clients asking for `server_name` (SNI; the
-    /// name is matched exactly, ignoring case).
+    /// name is matched exactly, ignoring case and a trailing dot; a name given twice is
+    /// refused at build).
     pub fn sni_files(
         mut self,
         server_name: impl Into<String>,
@@ -143,7 +144,8 @@ impl TlsConfig {
     }
 
     /// The application protocols offered through ALPN, in the server's order of preference
-    /// (a client that offers none of them is refused; one that uses no ALPN is served).
+    /// (a client that offers none of them is refused; one that uses no ALPN is served). Each
+    /// is 1 to 255 bytes and given once, or the build refuses it.
     pub fn alpn<P: Into<Vec<u8>>>(mut self, protocols: impl IntoIterator<Item = P>) -> Self {
         self.alpn = protocols.into_iter().map(Into::into).collect();
         self
