@@ -208,6 +208,11 @@ pub enum UpgradeError {
     MissingKey,
     /// A `Sec-WebSocket-Key` that is not 16 bytes in base64.
     InvalidKey,
+    /// No `Host` header (RFC 6455 §4.2.1 item 2).
+    MissingHost,
+    /// A header that must come once came more than once (`Host`, `Sec-WebSocket-Key`,
+    /// `Sec-WebSocket-Version`): which one.
+    Repeated(&'static str),
 }
 
 impl UpgradeError {
@@ -254,6 +259,8 @@ impl fmt::Display for UpgradeError {
             UpgradeError::InvalidKey => {
                 write!(f, "Sec-WebSocket-Key is not 16 bytes in base64")
             }
+            UpgradeError::MissingHost => write!(f, "missing Host"),
+            UpgradeError::Repeated(name) => write!(f, "{name} is given more than once"),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! ```
 //! use eddy_ws::handshake::{parse_request, response_101, RequestKind};
 //!
-//! let buf = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
+//! let buf = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
 //!             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 //! let Some((request, used)) = parse_request(buf, 8192)? else {
 //!     return Ok(()); // read more

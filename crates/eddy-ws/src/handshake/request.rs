@@ -152,8 +152,9 @@ impl Request {
     /// What the request asks for: a WebSocket upgrade, plain HTTP, or a broken upgrade.
     ///
     /// A request is an upgrade attempt when its `Upgrade` header lists `websocket`; it is
-    /// valid when it is also a GET in HTTP/1.1 whose `Connection` lists `upgrade`, with
-    /// `Sec-WebSocket-Version: 13` and a `Sec-WebSocket-Key` of 16 bytes in base64.
+    /// valid when it is also a GET in HTTP/1.1 whose `Connection` lists `upgrade`, with one
+    /// `Host`, one `Sec-WebSocket-Version: 13` and one `Sec-WebSocket-Key` of 16 bytes in
+    /// base64.
     pub fn kind(&self) -> RequestKind {
         if !self.has_token("upgrade", "websocket") {
             return RequestKind::Http;
@@ -173,6 +174,14 @@ impl Request {
         }
         if !self.has_token("connection", "upgrade") {
             return Err(UpgradeError::NoConnectionUpgrade);
+        }
+        for name in ["Host", "Sec-WebSocket-Key", "Sec-WebSocket-Version"] {
+            if self.header_all(name).nth(1).is_some() {
+                return Err(UpgradeError::Repeated(name));
+            }
+        }
+        if self.header_bytes("host").is_none() {
+            return Err(UpgradeError::MissingHost);
         }
         match self.header("sec-websocket-version").map(str::trim) {
             Some("13") => {}
@@ -316,6 +325,21 @@ mod tests {
                 "{key}"
             );
             assert!(e.response().starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
+        }
+        assert_eq!(
+            bad(with("Host: server.example.com\r\n", "")),
+            UpgradeError::MissingHost
+        );
+        for (line, name) in [
+            ("Host: server.example.com\r\n", "Host"),
+            (
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+                "Sec-WebSocket-Key",
+            ),
+            ("Sec-WebSocket-Version: 13\r\n", "Sec-WebSocket-Version"),
+        ] {
+            let e = bad(with(line, &format!("{line}{line}")));
+            assert_eq!((e.clone(), e.status()), (UpgradeError::Repeated(name), 400));
         }
     }
 
