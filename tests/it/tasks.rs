@@ -731,6 +731,31 @@ fn reloads_rebuild_task_handlers_after_their_queued_tasks() {
 }
 
 #[test]
+fn reloads_while_a_task_worker_is_stuck_in_a_task_rebuild_it_once_when_it_returns() {
+    // Each reload ends at `max_wait_time` without it; they used to queue a rebuild each.
+    let (server, _, _, _, built) = tasks_server(1, |b| b.max_wait_time(Duration::from_millis(50)));
+    let handle = server.handle().clone();
+    let tasks = handle.tasks::<Work>().unwrap();
+    let (started_tx, started) = unbounded();
+    let (gate_tx, gate) = unbounded();
+    tasks.task(Job::Gate(started_tx, gate, 0)).unwrap();
+    recv(&started);
+    for n in 1..=3 {
+        handle.reload_task_workers().unwrap();
+        wait_until("the reload's deadline", || handle.stats().reload_count == n);
+    }
+    drop(gate_tx);
+    // Behind whatever rebuilds were queued.
+    assert_eq!(tasks.task_wait(Job::Echo(7), WAIT), Ok(7));
+    assert_eq!(
+        built.load(Ordering::SeqCst),
+        2,
+        "the first build and one rebuild"
+    );
+    server.shutdown().unwrap();
+}
+
+#[test]
 fn a_task_handler_factory_that_panics_at_first_does_not_hold_the_server_up() {
     let made = shared(AtomicUsize::new(0));
     let counter = made.clone();

@@ -56,9 +56,10 @@ pub(crate) enum Msg<T: TaskHandler> {
     Job(Job<T>),
     /// Stop once the tasks queued before this one are done (shutdown).
     Stop,
-    /// Rebuild the handler once the tasks queued before this one are done (reload number
-    /// `n`), then acknowledge.
-    Rebuild(u64),
+    /// Rebuild the handler once the tasks queued before this one are done, then acknowledge
+    /// the latest reload asked for (`Slot::rebuild_asked`): one is queued at a time, so
+    /// reloads while a task worker is stuck in a task do not pile up rebuilds.
+    Rebuild,
     /// A message for `on_pipe_message`.
     Message(MessageSource, Message),
 }
@@ -100,6 +101,8 @@ pub(crate) struct Slot<T: TaskHandler> {
     pub(crate) unbuilt: AtomicBool,
     /// Messages in the queue (bounded like tasks, counted apart).
     pub(crate) messages: AtomicUsize,
+    /// The latest reload whose rebuild is queued and not begun (0: none).
+    pub(crate) rebuild_asked: AtomicU64,
     /// The OS thread id of the task worker (0 until it runs).
     pub(crate) tid: std::sync::atomic::AtomicI32,
     /// Tasks this slot's task worker ran to the end (it alone writes these two).
@@ -178,6 +181,7 @@ impl<T: TaskHandler> TaskPool<T> {
                     busy: AtomicBool::new(false),
                     occupied: AtomicBool::new(false),
                     unbuilt: AtomicBool::new(false),
+                    rebuild_asked: AtomicU64::new(0),
                     messages: AtomicUsize::new(0),
                     tid: std::sync::atomic::AtomicI32::new(0),
                     completed: Counter::default(),
@@ -436,7 +440,9 @@ impl<T: TaskHandler> PoolControl for TaskPool<T> {
 
     fn rebuild_all(&self, generation: u64) {
         for slot in self.slots.iter() {
-            let _ = slot.tx.send(Msg::Rebuild(generation));
+            if slot.rebuild_asked.swap(generation, Ordering::AcqRel) == 0 {
+                let _ = slot.tx.send(Msg::Rebuild);
+            }
         }
     }
 
@@ -453,7 +459,8 @@ impl<T: TaskHandler> PoolControl for TaskPool<T> {
                     Msg::Message(..) => {
                         slot.messages.fetch_sub(1, Ordering::AcqRel);
                     }
-                    Msg::Stop | Msg::Rebuild(_) => {}
+                    Msg::Rebuild => slot.rebuild_asked.store(0, Ordering::Release),
+                    Msg::Stop => {}
                 }
             }
             // The drain took the task worker's Stop: give it back, so that a task worker

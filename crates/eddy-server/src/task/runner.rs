@@ -141,7 +141,8 @@ fn run_with_handler<T: TaskHandler>(
         let job = match next(slot, due) {
             Next::Timer => continue,
             Next::Msg(Msg::Job(job)) => job,
-            Next::Msg(Msg::Rebuild(generation)) => {
+            Next::Msg(Msg::Rebuild) => {
+                let generation = slot.rebuild_asked.swap(0, Ordering::AcqRel);
                 mark_busy(slot, false);
                 occupied(slot, || worker.rebuild());
                 let shared = &worker.server.shared;
