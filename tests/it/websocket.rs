@@ -297,6 +297,27 @@ fn fragments_and_pings_between_them_make_one_message_and_pongs() {
     );
     let echo = read_n(&mut stream, 2 + "hello wörld".len());
     assert_eq!(&echo[..2], &[0x81, "hello wörld".len() as u8]);
+    // Many pings in one write, a message among them: every pong, in order, and the echo
+    // (which a worker sends, so anywhere among the pongs of a later read).
+    let mut burst = Vec::new();
+    for i in 0..500u32 {
+        burst.extend(frame(0x89, &i.to_be_bytes()));
+        if i == 250 {
+            burst.extend(frame(0x82, b"mid"));
+        }
+    }
+    stream.write_all(&burst).unwrap();
+    let (mut pongs, mut echoed) = (Vec::new(), false);
+    while pongs.len() < 500 || !echoed {
+        let head = read_n(&mut stream, 2);
+        let payload = read_n(&mut stream, head[1] as usize);
+        match head[0] {
+            0x8a => pongs.push(u32::from_be_bytes(payload.try_into().unwrap())),
+            0x82 if payload == b"mid" && !echoed => echoed = true,
+            other => panic!("frame {other:#x} {payload:?}"),
+        }
+    }
+    assert_eq!(pongs, (0..500).collect::<Vec<u32>>());
     server.shutdown().unwrap();
 }
 

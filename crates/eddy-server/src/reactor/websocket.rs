@@ -6,7 +6,7 @@
 //! decoded into whole messages for dispatch; pings are answered here, a close frame is echoed,
 //! and a protocol error fails only its connection with the RFC's close code.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use eddy_ws::ProtocolError;
 
@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     config::READ_CHUNK,
-    conn::{CloseReason, ConnId},
+    conn::{CloseReason, Conn, ConnId},
     shared::Event,
     sys,
     ws::Opcode,
@@ -79,11 +79,55 @@ impl Reactor {
         }
     }
 
+    /// Decode until a step that acts on the connection (or none is left); the pongs owed for
+    /// the pings on the way go out first, as one write.
     fn ws_decode(&mut self, key: usize, from_scratch: bool, messages: &mut Vec<(Opcode, Bytes)>) {
+        let mut pongs = Vec::new();
+        let end = self.ws_frames(key, from_scratch, messages, &mut pongs);
+        if let Some(lc) = self.conns.get(key).filter(|_| !pongs.is_empty()) {
+            let _ = self.shared.outlet.send_control(&lc.conn, &pongs);
+        }
+        let Some((conn, step)) = end else {
+            return;
+        };
+        match step {
+            Step::Upgrade(pending) => {
+                self.hold_for_handler(key);
+                self.deliver(key, Event::Handshake(conn, pending));
+            }
+            Step::Http(request) => {
+                self.hold_for_handler(key);
+                self.deliver(key, Event::Request(conn, request));
+            }
+            Step::Refuse(status, response) => {
+                self.set_done(key);
+                let _ = self.shared.outlet.send_raw(&conn, &response);
+                self.close_after_drain(key, CloseReason::Http { status });
+            }
+            Step::Close(code, reason) => {
+                self.deliver_messages(key, std::mem::take(messages));
+                self.ws_peer_closed(key, code, reason);
+            }
+            Step::Fail(err) => {
+                self.deliver_messages(key, std::mem::take(messages));
+                self.ws_fail(key, &err);
+            }
+            Step::Wait | Step::Message(..) | Step::Ping(_) | Step::Pong => {}
+        }
+    }
+
+    /// Take frames off the connection's bytes: messages into `messages`, the pong each ping
+    /// is owed appended to `pongs`, until the bytes hold no more (`None`) or a step acts on
+    /// the connection (returned, with the connection).
+    fn ws_frames(
+        &mut self,
+        key: usize,
+        from_scratch: bool,
+        messages: &mut Vec<(Opcode, Bytes)>,
+        pongs: &mut Vec<u8>,
+    ) -> Option<(Arc<Conn>, Step)> {
         loop {
-            let Some(lc) = self.conns.get_mut(key) else {
-                return;
-            };
+            let lc = self.conns.get_mut(key)?;
             let LocalConn {
                 protocol,
                 rbuf,
@@ -92,50 +136,26 @@ impl Reactor {
                 ..
             } = lc;
             let ProtocolState::WebSocket(ws) = protocol else {
-                return;
+                return None;
             };
             let buf = if from_scratch {
                 &mut self.scratch
             } else {
                 rbuf
             };
-            let step = ws.step(buf);
-            let conn = conn.clone();
-            match step {
+            match ws.step(buf) {
                 Step::Wait => {
                     // A frame larger than a read: its buffer grows toward the frame's size
                     // (doubling, see `partial_room`), not a read at a time past the limit.
                     *expect = ws.frame_wanted();
-                    return;
-                }
-                Step::Upgrade(pending) => {
-                    self.hold_for_handler(key);
-                    return self.deliver(key, Event::Handshake(conn, pending));
-                }
-                Step::Http(request) => {
-                    self.hold_for_handler(key);
-                    return self.deliver(key, Event::Request(conn, request));
-                }
-                Step::Refuse(status, response) => {
-                    self.set_done(key);
-                    let _ = self.shared.outlet.send_raw(&conn, &response);
-                    return self.close_after_drain(key, CloseReason::Http { status });
+                    return None;
                 }
                 Step::Message(opcode, data) => messages.push((opcode, data)),
                 Step::Ping(payload) => {
-                    let mut pong = Vec::with_capacity(payload.len() + 2);
-                    eddy_ws::encode_control(eddy_ws::OpCode::Pong, &payload, &mut pong);
-                    let _ = self.shared.outlet.send_control(&conn, &pong);
+                    eddy_ws::encode_control(eddy_ws::OpCode::Pong, &payload, pongs);
                 }
                 Step::Pong => {}
-                Step::Close(code, reason) => {
-                    self.deliver_messages(key, std::mem::take(messages));
-                    return self.ws_peer_closed(key, code, reason);
-                }
-                Step::Fail(err) => {
-                    self.deliver_messages(key, std::mem::take(messages));
-                    return self.ws_fail(key, &err);
-                }
+                step => return Some((conn.clone(), step)),
             }
         }
     }
