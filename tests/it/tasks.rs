@@ -755,28 +755,38 @@ fn reloads_while_a_task_worker_is_stuck_in_a_task_rebuild_it_once_when_it_return
     server.shutdown().unwrap();
 }
 
-#[test]
-fn a_task_handler_factory_that_panics_at_first_does_not_hold_the_server_up() {
-    let made = shared(AtomicUsize::new(0));
-    let counter = made.clone();
+/// A server with one worker and `task_workers` task workers whose handler factory panics
+/// whenever `fails` says so.
+fn fragile_task_server(
+    task_workers: usize,
+    fails: impl Fn() -> bool + Send + Sync + 'static,
+) -> eddy::RunningServer {
     let builder = builder()
         .worker_num(1)
         .task_handler(move || {
-            if counter.fetch_add(1, Ordering::SeqCst) < 2 {
-                panic!("not yet");
+            if fails() {
+                panic!("no handler this time");
             }
             Work {
                 built: shared(AtomicUsize::new(0)),
                 stopped: None,
             }
         })
-        .task_worker_num(1);
+        .task_worker_num(task_workers);
     let (results, _) = unbounded();
     let (queued, _) = unbounded();
-    let (server, _) = start(builder, move || Front {
+    start(builder, move || Front {
         results: results.clone(),
         queued: queued.clone(),
-    });
+    })
+    .0
+}
+
+#[test]
+fn a_task_handler_factory_that_panics_at_first_does_not_hold_the_server_up() {
+    let made = shared(AtomicUsize::new(0));
+    let counter = made.clone();
+    let server = fragile_task_server(1, move || counter.fetch_add(1, Ordering::SeqCst) < 2);
     // Waits in the queue until the third try makes a handler.
     let tasks = server.handle().tasks::<Work>().unwrap();
     assert_eq!(tasks.task_wait(Job::Echo(7), Duration::MAX), Ok(7));
@@ -786,24 +796,7 @@ fn a_task_handler_factory_that_panics_at_first_does_not_hold_the_server_up() {
 
 #[test]
 fn a_task_worker_whose_handler_cannot_be_made_is_passed_over() {
-    let builder = builder()
-        .worker_num(1)
-        .task_handler(|| {
-            if std::thread::current().name() == Some("eddy-task-1") {
-                panic!("never on this task worker");
-            }
-            Work {
-                built: shared(AtomicUsize::new(0)),
-                stopped: None,
-            }
-        })
-        .task_worker_num(2);
-    let (results, _) = unbounded();
-    let (queued, _) = unbounded();
-    let (server, _) = start(builder, move || Front {
-        results: results.clone(),
-        queued: queued.clone(),
-    });
+    let server = fragile_task_server(2, || std::thread::current().name() == Some("eddy-task-1"));
     // Each pick starts at the next task worker: without the pass-over, every other task
     // went to the one that never runs any.
     let tasks = server.handle().tasks::<Work>().unwrap();

@@ -302,6 +302,8 @@ fn a_record_that_does_not_decrypt_from_a_peer_already_gone_is_a_tls_failure_not_
     round_trip(&mut forged, b"then garbage");
     let conn = next(&events).conn;
     next(&events);
+    // The pause reaches the reactor through its mailbox: on a loaded machine it may read
+    // the record first (the alert then goes out, and the close says the same).
     server.handle().pause(conn).unwrap();
     forged
         .sock
@@ -324,7 +326,8 @@ fn a_record_that_does_not_decrypt_from_a_peer_already_gone_is_a_tls_failure_not_
     };
     assert_eq!(set, 0);
     drop(forged);
-    server.handle().resume(conn).unwrap();
+    // `Closed` if it did.
+    let _ = server.handle().resume(conn);
     match next(&events).kind {
         Kind::Close(CloseReason::Tls(TlsFailure::Session(_))) => {}
         other => panic!("closed for {other:?}"),
