@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use eddy::{
     Bytes, ConnId, Context, EventHandler, ListenAddr, PacketInfo, PacketPeer, SendStatus,
     SendToError, Server, ServerBuilder,
@@ -20,14 +20,25 @@ use crate::util::*;
 #[derive(Clone)]
 struct PacketEcho {
     tx: Sender<(Bytes, PacketInfo)>,
+    /// A datagram `slow` holds its worker until this says go (or `WAIT` passes).
+    hold: Option<Receiver<()>>,
+}
+
+impl PacketEcho {
+    fn new(tx: &Sender<(Bytes, PacketInfo)>) -> Self {
+        PacketEcho {
+            tx: tx.clone(),
+            hold: None,
+        }
+    }
 }
 
 impl EventHandler for PacketEcho {
     fn on_packet(&mut self, ctx: &mut Context<'_>, packet: Bytes, from: PacketInfo) {
         let _ = self.tx.send((packet.clone(), from.clone()));
-        if &packet[..] == b"slow" {
+        if let Some(hold) = self.hold.as_ref().filter(|_| &packet[..] == b"slow") {
             // Hold this worker: datagrams behind it pile up in its queue.
-            std::thread::sleep(Duration::from_millis(300));
+            let _ = hold.recv_timeout(WAIT);
         }
         let _ = ctx.sendto(from.listener, &from.peer, &packet);
     }
@@ -66,9 +77,7 @@ fn udp_over_ipv4_and_ipv6_echoes_many_peers_beside_a_tcp_listener() {
         .listen_udp("127.0.0.1:0")
         .listen_udp("[::1]:0")
         .listen("127.0.0.1:0");
-    let server = builder
-        .build(move || PacketEcho { tx: tx.clone() })
-        .unwrap();
+    let server = builder.build(move || PacketEcho::new(&tx)).unwrap();
     assert!(matches!(server.local_addrs()[0], ListenAddr::Udp(_)));
     let server = server.start().unwrap();
     for listener in [0, 1] {
@@ -114,7 +123,7 @@ fn unix_datagrams_are_answered_at_the_senders_path() {
     let (tx, rx) = crossbeam_channel::unbounded();
     let builder = dgram_builder().listen_unix_dgram(server_path.to_str().unwrap());
     let server = builder
-        .build(move || PacketEcho { tx: tx.clone() })
+        .build(move || PacketEcho::new(&tx))
         .unwrap()
         .start()
         .unwrap();
@@ -154,7 +163,7 @@ fn sendto_works_from_any_thread_and_refuses_bad_calls_with_a_reason() {
             let _ = ctx.wait_stop(Duration::from_secs(3600));
         });
     let server = builder
-        .build(move || PacketEcho { tx: tx.clone() })
+        .build(move || PacketEcho::new(&tx))
         .unwrap()
         .start()
         .unwrap();
@@ -282,8 +291,12 @@ fn a_flood_the_workers_cannot_keep_up_with_is_dropped_and_counted_not_buffered()
         .listen_udp("127.0.0.1:0")
         .worker_num(1)
         .worker_queue_capacity(16);
+    let (release, hold) = crossbeam_channel::bounded(1);
     let server = builder
-        .build(move || PacketEcho { tx: tx.clone() })
+        .build(move || PacketEcho {
+            hold: Some(hold.clone()),
+            ..PacketEcho::new(&tx)
+        })
         .unwrap()
         .start()
         .unwrap();
@@ -298,6 +311,7 @@ fn a_flood_the_workers_cannot_keep_up_with_is_dropped_and_counted_not_buffered()
     wait_until("drops to be counted", || {
         server.handle().stats().packet_drop_inbox_full > 0
     });
+    release.send(()).unwrap();
     // The server still answers afterwards.
     wait_until("the queue to drain", || {
         client.send(b"ping").unwrap();
@@ -355,7 +369,7 @@ fn a_shutdown_flushes_the_datagrams_sendto_queued() {
     let (tx, _rx) = crossbeam_channel::unbounded();
     let server = dgram_builder()
         .listen_unix_dgram(server_path.to_str().unwrap())
-        .build(move || PacketEcho { tx: tx.clone() })
+        .build(move || PacketEcho::new(&tx))
         .unwrap()
         .start()
         .unwrap();
@@ -412,7 +426,7 @@ fn stuck_peer(name: &str, configure: impl FnOnce(ServerBuilder) -> ServerBuilder
         .listen_unix_dgram(server_path.to_str().unwrap())
         .max_wait_time(Duration::from_millis(100));
     let server = configure(builder)
-        .build(move || PacketEcho { tx: tx.clone() })
+        .build(move || PacketEcho::new(&tx))
         .unwrap()
         .start()
         .unwrap();
