@@ -291,20 +291,53 @@ fn garbage_a_stalled_handshake_and_an_oversized_record_close_only_their_connecti
     server.shutdown().unwrap();
 }
 
+/// A recording echo that, on a packet `hold`, holds its thread until told to go on (or
+/// `WAIT` passes): in the reactor dispatch mode, that is the reactor, which reads nothing
+/// meanwhile.
+struct Holding {
+    recorder: Recorder,
+    go_on: crossbeam_channel::Receiver<()>,
+}
+
+impl eddy::EventHandler for Holding {
+    fn on_connect(&mut self, ctx: &mut eddy::Context<'_>, conn: eddy::ConnId) {
+        self.recorder.on_connect(ctx, conn);
+    }
+
+    fn on_receive(&mut self, ctx: &mut eddy::Context<'_>, conn: eddy::ConnId, packet: eddy::Bytes) {
+        let hold = &packet[..] == b"hold";
+        self.recorder.on_receive(ctx, conn, packet);
+        if hold {
+            let _ = self.go_on.recv_timeout(WAIT);
+        }
+    }
+
+    fn on_close(&mut self, ctx: &mut eddy::Context<'_>, conn: eddy::ConnId, reason: CloseReason) {
+        self.recorder.on_close(ctx, conn, reason);
+    }
+}
+
 #[test]
 fn a_record_that_does_not_decrypt_from_a_peer_already_gone_is_a_tls_failure_not_a_reset() {
-    // The forged record and the peer's reset are both in when the server reads (it is
-    // paused meanwhile): the alert it owes cannot be sent, and the close still says why the
+    // The forged record and the peer's reset are both in when the server reads (its reactor
+    // is held meanwhile): the alert it owes cannot be sent, and the close still says why the
     // session failed (it said the peer reset it).
     let ca = Ca::new("eddy test CA");
-    let (server, addr, events) = tls_server(tls_of(&ca.server(&["localhost"])), DispatchMode::Fd);
+    let (recorder, events) = Recorder::new(true);
+    let (go, go_on) = crossbeam_channel::bounded(1);
+    let builder = builder()
+        .tls(tls_of(&ca.server(&["localhost"])))
+        .dispatch_mode(DispatchMode::Reactor)
+        .worker_num(1);
+    let (server, addr) = start(builder, move || Holding {
+        recorder: recorder.clone(),
+        go_on: go_on.clone(),
+    });
     let mut forged = tls_connect(addr, ca.client_config(&[], None), "localhost").unwrap();
-    round_trip(&mut forged, b"then garbage");
-    let conn = next(&events).conn;
+    forged.write_all(b"hold").unwrap();
     next(&events);
-    // The pause reaches the reactor through its mailbox: on a loaded machine it may read
-    // the record first (the alert then goes out, and the close says the same).
-    server.handle().pause(conn).unwrap();
+    // The reactor is in the handler now, and reads nothing until it returns.
+    assert_eq!(next(&events).kind, Kind::Receive(b"hold"[..].into()));
     forged
         .sock
         .write_all(&[0x17, 0x03, 0x03, 0x00, 0x20])
@@ -326,8 +359,7 @@ fn a_record_that_does_not_decrypt_from_a_peer_already_gone_is_a_tls_failure_not_
     };
     assert_eq!(set, 0);
     drop(forged);
-    // `Closed` if it did.
-    let _ = server.handle().resume(conn);
+    go.send(()).unwrap();
     match next(&events).kind {
         Kind::Close(CloseReason::Tls(TlsFailure::Session(_))) => {}
         other => panic!("closed for {other:?}"),
