@@ -402,3 +402,112 @@ fn idle_mode_passes_a_worker_rebuilding_its_handler() {
     drop(gate_tx);
     server.shutdown().unwrap();
 }
+
+/// Reactor mode: echoes every packet (a frame, header and all); `hold` holds the reactor until the test says go on (or
+/// `WAIT` passes); `push` also sends `pushed` to the connection the test named.
+struct RoundEcho {
+    go_on: crossbeam_channel::Receiver<()>,
+    target: std::sync::Arc<std::sync::Mutex<Option<ConnId>>>,
+}
+
+impl eddy::EventHandler for RoundEcho {
+    fn on_receive(&mut self, ctx: &mut eddy::Context<'_>, conn: ConnId, packet: eddy::Bytes) {
+        ctx.send(conn, &packet).expect("echo");
+        match &packet[4..] {
+            b"hold" => {
+                let _ = self.go_on.recv_timeout(WAIT);
+            }
+            b"push" => {
+                let target = self.target.lock().unwrap().expect("a target named");
+                ctx.send(target, b"pushed").expect("push");
+            }
+            _ => {}
+        }
+    }
+}
+
+fn round_server() -> (
+    eddy::RunningServer,
+    std::net::SocketAddr,
+    crossbeam_channel::Sender<()>,
+    std::sync::Arc<std::sync::Mutex<Option<ConnId>>>,
+) {
+    let (go, go_on) = crossbeam_channel::unbounded();
+    let target = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let builder = builder()
+        .codec(LengthCodec::new())
+        .dispatch_mode(DispatchMode::Reactor)
+        .worker_num(1);
+    let shared = target.clone();
+    let (server, addr) = start(builder, move || RoundEcho {
+        go_on: go_on.clone(),
+        target: shared.clone(),
+    });
+    (server, addr, go, target)
+}
+
+#[test]
+fn in_reactor_mode_the_batches_of_one_round_from_many_connections_all_come_back_in_order() {
+    // More connections than a round holds back (64): all of them are read in the round that
+    // follows the hold, and each one's batch is answered whole, in order.
+    let (server, addr, go, _) = round_server();
+    let mut holder = connect(addr);
+    write_all(&mut holder, &frame(b"hold"));
+    assert_eq!(read_n(&mut holder, 8), frame(b"hold"));
+    let mut conns: Vec<_> = (0..150).map(|_| connect(addr)).collect();
+    let streams: Vec<Vec<u8>> = (0..conns.len())
+        .map(|c| {
+            (0..20)
+                .flat_map(|p| frame(format!("c{c} p{p}").as_bytes()))
+                .collect()
+        })
+        .collect();
+    for (conn, stream) in conns.iter_mut().zip(&streams) {
+        write_all(conn, stream);
+    }
+    go.send(()).unwrap();
+    for (conn, stream) in conns.iter_mut().zip(&streams) {
+        assert_eq!(read_n(conn, stream.len()), *stream, "echo in order");
+    }
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn in_reactor_mode_a_send_to_a_connection_whose_batch_waits_for_the_round_goes_after_it() {
+    // A's batch and B's `push` are read in one round (the reactor was held in a third
+    // connection's handler while both came). A's replies wait for the end of the round; B's handler sends to A meanwhile:
+    // that comes after them, and a send from another thread after the round still goes out.
+    let (server, addr, go, target) = round_server();
+    let mut a = connect(addr);
+    let mut b = connect(addr);
+    wait_until("both connected", || server.handle().connection_count() == 2);
+    let local = a.local_addr().unwrap();
+    let handle = server.handle();
+    let (ids, _) = handle.client_list(eddy::Cursor::START, 10);
+    let a_id = ids
+        .into_iter()
+        .find(|id| handle.client_info(*id).and_then(|i| i.peer()) == Some(local))
+        .expect("A is listed");
+    *target.lock().unwrap() = Some(a_id);
+    let mut holder = connect(addr);
+    write_all(&mut holder, &frame(b"hold"));
+    assert_eq!(read_n(&mut holder, 8), frame(b"hold"));
+    let batch: Vec<u8> = [frame(b"a1"), frame(b"a2"), frame(b"a3")].concat();
+    write_all(&mut a, &batch);
+    write_all(&mut b, &frame(b"push"));
+    go.send(()).unwrap();
+    assert_eq!(read_n(&mut b, 8), frame(b"push"));
+    let mut expected = batch.clone();
+    expected.extend_from_slice(b"pushed");
+    assert_eq!(
+        read_n(&mut a, expected.len()),
+        expected,
+        "the batch, then the push"
+    );
+    assert_eq!(
+        server.handle().send(a_id, b"later"),
+        Ok(eddy::SendStatus::Sent)
+    );
+    assert_eq!(read_n(&mut a, 5), b"later");
+    server.shutdown().unwrap();
+}

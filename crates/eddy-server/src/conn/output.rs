@@ -199,6 +199,11 @@ impl Output {
         self.ext().push_shared(data);
     }
 
+    /// Whether slices of a corked batch's packets are queued (see `push_shared`).
+    pub(crate) fn holds_shared(&self) -> bool {
+        self.ext.as_ref().is_some_and(|ext| ext.holds_shared())
+    }
+
     /// The batch is over: what is left of its slices is copied (see `OutputExt::own_shared`).
     pub(crate) fn own_shared(&mut self) {
         if let Some(ext) = &mut self.ext {

@@ -117,6 +117,11 @@ impl OutputExt {
         self.tail.push_back(Segment::Shared(data, 0));
     }
 
+    /// Whether slices of a batch are queued.
+    pub(crate) fn holds_shared(&self) -> bool {
+        self.shared > 0
+    }
+
     /// Copy what is left of the batch's slices into segments of their own, so a reply the
     /// kernel has not taken does not keep the block the packets were read into alive.
     pub(crate) fn own_shared(&mut self) {

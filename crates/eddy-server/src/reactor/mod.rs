@@ -159,6 +159,9 @@ impl Reactor {
             }
         }
         sys::mark_reactor_thread();
+        if self.inline.is_some() {
+            self.shared.outlet.write_by_round();
+        }
         if let Err(err) = self.watch_datagrams() {
             tracing::error!(reactor = self.id, "cannot watch datagram sockets: {err}");
         }
@@ -210,6 +213,8 @@ impl Reactor {
                 self.resume_accepting();
             }
             self.flush_backlogs();
+            // The replies of the round's batches, together (see `Outlet::uncork`).
+            self.shared.outlet.end_round();
             self.wake_workers();
             if self.finished() {
                 break;
@@ -254,6 +259,7 @@ impl Reactor {
         if let Some(inline) = &mut self.inline {
             inline.stop();
         }
+        self.shared.outlet.end_round();
         self.wake_workers();
         // Hang up: a worker stops once every reactor has and its queue is empty.
         self.inboxes.clear();
