@@ -511,3 +511,69 @@ fn in_reactor_mode_a_send_to_a_connection_whose_batch_waits_for_the_round_goes_a
     assert_eq!(read_n(&mut a, 5), b"later");
     server.shutdown().unwrap();
 }
+
+/// A task that waits for the test to say go on (or `WAIT` to pass).
+struct Gated(crossbeam_channel::Receiver<()>);
+
+impl eddy::TaskHandler for Gated {
+    type Task = ();
+    type Output = ();
+
+    fn on_task(&mut self, _: &mut eddy::TaskContext<'_, Self>, _: eddy::Task<()>) -> Option<()> {
+        let _ = self.0.recv_timeout(WAIT);
+        Some(())
+    }
+}
+
+/// Reactor mode: echoes every packet; `wait` first waits for a gated task.
+struct TaskWaiting;
+
+impl eddy::EventHandler<Gated> for TaskWaiting {
+    fn on_receive(
+        &mut self,
+        ctx: &mut eddy::Context<'_, Gated>,
+        conn: ConnId,
+        packet: eddy::Bytes,
+    ) {
+        if &packet[4..] == b"wait" {
+            ctx.task_wait((), WAIT).expect("the task's result");
+        }
+        ctx.send(conn, &packet).expect("echo");
+    }
+}
+
+#[test]
+fn in_reactor_mode_replies_held_for_the_round_do_not_wait_for_a_task_wait() {
+    // A's batch and B's `wait` come in one round (the reactor waits for the first task
+    // meanwhile); B's handler waits for a task the test holds: A's replies are out before.
+    let (go, go_on) = crossbeam_channel::unbounded();
+    let builder = builder()
+        .codec(LengthCodec::new())
+        .dispatch_mode(DispatchMode::Reactor)
+        .worker_num(1)
+        .task_handler(move || Gated(go_on.clone()))
+        .task_worker_num(1);
+    let (server, addr) = start(builder, || TaskWaiting);
+    let mut holder = connect(addr);
+    let mut a = connect(addr);
+    let mut b = connect(addr);
+    wait_until("all connected", || server.handle().connection_count() == 3);
+    write_all(&mut holder, &frame(b"wait"));
+    wait_until("the first task to run", || {
+        server.handle().stats().task_idle_worker_num == 0
+    });
+    let batch: Vec<u8> = [frame(b"a1"), frame(b"a2")].concat();
+    write_all(&mut a, &batch);
+    write_all(&mut b, &frame(b"wait"));
+    go.send(()).unwrap();
+    assert_eq!(read_n(&mut holder, 8), frame(b"wait"));
+    // B's task now holds the reactor; A's batch was read in the round before it.
+    assert_eq!(
+        read_n(&mut a, batch.len()),
+        batch,
+        "A's replies, before B's task ends"
+    );
+    go.send(()).unwrap();
+    assert_eq!(read_n(&mut b, 8), frame(b"wait"));
+    server.shutdown().unwrap();
+}
