@@ -451,10 +451,11 @@ fn in_reactor_mode_the_batches_of_one_round_from_many_connections_all_come_back_
     // More connections than a round holds back (64): all of them are read in the round that
     // follows the hold, and each one's batch is answered whole, in order.
     let (server, addr, go, _) = round_server();
+    let mut conns: Vec<_> = (0..150).map(|_| connect(addr)).collect();
     let mut holder = connect(addr);
+    wait_until("all accepted", || server.handle().connection_count() == 151);
     write_all(&mut holder, &frame(b"hold"));
     assert_eq!(read_n(&mut holder, 8), frame(b"hold"));
-    let mut conns: Vec<_> = (0..150).map(|_| connect(addr)).collect();
     let streams: Vec<Vec<u8>> = (0..conns.len())
         .map(|c| {
             (0..20)
@@ -494,6 +495,8 @@ fn in_reactor_mode_a_send_to_a_connection_whose_batch_waits_for_the_round_goes_a
     assert_eq!(read_n(&mut holder, 8), frame(b"hold"));
     let batch: Vec<u8> = [frame(b"a1"), frame(b"a2"), frame(b"a3")].concat();
     write_all(&mut a, &batch);
+    // A's bytes are in before B's: the poller reports A first.
+    wait_acked(&a);
     write_all(&mut b, &frame(b"push"));
     go.send(()).unwrap();
     assert_eq!(read_n(&mut b, 8), frame(b"push"));
@@ -525,8 +528,11 @@ impl eddy::TaskHandler for Gated {
     }
 }
 
-/// Reactor mode: echoes every packet; `wait` first waits for a gated task.
-struct TaskWaiting;
+/// Reactor mode: echoes every packet; `wait` first waits for a gated task, through the
+/// context or (`through_handle`) through the server handle's `Tasks`.
+struct TaskWaiting {
+    through_handle: bool,
+}
 
 impl eddy::EventHandler<Gated> for TaskWaiting {
     fn on_receive(
@@ -536,7 +542,13 @@ impl eddy::EventHandler<Gated> for TaskWaiting {
         packet: eddy::Bytes,
     ) {
         if &packet[4..] == b"wait" {
-            ctx.task_wait((), WAIT).expect("the task's result");
+            let result = if self.through_handle {
+                let tasks = ctx.server().tasks::<Gated>().expect("tasks");
+                tasks.task_wait((), WAIT)
+            } else {
+                ctx.task_wait((), WAIT)
+            };
+            result.expect("the task's result");
         }
         ctx.send(conn, &packet).expect("echo");
     }
@@ -544,6 +556,12 @@ impl eddy::EventHandler<Gated> for TaskWaiting {
 
 #[test]
 fn in_reactor_mode_replies_held_for_the_round_do_not_wait_for_a_task_wait() {
+    for through_handle in [false, true] {
+        replies_held_for_the_round_do_not_wait_for_a_task_wait(through_handle);
+    }
+}
+
+fn replies_held_for_the_round_do_not_wait_for_a_task_wait(through_handle: bool) {
     // A's batch and B's `wait` come in one round (the reactor waits for the first task
     // meanwhile); B's handler waits for a task the test holds: A's replies are out before.
     let (go, go_on) = crossbeam_channel::unbounded();
@@ -553,7 +571,7 @@ fn in_reactor_mode_replies_held_for_the_round_do_not_wait_for_a_task_wait() {
         .worker_num(1)
         .task_handler(move || Gated(go_on.clone()))
         .task_worker_num(1);
-    let (server, addr) = start(builder, || TaskWaiting);
+    let (server, addr) = start(builder, move || TaskWaiting { through_handle });
     let mut holder = connect(addr);
     let mut a = connect(addr);
     let mut b = connect(addr);
@@ -564,6 +582,8 @@ fn in_reactor_mode_replies_held_for_the_round_do_not_wait_for_a_task_wait() {
     });
     let batch: Vec<u8> = [frame(b"a1"), frame(b"a2")].concat();
     write_all(&mut a, &batch);
+    // A's bytes are in before B's: the poller reports A first.
+    wait_acked(&a);
     write_all(&mut b, &frame(b"wait"));
     go.send(()).unwrap();
     assert_eq!(read_n(&mut holder, 8), frame(b"wait"));
@@ -571,9 +591,74 @@ fn in_reactor_mode_replies_held_for_the_round_do_not_wait_for_a_task_wait() {
     assert_eq!(
         read_n(&mut a, batch.len()),
         batch,
-        "A's replies, before B's task ends"
+        "A's replies, before B's task ends (through the handle: {through_handle})"
     );
     go.send(()).unwrap();
     assert_eq!(read_n(&mut b, 8), frame(b"wait"));
+    server.shutdown().unwrap();
+}
+
+/// Reactor mode: echoes every packet; `hold` holds the reactor until the test says go on,
+/// `panic` panics. Once `fail_starts` is set, a new handler's `on_worker_start` panics.
+struct Fragile {
+    go_on: crossbeam_channel::Receiver<()>,
+    fail_starts: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl eddy::EventHandler for Fragile {
+    fn on_worker_start(&mut self, _: &mut eddy::Context<'_>) {
+        if self.fail_starts.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("this handler cannot start");
+        }
+    }
+
+    fn on_receive(&mut self, ctx: &mut eddy::Context<'_>, conn: ConnId, packet: eddy::Bytes) {
+        match &packet[4..] {
+            b"hold" => {
+                let _ = self.go_on.recv_timeout(WAIT);
+            }
+            b"panic" => panic!("a handler that panics"),
+            _ => {}
+        }
+        ctx.send(conn, &packet).expect("echo");
+    }
+}
+
+#[test]
+fn in_reactor_mode_replies_held_for_the_round_do_not_wait_for_a_handler_that_cannot_start() {
+    // A's batch and B's `panic` come in one round. The panic rebuilds the handler, whose
+    // start keeps failing (the thread backs off until the shutdown): A's replies are out.
+    let (go, go_on) = crossbeam_channel::unbounded();
+    let fail_starts = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let builder = builder()
+        .codec(LengthCodec::new())
+        .dispatch_mode(DispatchMode::Reactor)
+        .worker_num(1);
+    let failing = fail_starts.clone();
+    let (server, addr) = start(builder, move || Fragile {
+        go_on: go_on.clone(),
+        fail_starts: failing.clone(),
+    });
+    let mut a = connect(addr);
+    let mut b = connect(addr);
+    let mut holder = connect(addr);
+    wait_until("all connected", || server.handle().connection_count() == 3);
+    write_all(&mut holder, &frame(b"hold"));
+    wait_until("the reactor to hold", || {
+        server.handle().stats().request_count == 1
+    });
+    let batch: Vec<u8> = [frame(b"a1"), frame(b"a2")].concat();
+    write_all(&mut a, &batch);
+    // A's bytes are in before B's: the poller reports A first.
+    wait_acked(&a);
+    write_all(&mut b, &frame(b"panic"));
+    fail_starts.store(true, std::sync::atomic::Ordering::SeqCst);
+    go.send(()).unwrap();
+    assert_eq!(read_n(&mut holder, 8), frame(b"hold"));
+    assert_eq!(
+        read_n(&mut a, batch.len()),
+        batch,
+        "A's replies, though no handler starts"
+    );
     server.shutdown().unwrap();
 }

@@ -218,6 +218,19 @@ pub fn write_all(stream: &mut TcpStream, data: &[u8]) {
     stream.write_all(data).expect("write");
 }
 
+/// Wait until the server has acknowledged everything written to `stream` (its send queue,
+/// `SIOCOUTQ`, is empty): the bytes are in the server's socket, which its poller reports
+/// ready, before anything written after this call.
+pub fn wait_acked(stream: &TcpStream) {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(stream);
+    wait_until("the server to acknowledge what was written", || {
+        let mut unacked: libc::c_int = 0;
+        // SAFETY: `fd` is the open socket `stream` borrows; TIOCOUTQ writes one int.
+        let ok = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut unacked) } == 0;
+        ok && unacked == 0
+    });
+}
+
 /// Keep the handler alive in tests that only need a handle.
 pub fn shared<T>(value: T) -> Arc<T> {
     Arc::new(value)

@@ -67,9 +67,9 @@ pub enum DispatchMode {
     /// answered on one thread, with no queue, wake-up or cache miss in between. The replies to
     /// a read of several packets (a batch) go out at the end of the reactor's poll round,
     /// together with the other connections' (up to 64 connections and 16 KiB each; before a
-    /// `task_wait`), so a client is woken once for them, not once each. The price: a handler
-    /// that blocks delays every other connection of its reactor, and the batch replies of the
-    /// round before it.
+    /// `task_wait` or a rebuild of the handler), so a client is woken once for them, not once
+    /// each. The price: a handler that blocks delays every other connection of its reactor,
+    /// and the batch replies of the round before it.
     Reactor,
 }
 

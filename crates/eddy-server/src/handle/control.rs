@@ -186,7 +186,7 @@ impl ServerHandle {
         pool.clone()
             .as_any()
             .downcast::<TaskPool<T>>()
-            .map(Tasks::new)
+            .map(|pool| Tasks::new(pool, self.shared.clone()))
             .map_err(|_| TaskError::WrongTaskType { expected })
     }
 

@@ -47,6 +47,15 @@ const ROUND_MAX: usize = 64;
 /// reactor encrypted).
 const ROUND_BYTES: usize = 16 * 1024;
 
+/// Whether this thread's round holds `conn`'s replies (see `Outlet::uncork`).
+fn held_by_round(conn: &Arc<Conn>) -> bool {
+    ROUND.with_borrow(|round| {
+        round
+            .as_ref()
+            .is_some_and(|round| round.iter().any(|held| Arc::ptr_eq(held, conn)))
+    })
+}
+
 /// A corked batch's reply at least this long that is a slice of its packets is queued as that
 /// slice, not copied. Below it a copy costs less than the segment's bookkeeping.
 const SHARE_MIN: usize = 4 * 1024;
@@ -331,6 +340,14 @@ impl Outlet {
         BATCH_PACKETS.take();
         let mut out = conn.out.lock();
         out.corked = false;
+        if out.flush_requested
+            && out.pending() > ROUND_BYTES
+            && out.state != OutState::Closed
+            && held_by_round(conn)
+        {
+            // Another batch of a connection the round holds, and together past the cap.
+            return self.write_uncorked(out, conn);
+        }
         if out.pending() == 0 || out.flush_requested || out.state == OutState::Closed {
             out.own_shared();
             return;

@@ -4,7 +4,7 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use super::{pool::Reply, waiter::Waiter, TaskHandler, TaskId, TaskPool, TaskSource, MAX_MULTI};
-use crate::{error::TaskError, timer::deadline_after};
+use crate::{error::TaskError, shared::Shared, timer::deadline_after};
 
 /// Sends tasks to a server's task workers from any thread: Swoole's `task` from a user
 /// process, and `taskwait` without a worker. Got from
@@ -14,12 +14,16 @@ use crate::{error::TaskError, timer::deadline_after};
 /// `finish` in them says [`TaskError::NoReceiver`]). Use a wait to get results back.
 pub struct Tasks<T: TaskHandler> {
     pool: Arc<TaskPool<T>>,
+    /// The server's state: a wait first writes the replies the calling thread holds for the
+    /// end of its round (a reactor-mode handler's, see `Outlet::uncork`).
+    shared: Arc<Shared>,
 }
 
 impl<T: TaskHandler> Clone for Tasks<T> {
     fn clone(&self) -> Self {
         Tasks {
             pool: self.pool.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -33,8 +37,8 @@ impl<T: TaskHandler> fmt::Debug for Tasks<T> {
 }
 
 impl<T: TaskHandler> Tasks<T> {
-    pub(crate) fn new(pool: Arc<TaskPool<T>>) -> Self {
-        Tasks { pool }
+    pub(crate) fn new(pool: Arc<TaskPool<T>>, shared: Arc<Shared>) -> Self {
+        Tasks { pool, shared }
     }
 
     /// How many task workers there are.
@@ -61,6 +65,7 @@ impl<T: TaskHandler> Tasks<T> {
     /// Run a task and block until its result or `timeout`. See
     /// [`Context::task_wait`](crate::Context::task_wait).
     pub fn task_wait(&self, payload: T::Task, timeout: Duration) -> Result<T::Output, TaskError> {
+        self.shared.outlet.end_round();
         wait_one(&self.pool, TaskSource::External, payload, timeout)
     }
 
@@ -71,6 +76,7 @@ impl<T: TaskHandler> Tasks<T> {
         payloads: impl IntoIterator<Item = T::Task>,
         timeout: Duration,
     ) -> Result<Vec<Result<T::Output, TaskError>>, TaskError> {
+        self.shared.outlet.end_round();
         wait_all(&self.pool, TaskSource::External, payloads, timeout)
     }
 
@@ -80,6 +86,7 @@ impl<T: TaskHandler> Tasks<T> {
         payloads: impl IntoIterator<Item = T::Task>,
         timeout: Duration,
     ) -> Result<Vec<Result<T::Output, TaskError>>, TaskError> {
+        self.shared.outlet.end_round();
         wait_all(&self.pool, TaskSource::External, payloads, timeout)
     }
 }

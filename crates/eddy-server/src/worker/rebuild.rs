@@ -54,6 +54,9 @@ impl<T: TaskHandler> Worker<T> {
     fn rebuild(&mut self, cause: Option<Rebuild>) {
         let server = self.server.clone();
         let shared = &server.shared;
+        // A reactor-mode worker's replies held for the end of its round go out first: a
+        // handler that cannot start keeps the thread in back-off until the shutdown.
+        shared.outlet.end_round();
         let status = &shared.workers[self.id];
         status.stopping.store(true, Ordering::Relaxed);
         self.guard(Callback::WorkerStop, None, |h, ctx| h.on_worker_stop(ctx));
