@@ -403,6 +403,42 @@ fn idle_mode_passes_a_worker_rebuilding_its_handler() {
     server.shutdown().unwrap();
 }
 
+/// `n` connections, once the server has accepted them all.
+fn accepted(
+    server: &eddy::RunningServer,
+    addr: std::net::SocketAddr,
+    n: usize,
+) -> Vec<std::net::TcpStream> {
+    let conns: Vec<_> = (0..n).map(|_| connect(addr)).collect();
+    wait_until("every connection accepted", || {
+        server.handle().connection_count() == n
+    });
+    conns
+}
+
+/// Three accepted connections: one to hold the reactor with, A and B.
+fn three(server: &eddy::RunningServer, addr: std::net::SocketAddr) -> [std::net::TcpStream; 3] {
+    let conns = accepted(server, addr, 3);
+    conns.try_into().expect("three")
+}
+
+/// Write a batch of `packets` framed packets on `a`, then, once the server has them (so
+/// its poller reports `a` first), one packet `then` on `b`. Returns the batch.
+fn batch_then(
+    a: &mut std::net::TcpStream,
+    packets: usize,
+    b: &mut std::net::TcpStream,
+    then: &[u8],
+) -> Vec<u8> {
+    let batch: Vec<u8> = (1..=packets)
+        .flat_map(|p| frame(format!("a{p}").as_bytes()))
+        .collect();
+    write_all(a, &batch);
+    wait_acked(a);
+    write_all(b, &frame(then));
+    batch
+}
+
 /// Reactor mode: echoes every packet (a frame, header and all); `hold` holds the reactor until the test says go on (or
 /// `WAIT` passes); `push` also sends `pushed` to the connection the test named.
 struct RoundEcho {
@@ -451,9 +487,8 @@ fn in_reactor_mode_the_batches_of_one_round_from_many_connections_all_come_back_
     // More connections than a round holds back (64): all of them are read in the round that
     // follows the hold, and each one's batch is answered whole, in order.
     let (server, addr, go, _) = round_server();
-    let mut conns: Vec<_> = (0..150).map(|_| connect(addr)).collect();
-    let mut holder = connect(addr);
-    wait_until("all accepted", || server.handle().connection_count() == 151);
+    let mut conns = accepted(&server, addr, 151);
+    let mut holder = conns.pop().unwrap();
     write_all(&mut holder, &frame(b"hold"));
     assert_eq!(read_n(&mut holder, 8), frame(b"hold"));
     let streams: Vec<Vec<u8>> = (0..conns.len())
@@ -493,11 +528,7 @@ fn in_reactor_mode_a_send_to_a_connection_whose_batch_waits_for_the_round_goes_a
     let mut holder = connect(addr);
     write_all(&mut holder, &frame(b"hold"));
     assert_eq!(read_n(&mut holder, 8), frame(b"hold"));
-    let batch: Vec<u8> = [frame(b"a1"), frame(b"a2"), frame(b"a3")].concat();
-    write_all(&mut a, &batch);
-    // A's bytes are in before B's: the poller reports A first.
-    wait_acked(&a);
-    write_all(&mut b, &frame(b"push"));
+    let batch = batch_then(&mut a, 3, &mut b, b"push");
     go.send(()).unwrap();
     assert_eq!(read_n(&mut b, 8), frame(b"push"));
     let mut expected = batch.clone();
@@ -572,19 +603,12 @@ fn replies_held_for_the_round_do_not_wait_for_a_task_wait(through_handle: bool) 
         .task_handler(move || Gated(go_on.clone()))
         .task_worker_num(1);
     let (server, addr) = start(builder, move || TaskWaiting { through_handle });
-    let mut holder = connect(addr);
-    let mut a = connect(addr);
-    let mut b = connect(addr);
-    wait_until("all connected", || server.handle().connection_count() == 3);
+    let [mut holder, mut a, mut b] = three(&server, addr);
     write_all(&mut holder, &frame(b"wait"));
     wait_until("the first task to run", || {
         server.handle().stats().task_idle_worker_num == 0
     });
-    let batch: Vec<u8> = [frame(b"a1"), frame(b"a2")].concat();
-    write_all(&mut a, &batch);
-    // A's bytes are in before B's: the poller reports A first.
-    wait_acked(&a);
-    write_all(&mut b, &frame(b"wait"));
+    let batch = batch_then(&mut a, 2, &mut b, b"wait");
     go.send(()).unwrap();
     assert_eq!(read_n(&mut holder, 8), frame(b"wait"));
     // B's task now holds the reactor; A's batch was read in the round before it.
@@ -639,19 +663,12 @@ fn in_reactor_mode_replies_held_for_the_round_do_not_wait_for_a_handler_that_can
         go_on: go_on.clone(),
         fail_starts: failing.clone(),
     });
-    let mut a = connect(addr);
-    let mut b = connect(addr);
-    let mut holder = connect(addr);
-    wait_until("all connected", || server.handle().connection_count() == 3);
+    let [mut holder, mut a, mut b] = three(&server, addr);
     write_all(&mut holder, &frame(b"hold"));
     wait_until("the reactor to hold", || {
         server.handle().stats().request_count == 1
     });
-    let batch: Vec<u8> = [frame(b"a1"), frame(b"a2")].concat();
-    write_all(&mut a, &batch);
-    // A's bytes are in before B's: the poller reports A first.
-    wait_acked(&a);
-    write_all(&mut b, &frame(b"panic"));
+    let batch = batch_then(&mut a, 2, &mut b, b"panic");
     fail_starts.store(true, std::sync::atomic::Ordering::SeqCst);
     go.send(()).unwrap();
     assert_eq!(read_n(&mut holder, 8), frame(b"hold"));
