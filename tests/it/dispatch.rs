@@ -440,7 +440,8 @@ fn batch_then(
 }
 
 /// Reactor mode: echoes every packet (a frame, header and all); `hold` holds the reactor until the test says go on (or
-/// `WAIT` passes); `push` also sends `pushed` to the connection the test named.
+/// `WAIT` passes); `push` also sends `pushed` to the connection the test named; `bye` closes
+/// the connection once its replies are out.
 struct RoundEcho {
     go_on: crossbeam_channel::Receiver<()>,
     target: std::sync::Arc<std::sync::Mutex<Option<ConnId>>>,
@@ -457,6 +458,7 @@ impl eddy::EventHandler for RoundEcho {
                 let target = self.target.lock().unwrap().expect("a target named");
                 ctx.send(target, b"pushed").expect("push");
             }
+            b"bye" => ctx.close(conn).expect("close"),
             _ => {}
         }
     }
@@ -505,6 +507,20 @@ fn in_reactor_mode_the_batches_of_one_round_from_many_connections_all_come_back_
     for (conn, stream) in conns.iter_mut().zip(&streams) {
         assert_eq!(read_n(conn, stream.len()), *stream, "echo in order");
     }
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn in_reactor_mode_a_close_in_a_batch_comes_after_the_replies_the_round_held() {
+    // The batch's replies wait for the end of the round, its last packet asks for a
+    // graceful close: every reply arrives, then the end of the stream (not a reset).
+    let (server, addr, _go, _) = round_server();
+    let mut client = connect(addr);
+    let batch: Vec<u8> = [frame(b"a1"), frame(b"a2"), frame(b"bye")].concat();
+    write_all(&mut client, &batch);
+    let (got, reset) = read_to_close(&mut client);
+    assert_eq!(got, batch, "every reply, then the close");
+    assert!(!reset, "a graceful close");
     server.shutdown().unwrap();
 }
 

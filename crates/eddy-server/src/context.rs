@@ -210,10 +210,9 @@ impl<'a, T: TaskHandler> Context<'a, T> {
     /// [`TaskError::Panicked`] with its message; one that ends without a result gives
     /// [`TaskError::NoResult`] at once rather than at the deadline.
     pub fn task_wait(&self, payload: T::Task, timeout: Duration) -> Result<T::Output, TaskError> {
-        // Replies held for the end of the reactor's round do not wait for the task.
-        self.server.shared.outlet.end_round();
         wait_one(
             self.pool()?,
+            &self.server.shared.outlet,
             TaskSource::Worker(self.worker_id),
             payload,
             timeout,
@@ -234,9 +233,9 @@ impl<'a, T: TaskHandler> Context<'a, T> {
         payloads: impl IntoIterator<Item = T::Task>,
         timeout: Duration,
     ) -> Result<Vec<Result<T::Output, TaskError>>, TaskError> {
-        self.server.shared.outlet.end_round();
         wait_all(
             self.pool()?,
+            &self.server.shared.outlet,
             TaskSource::Worker(self.worker_id),
             payloads,
             timeout,

@@ -4,7 +4,11 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use super::{pool::Reply, waiter::Waiter, TaskHandler, TaskId, TaskPool, TaskSource, MAX_MULTI};
-use crate::{error::TaskError, shared::Shared, timer::deadline_after};
+use crate::{
+    error::TaskError,
+    shared::{Outlet, Shared},
+    timer::deadline_after,
+};
 
 /// Sends tasks to a server's task workers from any thread: Swoole's `task` from a user
 /// process, and `taskwait` without a worker. Got from
@@ -65,8 +69,8 @@ impl<T: TaskHandler> Tasks<T> {
     /// Run a task and block until its result or `timeout`. See
     /// [`Context::task_wait`](crate::Context::task_wait).
     pub fn task_wait(&self, payload: T::Task, timeout: Duration) -> Result<T::Output, TaskError> {
-        self.shared.outlet.end_round();
-        wait_one(&self.pool, TaskSource::External, payload, timeout)
+        let outlet = &self.shared.outlet;
+        wait_one(&self.pool, outlet, TaskSource::External, payload, timeout)
     }
 
     /// Run tasks at once and block until all results or `timeout`. See
@@ -76,8 +80,8 @@ impl<T: TaskHandler> Tasks<T> {
         payloads: impl IntoIterator<Item = T::Task>,
         timeout: Duration,
     ) -> Result<Vec<Result<T::Output, TaskError>>, TaskError> {
-        self.shared.outlet.end_round();
-        wait_all(&self.pool, TaskSource::External, payloads, timeout)
+        let outlet = &self.shared.outlet;
+        wait_all(&self.pool, outlet, TaskSource::External, payloads, timeout)
     }
 
     /// The same as [`task_wait_multi`](Self::task_wait_multi).
@@ -86,14 +90,18 @@ impl<T: TaskHandler> Tasks<T> {
         payloads: impl IntoIterator<Item = T::Task>,
         timeout: Duration,
     ) -> Result<Vec<Result<T::Output, TaskError>>, TaskError> {
-        self.shared.outlet.end_round();
-        wait_all(&self.pool, TaskSource::External, payloads, timeout)
+        let outlet = &self.shared.outlet;
+        wait_all(&self.pool, outlet, TaskSource::External, payloads, timeout)
     }
 }
 
 /// `task_wait`: one task, one result or error.
+///
+/// Before it blocks, what the calling thread holds for the end of its round is written
+/// (`Outlet::end_round`: a reactor-mode handler's replies must not wait for the task).
 pub(crate) fn wait_one<T: TaskHandler>(
     pool: &TaskPool<T>,
+    outlet: &Outlet,
     src: TaskSource,
     payload: T::Task,
     timeout: Duration,
@@ -105,6 +113,7 @@ pub(crate) fn wait_one<T: TaskHandler>(
         index: 0,
     };
     pool.submit(None, src, payload, reply)?;
+    outlet.end_round();
     waiter
         .wait(deadline)
         .pop()
@@ -113,8 +122,10 @@ pub(crate) fn wait_one<T: TaskHandler>(
 
 /// `task_wait_multi` / `task_co`: every task queued at once, one deadline, results in the
 /// order of the payloads. A payload that could not be queued has its error in its place.
+/// Writes what the thread holds for its round first, as [`wait_one`] does.
 pub(crate) fn wait_all<T: TaskHandler>(
     pool: &TaskPool<T>,
+    outlet: &Outlet,
     src: TaskSource,
     payloads: impl IntoIterator<Item = T::Task>,
     timeout: Duration,
@@ -143,5 +154,6 @@ pub(crate) fn wait_all<T: TaskHandler>(
             waiter.put(index, Err(err));
         }
     }
+    outlet.end_round();
     Ok(waiter.wait(deadline))
 }
